@@ -1,0 +1,35 @@
+# dualstream_geo: install, test, demo. Every target works from a fresh clone.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# A Python >= 3.12: PATH first, then pyenv's installed versions (the pyenv shims refuse
+# without PYENV_VERSION, so each candidate is asked to run, not just found).
+find_python = for c in python3.13 python3.12 python3 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -rV); do \
+	if $$c -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then command -v $$c; exit 0; fi; done; exit 1
+
+.PHONY: install test lint demo clean
+
+$(STAMP): pyproject.toml
+	@PYTHON=$$($(find_python)) || { echo "error: no Python >= 3.12 found on PATH or in pyenv (\$$PYENV_ROOT/versions); install one, e.g. 'pyenv install 3.12'" >&2; exit 1; }; \
+	echo "using $$PYTHON ($$($$PYTHON --version))"; \
+	[ -x $(PY) ] || $$PYTHON -m venv $(VENV); \
+	$(PY) -m pip install -q --upgrade pip && \
+	$(PY) -m pip install -q -e ".[dev]" && touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy dualstream_geo
+
+test: lint
+	$(VENV)/bin/pytest -q -p no:cacheprovider
+
+demo: $(STAMP)
+	$(VENV)/bin/dualstream-geo demo --out demo_output
+
+clean:
+	rm -rf $(VENV) demo_output

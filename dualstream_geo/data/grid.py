@@ -1,0 +1,152 @@
+"""Output grids and reading any raster onto one (CRS, transform, shape), in float64 geometry.
+
+Every stream of a sample is defined by a :class:`Grid`; rasters are read onto it directly
+(windowed read when the file already lies on the grid, a GDAL warp otherwise), so no
+stream is ever materialised on another stream's grid first.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.io import DatasetReader
+from rasterio.warp import reproject
+from rasterio.windows import Window
+
+# Offsets closer than this to a whole pixel are treated as aligned (float64 noise only).
+_ALIGN_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A raster grid: CRS, north-up affine transform (float64) and shape (height, width)."""
+
+    crs: CRS
+    transform: Affine
+    height: int
+    width: int
+
+    @classmethod
+    def from_bounds(
+        cls, crs: CRS, xmin: float, ymax: float, xres: float, yres: float, height: int, width: int
+    ) -> Grid:
+        """Grid whose upper-left corner is (xmin, ymax) with pixel size (xres, yres)."""
+        return cls(crs, Affine(xres, 0.0, xmin, 0.0, -yres, ymax), height, width)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(xmin, ymin, xmax, ymax) in the grid's CRS."""
+        t = self.transform
+        return (t.c, t.f + t.e * self.height, t.c + t.a * self.width, t.f)
+
+    @property
+    def res(self) -> tuple[float, float]:
+        return (self.transform.a, -self.transform.e)
+
+    def scaled(self, factor: int) -> Grid:
+        """The same bounds with pixels ``factor`` times larger (height and width divided)."""
+        if self.height % factor or self.width % factor:
+            raise ValueError(
+                f"grid of {self.height}x{self.width} px is not divisible by the air grid "
+                f"factor {factor}"
+            )
+        xres, yres = self.res
+        xmin, _, _, ymax = self.bounds
+        return Grid.from_bounds(
+            self.crs,
+            xmin,
+            ymax,
+            xres * factor,
+            yres * factor,
+            self.height // factor,
+            self.width // factor,
+        )
+
+
+@functools.lru_cache(maxsize=256)
+def _open_cached(path: str, pid: int) -> DatasetReader:
+    # Keyed by pid: a GDAL handle inherited through fork must not be shared by workers.
+    return rasterio.open(path)
+
+
+def open_raster(path: str) -> DatasetReader:
+    """A cached read handle for ``path``, private to the calling process."""
+    return _open_cached(path, os.getpid())
+
+
+def _aligned_window(src_transform: Affine, grid: Grid) -> Window | None:
+    """The integer window of ``grid`` in a same-CRS source, or None if pixels do not align."""
+    st, gt = src_transform, grid.transform
+    if st.b or st.d or gt.b or gt.d:
+        return None
+    if abs(st.a - gt.a) > _ALIGN_TOLERANCE * abs(gt.a) or abs(st.e - gt.e) > _ALIGN_TOLERANCE * abs(
+        gt.e
+    ):
+        return None
+    col = (gt.c - st.c) / st.a
+    row = (gt.f - st.f) / st.e
+    if abs(col - round(col)) > _ALIGN_TOLERANCE or abs(row - round(row)) > _ALIGN_TOLERANCE:
+        return None
+    return Window(round(col), round(row), grid.width, grid.height)
+
+
+def read_onto(
+    src: DatasetReader,
+    indexes: list[int],
+    grid: Grid,
+    out: np.ndarray,
+    resampling: Resampling,
+    src_crs: CRS | None = None,
+    src_transform: Affine | None = None,
+    nodata: float | None = None,
+) -> None:
+    """Read ``indexes`` of ``src`` onto ``grid``, filling only pixels of ``out`` that are NaN.
+
+    ``out`` is a float32 array (len(indexes), height, width); pixels the file does not cover,
+    or that hold its nodata value, stay NaN. ``src_crs``/``src_transform`` override the
+    file's georeferencing (tiles of the original layout that carry none).
+    """
+    crs = src_crs or src.crs
+    transform = src_transform or src.transform
+    nodata = src.nodata if nodata is None else nodata
+    window = _aligned_window(transform, grid) if crs == grid.crs else None
+    if window is not None:
+        # Same CRS, same pixel size, whole-pixel offset: a plain windowed read, no resampling.
+        row0, col0 = max(window.row_off, 0), max(window.col_off, 0)
+        row1 = min(window.row_off + window.height, src.height)
+        col1 = min(window.col_off + window.width, src.width)
+        if row1 <= row0 or col1 <= col0:
+            return
+        data = src.read(indexes, window=Window(col0, row0, col1 - col0, row1 - row0))
+        values = data.astype(np.float32, copy=False)
+        if nodata is not None and not np.isnan(nodata):
+            values = np.where(data == nodata, np.float32(np.nan), values)
+        rows = slice(row0 - window.row_off, row1 - window.row_off)
+        cols = slice(col0 - window.col_off, col1 - window.col_off)
+        target = out[:, rows, cols]
+        empty = np.isnan(target)
+        target[empty] = values[empty]
+        return
+
+    warped = np.full(out.shape, np.nan, dtype=np.float32)
+    reproject(
+        source=rasterio.band(src, indexes),
+        destination=warped,
+        src_transform=transform,
+        src_crs=crs,
+        src_nodata=nodata,
+        dst_transform=grid.transform,
+        dst_crs=grid.crs,
+        dst_nodata=np.nan,
+        resampling=resampling,
+        init_dest_nodata=True,
+    )
+    empty = np.isnan(out)
+    out[empty] = warped[empty]

@@ -1,0 +1,140 @@
+"""DualStreamGeoDataset: a CRS-aware join that reads each stream on its own grid."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import shapely
+import torch
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from torch import Tensor
+from torchgeo.datasets import GeoDataset
+from torchgeo.datasets.utils import GeoSlice
+
+from ..errors import DualStreamError
+from .grid import Grid
+from .sources import GeoRaster, LandCoverMask, SatelliteImage
+
+Sample = dict[str, Any]
+
+
+def collate_samples(samples: Sequence[Sample]) -> Sample:
+    """Stack tensors along a new batch axis; other values (``crs``) become lists."""
+    batch: Sample = {}
+    for key in samples[0]:
+        values = [s[key] for s in samples]
+        batch[key] = torch.stack(values) if isinstance(values[0], Tensor) else values
+    return batch
+
+
+class DualStreamGeoDataset(GeoDataset):
+    """Image, optional mask and coarse air stream over the intersection of their footprints.
+
+    The index lives in the image CRS at the image resolution; ``ds[x, y]`` returns
+
+    * ``image`` (C, H, W) float32 and ``mask`` (H, W) int64 on the image grid,
+    * ``air`` (sum of air channels, H / air_scale, W / air_scale) float32 over the same bounds,
+    * ``valid`` (H, W) bool, false where the image has no data,
+    * ``bounds`` (4,) float64 ``xmin, ymin, xmax, ymax``, and ``crs`` (rasterio CRS).
+
+    Every source is reprojected on the fly from its own CRS (bilinear for image and air,
+    nearest for the mask). Air nodata/NaN is filled with ``air_fill`` (per channel; the
+    datamodule passes the band means, so filled pixels normalise to 0). Image nodata sets
+    ``valid`` false and the mask to ``ignore_index`` there. With ``air=None`` no ``air`` key
+    is returned (the model's air-absent path).
+    """
+
+    def __init__(
+        self,
+        image: SatelliteImage,
+        air: GeoRaster | Sequence[GeoRaster] | None,
+        mask: LandCoverMask | None = None,
+        air_scale: int = 8,
+        air_fill: float | Sequence[float] = 0.0,
+        transforms: Callable[[Sample], Sample] | None = None,
+    ) -> None:
+        if air_scale < 1:
+            raise DualStreamError(f"air_scale must be >= 1, got {air_scale}")
+        self.image = image
+        self.air = [air] if isinstance(air, GeoRaster) else list(air or [])
+        self.mask = mask
+        self.air_scale = air_scale
+        self.transforms = transforms
+        self.air_channels = sum(a.num_channels for a in self.air)
+        fill = np.broadcast_to(np.asarray(air_fill, dtype=np.float32), (self.air_channels,))
+        self.air_fill = fill.copy()
+        self.grid_crs = CRS.from_user_input(image.crs)
+        self._res = image.res
+
+        sources: list[GeoRaster] = [image, *self.air, *([mask] if mask is not None else [])]
+        # Each source's index in the image CRS, kept here so the sources are not mutated.
+        self._indexes = [s.index.to_crs(image.crs) for s in sources]
+        footprint = self._indexes[0].geometry
+        for other in self._indexes[1:]:
+            footprint = footprint.intersection(other.geometry.union_all())
+        keep = np.asarray(~footprint.is_empty & (footprint.area > 0))
+        if not keep.any():
+            listed = "; ".join(
+                f"{type(s).__name__} {tuple(round(v, 3) for v in idx.total_bounds)}"
+                for s, idx in zip(sources, self._indexes, strict=True)
+            )
+            raise DualStreamError(f"sources do not overlap (bounds in {image.crs.name}): {listed}")
+        self.index = gpd.GeoDataFrame(
+            {"filepath": self._indexes[0].filepath.to_numpy()[keep]},
+            geometry=footprint.to_numpy()[keep],
+            index=self._indexes[0].index[keep],
+            crs=image.crs,
+        )
+
+    def _files(self, source: int, box: shapely.Polygon) -> list[str]:
+        index = self._indexes[source]
+        return list(index.filepath.iloc[index.sindex.query(box, predicate="intersects")])
+
+    def grid_for(self, index: GeoSlice) -> Grid:
+        """The image grid of a query, in float64 from the query's own coordinates."""
+        x, y, _ = self._disambiguate_slice(index)
+        height = round((y.stop - y.start) / y.step)
+        width = round((x.stop - x.start) / x.step)
+        return Grid.from_bounds(self.grid_crs, x.start, y.stop, x.step, y.step, height, width)
+
+    def __getitem__(self, index: GeoSlice) -> Sample:
+        grid = self.grid_for(index)
+        box = shapely.box(*grid.bounds)
+        files = self._files(0, box)
+        if not files:
+            raise IndexError(f"{index} is outside the dataset bounds {self.bounds}")
+
+        image = self.image.read(files, grid, Resampling.bilinear)
+        valid = ~np.isnan(image).any(0)
+        sample: Sample = {
+            "image": torch.from_numpy(np.nan_to_num(image, nan=0.0)),
+            "valid": torch.from_numpy(valid),
+            "bounds": torch.tensor(grid.bounds, dtype=torch.float64),
+            "crs": self.grid_crs,
+        }
+        if self.air:
+            sample["air"] = torch.from_numpy(self._read_air(grid.scaled(self.air_scale)))
+        if self.mask is not None:
+            raw = self.mask.read(self._files(len(self._indexes) - 1, box), grid, Resampling.nearest)
+            classes = self.mask.to_classes(raw[0])
+            classes[~valid] = self.mask.ignore_index
+            sample["mask"] = torch.from_numpy(classes)
+        if self.transforms is not None:
+            sample = self.transforms(sample)
+        return sample
+
+    def _read_air(self, grid: Grid) -> np.ndarray:
+        box = shapely.box(*grid.bounds)
+        parts = [
+            source.read(self._files(i + 1, box), grid, Resampling.bilinear)
+            for i, source in enumerate(self.air)
+        ]
+        air = np.concatenate(parts)
+        bad = ~np.isfinite(air)
+        if bad.any():
+            air[bad] = np.broadcast_to(self.air_fill[:, None, None], air.shape)[bad]
+        return air

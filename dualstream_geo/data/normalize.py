@@ -1,0 +1,170 @@
+"""Per-band statistics from decimated reads, saved to JSON, and the normalisation they drive."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from rasterio.enums import Resampling
+from rasterio.io import DatasetReader
+from torch import Tensor
+
+from ..errors import DualStreamError
+from .grid import open_raster
+
+if TYPE_CHECKING:
+    from .sources import GeoRaster
+
+#: Longest side of a statistics read; GDAL serves it from overviews when the file has them.
+STATS_SIDE = 512
+
+
+def decimated_read(
+    src: DatasetReader, indexes: list[int], nodata: float | None = None, side: int = STATS_SIDE
+) -> np.ndarray:
+    """Bands ``indexes`` read at most ``side`` px on the long edge: float32 (C, N), NaN = nodata."""
+    scale = max(src.height, src.width) / side
+    height, width = src.height, src.width
+    if scale > 1:
+        height, width = max(1, round(src.height / scale)), max(1, round(src.width / scale))
+    data = src.read(indexes, out_shape=(len(indexes), height, width), resampling=Resampling.nearest)
+    values = data.astype(np.float32).reshape(len(indexes), -1)
+    nodata = src.nodata if nodata is None else nodata
+    if nodata is not None and not math.isnan(nodata):
+        values[data.reshape(len(indexes), -1) == nodata] = np.nan
+    return values
+
+
+@dataclass
+class BandStats:
+    """Per-band mean, std, min and max of one stream, in channel order."""
+
+    bands: list[str]
+    mean: list[float]
+    std: list[float]
+    min: list[float]
+    max: list[float]
+
+    def normalize(self, data: Tensor) -> Tensor:
+        """(x - mean) / std over the channel axis of (..., C, H, W)."""
+        mean = torch.tensor(self.mean, dtype=data.dtype, device=data.device)[:, None, None]
+        std = torch.tensor(self.std, dtype=data.dtype, device=data.device)[:, None, None]
+        return (data - mean) / std
+
+    @classmethod
+    def from_source(cls, source: GeoRaster, bands: Sequence[str] | None = None) -> BandStats:
+        """Statistics over every file of ``source`` from decimated reads (NaN/nodata skipped).
+
+        Raises:
+            DualStreamError: a file holds +/-inf (NaN is treated as nodata, with a warning).
+        """
+        total = np.zeros(source.num_channels)
+        total_sq = np.zeros(source.num_channels)
+        count = np.zeros(source.num_channels)
+        low = np.full(source.num_channels, np.inf)
+        high = np.full(source.num_channels, -np.inf)
+        nan_files = 0
+        for filepath in source.index.filepath:
+            first = 0
+            for path, indexes in source.channel_files(filepath):
+                values = decimated_read(open_raster(path), indexes, source.nodata).astype(np.float64)
+                if np.isinf(values).any():
+                    raise DualStreamError(f"{path}: contains inf values; fix or mask the file")
+                nan_files += int(np.isnan(values).any() and source.nodata is None)
+                part = slice(first, first + len(indexes))
+                finite = ~np.isnan(values)
+                total[part] += np.where(finite, values, 0).sum(1)
+                total_sq[part] += np.where(finite, values**2, 0).sum(1)
+                count[part] += finite.sum(1)
+                low[part] = np.minimum(low[part], np.nanmin(values, 1, initial=np.inf))
+                high[part] = np.maximum(high[part], np.nanmax(values, 1, initial=-np.inf))
+                first += len(indexes)
+        if nan_files:
+            warnings.warn(
+                f"{type(source).__name__}: {nan_files} file(s) hold NaN; treated as nodata and "
+                "filled with the band mean",
+                stacklevel=2,
+            )
+        if (count == 0).any():
+            raise DualStreamError(f"{type(source).__name__}: a band has no valid pixels")
+        mean = total / count
+        std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+        names = list(bands or getattr(source, "all_bands", None) or range(source.num_channels))
+        return cls(
+            bands=[str(b) for b in names],
+            mean=mean.tolist(),
+            std=np.maximum(std, 1e-6).tolist(),
+            min=low.tolist(),
+            max=high.tolist(),
+        )
+
+    @classmethod
+    def concat(cls, parts: Iterable[BandStats]) -> BandStats:
+        """Channel-wise concatenation (e.g. GEMS then AirPollution)."""
+        parts = list(parts)
+        return cls(
+            *(
+                [v for p in parts for v in getattr(p, field)]
+                for field in ("bands", "mean", "std", "min", "max")
+            )
+        )
+
+
+@dataclass
+class DatasetStats:
+    """Statistics of both streams, saved to and loaded from JSON."""
+
+    image: BandStats
+    air: BandStats | None
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as f:
+            json.dump({"image": asdict(self.image), "air": self.air and asdict(self.air)}, f)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> DatasetStats:
+        with open(path) as f:
+            raw = json.load(f)
+        return cls.from_dict(raw)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, dict[str, list[float]] | None]) -> DatasetStats:
+        image = raw["image"]
+        if image is None:
+            raise DualStreamError("statistics have no 'image' entry")
+        return cls(BandStats(**image), BandStats(**raw["air"]) if raw.get("air") else None)  # type: ignore[arg-type]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"image": asdict(self.image), "air": self.air and asdict(self.air)}
+
+
+class Normalize:
+    """Sample transform: normalise ``image`` and ``air`` with dataset statistics.
+
+    Invalid (nodata) image pixels are set to 0 after normalisation, i.e. the band mean.
+    """
+
+    def __init__(self, stats: DatasetStats) -> None:
+        self.stats = stats
+
+    def __call__(self, sample: dict[str, object]) -> dict[str, object]:
+        image = sample["image"]
+        assert isinstance(image, Tensor)
+        image = self.stats.image.normalize(image)
+        valid = sample.get("valid")
+        if isinstance(valid, Tensor):
+            image = image * valid.to(image.dtype)
+        sample["image"] = image
+        air = sample.get("air")
+        if isinstance(air, Tensor) and self.stats.air is not None:
+            sample["air"] = self.stats.air.normalize(air)
+        return sample

@@ -1,0 +1,358 @@
+"""The four raster sources: satellite image, land-cover mask, GEMS and air pollution.
+
+Each is a TorchGeo :class:`~torchgeo.datasets.RasterDataset` (file discovery, spatial index,
+CRS handling) that also validates its files up front and can read itself onto any
+:class:`~dualstream_geo.data.grid.Grid`; :class:`~dualstream_geo.data.join.DualStreamGeoDataset`
+uses that to read every stream on its own grid.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import rasterio
+import torch
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.io import DatasetReader
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+from torchgeo.datasets import RasterDataset
+from torchgeo.datasets.errors import DatasetNotFoundError
+from torchgeo.datasets.utils import GeoSlice, Path, Sample
+
+from ..errors import DualStreamError
+from .grid import Grid, open_raster, read_onto
+
+IGNORE_INDEX = 255
+GEMS_BANDS = tuple(f"gems_{i:02d}" for i in range(1, 13))
+POLLUTANTS = ("CO", "NO2", "SO2")
+
+#: Per-file georeferencing for tiles that carry none: path -> (crs, transform).
+Georef = Mapping[str, tuple[CRS, Affine]]
+
+
+def has_georeferencing(src: DatasetReader) -> bool:
+    """True when the file carries a CRS and a non-identity transform."""
+    return src.crs is not None and not src.transform.is_identity
+
+
+def _check_readable(path: str, src: DatasetReader) -> None:
+    """Read the last block of band 1: a truncated GeoTIFF opens but fails here."""
+    block_h, block_w = src.block_shapes[0]
+    row = ((src.height - 1) // block_h) * block_h
+    col = ((src.width - 1) // block_w) * block_w
+    try:
+        src.read(1, window=Window(col, row, min(block_w, src.width - col), block_h))
+    except rasterio.errors.RasterioError as error:
+        raise DualStreamError(f"{path}: corrupt or truncated raster ({error})") from None
+
+
+class GeoRaster(RasterDataset):
+    """A RasterDataset that validates its files and reads onto any grid.
+
+    Subclasses set ``num_channels`` and may map one index entry to several files
+    (:meth:`channel_files`), e.g. one file per band or per pollutant.
+    """
+
+    filename_glob = "*.tif"
+    num_channels: int = 1
+    #: Divide each file by its own (min, max) before mosaicking: the original project's scaling.
+    per_file_minmax = False
+
+    def __init__(
+        self,
+        paths: Path | Iterable[Path],
+        crs: CRS | None = None,
+        res: float | tuple[float, float] | None = None,
+        transforms: Any = None,
+        nodata: float | None = None,
+        filename_glob: str | None = None,
+        georef_fallback: Georef | None = None,
+        cache: bool = True,
+    ) -> None:
+        if filename_glob is not None:
+            self.filename_glob = filename_glob
+        self.nodata = nodata
+        self.georef_fallback = dict(georef_fallback or {})
+        self._minmax: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        try:
+            super().__init__(paths, crs=crs, res=res, transforms=transforms, cache=cache)
+        except DatasetNotFoundError:
+            raise DualStreamError(
+                f"{type(self).__name__}: no rasters matching {self.filename_glob!r} in {paths!r}"
+            ) from None
+
+    # -- files ---------------------------------------------------------------------------
+    def channel_files(self, filepath: str) -> list[tuple[str, list[int]]]:
+        """The files and 1-based band indexes that make up the channels of one index entry."""
+        return [(filepath, list(range(1, self.num_channels + 1)))]
+
+    def _validate(self, filepath: str) -> None:
+        for path, indexes in self.channel_files(filepath):
+            if not os.path.exists(path):
+                raise DualStreamError(f"{path}: missing (needed beside {filepath})")
+            try:
+                src = rasterio.open(path)
+            except rasterio.errors.RasterioIOError as error:
+                raise DualStreamError(f"{path}: not a readable raster ({error})") from None
+            with src:
+                if src.count < max(indexes):
+                    raise DualStreamError(
+                        f"{path}: {type(self).__name__} expects {len(indexes)} band(s) "
+                        f"(band {max(indexes)} at least), the file has {src.count}"
+                    )
+                if not has_georeferencing(src) and path not in self.georef_fallback:
+                    raise DualStreamError(f"{path}: raster has no CRS or geotransform")
+                _check_readable(path, src)
+
+    def _load_warp_file(self, filepath: Path, crs: CRS | None = None) -> DatasetReader | WarpedVRT:
+        # TorchGeo opens every file here while indexing: validate once, before heavy work.
+        path = str(filepath)
+        self._validate(path)
+        if path not in self.georef_fallback:
+            return super()._load_warp_file(filepath, crs)
+        src_crs, src_transform = self.georef_fallback[path]
+        src = rasterio.open(path)
+        return WarpedVRT(
+            src, src_crs=src_crs, src_transform=src_transform, crs=crs or src_crs, nodata=self.nodata
+        )
+
+    # -- reading -------------------------------------------------------------------------
+    def _file_minmax(self, path: str, indexes: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        if path not in self._minmax:
+            from .normalize import decimated_read
+
+            values = decimated_read(open_raster(path), indexes, self.nodata)
+            self._minmax[path] = (np.nanmin(values, axis=1), np.nanmax(values, axis=1))
+        return self._minmax[path]
+
+    def read(self, filepaths: Iterable[str], grid: Grid, resampling: Resampling) -> np.ndarray:
+        """Read the index entries ``filepaths`` onto ``grid``.
+
+        Returns float32 (num_channels, grid.height, grid.width), NaN where no file has data.
+        Earlier files win where files overlap.
+        """
+        out = np.full((self.num_channels, grid.height, grid.width), np.nan, dtype=np.float32)
+        for filepath in filepaths:
+            first = 0
+            for path, indexes in self.channel_files(filepath):
+                target = out[first : first + len(indexes)]
+                crs, transform = self.georef_fallback.get(path, (None, None))
+                src = open_raster(path)
+                if self.per_file_minmax:
+                    part = np.full(target.shape, np.nan, dtype=np.float32)
+                    read_onto(src, indexes, grid, part, resampling, crs, transform, self.nodata)
+                    low, high = self._file_minmax(path, indexes)
+                    part = (part - low[:, None, None]) / np.maximum(high - low, 1e-12)[:, None, None]
+                    empty = np.isnan(target)
+                    target[empty] = part[empty]
+                else:
+                    read_onto(src, indexes, grid, target, resampling, crs, transform, self.nodata)
+                first += len(indexes)
+        return out
+
+    def __getitem__(self, index: GeoSlice) -> Sample:
+        """Read on the dataset's own grid (CRS and res), TorchGeo style; NaN marks no data."""
+        x, y, _ = self._disambiguate_slice(index)
+        height = round((y.stop - y.start) / y.step)
+        width = round((x.stop - x.start) / x.step)
+        crs = CRS.from_user_input(self.crs)
+        grid = Grid.from_bounds(crs, x.start, y.stop, x.step, y.step, height, width)
+        hits = self.index.cx[x.start : x.stop, y.start : y.stop]
+        if hits.empty:
+            raise IndexError(f"{index} not in {type(self).__name__} with bounds {self.bounds}")
+        data = torch.from_numpy(self.read(hits.filepath, grid, self.resampling))
+        sample: Sample = {"bounds": torch.tensor(grid.bounds, dtype=torch.float64)}
+        sample["image" if self.is_image else "mask"] = data if self.is_image else data[0]
+        if self.transforms is not None:
+            sample = self.transforms(sample)
+        return sample
+
+
+class SatelliteImage(GeoRaster):
+    """Multispectral image, ``len(bands)`` channels (default blue, green, red, nir).
+
+    Either one multi-band file per scene, or one file per band (``band_files``: the token that
+    names each band in the file name, e.g. ``("_b2", "_b3", "_b4", "_b5")`` for
+    ``landsat_b2.tif`` ...). uint8, uint16 or float input, returned as raw float32.
+    """
+
+    is_image = True
+
+    def __init__(
+        self,
+        paths: Path | Iterable[Path],
+        bands: Sequence[str] = ("blue", "green", "red", "nir"),
+        band_files: Sequence[str] | None = None,
+        band_indexes: Sequence[int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.all_bands = tuple(bands)
+        self.num_channels = len(bands)
+        self.band_files = tuple(band_files) if band_files else None
+        if self.band_files and len(self.band_files) != len(bands):
+            raise DualStreamError(
+                f"band_files has {len(self.band_files)} entries, bands has {len(bands)}"
+            )
+        self.file_band_indexes = list(band_indexes or range(1, len(bands) + 1))
+        if len(self.file_band_indexes) != len(bands):
+            raise DualStreamError(
+                f"band_indexes has {len(self.file_band_indexes)} entries, bands {len(bands)}"
+            )
+        if self.band_files and "filename_glob" not in kwargs:
+            kwargs["filename_glob"] = f"*{self.band_files[0]}*.tif"
+        super().__init__(paths, **kwargs)
+
+    def channel_files(self, filepath: str) -> list[tuple[str, list[int]]]:
+        if not self.band_files:
+            return [(filepath, self.file_band_indexes)]
+        folder, name = os.path.split(filepath)
+        head, token, tail = name.rpartition(self.band_files[0])
+        return [(os.path.join(folder, head + band + tail), [1]) for band in self.band_files]
+
+    def _validate(self, filepath: str) -> None:
+        super()._validate(filepath)
+        if self.band_files is None and band_indexes_exact(self.file_band_indexes):
+            with rasterio.open(filepath) as src:
+                if src.count != self.num_channels:
+                    raise DualStreamError(
+                        f"{filepath}: SatelliteImage expects {self.num_channels} bands "
+                        f"{self.all_bands}, the file has {src.count} (pass band_indexes to "
+                        "select bands)"
+                    )
+
+
+def band_indexes_exact(indexes: Sequence[int]) -> bool:
+    """True when ``indexes`` is 1..n, i.e. the file is expected to hold exactly n bands."""
+    return list(indexes) == list(range(1, len(indexes) + 1))
+
+
+class LandCoverMask(GeoRaster):
+    """Class labels from raw raster values through ``class_map``.
+
+    Raw values not in ``class_map`` go to ``background`` (``unmapped="background"``) or to
+    ``ignore_index`` (``unmapped="ignore"``); the raster's nodata and pixels outside every
+    file go to ``ignore_index``. Without a class map, raw values are the class indices.
+    """
+
+    is_image = False
+
+    def __init__(
+        self,
+        paths: Path | Iterable[Path],
+        class_map: Mapping[int, int] | None = None,
+        unmapped: str = "background",
+        background: int = 0,
+        ignore_index: int = IGNORE_INDEX,
+        **kwargs: Any,
+    ) -> None:
+        if unmapped not in ("background", "ignore"):
+            raise DualStreamError(f"unmapped must be 'background' or 'ignore', got {unmapped!r}")
+        self.class_map = {int(k): int(v) for k, v in (class_map or {}).items()}
+        self.unmapped = unmapped
+        self.background = background
+        self.ignore_index = ignore_index
+        super().__init__(paths, **kwargs)
+        self._lut = self._build_lut()
+        if self.class_map:
+            self._warn_unmapped()
+
+    def _build_lut(self) -> np.ndarray:
+        if not self.class_map:
+            return np.arange(65536, dtype=np.int64)
+        fill = self.background if self.unmapped == "background" else self.ignore_index
+        lut = np.full(65536, fill, dtype=np.int64)
+        for raw, cls in self.class_map.items():
+            lut[raw] = cls
+        return lut
+
+    def _warn_unmapped(self) -> None:
+        from .normalize import decimated_read
+
+        counts: Counter[int] = Counter()
+        for path in self.index.filepath:
+            values = decimated_read(open_raster(path), [1], self.nodata)[0]
+            values = values[~np.isnan(values)].astype(np.int64)
+            raw, n = np.unique(values[~np.isin(values, list(self.class_map))], return_counts=True)
+            counts.update(dict(zip(raw.tolist(), n.tolist(), strict=True)))
+        if counts:
+            target = self.background if self.unmapped == "background" else self.ignore_index
+            listed = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+            warnings.warn(
+                f"LandCoverMask: raw label values not in class_map (value: sampled pixel "
+                f"count) {{{listed}}} are mapped to {self.unmapped} ({target})",
+                stacklevel=2,
+            )
+
+    @property
+    def resampling(self) -> Resampling:
+        return Resampling.nearest
+
+    def to_classes(self, raw: np.ndarray) -> np.ndarray:
+        """Map raw values (float32, NaN = no data) to int64 class indices."""
+        nodata = np.isnan(raw)
+        values = np.where(nodata, 0, raw).astype(np.int64)
+        out_of_range = (values < 0) | (values >= self._lut.size)
+        classes = self._lut[np.clip(values, 0, self._lut.size - 1)]
+        if out_of_range.any():
+            unmapped = self.background if self.unmapped == "background" else self.ignore_index
+            classes[out_of_range] = unmapped if self.class_map else self.ignore_index
+        classes[nodata] = self.ignore_index
+        return classes
+
+    def __getitem__(self, index: GeoSlice) -> Sample:
+        sample = super().__getitem__(index)
+        sample["mask"] = torch.from_numpy(self.to_classes(sample["mask"].numpy()))
+        return sample
+
+
+class GEMS(GeoRaster):
+    """GEMS satellite products: 12 bands per file (``GEMS_<name>.tif``)."""
+
+    filename_glob = "GEMS_*.tif"
+    num_channels = 12
+    all_bands = GEMS_BANDS
+
+    def __init__(
+        self, paths: Path | Iterable[Path], per_file_minmax: bool = False, **kwargs: Any
+    ) -> None:
+        self.per_file_minmax = per_file_minmax
+        super().__init__(paths, **kwargs)
+
+
+class AirPollution(GeoRaster):
+    """CO, NO2 and SO2 maps, 12 bands each (``AIR_Pollution_{CO,NO2,SO2}_<name>.tif``): 36
+    channels in that order. The index holds the first pollutant's files; the others are
+    found by name beside them."""
+
+    num_channels = 36
+    all_bands = tuple(f"{p.lower()}_{i:02d}" for p in POLLUTANTS for i in range(1, 13))
+    _pattern: ClassVar[re.Pattern[str]] = re.compile(r"_(CO|NO2|SO2)_")
+
+    def __init__(
+        self,
+        paths: Path | Iterable[Path],
+        per_file_minmax: bool = False,
+        filename_glob: str = "AIR_Pollution_CO_*.tif",
+        **kwargs: Any,
+    ) -> None:
+        self.per_file_minmax = per_file_minmax
+        super().__init__(paths, filename_glob=filename_glob, **kwargs)
+
+    def channel_files(self, filepath: str) -> list[tuple[str, list[int]]]:
+        folder, name = os.path.split(filepath)
+        match = self._pattern.search(name)
+        if match is None:
+            raise DualStreamError(f"{filepath}: name lacks _CO_/_NO2_/_SO2_")
+        head, tail = name[: match.start()], name[match.end() :]
+        return [
+            (os.path.join(folder, f"{head}_{p}_{tail}"), list(range(1, 13))) for p in POLLUTANTS
+        ]
