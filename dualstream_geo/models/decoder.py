@@ -1,0 +1,115 @@
+"""Decoder: ASPP on stage 4, attention-gated skips, ConvNeXt refinement, learnable x2
+upsampling back to full resolution, boundary refinement feeding the classifier, and deep
+supervision heads."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from segmentation_models_pytorch.decoders.deeplabv3.decoder import ASPP
+from timm.models.convnext import ConvNeXtBlock
+from torch import Tensor, nn
+
+
+def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class AttentionGate(nn.Module):
+    """Additive attention gate (Attention U-Net): weight a skip by a map from skip + gate.
+
+    skip (B, S, H, W), gate (B, G, H, W) -> (B, S, H, W).
+    """
+
+    def __init__(self, skip_channels: int, gate_channels: int, inner_channels: int) -> None:
+        super().__init__()
+        self.skip = nn.Conv2d(skip_channels, inner_channels, 1, bias=False)
+        self.gate = nn.Conv2d(gate_channels, inner_channels, 1)
+        self.psi = nn.Conv2d(inner_channels, 1, 1)
+
+    def forward(self, skip: Tensor, gate: Tensor) -> Tensor:
+        attention = self.psi(F.relu(self.skip(skip) + self.gate(gate)))
+        return skip * attention.sigmoid()
+
+
+class UpBlock(nn.Module):
+    """x2 upsampling of the decoder state, merge with a gated skip, ConvNeXt refinement.
+
+    x (B, C_in, H, W), skip (B, S, 2H, 2W) -> (B, C_out, 2H, 2W).
+    """
+
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.gate = AttentionGate(skip_channels, in_channels, max(skip_channels // 2, 16))
+        self.merge = conv_bn_relu(in_channels + skip_channels, out_channels)
+        self.refine = ConvNeXtBlock(out_channels)
+
+    def forward(self, x: Tensor, skip: Tensor) -> Tensor:
+        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return self.refine(self.merge(torch.cat([x, self.gate(skip, x)], dim=1)))
+
+
+class LearnableUpsample(nn.Sequential):
+    """x2 transposed convolution + BN + ReLU: (B, C_in, H, W) -> (B, C_out, 2H, 2W)."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(
+            nn.ConvTranspose2d(in_channels, out_channels, 2, stride=2, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+
+class BoundaryRefinement(nn.Module):
+    """Residual refinement of object boundaries (Peng et al., 2017): x + conv(relu(conv(x)))."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, padding=1),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+class DualStreamDecoder(nn.Module):
+    """Fused features [H/4, H/8, H/16, H/32] -> {"final": (B, K, H, W),
+    "aux_f2": (B, K, H/8, W/8), "aux_f3": (B, K, H/16, W/16)}."""
+
+    def __init__(
+        self,
+        encoder_channels: tuple[int, int, int, int],
+        num_outputs: int,
+        aspp_channels: int = 256,
+        channels: tuple[int, int, int, int] = (128, 96, 64, 16),
+    ) -> None:
+        super().__init__()
+        c1, c2, c3, c4 = encoder_channels
+        d3, d2, d1, d0 = channels
+        self.aspp = ASPP(c4, aspp_channels, (6, 12, 18), separable=False, dropout=0.1)
+        # The image-pooling branch sees a 1x1 map: BatchNorm there fails for batch size 1 in
+        # training, so it normalises across channels instead.
+        self.aspp.convs[4][2] = nn.GroupNorm(1, aspp_channels)
+        self.up3 = UpBlock(aspp_channels, c3, d3)
+        self.up2 = UpBlock(d3, c2, d2)
+        self.up1 = UpBlock(d2, c1, d1)
+        self.upsample = nn.Sequential(LearnableUpsample(d1, d0), LearnableUpsample(d0, d0))
+        self.boundary = BoundaryRefinement(d0)
+        self.classifier = nn.Conv2d(d0, num_outputs, 1)
+        self.aux_f3 = nn.Conv2d(d3, num_outputs, 1)
+        self.aux_f2 = nn.Conv2d(d2, num_outputs, 1)
+
+    def forward(self, features: list[Tensor]) -> dict[str, Tensor]:
+        f1, f2, f3, f4 = features
+        x3 = self.up3(self.aspp(f4), f3)
+        x2 = self.up2(x3, f2)
+        x1 = self.up1(x2, f1)
+        x0 = self.boundary(self.upsample(x1))
+        return {"final": self.classifier(x0), "aux_f2": self.aux_f2(x2), "aux_f3": self.aux_f3(x3)}

@@ -1,0 +1,116 @@
+"""Fusion of vision and air features: FiLM + dynamic gate (stages 1-2), cross-attention (3-4)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from timm.layers import DropPath, Mlp
+from torch import Tensor, nn
+
+
+class FiLM(nn.Module):
+    """Feature-wise modulation: ``vision * (1 + gamma) + beta``, gamma/beta from the air.
+
+    vision (B, C, H, W), air (B, A, H, W) -> (B, C, H, W). Starts as the identity.
+    """
+
+    def __init__(self, vision_channels: int, air_channels: int) -> None:
+        super().__init__()
+        self.to_gamma_beta = nn.Conv2d(air_channels, 2 * vision_channels, 1)
+        nn.init.zeros_(self.to_gamma_beta.weight)
+        nn.init.zeros_(self.to_gamma_beta.bias)
+
+    def forward(self, vision: Tensor, air: Tensor) -> Tensor:
+        gamma, beta = self.to_gamma_beta(air).chunk(2, dim=1)
+        return vision * (1 + gamma) + beta
+
+
+class DynamicFusionGate(nn.Module):
+    """Per-pixel sigmoid gate mixing two feature maps of shape (B, C, H, W)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.gate = nn.Sequential(
+            nn.Conv2d(2 * channels, channels, 3, padding=1, groups=channels),
+            nn.Conv2d(channels, 1, 1),
+        )
+
+    def forward(self, vision: Tensor, fused: Tensor) -> Tensor:
+        # One gate map per call, applied to both branches.
+        gate = torch.sigmoid(self.gate(torch.cat([vision, fused], dim=1)))
+        return vision + gate * (fused - vision)
+
+
+class FiLMFusion(nn.Module):
+    """FiLM modulation mixed with the unmodulated vision features by a dynamic gate."""
+
+    def __init__(self, vision_channels: int, air_channels: int) -> None:
+        super().__init__()
+        self.film = FiLM(vision_channels, air_channels)
+        self.gate = DynamicFusionGate(vision_channels)
+
+    def forward(self, vision: Tensor, air: Tensor) -> Tensor:
+        return self.gate(vision, self.film(vision, air))
+
+
+class CrossAttentionFusion(nn.Module):
+    """Vision queries attend to air keys/values; residual, LayerNorm, MLP, drop-path.
+
+    vision (B, C, H, W), air (B, A, h, w) -> (B, C, H, W).
+    """
+
+    def __init__(
+        self, vision_channels: int, air_channels: int, num_heads: int = 8, drop_path: float = 0.0
+    ) -> None:
+        super().__init__()
+        if vision_channels % num_heads:
+            raise ValueError(f"vision_channels {vision_channels} not divisible by {num_heads} heads")
+        self.num_heads = num_heads
+        self.norm_q = nn.LayerNorm(vision_channels)
+        self.norm_kv = nn.LayerNorm(air_channels)
+        self.q = nn.Linear(vision_channels, vision_channels)
+        self.kv = nn.Linear(air_channels, 2 * vision_channels)
+        self.proj = nn.Linear(vision_channels, vision_channels)
+        self.norm_mlp = nn.LayerNorm(vision_channels)
+        self.mlp = Mlp(vision_channels, 2 * vision_channels)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def _heads(self, x: Tensor) -> Tensor:
+        batch, tokens, channels = x.shape
+        return x.view(batch, tokens, self.num_heads, channels // self.num_heads).transpose(1, 2)
+
+    def forward(self, vision: Tensor, air: Tensor) -> Tensor:
+        batch, channels, height, width = vision.shape
+        tokens = vision.flatten(2).transpose(1, 2)
+        context = self.norm_kv(air.flatten(2).transpose(1, 2))
+        key, value = self.kv(context).chunk(2, dim=-1)
+        attended = F.scaled_dot_product_attention(
+            self._heads(self.q(self.norm_q(tokens))), self._heads(key), self._heads(value)
+        )
+        attended = attended.transpose(1, 2).reshape(batch, -1, channels)
+        tokens = tokens + self.drop_path(self.proj(attended))
+        tokens = tokens + self.drop_path(self.mlp(self.norm_mlp(tokens)))
+        return tokens.transpose(1, 2).reshape(batch, channels, height, width)
+
+
+class StageFusion(nn.ModuleList):
+    """One fusion module per encoder stage: FiLM + gate for stages 1-2, cross-attention 3-4."""
+
+    def __init__(
+        self,
+        vision_channels: tuple[int, ...],
+        air_channels: tuple[int, ...],
+        num_heads: tuple[int, ...] = (1, 2, 5, 8),
+        drop_path_rate: float = 0.1,
+    ) -> None:
+        super().__init__(
+            [
+                FiLMFusion(vision_channels[0], air_channels[0]),
+                FiLMFusion(vision_channels[1], air_channels[1]),
+                CrossAttentionFusion(vision_channels[2], air_channels[2], num_heads[2], drop_path_rate / 2),
+                CrossAttentionFusion(vision_channels[3], air_channels[3], num_heads[3], drop_path_rate),
+            ]
+        )
+
+    def forward(self, vision: list[Tensor], air: list[Tensor]) -> list[Tensor]:  # type: ignore[override]
+        return [fuse(v, a) for fuse, v, a in zip(self, vision, air, strict=True)]
