@@ -11,6 +11,7 @@ import shapely
 import torch
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
+from rasterio.features import geometry_mask
 from torch import Tensor
 from torchgeo.datasets import GeoDataset
 from torchgeo.datasets.utils import GeoSlice
@@ -64,6 +65,8 @@ class DualStreamGeoDataset(GeoDataset):
         self.mask = mask
         self.air_scale = air_scale
         self.transforms = transforms
+        #: Labels outside this geometry (image CRS) are ignored: set on geographic splits.
+        self.label_roi: shapely.Geometry | None = None
         self.air_channels = sum(a.num_channels for a in self.air)
         fill = np.broadcast_to(np.asarray(air_fill, dtype=np.float32), (self.air_channels,))
         self.air_fill = fill.copy()
@@ -122,6 +125,9 @@ class DualStreamGeoDataset(GeoDataset):
             raw = self.mask.read(self._files(len(self._indexes) - 1, box), grid, Resampling.nearest)
             classes = self.mask.to_classes(raw[0])
             classes[~valid] = self.mask.ignore_index
+            if self.label_roi is not None and not self.label_roi.contains(box):
+                outside = geometry_mask([self.label_roi], classes.shape, grid.transform)
+                classes[outside] = self.mask.ignore_index
             sample["mask"] = torch.from_numpy(classes)
         if self.transforms is not None:
             sample = self.transforms(sample)

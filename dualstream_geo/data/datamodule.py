@@ -1,0 +1,192 @@
+"""DualStreamDataModule: splits, TorchGeo samplers, normalisation and augmentation."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torchgeo.datamodules import GeoDataModule
+from torchgeo.datasets import random_grid_cell_assignment
+from torchgeo.samplers import GriddedPatchSampler, RandomPatchSampler
+
+from ..errors import DualStreamError
+from .augment import DualStreamAugmentation
+from .join import DualStreamGeoDataset, collate_samples
+from .layout import SceneSet, build_dataset, scene_set
+from .normalize import BandStats, DatasetStats, Normalize
+
+
+class DualStreamDataModule(GeoDataModule):
+    """Train/val/test loaders of image + air + mask patches from georeferenced scenes.
+
+    Splits come from ``root`` (``layout="scenes"``: ``<root>/{train,val,test}/{image,label,
+    gems,air}``; ``layout="original"``: the original project's tile folders) or from explicit
+    :class:`SceneSet` paths. Without a validation set, ``val_fraction`` of the training
+    scenes' area is held out by TorchGeo grid-cell assignment; labels outside a split's cells
+    are ignored, so a validation patch never scores training pixels. Training patches are
+    drawn by ``RandomPatchSampler``, val/test patches by ``GriddedPatchSampler``.
+
+    Band statistics are computed from the training sources once (decimated reads) and saved
+    to ``stats_path`` when given; an existing file there is reused.
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        layout: Literal["scenes", "original"] = "scenes",
+        train: SceneSet | None = None,
+        val: SceneSet | None = None,
+        test: SceneSet | None = None,
+        val_fraction: float = 0.2,
+        test_fraction: float = 0.0,
+        split_grid: int = 4,
+        split_seed: int = 0,
+        bands: Sequence[str] = ("blue", "green", "red", "nir"),
+        band_files: Sequence[str] | None = None,
+        image_nodata: float | None = None,
+        class_map: dict[int, int] | None = None,
+        unmapped: Literal["background", "ignore"] = "background",
+        ignore_index: int = 255,
+        use_air: bool = True,
+        air_scale: int = 8,
+        air_normalization: Literal["dataset", "per_file_minmax"] = "dataset",
+        stats_path: str | None = None,
+        patch_size: int = 256,
+        batch_size: int = 8,
+        length: int | None = None,
+        num_workers: int = 0,
+        augment: bool = True,
+    ) -> None:
+        if patch_size % 32:
+            raise DualStreamError(f"patch_size must be a multiple of 32, got {patch_size}")
+        if patch_size % air_scale:
+            raise DualStreamError(f"patch_size {patch_size} is not divisible by air_scale {air_scale}")
+        if not 0.0 <= val_fraction < 1.0 or not 0.0 <= test_fraction < 1.0:
+            raise DualStreamError("val_fraction and test_fraction must lie in [0, 1)")
+        super().__init__(
+            DualStreamGeoDataset,
+            batch_size=batch_size,
+            patch_size=patch_size,
+            length=length,
+            num_workers=num_workers,
+        )
+        self.save_hyperparameters(ignore=["train", "val", "test"])
+        if root is not None:
+            if not os.path.isdir(root):
+                raise DualStreamError(f"root {root!r} is not a folder")
+            train = train or scene_set(root, "train", layout)
+            val = val or scene_set(root, "val", layout)
+            test = test or scene_set(root, "test", layout)
+        if train is None:
+            raise DualStreamError("no training scenes: give root (with a train split) or train")
+        self.scenes = {"train": train, "val": val, "test": test}
+        self.collate_fn = collate_samples
+        self.train_aug = DualStreamAugmentation() if augment else None
+        self.aug = _identity
+        self.stats: DatasetStats | None = None
+        self._splits: dict[str, DualStreamGeoDataset] = {}
+
+    # -- datasets ------------------------------------------------------------------------
+    def _build(self, scenes: SceneSet) -> DualStreamGeoDataset:
+        h = self.hparams
+        return build_dataset(
+            scenes,
+            bands=h.bands,
+            band_files=h.band_files,
+            class_map=h.class_map,
+            unmapped=h.unmapped,
+            ignore_index=h.ignore_index,
+            use_air=h.use_air,
+            air_scale=h.air_scale,
+            per_file_minmax=h.air_normalization == "per_file_minmax",
+            image_nodata=h.image_nodata,
+        )
+
+    def compute_stats(self, dataset: DualStreamGeoDataset) -> DatasetStats:
+        """Load ``stats_path`` if it exists, else compute from ``dataset`` (and save)."""
+        path = self.hparams.stats_path
+        if path and os.path.exists(path):
+            return DatasetStats.load(path)
+        image = BandStats.from_source(dataset.image, self.hparams.bands)
+        air = None
+        if dataset.air and self.hparams.air_normalization == "dataset":
+            air = BandStats.concat(BandStats.from_source(a) for a in dataset.air)
+        stats = DatasetStats(image, air)
+        if path:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            stats.save(path)
+        return stats
+
+    def _prepare(self, dataset: DualStreamGeoDataset) -> DualStreamGeoDataset:
+        assert self.stats is not None
+        dataset.transforms = Normalize(self.stats)
+        if self.stats.air is not None:
+            # Missing air then normalises to 0, the band mean.
+            dataset.air_fill = np.asarray(self.stats.air.mean, dtype=np.float32)
+        return dataset
+
+    def datasets(self) -> dict[str, DualStreamGeoDataset]:
+        """Build (once) the joined dataset of every split; the first call validates all inputs."""
+        if self._splits:
+            return self._splits
+        h = self.hparams
+        train = self._build(self.scenes["train"])
+        self.stats = self.compute_stats(train)
+        splits = {"train": train}
+        fractions = {
+            "val": h.val_fraction if self.scenes["val"] is None else 0.0,
+            "test": h.test_fraction if self.scenes["test"] is None else 0.0,
+        }
+        held_out = [name for name, f in fractions.items() if f > 0]
+        if held_out:
+            parts = random_grid_cell_assignment(
+                train,
+                [1 - sum(fractions.values()), *(fractions[n] for n in held_out)],
+                grid_size=h.split_grid,
+                generator=torch.Generator().manual_seed(h.split_seed),
+            )
+            for name, part in zip(["train", *held_out], parts, strict=True):
+                part.label_roi = part.index.geometry.union_all()
+                splits[name] = part
+        for name in ("val", "test"):
+            if self.scenes[name] is not None:
+                splits[name] = self._build(self.scenes[name])  # type: ignore[arg-type]
+        self._splits = {name: self._prepare(ds) for name, ds in splits.items()}
+        return self._splits
+
+    # -- Lightning hooks -----------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        splits = self.datasets()
+        size = self.patch_size
+        if stage == "fit":
+            self.train_dataset = splits["train"]
+            self.train_sampler = RandomPatchSampler(
+                splits["train"], size=size, length=self.length or self._default_length(splits["train"])
+            )
+        if stage in ("fit", "validate"):
+            if "val" not in splits:
+                raise DualStreamError("no validation data: give a val split or val_fraction > 0")
+            self.val_dataset = splits["val"]
+            self.val_sampler = GriddedPatchSampler(splits["val"], size=size, stride=size)
+        if stage == "test":
+            if "test" not in splits:
+                raise DualStreamError("no test data: give a test split or test_fraction > 0")
+            self.test_dataset = splits["test"]
+            self.test_sampler = GriddedPatchSampler(splits["test"], size=size, stride=size)
+
+    def _default_length(self, dataset: DualStreamGeoDataset) -> int:
+        # About one pass over the training area per epoch.
+        area = float(dataset.index.geometry.union_all().area)
+        patch_area = (self.patch_size * dataset.res[0]) * (self.patch_size * dataset.res[1])
+        return max(self.batch_size, int(area / patch_area))
+
+    @property
+    def band_names(self) -> tuple[str, ...]:
+        return tuple(self.hparams.bands)
+
+
+def _identity(batch: dict[str, Any]) -> dict[str, Any]:
+    return batch

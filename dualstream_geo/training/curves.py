@@ -1,0 +1,56 @@
+"""A callback that plots loss and IoU per epoch to a PNG at the end of ``fit``."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback
+
+CURVES = {"loss": ("train_loss", "val_loss"), "mean IoU": ("train_AverageJaccardIndex", "val_AverageJaccardIndex")}
+
+
+class TrainingCurves(Callback):
+    """Record epoch-level metrics and write ``path`` (loss and IoU per epoch) after fit."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.history: dict[str, dict[int, float]] = defaultdict(dict)
+
+    def _record(self, trainer: pl.Trainer) -> None:
+        if trainer.sanity_checking:
+            return
+        for names in CURVES.values():
+            for name in names:
+                value = trainer.callback_metrics.get(name)
+                if value is not None:
+                    self.history[name][trainer.current_epoch] = float(value)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._record(trainer)
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._record(trainer)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero or not self.history:
+            return
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        for ax, (title, names) in zip(axes, CURVES.items(), strict=True):
+            for name in names:
+                points = sorted(self.history.get(name, {}).items())
+                if points:
+                    ax.plot([e for e, _ in points], [v for _, v in points], marker="o", label=name)
+            ax.set_xlabel("epoch")
+            ax.set_title(title)
+            ax.legend()
+        fig.tight_layout()
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        fig.savefig(self.path, dpi=100)
+        plt.close(fig)

@@ -1,0 +1,217 @@
+"""DualStreamSegmentation: the Lightning task that trains DualStreamDFormer."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from torch import Tensor
+from torch.optim import AdamW
+from torch.optim.lr_scheduler import CosineAnnealingLR
+from torchgeo.tasks import SemanticSegmentation
+
+from ..errors import DualStreamError
+from ..models import DualStreamDFormer
+from .curves import TrainingCurves
+from .finetuning import TwoStageFinetuning
+from .losses import DeepSupervisionLoss, SegmentationLoss
+
+PARTS = ("vision_encoder", "air_encoder", "fusion", "decoder")
+DEFAULT_COLORS = ((0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200),
+                  (245, 130, 48), (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60))
+#: The checkpoint entry that carries everything prediction needs.
+CHECKPOINT_KEY = "dualstream_geo"
+
+
+class DualStreamSegmentation(SemanticSegmentation):
+    """Semantic segmentation of image + air batches with DualStream-DFormer.
+
+    Loss: ``focal_weight`` x Focal(alpha, gamma) + ``lovasz_weight`` x Lovasz +
+    ``dice_weight`` x Dice (segmentation_models_pytorch), on the final head and the two
+    auxiliary heads (upsampled to the label size) weighted by ``aux_weights``.
+
+    Optimiser: AdamW with one parameter group per part (vision encoder, air encoder, fusion,
+    decoder), each at ``lr`` x its multiplier, created up front. The encoders are frozen for
+    the first ``freeze_epochs`` epochs (:class:`TwoStageFinetuning`). The learning rate of
+    every group follows a cosine from its initial value at epoch 0 to ``min_lr`` at the last
+    epoch (``max_epochs - 1``), stepped once per epoch over the whole run, frozen epochs
+    included. Checkpoints: best validation mean IoU (``best.ckpt``) and ``last.ckpt``.
+    """
+
+    monitor = "val_AverageJaccardIndex"
+    mode = "max"
+
+    def __init__(
+        self,
+        num_classes: int = 2,
+        task: Literal["binary", "multiclass"] = "multiclass",
+        labels: list[str] | None = None,
+        class_colors: list[tuple[int, int, int]] | None = None,
+        in_channels: int = 4,
+        air_channels: int = 48,
+        band_names: Sequence[str] = ("blue", "green", "red", "nir"),
+        use_air: bool = True,
+        vision_encoder: str = "segformer-b1",
+        air_encoder: str = "convnext-air",
+        vision_weights: str | None = None,
+        air_weights: str | None = None,
+        drop_path_rate: float = 0.1,
+        modality_dropout: float = 0.0,
+        focal_weight: float = 0.5,
+        lovasz_weight: float = 0.5,
+        dice_weight: float = 0.0,
+        focal_alpha: float | None = 0.25,
+        focal_gamma: float = 2.0,
+        aux_weights: dict[str, float] | None = None,
+        ignore_index: int = 255,
+        lr: float = 3e-4,
+        lr_multipliers: dict[str, float] | None = None,
+        weight_decay: float = 1e-5,
+        freeze_epochs: int = 2,
+        min_lr: float = 1e-6,
+    ) -> None:
+        if task == "binary" and num_classes != 2:
+            raise DualStreamError(f"task='binary' needs num_classes=2 (background, target), got {num_classes}")
+        if labels is not None and len(labels) != num_classes:
+            raise DualStreamError(f"labels has {len(labels)} names for num_classes={num_classes}")
+        if lr_multipliers is not None and set(lr_multipliers) - set(PARTS):
+            raise DualStreamError(f"lr_multipliers keys must be among {PARTS}, got {sorted(lr_multipliers)}")
+        # SemanticSegmentation.__init__ builds an smp model from its own arguments; the
+        # BaseTask initialiser (hparams, configure_models/losses/metrics) is what applies here.
+        super(SemanticSegmentation, self).__init__()
+
+    # -- construction --------------------------------------------------------------------
+    def configure_models(self) -> None:
+        h = self.hparams
+        self.model = DualStreamDFormer(
+            num_classes=h["num_classes"],
+            task=h["task"],
+            in_channels=h["in_channels"],
+            air_channels=h["air_channels"],
+            band_names=h["band_names"],
+            vision_encoder=h["vision_encoder"],
+            air_encoder=h["air_encoder"],
+            vision_weights=h["vision_weights"],
+            air_weights=h["air_weights"],
+            drop_path_rate=h["drop_path_rate"],
+            modality_dropout=h["modality_dropout"],
+        )
+
+    def configure_losses(self) -> None:
+        h = self.hparams
+        loss = SegmentationLoss(
+            h["task"],
+            ignore_index=h["ignore_index"],
+            focal_weight=h["focal_weight"],
+            lovasz_weight=h["lovasz_weight"],
+            dice_weight=h["dice_weight"],
+            focal_alpha=h["focal_alpha"],
+            focal_gamma=h["focal_gamma"],
+        )
+        heads = {"final": 1.0, "aux_f2": 0.3, "aux_f3": 0.15, **(h["aux_weights"] or {})}
+        self.criterion = DeepSupervisionLoss(loss, heads)
+
+    def configure_metrics(self) -> None:
+        self.hparams["num_labels"] = None
+        super().configure_metrics()
+
+    def configure_callbacks(self) -> list[Callback]:
+        root = self.trainer.default_root_dir if self._trainer is not None else "."
+        return [
+            TwoStageFinetuning(self.hparams["freeze_epochs"]),
+            ModelCheckpoint(
+                dirpath=os.path.join(root, "checkpoints"),
+                filename="best",
+                monitor=self.monitor,
+                mode=self.mode,
+                save_last=True,
+                enable_version_counter=False,
+            ),
+            TrainingCurves(os.path.join(root, "training_curves.png")),
+        ]
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """One AdamW group per model part, at ``lr`` times that part's multiplier."""
+        multipliers = {"vision_encoder": 0.1, "air_encoder": 0.5, "fusion": 1.0, "decoder": 1.0}
+        multipliers.update(self.hparams["lr_multipliers"] or {})
+        groups = []
+        for part in PARTS:
+            params = list(getattr(self.model, part).parameters())
+            if part == "air_encoder":
+                params.append(self.model.air_absent)
+            groups.append({"name": part, "params": params, "lr": self.hparams["lr"] * multipliers[part]})
+        return groups
+
+    def configure_optimizers(self) -> Any:
+        optimizer = AdamW(self.param_groups(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"])
+        epochs = self.trainer.max_epochs if self._trainer is not None else None
+        total = max(1, (epochs if epochs and epochs > 0 else 1) - 1)
+        scheduler = CosineAnnealingLR(optimizer, T_max=total, eta_min=self.hparams["min_lr"])
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    # -- steps ---------------------------------------------------------------------------
+    def forward(self, image: Tensor, air: Tensor | None = None) -> dict[str, Tensor]:  # type: ignore[override]
+        return self.model(image, air if self.hparams["use_air"] else None)
+
+    def _logits(self, outputs: dict[str, Tensor]) -> Tensor:
+        logits = outputs["final"]
+        return logits[:, 0] if self.hparams["task"] == "binary" else logits
+
+    def _shared_step(self, batch: dict[str, Any], split: str) -> Tensor:
+        outputs = self(batch["image"], batch.get("air"))
+        target = batch["mask"]
+        loss = self.criterion(outputs, target)
+        getattr(self, f"{split}_metrics")(self._logits(outputs).float(), target)
+        self.log(f"{split}_loss", loss, batch_size=target.shape[0], prog_bar=split == "train")
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._shared_step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._shared_step(batch, "test")
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor | None]:
+        return {"probabilities": self.probabilities(batch["image"], batch.get("air")), "bounds": batch.get("bounds")}
+
+    def probabilities(self, image: Tensor, air: Tensor | None) -> Tensor:
+        """Class probabilities (B, num_classes, H, W); binary gives (background, target)."""
+        logits = self(image, air)["final"].float()
+        if self.hparams["task"] == "binary":
+            target = logits.sigmoid()
+            return torch.cat([1 - target, target], dim=1)
+        return logits.softmax(dim=1)
+
+    # -- metadata for prediction ---------------------------------------------------------
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.hparams["labels"] or [f"class_{i}" for i in range(self.hparams["num_classes"])])
+
+    @property
+    def class_colors(self) -> list[tuple[int, int, int]]:
+        colors = self.hparams["class_colors"]
+        if colors:
+            return [tuple(c) for c in colors]  # type: ignore[misc]
+        return [DEFAULT_COLORS[i % len(DEFAULT_COLORS)] for i in range(self.hparams["num_classes"])]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        meta: dict[str, Any] = {
+            "band_names": list(self.hparams["band_names"]),
+            "class_names": self.class_names,
+            "class_colors": [list(c) for c in self.class_colors],
+            "use_air": self.hparams["use_air"],
+            "air_channels": self.hparams["air_channels"],
+            "air_scale": self.model.air_reduction,
+        }
+        if datamodule is not None and getattr(datamodule, "stats", None) is not None:
+            meta["stats"] = datamodule.stats.to_dict()
+            meta["patch_size"] = datamodule.patch_size
+            meta["air_scale"] = datamodule.hparams.air_scale
+        checkpoint[CHECKPOINT_KEY] = meta
