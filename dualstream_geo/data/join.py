@@ -106,12 +106,14 @@ class DualStreamGeoDataset(GeoDataset):
 
     def __getitem__(self, index: GeoSlice) -> Sample:
         grid = self.grid_for(index)
-        box = shapely.box(*grid.bounds)
-        files = self._files(0, box)
-        if not files:
+        if not self._files(0, shapely.box(*grid.bounds)):
             raise IndexError(f"{index} is outside the dataset bounds {self.bounds}")
+        return self.read(grid)
 
-        image = self.image.read(files, grid, Resampling.bilinear)
+    def read(self, grid: Grid) -> Sample:
+        """The sample on ``grid`` (image CRS); pixels outside every image file are invalid."""
+        box = shapely.box(*grid.bounds)
+        image = self.image.read(self._files(0, box), grid, Resampling.bilinear)
         valid = ~np.isnan(image).any(0)
         sample: Sample = {
             "image": torch.from_numpy(np.nan_to_num(image, nan=0.0)),

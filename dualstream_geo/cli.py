@@ -1,0 +1,135 @@
+"""The ``dualstream-geo`` command: LightningCLI ``fit``/``validate``/``test``, plus whole-scene
+``predict`` and the ``demo``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import CSVLogger, Logger
+
+from .data.datamodule import DualStreamDataModule
+from .errors import DualStreamError
+from .training.task import DualStreamSegmentation
+
+
+def default_precision() -> str:
+    """bf16 mixed precision on a GPU that supports it, 32-bit otherwise."""
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "32-true"
+
+
+def default_loggers(root: str = ".") -> list[Logger]:
+    """CSV logging always; TensorBoard too when it is installed."""
+    loggers: list[Logger] = [CSVLogger(root, name="logs")]
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return loggers
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    loggers.append(TensorBoardLogger(root, name="logs"))
+    return loggers
+
+
+class SaveConfigBesideCheckpoints(SaveConfigCallback):
+    """Write the resolved config to ``<default_root_dir>/checkpoints/config.yaml``."""
+
+    def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        folder = os.path.join(trainer.default_root_dir, "checkpoints")
+        os.makedirs(folder, exist_ok=True)
+        self.parser.save(self.config, os.path.join(folder, self.config_filename), skip_none=False, overwrite=True)
+
+
+def check_consistency(task: DualStreamSegmentation, datamodule: DualStreamDataModule) -> None:
+    """Model, data and any checkpoint agree on bands, classes and the air grid."""
+    h, d = task.hparams, datamodule.hparams
+    if len(d.bands) != h["in_channels"]:
+        raise DualStreamError(
+            f"the model expects {h['in_channels']} image bands {tuple(h['band_names'])}, the data "
+            f"provides {len(d.bands)} {tuple(d.bands)}"
+        )
+    if d.class_map:
+        top = max(d.class_map.values())
+        if top >= h["num_classes"] and top != d.ignore_index:
+            raise DualStreamError(
+                f"class_map maps to class {top}, but num_classes is {h['num_classes']} "
+                f"(classes 0..{h['num_classes'] - 1})"
+            )
+    if d.use_air != h["use_air"]:
+        raise DualStreamError(f"data use_air={d.use_air} but model use_air={h['use_air']}")
+    if d.air_scale != task.model.air_reduction:
+        raise DualStreamError(
+            f"air_scale {d.air_scale} does not match the model's air grid (1/{task.model.air_reduction})"
+        )
+
+
+class DualStreamCLI(LightningCLI):
+    """LightningCLI with ``fit``, ``validate`` and ``test`` for the dual-stream task."""
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {
+            "fit": {"model", "train_dataloaders", "val_dataloaders", "datamodule"},
+            "validate": {"model", "dataloaders", "datamodule"},
+            "test": {"model", "dataloaders", "datamodule"},
+        }
+
+    def _check(self) -> None:
+        check_consistency(self.model, self.datamodule)  # type: ignore[arg-type]
+
+    before_fit = before_validate = before_test = _check
+
+
+def run_lightning(args: list[str]) -> None:
+    DualStreamCLI(
+        DualStreamSegmentation,
+        DualStreamDataModule,
+        save_config_callback=SaveConfigBesideCheckpoints,
+        trainer_defaults={"precision": default_precision(), "logger": default_loggers()},
+        seed_everything_default=0,
+        args=args,
+    )
+
+
+USAGE = """usage: dualstream-geo {fit,validate,test,predict,demo} ...
+
+  fit / validate / test   train and evaluate (LightningCLI; --config experiments/demo.yaml)
+  predict                 whole-scene sliding-window inference to GeoTIFF
+  demo                    generate demo scenes, train dual-stream and image-only, report
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; bad input ends with one ``error:`` line and exit status 2."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if args else 2
+    try:
+        command, rest = args[0], args[1:]
+        if command == "demo":
+            from .demo import demo_main
+
+            return demo_main(rest)
+        if command == "predict":
+            from .inference.cli import predict_main
+
+            return predict_main(rest)
+        run_lightning(args)
+    except DualStreamError as error:
+        print(f"dualstream-geo: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dualstream-geo: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _entry() -> Any:  # pragma: no cover - console script
+    sys.exit(main())

@@ -1,0 +1,14 @@
+"""Whole-scene inference: sliding windows, blending, streaming GeoTIFF output."""
+
+from .predictor import KINDS, PredictionMeta, ScenePredictor, scene_grid
+from .tiling import strips, tta_transforms, window_weights
+
+__all__ = [
+    "KINDS",
+    "PredictionMeta",
+    "ScenePredictor",
+    "scene_grid",
+    "strips",
+    "tta_transforms",
+    "window_weights",
+]

@@ -1,0 +1,46 @@
+"""``dualstream-geo predict``: whole-scene inference from a checkpoint."""
+
+from __future__ import annotations
+
+from jsonargparse import ArgumentParser
+
+from .predictor import KINDS, ScenePredictor
+from .tiling import BLENDS, TTAS
+
+
+def predict_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="dualstream-geo predict", description="Predict whole scenes to GeoTIFF.")
+    parser.add_argument("--checkpoint", required=True, help="training checkpoint (.ckpt)")
+    parser.add_argument("--image", required=True, nargs="+", help="image files or folders")
+    parser.add_argument("--gems", nargs="*", default=[], help="GEMS files or folders")
+    parser.add_argument("--air-pollution", nargs="*", default=[], help="air-pollution files or folders")
+    parser.add_argument("--output", required=True, help="output GeoTIFF")
+    parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--overlap", type=float, default=0.25)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--blend", choices=BLENDS, default="hann")
+    parser.add_argument("--kind", choices=KINDS, default="class")
+    parser.add_argument("--tta", choices=TTAS, default="none")
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--overwrite", action="store_true")
+    return parser
+
+
+def predict_main(argv: list[str]) -> int:
+    args = predict_parser().parse_args(argv)
+    predictor = ScenePredictor.from_checkpoint(
+        args.checkpoint,
+        tile=args.tile,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        blend=args.blend,
+        tta=args.tta,
+        workers=args.workers,
+    )
+    air = [*args.gems, *args.air_pollution]
+    path = predictor.predict(
+        args.image, air or None, args.output, kind=args.kind, overwrite=args.overwrite, resume=args.resume
+    )
+    print(f"wrote {path}")
+    return 0

@@ -1,0 +1,409 @@
+"""ScenePredictor: streaming, blended sliding-window inference over whole scenes to GeoTIFF."""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rasterio.warp import transform_bounds
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..data.grid import Grid, open_raster
+from ..data.join import DualStreamGeoDataset, collate_samples
+from ..data.normalize import DatasetStats, Normalize
+from ..data.sources import GEMS, AirPollution, GeoRaster, SatelliteImage
+from ..errors import DualStreamError
+from ..models import DualStreamDFormer
+from .tiling import BLENDS, TTAS, Window, strips, tta_transforms, window_weights
+from .writer import (
+    CLASS_NODATA,
+    PROBABILITY_SCALE,
+    OutputSpec,
+    class_tags,
+    create_partial,
+    finalize,
+    read_progress,
+    write_progress,
+    write_rows,
+)
+
+KINDS = ("class", "probabilities", "both")
+PathLike = str | os.PathLike[str]
+
+
+@dataclass
+class PredictionMeta:
+    """What prediction needs besides weights (stored in checkpoints by the training task)."""
+
+    band_names: tuple[str, ...]
+    class_names: list[str]
+    class_colors: list[tuple[int, int, int]]
+    stats: DatasetStats
+    use_air: bool = True
+    air_scale: int = 8
+    checkpoint: str = ""
+
+
+def scene_grid(image: SatelliteImage) -> Grid:
+    """The output grid: the image file's own grid, or for several files their mosaic on the
+    first file's CRS, pixel size and pixel alignment. Read in float64 from the files."""
+    paths = [image.channel_files(p)[0][0] for p in image.index.filepath]
+    first = open_raster(paths[0])
+    if len(paths) == 1:
+        return Grid(first.crs, first.transform, first.height, first.width)
+    t = first.transform
+    bounds = np.array([transform_bounds(open_raster(p).crs, first.crs, *open_raster(p).bounds) for p in paths])
+    col0 = np.floor((bounds[:, 0].min() - t.c) / t.a)
+    col1 = np.ceil((bounds[:, 2].max() - t.c) / t.a)
+    row0 = np.floor((bounds[:, 3].max() - t.f) / t.e)
+    row1 = np.ceil((bounds[:, 1].min() - t.f) / t.e)
+    return Grid.from_bounds(
+        first.crs, t.c + col0 * t.a, t.f + row0 * t.e, t.a, -t.e, int(row1 - row0), int(col1 - col0)
+    )
+
+
+def window_grid(grid: Grid, window: Window) -> Grid:
+    xres, yres = grid.res
+    xmin, _, _, ymax = grid.bounds
+    return Grid.from_bounds(
+        grid.crs, xmin + window.col * xres, ymax - window.row * yres, xres, yres, window.size, window.size
+    )
+
+
+class _Windows(Dataset[dict[str, Any]]):
+    """Samples of the join on each window's grid, in strip order."""
+
+    def __init__(self, dataset: DualStreamGeoDataset, grid: Grid, windows: list[Window]) -> None:
+        self.dataset, self.grid, self.windows = dataset, grid, windows
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = self.dataset.read(window_grid(self.grid, self.windows[index]))
+        sample["index"] = torch.tensor(index)
+        return sample
+
+
+def _prefetch(loader: DataLoader[Any], depth: int = 2) -> Iterator[Any]:
+    """Iterate ``loader`` in a background thread so reading runs ahead of the model."""
+    items: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    done = object()
+
+    def work() -> None:
+        try:
+            for item in loader:
+                items.put(item)
+        except BaseException as error:  # surfaced in the consumer
+            items.put(error)
+        items.put(done)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    while (item := items.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+    thread.join()
+
+
+class ScenePredictor:
+    """Whole-scene inference with Hann-blended overlapping windows, written as GeoTIFF.
+
+    Memory stays flat in scene area: only the accumulator rows of the strip in progress
+    (classes x tile x scene width) are held, and finished rows are written as they complete.
+    """
+
+    def __init__(
+        self,
+        model_or_task: nn.Module,
+        tile: int = 512,
+        overlap: float = 0.25,
+        batch_size: int = 8,
+        blend: str = "hann",
+        tta: str = "none",
+        device: str | torch.device | None = None,
+        workers: int = 0,
+        meta: PredictionMeta | None = None,
+    ) -> None:
+        if tile <= 0 or tile % 32:
+            raise DualStreamError(f"tile must be a positive multiple of 32, got {tile}")
+        if not 0.0 <= overlap <= 0.9:
+            raise DualStreamError(f"overlap must lie in [0, 0.9], got {overlap}")
+        if blend not in BLENDS:
+            raise DualStreamError(f"blend must be one of {BLENDS}, got {blend!r}")
+        if tta not in TTAS:
+            raise DualStreamError(f"tta must be one of {TTAS}, got {tta!r}")
+        if batch_size < 1:
+            raise DualStreamError(f"batch_size must be >= 1, got {batch_size}")
+        self.meta = meta or _meta_from_task(model_or_task)
+        self.model = model_or_task.model if hasattr(model_or_task, "model") else model_or_task
+        if not isinstance(self.model, DualStreamDFormer):
+            raise DualStreamError(f"expected a DualStreamDFormer or its task, got {type(self.model).__name__}")
+        self.tile, self.overlap, self.batch_size = tile, overlap, batch_size
+        self.blend, self.tta, self.workers = blend, tta, workers
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model.eval().to(self.device)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: PathLike, **kwargs: Any) -> ScenePredictor:
+        """Load a training checkpoint (weights, bands, statistics, classes)."""
+        from ..training.task import CHECKPOINT_KEY, DualStreamSegmentation
+
+        path = str(checkpoint)
+        if not os.path.isfile(path):
+            raise DualStreamError(f"{path}: checkpoint not found")
+        try:
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+            task = DualStreamSegmentation.load_from_checkpoint(path, map_location="cpu", vision_weights=None)
+        except Exception as error:  # unreadable or foreign checkpoint: one clear line
+            raise DualStreamError(f"{path}: not a dualstream_geo checkpoint ({error})") from None
+        extra = raw.get(CHECKPOINT_KEY) or {}
+        if "stats" not in extra:
+            raise DualStreamError(f"{path}: checkpoint carries no band statistics")
+        meta = _meta_from_task(task, DatasetStats.from_dict(extra["stats"]), path)
+        meta.air_scale = int(extra.get("air_scale", meta.air_scale))
+        return cls(task, meta=meta, **kwargs)
+
+    # -- inputs --------------------------------------------------------------------------
+    def _dataset(self, image: SatelliteImage | Sequence[PathLike], air: Any) -> DualStreamGeoDataset:
+        meta = self.meta
+        if not isinstance(image, SatelliteImage):
+            image = SatelliteImage([str(p) for p in image], bands=meta.band_names)
+        if len(image.all_bands) != self.model.in_channels:
+            raise DualStreamError(
+                f"the checkpoint expects {self.model.in_channels} bands {meta.band_names}, the image "
+                f"source has {len(image.all_bands)}"
+            )
+        sources: list[GeoRaster] = []
+        if meta.use_air:
+            if not air:
+                raise DualStreamError("the checkpoint uses the air stream: give GEMS and air-pollution paths")
+            if all(isinstance(a, GeoRaster) for a in air):
+                sources = list(air)
+            else:
+                paths = [str(p) for p in air]
+                sources = [GEMS(paths), AirPollution(paths)]
+            channels = sum(s.num_channels for s in sources)
+            if channels != self.model.air_channels:
+                raise DualStreamError(f"air sources give {channels} channels, the checkpoint expects {self.model.air_channels}")
+        dataset = DualStreamGeoDataset(
+            image,
+            sources or None,
+            air_scale=meta.air_scale,
+            air_fill=meta.stats.air.mean if meta.stats.air else 0.0,
+            transforms=Normalize(meta.stats),
+        )
+        self._check_air_coverage(dataset)
+        return dataset
+
+    @staticmethod
+    def _check_air_coverage(dataset: DualStreamGeoDataset) -> None:
+        """Policy: air that misses part of the scene is filled with its band means (the
+        normalised value 0) with a warning; air that misses the scene entirely is an error
+        (raised by the join)."""
+        scene = dataset._indexes[0].geometry.union_all()
+        for i, source in enumerate(dataset.air, start=1):
+            covered = dataset._indexes[i].geometry.union_all().intersection(scene).area / scene.area
+            if covered < 0.999:
+                warnings.warn(
+                    f"{type(source).__name__} covers {covered:.1%} of the scene; the rest is filled "
+                    "with the band means",
+                    stacklevel=3,
+                )
+
+    # -- model ---------------------------------------------------------------------------
+    @torch.inference_mode()
+    def probabilities(self, image: Tensor, air: Tensor | None) -> Tensor:
+        """(B, C, H, W) probabilities averaged over the TTA transforms."""
+        total: Tensor | None = None
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        transforms = tta_transforms(self.tta)
+        for forward, inverse in transforms:
+            with autocast:
+                logits = self.model(forward(image), forward(air) if air is not None else None)["final"]
+            logits = logits.float()
+            probs = torch.cat([1 - logits.sigmoid(), logits.sigmoid()], 1) if self.model.task == "binary" else logits.softmax(1)
+            probs = inverse(probs)
+            total = probs if total is None else total + probs
+        assert total is not None
+        return total / len(transforms)
+
+    # -- prediction ----------------------------------------------------------------------
+    def _outputs(self, output: str, kind: str, settings: dict[str, str]) -> list[OutputSpec]:
+        names = self.meta.class_names
+        specs = []
+        if kind in ("class", "both"):
+            dtype = "uint8" if len(names) <= 255 else "uint16"
+            colormap = {i: tuple(c) for i, c in enumerate(self.meta.class_colors)}
+            specs.append(OutputSpec(output, 1, dtype, CLASS_NODATA, "nearest", {**settings, **class_tags(names)}, ("class",), colormap))  # type: ignore[arg-type]
+        if kind in ("probabilities", "both"):
+            path = output if kind == "probabilities" else str(Path(output).with_name(Path(output).stem + "_probabilities.tif"))
+            tags = {**settings, **class_tags(names), "scale": f"1/{PROBABILITY_SCALE}"}
+            specs.append(OutputSpec(path, len(names), "uint8", 255, "average", tags, tuple(names)))
+        return specs
+
+    def _check_paths(self, specs: list[OutputSpec], dataset: DualStreamGeoDataset, overwrite: bool, resume: bool) -> None:
+        inputs = set()
+        for source in [dataset.image, *dataset.air]:
+            for entry in source.index.filepath:
+                inputs.update(os.path.realpath(p) for p, _ in source.channel_files(entry))
+        for spec in specs:
+            real = os.path.realpath(spec.path)
+            if real in inputs:
+                raise DualStreamError(f"output {spec.path} is one of the inputs; choose another path")
+            if os.path.exists(spec.path) and not overwrite:
+                raise DualStreamError(f"output {spec.path} exists; pass --overwrite to replace it")
+            if not os.path.isdir(os.path.dirname(real)):
+                raise DualStreamError(f"output folder {os.path.dirname(real)} does not exist")
+            if os.path.exists(spec.partial) and not resume and not overwrite:
+                raise DualStreamError(f"{spec.partial} exists from an interrupted run; pass --resume or --overwrite")
+
+    def predict(
+        self,
+        image: SatelliteImage | Sequence[PathLike],
+        air: Sequence[GeoRaster] | Sequence[PathLike] | None,
+        output: PathLike,
+        kind: str = "class",
+        overwrite: bool = False,
+        resume: bool = False,
+        progress_callback: Callable[[int, int], None] | None = None,
+    ) -> Path:
+        """Predict the scene of ``image`` to ``output`` and return its path.
+
+        ``image``/``air`` are sources or paths (files or folders). ``kind``: ``class``
+        (uint8 classes with a colour table), ``probabilities`` (uint8, value/254 per class)
+        or ``both`` (``<output>`` and ``<stem>_probabilities.tif``). ``progress_callback``
+        receives (rows written, scene height) after each strip.
+        """
+        if kind not in KINDS:
+            raise DualStreamError(f"kind must be one of {KINDS}, got {kind!r}")
+        output = str(output)
+        dataset = self._dataset(image, air)
+        grid = scene_grid(dataset.image)
+        settings = {
+            "checkpoint": self.meta.checkpoint,
+            "tile": str(self.tile),
+            "overlap": str(self.overlap),
+            "blend": self.blend,
+            "tta": self.tta,
+            "dualstream_geo_version": __version__,
+        }
+        specs = self._outputs(output, kind, settings)
+        self._check_paths(specs, dataset, overwrite, resume)
+        signature = {**settings, "kind": kind, "grid": [*grid.transform[:6], grid.height, grid.width]}
+        rows_done = min(read_progress(s, signature) for s in specs) if resume else 0
+        if rows_done == 0:
+            for spec in specs:
+                create_partial(spec, grid)
+        if rows_done < grid.height:
+            self._run(dataset, grid, specs, signature, rows_done, progress_callback)
+        for spec in specs:
+            finalize(spec)
+        return Path(specs[0].path)
+
+    def _run(
+        self,
+        dataset: DualStreamGeoDataset,
+        grid: Grid,
+        specs: list[OutputSpec],
+        signature: dict[str, Any],
+        rows_done: int,
+        progress_callback: Callable[[int, int], None] | None,
+    ) -> None:
+        height, width, tile = grid.height, grid.width, self.tile
+        todo = [s for s in strips(height, width, tile, self.overlap) if s[0].row + tile > rows_done]
+        windows = [w for strip in todo for w in strip]
+        loader = DataLoader(
+            _Windows(dataset, grid, windows),
+            batch_size=self.batch_size,
+            num_workers=self.workers,
+            collate_fn=collate_samples,
+        )
+        classes = len(self.meta.class_names)
+        span = max(width, tile)
+        scores = np.zeros((classes, tile, span), dtype=np.float32)
+        weights = np.zeros((tile, span), dtype=np.float32)
+        top = windows[0].row if windows else 0
+
+        def flush(until: int) -> None:
+            nonlocal top, rows_done
+            stop = min(until, height)
+            if stop > top:
+                first = max(top, rows_done) - top
+                count = stop - top
+                if count > first:
+                    self._write(specs, top + first, scores[:, first:count, :width], weights[first:count, :width])
+                    rows_done = stop
+                    for spec in specs:
+                        write_progress(spec, signature, rows_done)
+                    if progress_callback is not None:
+                        progress_callback(rows_done, height)
+            shift = min(until - top, tile)
+            scores[:, : tile - shift] = scores[:, shift:]
+            scores[:, tile - shift :] = 0
+            weights[: tile - shift] = weights[shift:]
+            weights[tile - shift :] = 0
+            top = until
+
+        batches = loader if self.workers > 0 else _prefetch(loader)
+        with tqdm(total=len(windows), unit="win", desc="predict", disable=None) as bar:
+            for batch in batches:
+                valid = batch["valid"]
+                keep = valid.flatten(1).any(1)
+                probs = None
+                if keep.any():
+                    air = batch["air"][keep].to(self.device) if "air" in batch else None
+                    probs = self.probabilities(batch["image"][keep].to(self.device), air).cpu().numpy()
+                position = 0
+                for i, index in enumerate(batch["index"].tolist()):
+                    window = windows[index]
+                    if window.row > top:
+                        flush(window.row)
+                    if keep[i]:
+                        assert probs is not None
+                        w = window_weights(window, height, width, self.blend) * valid[i].numpy()
+                        cols = slice(window.col, window.col + tile)
+                        scores[:, :, cols] += probs[position] * w
+                        weights[:, cols] += w
+                        position += 1
+                    bar.update(1)
+        flush(top + tile)
+
+    def _write(self, specs: list[OutputSpec], row: int, scores: np.ndarray, weights: np.ndarray) -> None:
+        covered = weights > 0
+        probs = scores / np.where(covered, weights, 1.0)
+        for spec in specs:
+            if spec.count == 1:
+                data = np.where(covered, probs.argmax(0), CLASS_NODATA)[None]
+            else:
+                data = np.where(covered[None], np.rint(probs * PROBABILITY_SCALE), 255)
+            write_rows(spec, row, data)
+
+
+def _meta_from_task(task: nn.Module, stats: DatasetStats | None = None, checkpoint: str = "") -> PredictionMeta:
+    hparams = getattr(task, "hparams", None)
+    if hparams is None or stats is None:
+        raise DualStreamError(
+            "give a checkpoint (ScenePredictor.from_checkpoint) or meta=PredictionMeta(...) with band statistics"
+        )
+    return PredictionMeta(
+        band_names=tuple(hparams["band_names"]),
+        class_names=list(task.class_names),  # type: ignore[attr-defined]
+        class_colors=list(task.class_colors),  # type: ignore[attr-defined]
+        stats=stats,
+        use_air=bool(hparams["use_air"]),
+        checkpoint=checkpoint,
+    )
+

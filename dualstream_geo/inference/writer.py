@@ -1,0 +1,110 @@
+"""GeoTIFF output: a tiled partial file written strip by strip, then a COG under the final name."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+
+from ..data.grid import Grid
+
+CLASS_NODATA = 255
+PROBABILITY_SCALE = 254  # uint8 probabilities: value / 254; 255 is nodata
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """One output raster: path, bands, dtype, nodata, overview resampling and metadata."""
+
+    path: str
+    count: int
+    dtype: str
+    nodata: float
+    resampling: str
+    tags: Mapping[str, str]
+    descriptions: Sequence[str] = ()
+    colormap: Mapping[int, tuple[int, int, int]] | None = None
+
+    @property
+    def partial(self) -> str:
+        return f"{self.path}.partial.tif"
+
+    @property
+    def progress(self) -> str:
+        return f"{self.path}.partial.json"
+
+
+def create_partial(spec: OutputSpec, grid: Grid) -> None:
+    """An empty tiled GeoTIFF on ``grid`` under the partial name."""
+    profile: dict[str, Any] = {
+        "driver": "GTiff",
+        "width": grid.width,
+        "height": grid.height,
+        "count": spec.count,
+        "dtype": spec.dtype,
+        "crs": grid.crs,
+        "transform": grid.transform,
+        "nodata": spec.nodata,
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+        "compress": "deflate",
+        "BIGTIFF": "IF_SAFER",
+    }
+    with rasterio.open(spec.partial, "w", **profile) as dst:
+        dst.update_tags(**spec.tags)
+        for band, description in enumerate(spec.descriptions, start=1):
+            dst.set_band_description(band, description)
+        if spec.colormap:
+            dst.write_colormap(1, dict(spec.colormap))
+
+
+def write_rows(spec: OutputSpec, row: int, data: np.ndarray) -> None:
+    """Write ``data`` (count, rows, width) at ``row``; closing the file makes it durable."""
+    window = rasterio.windows.Window(0, row, data.shape[2], data.shape[1])
+    with rasterio.open(spec.partial, "r+") as dst:
+        dst.write(data.astype(spec.dtype, copy=False), window=window)
+
+
+def read_progress(spec: OutputSpec, signature: Mapping[str, Any]) -> int:
+    """Rows already written by an interrupted run with the same settings, else 0."""
+    if not (os.path.exists(spec.partial) and os.path.exists(spec.progress)):
+        return 0
+    with open(spec.progress) as f:
+        state = json.load(f)
+    return int(state["rows_done"]) if state.get("signature") == dict(signature) else 0
+
+
+def write_progress(spec: OutputSpec, signature: Mapping[str, Any], rows_done: int) -> None:
+    tmp = f"{spec.progress}.tmp"
+    with open(tmp, "w") as f:
+        json.dump({"rows_done": rows_done, "signature": dict(signature)}, f)
+    os.replace(tmp, spec.progress)
+
+
+def finalize(spec: OutputSpec) -> None:
+    """Copy the partial file to a compressed COG with internal overviews, then rename it."""
+    tmp = f"{spec.path}.cog.tmp"
+    rasterio.shutil.copy(
+        spec.partial,
+        tmp,
+        driver="COG",
+        compress="DEFLATE",
+        blocksize=256,
+        overview_resampling=spec.resampling,
+        BIGTIFF="IF_SAFER",
+    )
+    os.replace(tmp, spec.path)
+    for leftover in (spec.partial, spec.progress):
+        if os.path.exists(leftover):
+            os.remove(leftover)
+
+
+def class_tags(class_names: Sequence[str]) -> dict[str, str]:
+    return {"class_names": json.dumps(list(class_names))}
