@@ -7,6 +7,7 @@ stream is ever materialised on another stream's grid first.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 from dataclasses import dataclass
@@ -71,14 +72,26 @@ class Grid:
 
 
 @functools.lru_cache(maxsize=256)
-def _open_cached(path: str, pid: int) -> DatasetReader:
-    # Keyed by pid: a GDAL handle inherited through fork must not be shared by workers.
+def _open_cached(path: str, pid: int, version: tuple[int, int]) -> DatasetReader:
+    # Keyed by pid: a GDAL handle inherited through fork must not be shared by workers;
+    # and by (mtime, size): a file rewritten in place (notebooks) is opened afresh.
     return rasterio.open(path)
 
 
+@atexit.register
+def close_rasters() -> None:
+    """Close cached handles (at exit, before logging is torn down, or on demand)."""
+    _open_cached.cache_clear()
+
+
 def open_raster(path: str) -> DatasetReader:
-    """A cached read handle for ``path``, private to the calling process."""
-    return _open_cached(path, os.getpid())
+    """A cached read handle for ``path`` (a file or a VRT document), private to the process."""
+    try:
+        stat = os.stat(path)
+        version = (stat.st_mtime_ns, stat.st_size)
+    except (OSError, ValueError):  # a VRT document, not a file name
+        version = (0, 0)
+    return _open_cached(path, os.getpid(), version)
 
 
 def _aligned_window(src_transform: Affine, grid: Grid) -> Window | None:
@@ -103,18 +116,14 @@ def read_onto(
     grid: Grid,
     out: np.ndarray,
     resampling: Resampling,
-    src_crs: CRS | None = None,
-    src_transform: Affine | None = None,
     nodata: float | None = None,
 ) -> None:
     """Read ``indexes`` of ``src`` onto ``grid``, filling only pixels of ``out`` that are NaN.
 
     ``out`` is a float32 array (len(indexes), height, width); pixels the file does not cover,
-    or that hold its nodata value, stay NaN. ``src_crs``/``src_transform`` override the
-    file's georeferencing (tiles of the original layout that carry none).
+    or that hold its nodata value, stay NaN.
     """
-    crs = src_crs or src.crs
-    transform = src_transform or src.transform
+    crs, transform = src.crs, src.transform
     nodata = src.nodata if nodata is None else nodata
     window = _aligned_window(transform, grid) if crs == grid.crs else None
     if window is not None:

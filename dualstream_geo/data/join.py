@@ -82,7 +82,7 @@ class DualStreamGeoDataset(GeoDataset):
         keep = np.asarray(~footprint.is_empty & (footprint.area > 0))
         if not keep.any():
             listed = "; ".join(
-                f"{type(s).__name__} {tuple(round(v, 3) for v in idx.total_bounds)}"
+                f"{type(s).__name__} ({', '.join(f'{v:.3f}' for v in idx.total_bounds)})"
                 for s, idx in zip(sources, self._indexes, strict=True)
             )
             raise DualStreamError(f"sources do not overlap (bounds in {image.crs.name}): {listed}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from xml.sax.saxutils import escape
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -20,6 +21,7 @@ import rasterio
 import torch
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.dtypes import _gdal_typename
 from rasterio.enums import Resampling
 from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
@@ -42,6 +44,30 @@ Georef = Mapping[str, tuple[CRS, Affine]]
 def has_georeferencing(src: DatasetReader) -> bool:
     """True when the file carries a CRS and a non-identity transform."""
     return src.crs is not None and not src.transform.is_identity
+
+
+def georeferenced_vrt(path: str, crs: CRS, transform: Affine) -> str:
+    """A VRT document that gives the un-georeferenced raster ``path`` a CRS and transform.
+
+    GDAL reads through it like any georeferenced file, so indexing, warping and windowed
+    reads need no special case.
+    """
+    with rasterio.open(path) as src:
+        width, height, dtypes, nodata = src.width, src.height, src.dtypes, src.nodata
+    bands = []
+    for band, dtype in enumerate(dtypes, start=1):
+        nodata_xml = f"<NoDataValue>{nodata}</NoDataValue>" if nodata is not None else ""
+        bands.append(
+            f'<VRTRasterBand dataType="{_gdal_typename(dtype)}" band="{band}">{nodata_xml}'
+            f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(os.path.abspath(path))}'
+            f"</SourceFilename><SourceBand>{band}</SourceBand></SimpleSource></VRTRasterBand>"
+        )
+    geotransform = ", ".join(repr(v) for v in transform.to_gdal())
+    return (
+        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">'
+        f"<SRS>{escape(CRS.from_user_input(crs).to_wkt())}</SRS>"
+        f"<GeoTransform>{geotransform}</GeoTransform>{''.join(bands)}</VRTDataset>"
+    )
 
 
 def _check_readable(path: str, src: DatasetReader) -> None:
@@ -82,6 +108,7 @@ class GeoRaster(RasterDataset):
             self.filename_glob = filename_glob
         self.nodata = nodata
         self.georef_fallback = dict(georef_fallback or {})
+        self._vrt = {p: georeferenced_vrt(p, c, t) for p, (c, t) in self.georef_fallback.items()}
         self._minmax: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         try:
             super().__init__(paths, crs=crs, res=res, transforms=transforms, cache=cache)
@@ -91,6 +118,10 @@ class GeoRaster(RasterDataset):
             ) from None
 
     # -- files ---------------------------------------------------------------------------
+    def resolve(self, path: str) -> str:
+        """What GDAL should open for ``path``: the file, or its georeferencing VRT."""
+        return self._vrt.get(path, path)
+
     def channel_files(self, filepath: str) -> list[tuple[str, list[int]]]:
         """The files and 1-based band indexes that make up the channels of one index entry."""
         return [(filepath, list(range(1, self.num_channels + 1)))]
@@ -115,22 +146,15 @@ class GeoRaster(RasterDataset):
 
     def _load_warp_file(self, filepath: Path, crs: CRS | None = None) -> DatasetReader | WarpedVRT:
         # TorchGeo opens every file here while indexing: validate once, before heavy work.
-        path = str(filepath)
-        self._validate(path)
-        if path not in self.georef_fallback:
-            return super()._load_warp_file(filepath, crs)
-        src_crs, src_transform = self.georef_fallback[path]
-        src = rasterio.open(path)
-        return WarpedVRT(
-            src, src_crs=src_crs, src_transform=src_transform, crs=crs or src_crs, nodata=self.nodata
-        )
+        self._validate(str(filepath))
+        return super()._load_warp_file(self.resolve(str(filepath)), crs)  # type: ignore[arg-type]
 
     # -- reading -------------------------------------------------------------------------
     def _file_minmax(self, path: str, indexes: list[int]) -> tuple[np.ndarray, np.ndarray]:
         if path not in self._minmax:
             from .normalize import decimated_read
 
-            values = decimated_read(open_raster(path), indexes, self.nodata)
+            values = decimated_read(open_raster(self.resolve(path)), indexes, self.nodata)
             self._minmax[path] = (np.nanmin(values, axis=1), np.nanmax(values, axis=1))
         return self._minmax[path]
 
@@ -145,17 +169,16 @@ class GeoRaster(RasterDataset):
             first = 0
             for path, indexes in self.channel_files(filepath):
                 target = out[first : first + len(indexes)]
-                crs, transform = self.georef_fallback.get(path, (None, None))
-                src = open_raster(path)
+                src = open_raster(self.resolve(path))
                 if self.per_file_minmax:
                     part = np.full(target.shape, np.nan, dtype=np.float32)
-                    read_onto(src, indexes, grid, part, resampling, crs, transform, self.nodata)
+                    read_onto(src, indexes, grid, part, resampling, self.nodata)
                     low, high = self._file_minmax(path, indexes)
                     part = (part - low[:, None, None]) / np.maximum(high - low, 1e-12)[:, None, None]
                     empty = np.isnan(target)
                     target[empty] = part[empty]
                 else:
-                    read_onto(src, indexes, grid, target, resampling, crs, transform, self.nodata)
+                    read_onto(src, indexes, grid, target, resampling, self.nodata)
                 first += len(indexes)
         return out
 
@@ -279,7 +302,7 @@ class LandCoverMask(GeoRaster):
 
         counts: Counter[int] = Counter()
         for path in self.index.filepath:
-            values = decimated_read(open_raster(path), [1], self.nodata)[0]
+            values = decimated_read(open_raster(self.resolve(path)), [1], self.nodata)[0]
             values = values[~np.isnan(values)].astype(np.int64)
             raw, n = np.unique(values[~np.isin(values, list(self.class_map))], return_counts=True)
             counts.update(dict(zip(raw.tolist(), n.tolist(), strict=True)))

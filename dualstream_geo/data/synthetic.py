@@ -109,7 +109,7 @@ def _to_scene(spec: SceneSpec, crs: str, x: np.ndarray, y: np.ndarray) -> tuple[
 
 def _centres(transform: Affine, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
-    xs, ys = transform * (cols, rows)
+    xs, ys = transform @ (cols, rows)
     return np.asarray(xs), np.asarray(ys)
 
 

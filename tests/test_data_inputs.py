@@ -1,0 +1,211 @@
+"""Sources, statistics, the original layout, the datamodule, and bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from affine import Affine
+
+from dualstream_geo.data import (
+    DEMO_CLASS_MAP,
+    GEMS,
+    AirPollution,
+    BandStats,
+    DatasetStats,
+    DualStreamGeoDataset,
+    LandCoverMask,
+    SatelliteImage,
+)
+from dualstream_geo.data.augment import DualStreamAugmentation
+from dualstream_geo.data.datamodule import DualStreamDataModule
+from dualstream_geo.errors import DualStreamError
+
+from .conftest import NODATA_SCENE, write_raster
+
+UTM = "EPSG:32652"
+
+
+def tile_transform(x0: float, y0: float, res: float) -> Affine:
+    return Affine(res, 0, x0, 0, -res, y0)
+
+
+# -- statistics ---------------------------------------------------------------------------
+def test_stats_from_decimated_reads_roundtrip(demo_root: Path, tmp_path: Path) -> None:
+    image = SatelliteImage(demo_root / "train" / "image")
+    stats = BandStats.from_source(image)
+    import rasterio
+
+    with rasterio.open(demo_root / "train" / "image" / "scene_a.tif") as src:
+        full = src.read().reshape(4, -1).astype(np.float64)
+    np.testing.assert_allclose(stats.mean, full.mean(1), rtol=0.02)
+    np.testing.assert_allclose(stats.std, full.std(1), rtol=0.05)
+    air = BandStats.concat([BandStats.from_source(GEMS(demo_root / "train" / "gems")),
+                            BandStats.from_source(AirPollution(demo_root / "train" / "air"))])
+    assert len(air.mean) == 48
+    # The pollutants differ by orders of magnitude: dataset-wide statistics keep that scale.
+    assert air.mean[0] > 1e10 and air.mean[36] < 0.01
+    path = tmp_path / "stats.json"
+    DatasetStats(stats, air).save(path)
+    loaded = DatasetStats.load(path)
+    assert loaded.image.mean == stats.mean and loaded.air is not None and loaded.air.std == air.std
+
+
+def test_per_file_minmax_option(demo_root: Path) -> None:
+    gems = GEMS(demo_root / "train" / "gems", per_file_minmax=True)
+    ds = DualStreamGeoDataset(SatelliteImage(demo_root / "train" / "image"), [gems])
+    x, y, _ = ds.bounds
+    air = ds[x.start : x.start + 1280, y.stop - 1280 : y.stop]["air"]
+    assert air.shape == (12, 16, 16)
+    assert 0.0 <= air.min() and air.max() <= 1.0
+
+
+# -- the original folder layout ----------------------------------------------------------
+def write_original_tree(root: Path, georeferenced_aux: bool) -> None:
+    rng = np.random.default_rng(0)
+    for split, (img, lbl, gems, ap) in {"train": ("ts_sn", "tl_sn", "t_gems", "t_ap"),
+                                        "val": ("vs_sn", "vl_sn", "v_gems", "v_ap")}.items():
+        for i in range(2):
+            name = f"tile_{split}_{i}"
+            transform = tile_transform(330_000 + i * 2000 + (split == "val") * 10_000, 4_160_000, 10.0)
+            write_raster(root / img / f"{name}.tif", rng.integers(1, 4000, (4, 128, 128)).astype(np.uint16), UTM, transform)
+            label = np.where(rng.random((1, 128, 128)) < 0.2, 90, 20).astype(np.uint8)
+            write_raster(root / lbl / f"{name}.tif", label, UTM, transform)
+            crs, aux_transform = (UTM, tile_transform(transform.c, transform.f, 80.0)) if georeferenced_aux else (None, None)
+            aux = rng.random((12, 16, 16)).astype(np.float32)
+            write_raster(root / gems / f"GEMS_{name}.tif", aux, crs, aux_transform)
+            for gas in ("CO", "NO2", "SO2"):
+                write_raster(root / ap / f"AIR_Pollution_{gas}_{name}.tif", aux * 2, crs, aux_transform)
+
+
+def test_original_layout_without_aux_georeferencing(tmp_path: Path) -> None:
+    write_original_tree(tmp_path, georeferenced_aux=False)
+    with pytest.warns(UserWarning, match=r"8 tile\(s\) without georeferencing"):
+        dm = DualStreamDataModule(root=str(tmp_path), layout="original", class_map={90: 1}, patch_size=64, batch_size=2, length=4)
+        dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["image"].shape == (2, 4, 64, 64) and batch["air"].shape == (2, 48, 8, 8)
+    assert set(batch["mask"].unique().tolist()) <= {0, 1}
+    val = next(iter(dm.val_dataloader()))
+    assert val["mask"].shape == (2, 64, 64)
+
+
+# -- datamodule ------------------------------------------------------------------------------
+def test_datamodule_geographic_split_and_normalisation(demo_root: Path, tmp_path: Path) -> None:
+    dm = DualStreamDataModule(root=str(demo_root), class_map=DEMO_CLASS_MAP, patch_size=64, batch_size=4, length=8,
+                              stats_path=str(tmp_path / "stats.json"))
+    dm.setup("fit")
+    assert json.loads((tmp_path / "stats.json").read_text())["air"]["bands"][0] == "gems_01"
+    splits = dm.datasets()
+    train_area = splits["train"].index.geometry.union_all()
+    val_area = splits["val"].index.geometry.union_all()
+    assert train_area.intersection(val_area).area == pytest.approx(0, abs=1e-6)
+    assert val_area.area / (train_area.area + val_area.area) == pytest.approx(0.2, abs=0.1)
+    batch = next(iter(dm.train_dataloader()))
+    assert abs(float(batch["image"].mean())) < 1.5 and torch.isfinite(batch["air"]).all()
+    # Validation labels outside the validation cells are ignored: no training pixel is scored.
+    import shapely
+
+    for batch in dm.val_dataloader():
+        for bounds, mask in zip(batch["bounds"], batch["mask"], strict=True):
+            if not val_area.contains(shapely.box(*bounds.tolist())):
+                assert (mask == 255).any()
+    dm.setup("test")
+    assert dm.test_dataset is not None and "5186" in dm.test_dataset.crs.to_string()
+
+
+def test_augmentation_is_identical_on_image_mask_and_air() -> None:
+    torch.manual_seed(0)
+    rows, cols = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    image = torch.stack([rows, cols, rows, cols]).expand(6, 4, 64, 64).clone()
+    mask = ((rows // 8) * 8 + cols // 8).long().expand(6, 64, 64).clone()
+    cell_rows, cell_cols = torch.meshgrid(torch.arange(8.0), torch.arange(8.0), indexing="ij")
+    air = torch.zeros(6, 48, 8, 8)
+    air[:, 0], air[:, 1] = cell_rows, cell_cols
+    batch = {"image": image, "mask": mask, "valid": torch.ones(6, 64, 64, dtype=torch.bool), "air": air}
+    out = DualStreamAugmentation(intensity=False)(batch)
+    moved = 0
+    for b in range(6):
+        img_rows, img_cols = out["image"][b, 0].round(), out["image"][b, 1].round()
+        assert torch.equal(out["mask"][b], (img_rows // 8) * 8 + img_cols // 8)
+        centre_rows = out["image"][b, 0, 3::8, 3::8].round() // 8
+        assert torch.equal(out["air"][b, 0].round(), centre_rows)
+        moved += int(not torch.equal(out["mask"][b], mask[b]))
+    assert moved > 0
+
+
+# -- bad input ------------------------------------------------------------------------------
+def test_no_matching_rasters(tmp_path: Path) -> None:
+    with pytest.raises(DualStreamError, match=r"GEMS: no rasters matching 'GEMS_\*.tif'"):
+        GEMS(tmp_path)
+
+
+def test_wrong_band_counts(tmp_path: Path) -> None:
+    with pytest.raises(DualStreamError, match=r"RGB.byte.tif: SatelliteImage expects 4 band.*has 3"):
+        SatelliteImage(NODATA_SCENE)
+    write_raster(tmp_path / "GEMS_x.tif", np.zeros((5, 8, 8), np.float32), UTM, tile_transform(0, 80, 10))
+    with pytest.raises(DualStreamError, match=r"GEMS_x.tif: GEMS expects 12 band\(s\).*has 5"):
+        GEMS(tmp_path)
+
+
+def test_raster_without_crs(tmp_path: Path) -> None:
+    write_raster(tmp_path / "a.tif", np.zeros((4, 8, 8), np.uint16), None, None)
+    with pytest.raises(DualStreamError, match=r"a.tif: raster has no CRS"):
+        SatelliteImage(tmp_path)
+
+
+def test_truncated_geotiff(tmp_path: Path, demo_root: Path) -> None:
+    source = demo_root / "train" / "image" / "scene_a.tif"
+    data = source.read_bytes()
+    (tmp_path / "cut.tif").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DualStreamError, match=r"cut.tif: (corrupt or truncated|not a readable)"):
+        SatelliteImage(tmp_path)
+
+
+def test_sources_that_do_not_overlap(tmp_path: Path) -> None:
+    write_raster(tmp_path / "img" / "a.tif", np.ones((4, 32, 32), np.uint16), UTM, tile_transform(330_000, 4_160_000, 10))
+    write_raster(tmp_path / "gems" / "GEMS_a.tif", np.ones((12, 4, 4), np.float32), UTM, tile_transform(500_000, 4_160_000, 80))
+    with pytest.raises(DualStreamError, match=r"sources do not overlap.*SatelliteImage \(330000.*GEMS \(500000"):
+        DualStreamGeoDataset(SatelliteImage(tmp_path / "img"), [GEMS(tmp_path / "gems")])
+
+
+def test_label_values_outside_class_map_warn_once(tmp_path: Path) -> None:
+    label = np.array([[[90, 20], [30, 30]]], dtype=np.uint8).repeat(8, 1).repeat(8, 2)
+    write_raster(tmp_path / "l.tif", label, UTM, tile_transform(0, 160, 10))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mask = LandCoverMask(tmp_path, class_map={90: 1})
+    messages = [str(w.message) for w in caught if "class_map" in str(w.message)]
+    assert len(messages) == 1 and "20: 64" in messages[0] and "30: 128" in messages[0]
+    classes = mask.to_classes(label[0].astype(np.float32))
+    assert set(np.unique(classes)) == {0, 1}
+    ignore = LandCoverMask(tmp_path, class_map={90: 1}, unmapped="ignore")
+    assert set(np.unique(ignore.to_classes(label[0].astype(np.float32)))) == {1, 255}
+
+
+def test_nan_in_air_is_filled_and_inf_is_an_error(tmp_path: Path) -> None:
+    write_raster(tmp_path / "img" / "a.tif", np.ones((4, 64, 64), np.uint16), UTM, tile_transform(330_000, 4_160_000, 10))
+    air = np.ones((12, 8, 8), np.float32)
+    air[:, 2:5, 2:5] = np.nan
+    write_raster(tmp_path / "gems" / "GEMS_a.tif", air, UTM, tile_transform(330_000, 4_160_000, 80))
+    gems = GEMS(tmp_path / "gems")
+    with pytest.warns(UserWarning, match="hold NaN"):
+        stats = BandStats.from_source(gems)
+    ds = DualStreamGeoDataset(SatelliteImage(tmp_path / "img"), [gems], air_fill=stats.mean)
+    sample = ds[330_000:330_640, 4_159_360:4_160_000]
+    assert torch.isfinite(sample["air"]).all() and sample["air"][0, 3, 3] == pytest.approx(1.0)
+    shutil.rmtree(tmp_path / "gems")
+    air[0, 0, 0] = np.inf
+    write_raster(tmp_path / "gems" / "GEMS_a.tif", air, UTM, tile_transform(330_000, 4_160_000, 80))
+    with pytest.raises(DualStreamError, match=r"GEMS_a.tif: contains inf"):
+        BandStats.from_source(GEMS(tmp_path / "gems"))
+
+
+def test_patch_size_must_be_multiple_of_32(demo_root: Path) -> None:
+    with pytest.raises(DualStreamError, match="patch_size must be a multiple of 32, got 100"):
+        DualStreamDataModule(root=str(demo_root), patch_size=100)

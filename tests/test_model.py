@@ -1,0 +1,173 @@
+"""DualStream-DFormer: shapes, gradients, missing air, weight loading and errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import SegformerConfig, SegformerModel
+
+from dualstream_geo.errors import DualStreamError
+from dualstream_geo.models import DualStreamDFormer, adapt_stem, build_encoder, list_encoders
+from dualstream_geo.models.dualstream import STEM_KEY
+
+
+@pytest.fixture(scope="module")
+def model() -> DualStreamDFormer:
+    torch.manual_seed(0)
+    return DualStreamDFormer(num_classes=3)
+
+
+def test_registry_and_encoder_geometry() -> None:
+    assert {"segformer-b0", "segformer-b1", "segformer-b2", "convnext-air"} <= set(list_encoders())
+    vision = build_encoder("segformer-b1", in_channels=4)
+    assert isinstance(vision.model, SegformerModel)
+    assert vision.model.config.hidden_sizes == [64, 128, 320, 512] and vision.model.config.depths == [2, 2, 2, 2]
+    assert sum(p.numel() for p in vision.parameters()) / 1e6 == pytest.approx(13.15, abs=0.02)
+    features = vision(torch.randn(1, 4, 128, 192))
+    assert [tuple(f.shape[1:]) for f in features] == [(64, 32, 48), (128, 16, 24), (320, 8, 12), (512, 4, 6)]
+    air = build_encoder("convnext-air", in_channels=48)
+    air_features = air(torch.randn(1, 48, 16, 24))
+    assert [tuple(f.shape[1:]) for f in air_features] == [(64, 32, 48), (128, 16, 24), (320, 8, 12), (512, 4, 6)]
+    with pytest.raises(DualStreamError, match="unknown encoder 'nope'"):
+        build_encoder("nope")
+
+
+@pytest.mark.parametrize("size", [(128, 128), (128, 192)])
+def test_output_shapes(model: DualStreamDFormer, size: tuple[int, int]) -> None:
+    model.eval()
+    h, w = size
+    with torch.no_grad():
+        out = model(torch.randn(2, 4, h, w), torch.randn(2, 48, h // 8, w // 8))
+    assert out["final"].shape == (2, 3, h, w)
+    assert out["aux_f2"].shape == (2, 3, h // 8, w // 8)
+    assert out["aux_f3"].shape == (2, 3, h // 16, w // 16)
+
+
+def test_binary_task_has_one_channel() -> None:
+    binary = DualStreamDFormer(num_classes=2, task="binary", vision_encoder="segformer-b0").eval()
+    with torch.no_grad():
+        assert binary(torch.randn(1, 4, 64, 64), torch.randn(1, 48, 8, 8))["final"].shape == (1, 1, 64, 64)
+
+
+def test_gradients_reach_every_parameter_batch_one_in_training(model: DualStreamDFormer) -> None:
+    model.train()
+    model.zero_grad()
+    image, air = torch.randn(1, 4, 64, 64), torch.randn(1, 48, 8, 8)
+    out = model(image, air)
+    loss = sum(v.square().mean() for v in out.values())
+    loss = loss + model(image, None)["final"].mean()  # reaches the learned "air absent" input
+    loss.backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None]
+    assert missing == []
+    for part in ("vision_encoder", "air_encoder", "fusion", "decoder"):
+        grads = [p.grad.abs().sum() for p in getattr(model, part).parameters()]
+        assert sum(grads) > 0, part
+
+
+def test_missing_air_and_modality_dropout() -> None:
+    torch.manual_seed(0)
+    model = DualStreamDFormer(num_classes=2, vision_encoder="segformer-b0", modality_dropout=1.0)
+    with torch.no_grad():
+        model.air_absent.fill_(0.5)
+        image, air = torch.randn(2, 4, 64, 64), torch.randn(2, 48, 8, 8)
+        model.eval()
+        absent = model(image, None)["final"]
+        present = model(image, air)["final"]
+        assert not torch.allclose(absent, present)
+        seen: list[torch.Tensor] = []
+        model.air_encoder.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+        model.train()
+        model(image, air)
+        # With p=1 every sample's air is replaced by the learned "air absent" input.
+        torch.testing.assert_close(seen[-1], torch.full_like(air, 0.5))
+        model.modality_dropout = 0.0
+        model(image, air)
+        torch.testing.assert_close(seen[-1], air)
+
+
+def test_shape_errors(model: DualStreamDFormer) -> None:
+    with pytest.raises(ValueError, match=r"multiples of 32, got 100 x 128"):
+        model(torch.randn(1, 4, 100, 128), None)
+    with pytest.raises(ValueError, match=r"air must be \(1, 48, 16, 16\).*got \(1, 48, 8, 8\)"):
+        model(torch.randn(1, 4, 128, 128), torch.randn(1, 48, 8, 8))
+    with pytest.raises(ValueError, match=r"image must be \(B, 4, H, W\), got \(1, 3, 64, 64\)"):
+        model(torch.randn(1, 3, 64, 64), None)
+
+
+def small_rgb_segformer(path: Path) -> SegformerModel:
+    """A 3-channel MiT-B1 saved with save_pretrained, like a local copy of nvidia/mit-b1."""
+    config = SegformerConfig(num_channels=3, hidden_sizes=[64, 128, 320, 512], depths=[2, 2, 2, 2],
+                             num_attention_heads=[1, 2, 5, 8])
+    torch.manual_seed(3)
+    rgb = SegformerModel(config)
+    rgb.save_pretrained(path)
+    return rgb
+
+
+def test_stem_adaptation_from_save_pretrained(tmp_path: Path) -> None:
+    rgb = small_rgb_segformer(tmp_path / "mit-b1")
+    model = DualStreamDFormer(num_classes=2, band_names=("blue", "green", "red", "nir"), vision_weights=str(tmp_path / "mit-b1"))
+    stem = model.vision_encoder.stem.detach()
+    pretrained = rgb.state_dict()[STEM_KEY]  # (64, 3, 7, 7) in red, green, blue order
+    scale = 3 / 4
+    torch.testing.assert_close(stem[:, 2], pretrained[:, 0] * scale)  # red band <- red filter
+    torch.testing.assert_close(stem[:, 1], pretrained[:, 1] * scale)  # green
+    torch.testing.assert_close(stem[:, 0], pretrained[:, 2] * scale)  # blue band <- blue filter
+    torch.testing.assert_close(stem[:, 3], pretrained.mean(1) * scale)  # nir: mean filter
+    # Output magnitude preserved: equal bands give the pretrained stem's output on equal RGB.
+    x = torch.randn(1, 1, 32, 32)
+    conv = torch.nn.functional.conv2d
+    torch.testing.assert_close(conv(x.expand(1, 4, 32, 32), stem, padding=3), conv(x.expand(1, 3, 32, 32), pretrained, padding=3),
+                               rtol=1e-4, atol=1e-4)
+    # Every other weight is the pretrained one.
+    key = "stages.2.blocks.1.mlp.fc1.weight"
+    torch.testing.assert_close(model.vision_encoder.model.state_dict()[key], rgb.state_dict()[key])
+
+
+def test_state_dict_files_with_prefixes(tmp_path: Path) -> None:
+    source = DualStreamDFormer(num_classes=2, vision_encoder="segformer-b0")
+    state = {f"_orig_mod.module.{k}": v for k, v in source.vision_encoder.model.state_dict().items()}
+    torch.save(state, tmp_path / "vision.pth")
+    from safetensors.torch import save_file
+
+    save_file({f"model.{k}": v.contiguous() for k, v in source.air_encoder.state_dict().items()}, str(tmp_path / "air.safetensors"))
+    loaded = DualStreamDFormer(num_classes=2, vision_encoder="segformer-b0", vision_weights=tmp_path / "vision.pth",
+                               air_weights=tmp_path / "air.safetensors")
+    for a, b in zip(loaded.vision_encoder.parameters(), source.vision_encoder.parameters(), strict=True):
+        assert torch.equal(a, b)
+    for a, b in zip(loaded.air_encoder.parameters(), source.air_encoder.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_legacy_transformers_keys(tmp_path: Path) -> None:
+    source = DualStreamDFormer(num_classes=2, vision_encoder="segformer-b0")
+    state = source.vision_encoder.model.state_dict()
+    legacy = {"segformer.encoder.patch_embeddings.0.proj.weight": state[STEM_KEY],
+              "segformer.encoder.block.1.0.attention.self.query.weight": state["stages.1.blocks.0.attention.q_proj.weight"]}
+    torch.save(legacy, tmp_path / "legacy.pt")
+    loaded = DualStreamDFormer(num_classes=2, vision_encoder="segformer-b0", vision_weights=tmp_path / "legacy.pt")
+    assert torch.equal(loaded.vision_encoder.model.state_dict()["stages.1.blocks.0.attention.q_proj.weight"],
+                       state["stages.1.blocks.0.attention.q_proj.weight"])
+
+
+def test_bad_checkpoints(tmp_path: Path) -> None:
+    torch.save({"foo.weight": torch.zeros(3)}, tmp_path / "other.pth")
+    with pytest.raises(DualStreamError, match=r"other.pth: no weights match"):
+        DualStreamDFormer(num_classes=2, vision_weights=tmp_path / "other.pth")
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(DualStreamError, match=r"junk.pth: not a readable weights file"):
+        DualStreamDFormer(num_classes=2, vision_weights=tmp_path / "junk.pth")
+    with pytest.raises(DualStreamError, match=r"cannot load a SegFormer model"):
+        DualStreamDFormer(num_classes=2, vision_weights=str(tmp_path / "missing-dir"))
+    wrong = {STEM_KEY: torch.zeros(64, 2, 7, 7)}
+    torch.save(wrong, tmp_path / "two.pth")
+    with pytest.raises(DualStreamError, match=r"pretrained stem has 2 input channels"):
+        DualStreamDFormer(num_classes=2, vision_weights=tmp_path / "two.pth")
+
+
+def test_adapt_stem_without_rgb_names() -> None:
+    weight = torch.randn(8, 3, 3, 3)
+    adapted = adapt_stem(weight, ("swir1", "swir2"))
+    torch.testing.assert_close(adapted[:, 0], weight.mean(1) * 1.5)
