@@ -80,6 +80,13 @@ class DualStreamCLI(LightningCLI):
             "test": {"model", "dataloaders", "datamodule"},
         }
 
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        # Default loggers go under the run's own default_root_dir, known only after parsing.
+        config = self._get(self.config_init, "trainer", default={})
+        if config.get("logger") in (None, True):
+            kwargs["logger"] = default_loggers(config.get("default_root_dir") or ".")
+        return super().instantiate_trainer(**kwargs)
+
     def _check(self) -> None:
         check_consistency(self.model, self.datamodule)  # type: ignore[arg-type]
 
@@ -91,7 +98,7 @@ def run_lightning(args: list[str]) -> None:
         DualStreamSegmentation,
         DualStreamDataModule,
         save_config_callback=SaveConfigBesideCheckpoints,
-        trainer_defaults={"precision": default_precision(), "logger": default_loggers()},
+        trainer_defaults={"precision": default_precision()},
         seed_everything_default=0,
         args=args,
     )

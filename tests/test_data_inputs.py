@@ -66,18 +66,18 @@ def test_per_file_minmax_option(demo_root: Path) -> None:
 
 
 # -- the original folder layout ----------------------------------------------------------
-def write_original_tree(root: Path, georeferenced_aux: bool) -> None:
+def write_original_tree(root: Path, georeferenced_aux: bool, size: int = 128) -> None:
     rng = np.random.default_rng(0)
     for split, (img, lbl, gems, ap) in {"train": ("ts_sn", "tl_sn", "t_gems", "t_ap"),
                                         "val": ("vs_sn", "vl_sn", "v_gems", "v_ap")}.items():
         for i in range(2):
             name = f"tile_{split}_{i}"
-            transform = tile_transform(330_000 + i * 2000 + (split == "val") * 10_000, 4_160_000, 10.0)
-            write_raster(root / img / f"{name}.tif", rng.integers(1, 4000, (4, 128, 128)).astype(np.uint16), UTM, transform)
-            label = np.where(rng.random((1, 128, 128)) < 0.2, 90, 20).astype(np.uint8)
+            transform = tile_transform(330_000 + i * size * 15 + (split == "val") * size * 50, 4_160_000, 10.0)
+            write_raster(root / img / f"{name}.tif", rng.integers(1, 4000, (4, size, size)).astype(np.uint16), UTM, transform)
+            label = np.where(rng.random((1, size, size)) < 0.2, 90, 20).astype(np.uint8)
             write_raster(root / lbl / f"{name}.tif", label, UTM, transform)
             crs, aux_transform = (UTM, tile_transform(transform.c, transform.f, 80.0)) if georeferenced_aux else (None, None)
-            aux = rng.random((12, 16, 16)).astype(np.float32)
+            aux = rng.random((12, size // 8, size // 8)).astype(np.float32)
             write_raster(root / gems / f"GEMS_{name}.tif", aux, crs, aux_transform)
             for gas in ("CO", "NO2", "SO2"):
                 write_raster(root / ap / f"AIR_Pollution_{gas}_{name}.tif", aux * 2, crs, aux_transform)

@@ -115,8 +115,11 @@ class DualStreamSegmentation(SemanticSegmentation):
         self.criterion = DeepSupervisionLoss(loss, heads)
 
     def configure_metrics(self) -> None:
+        # TorchGeo's metrics read num_labels (multilabel only); it is not an argument here,
+        # and must not be saved as one (checkpoint hparams are parsed back by the CLI).
         self.hparams["num_labels"] = None
         super().configure_metrics()
+        del self.hparams["num_labels"]
 
     def configure_callbacks(self) -> list[Callback]:
         root = self.trainer.default_root_dir if self._trainer is not None else "."
