@@ -43,29 +43,32 @@ class SaveConfigBesideCheckpoints(SaveConfigCallback):
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         folder = os.path.join(trainer.default_root_dir, "checkpoints")
         os.makedirs(folder, exist_ok=True)
-        self.parser.save(self.config, os.path.join(folder, self.config_filename), skip_none=False, overwrite=True)
+        self.parser.save(
+            self.config, os.path.join(folder, self.config_filename), skip_none=False, overwrite=True
+        )
 
 
 def check_consistency(task: DualStreamSegmentation, datamodule: DualStreamDataModule) -> None:
     """Model, data and any checkpoint agree on bands, classes and the air grid."""
     h, d = task.hparams, datamodule.hparams
-    if len(d.bands) != h["in_channels"]:
+    if len(d["bands"]) != h["in_channels"]:
         raise DualStreamError(
             f"the model expects {h['in_channels']} image bands {tuple(h['band_names'])}, the data "
-            f"provides {len(d.bands)} {tuple(d.bands)}"
+            f"provides {len(d['bands'])} {tuple(d['bands'])}"
         )
-    if d.class_map:
-        top = max(d.class_map.values())
-        if top >= h["num_classes"] and top != d.ignore_index:
+    if d["class_map"]:
+        top = max(d["class_map"].values())
+        if top >= h["num_classes"] and top != d["ignore_index"]:
             raise DualStreamError(
                 f"class_map maps to class {top}, but num_classes is {h['num_classes']} "
                 f"(classes 0..{h['num_classes'] - 1})"
             )
-    if d.use_air != h["use_air"]:
-        raise DualStreamError(f"data use_air={d.use_air} but model use_air={h['use_air']}")
-    if d.air_scale != task.model.air_reduction:
+    if d["use_air"] != h["use_air"]:
+        raise DualStreamError(f"data use_air={d['use_air']} but model use_air={h['use_air']}")
+    if d["air_scale"] != task.model.air_reduction:
         raise DualStreamError(
-            f"air_scale {d.air_scale} does not match the model's air grid (1/{task.model.air_reduction})"
+            f"air_scale {d['air_scale']} does not match the model's air grid "
+            f"(1/{task.model.air_reduction})"
         )
 
 

@@ -8,7 +8,6 @@ GeoTIFF and writes ``report.md`` with the figures and PNGs.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +38,9 @@ FULL = DemoBudget(epochs=12, freeze_epochs=2, samples_per_epoch=128)
 QUICK = DemoBudget(epochs=2, freeze_epochs=1, samples_per_epoch=16)
 
 
-def build(data_root: Path, out: Path, budget: DemoBudget, use_air: bool) -> tuple[Any, DualStreamDataModule]:
+def build(
+    data_root: Path, out: Path, budget: DemoBudget, use_air: bool
+) -> tuple[Any, DualStreamDataModule]:
     """The task and datamodule of one demo model."""
     from .training import DualStreamSegmentation
 
@@ -63,7 +64,9 @@ def build(data_root: Path, out: Path, budget: DemoBudget, use_air: bool) -> tupl
     return task, datamodule
 
 
-def train_and_test(data_root: Path, out: Path, budget: DemoBudget, use_air: bool) -> dict[str, float]:
+def train_and_test(
+    data_root: Path, out: Path, budget: DemoBudget, use_air: bool
+) -> dict[str, float]:
     """Fit with checkpoints under ``out/checkpoints`` and test the best one."""
     from lightning.pytorch import Trainer, seed_everything
     from lightning.pytorch.loggers import CSVLogger
@@ -112,7 +115,7 @@ def preview(data_root: Path, prediction: Path, path: Path) -> None:
     cmap = ListedColormap(np.array(CLASS_COLORS + [(255, 255, 255)]) / 255)
     mask = np.where(sample["mask"].numpy() == 255, 2, sample["mask"].numpy())
     predicted = np.where(classes == 255, 2, classes)
-    panels = [
+    panels: list[tuple[str, np.ndarray, dict[str, Any]]] = [
         ("image (RGB)", rgb, {}),
         ("air: NO2 band 1 (normalised grid)", sample["air"][24].numpy(), {"cmap": "magma"}),
         ("label", mask, {"cmap": cmap, "vmin": 0, "vmax": 2, "interpolation": "nearest"}),
@@ -135,7 +138,9 @@ def predict_scene(data_root: Path, checkpoint: Path, output: Path) -> Path:
     from .inference import ScenePredictor
 
     test = data_root / "test"
-    predictor = ScenePredictor.from_checkpoint(str(checkpoint), tile=128, overlap=0.25, batch_size=8)
+    predictor = ScenePredictor.from_checkpoint(
+        str(checkpoint), tile=128, overlap=0.25, batch_size=8
+    )
     return predictor.predict(
         image=[str(test / "image")],
         air=[str(test / "gems"), str(test / "air")],
@@ -144,15 +149,27 @@ def predict_scene(data_root: Path, checkpoint: Path, output: Path) -> Path:
     )
 
 
-def write_report(out: Path, dual: dict[str, float], image_only: dict[str, float], seconds: float, budget: DemoBudget) -> Path:
+def write_report(
+    out: Path,
+    dual: dict[str, float],
+    image_only: dict[str, float],
+    seconds: float,
+    budget: DemoBudget,
+) -> Path:
     names = DEMO_CLASS_NAMES
+    target = f"test_ClasswiseJaccardIndex_{names[1]}"
 
     def iou(results: dict[str, float], name: str) -> str:
         return f"{results.get(f'test_ClasswiseJaccardIndex_{name}', float('nan')):.3f}"
 
     rows = [
-        f"| {label} | " + " | ".join(iou(r, n) for n in names) + f" | {r['test_AverageJaccardIndex']:.3f} |"
-        for label, r in (("dual-stream (image + air)", dual), ("image only (air absent)", image_only))
+        f"| {label} | "
+        + " | ".join(iou(r, n) for n in names)
+        + f" | {r['test_AverageJaccardIndex']:.3f} |"
+        for label, r in (
+            ("dual-stream (image + air)", dual),
+            ("image only (air absent)", image_only),
+        )
     ]
     text = f"""# dualstream_geo demo report
 
@@ -168,7 +185,7 @@ Total time: {seconds / 60:.1f} min.
 {chr(10).join(rows)}
 
 Target-class IoU margin (dual-stream minus image-only):
-{dual[f"test_ClasswiseJaccardIndex_{names[1]}"] - image_only[f"test_ClasswiseJaccardIndex_{names[1]}"]:+.3f}.
+{dual[target] - image_only[target]:+.3f}.
 The target plots and their look-alikes share one surface; only the air stream tells
 polluted from clean districts, so the image-only model cannot separate them.
 
@@ -188,7 +205,9 @@ polluted from clean districts, so the image-only model cannot separate them.
 def demo_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="dualstream-geo demo", description=__doc__)
     parser.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
-    parser.add_argument("--quick", action="store_true", help="tiny budget, under a minute (for tests)")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny budget, under a minute (for tests)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     out = Path(args.out)

@@ -45,8 +45,12 @@ def test_stats_from_decimated_reads_roundtrip(demo_root: Path, tmp_path: Path) -
         full = src.read().reshape(4, -1).astype(np.float64)
     np.testing.assert_allclose(stats.mean, full.mean(1), rtol=0.02)
     np.testing.assert_allclose(stats.std, full.std(1), rtol=0.05)
-    air = BandStats.concat([BandStats.from_source(GEMS(demo_root / "train" / "gems")),
-                            BandStats.from_source(AirPollution(demo_root / "train" / "air"))])
+    air = BandStats.concat(
+        [
+            BandStats.from_source(GEMS(demo_root / "train" / "gems")),
+            BandStats.from_source(AirPollution(demo_root / "train" / "air")),
+        ]
+    )
     assert len(air.mean) == 48
     # The pollutants differ by orders of magnitude: dataset-wide statistics keep that scale.
     assert air.mean[0] > 1e10 and air.mean[36] < 0.01
@@ -68,25 +72,47 @@ def test_per_file_minmax_option(demo_root: Path) -> None:
 # -- the original folder layout ----------------------------------------------------------
 def write_original_tree(root: Path, georeferenced_aux: bool, size: int = 128) -> None:
     rng = np.random.default_rng(0)
-    for split, (img, lbl, gems, ap) in {"train": ("ts_sn", "tl_sn", "t_gems", "t_ap"),
-                                        "val": ("vs_sn", "vl_sn", "v_gems", "v_ap")}.items():
+    for split, (img, lbl, gems, ap) in {
+        "train": ("ts_sn", "tl_sn", "t_gems", "t_ap"),
+        "val": ("vs_sn", "vl_sn", "v_gems", "v_ap"),
+    }.items():
         for i in range(2):
             name = f"tile_{split}_{i}"
-            transform = tile_transform(330_000 + i * size * 15 + (split == "val") * size * 50, 4_160_000, 10.0)
-            write_raster(root / img / f"{name}.tif", rng.integers(1, 4000, (4, size, size)).astype(np.uint16), UTM, transform)
+            transform = tile_transform(
+                330_000 + i * size * 15 + (split == "val") * size * 50, 4_160_000, 10.0
+            )
+            write_raster(
+                root / img / f"{name}.tif",
+                rng.integers(1, 4000, (4, size, size)).astype(np.uint16),
+                UTM,
+                transform,
+            )
             label = np.where(rng.random((1, size, size)) < 0.2, 90, 20).astype(np.uint8)
             write_raster(root / lbl / f"{name}.tif", label, UTM, transform)
-            crs, aux_transform = (UTM, tile_transform(transform.c, transform.f, 80.0)) if georeferenced_aux else (None, None)
+            crs, aux_transform = (
+                (UTM, tile_transform(transform.c, transform.f, 80.0))
+                if georeferenced_aux
+                else (None, None)
+            )
             aux = rng.random((12, size // 8, size // 8)).astype(np.float32)
             write_raster(root / gems / f"GEMS_{name}.tif", aux, crs, aux_transform)
             for gas in ("CO", "NO2", "SO2"):
-                write_raster(root / ap / f"AIR_Pollution_{gas}_{name}.tif", aux * 2, crs, aux_transform)
+                write_raster(
+                    root / ap / f"AIR_Pollution_{gas}_{name}.tif", aux * 2, crs, aux_transform
+                )
 
 
 def test_original_layout_without_aux_georeferencing(tmp_path: Path) -> None:
     write_original_tree(tmp_path, georeferenced_aux=False)
     with pytest.warns(UserWarning, match=r"8 tile\(s\) without georeferencing"):
-        dm = DualStreamDataModule(root=str(tmp_path), layout="original", class_map={90: 1}, patch_size=64, batch_size=2, length=4)
+        dm = DualStreamDataModule(
+            root=str(tmp_path),
+            layout="original",
+            class_map={90: 1},
+            patch_size=64,
+            batch_size=2,
+            length=4,
+        )
         dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch["image"].shape == (2, 4, 64, 64) and batch["air"].shape == (2, 48, 8, 8)
@@ -97,8 +123,14 @@ def test_original_layout_without_aux_georeferencing(tmp_path: Path) -> None:
 
 # -- datamodule ------------------------------------------------------------------------------
 def test_datamodule_geographic_split_and_normalisation(demo_root: Path, tmp_path: Path) -> None:
-    dm = DualStreamDataModule(root=str(demo_root), class_map=DEMO_CLASS_MAP, patch_size=64, batch_size=4, length=8,
-                              stats_path=str(tmp_path / "stats.json"))
+    dm = DualStreamDataModule(
+        root=str(demo_root),
+        class_map=DEMO_CLASS_MAP,
+        patch_size=64,
+        batch_size=4,
+        length=8,
+        stats_path=str(tmp_path / "stats.json"),
+    )
     dm.setup("fit")
     assert json.loads((tmp_path / "stats.json").read_text())["air"]["bands"][0] == "gems_01"
     splits = dm.datasets()
@@ -127,7 +159,12 @@ def test_augmentation_is_identical_on_image_mask_and_air() -> None:
     cell_rows, cell_cols = torch.meshgrid(torch.arange(8.0), torch.arange(8.0), indexing="ij")
     air = torch.zeros(6, 48, 8, 8)
     air[:, 0], air[:, 1] = cell_rows, cell_cols
-    batch = {"image": image, "mask": mask, "valid": torch.ones(6, 64, 64, dtype=torch.bool), "air": air}
+    batch = {
+        "image": image,
+        "mask": mask,
+        "valid": torch.ones(6, 64, 64, dtype=torch.bool),
+        "air": air,
+    }
     out = DualStreamAugmentation(intensity=False)(batch)
     moved = 0
     for b in range(6):
@@ -146,9 +183,13 @@ def test_no_matching_rasters(tmp_path: Path) -> None:
 
 
 def test_wrong_band_counts(tmp_path: Path) -> None:
-    with pytest.raises(DualStreamError, match=r"RGB.byte.tif: SatelliteImage expects 4 band.*has 3"):
+    with pytest.raises(
+        DualStreamError, match=r"RGB.byte.tif: SatelliteImage expects 4 band.*has 3"
+    ):
         SatelliteImage(NODATA_SCENE)
-    write_raster(tmp_path / "GEMS_x.tif", np.zeros((5, 8, 8), np.float32), UTM, tile_transform(0, 80, 10))
+    write_raster(
+        tmp_path / "GEMS_x.tif", np.zeros((5, 8, 8), np.float32), UTM, tile_transform(0, 80, 10)
+    )
     with pytest.raises(DualStreamError, match=r"GEMS_x.tif: GEMS expects 12 band\(s\).*has 5"):
         GEMS(tmp_path)
 
@@ -168,9 +209,21 @@ def test_truncated_geotiff(tmp_path: Path, demo_root: Path) -> None:
 
 
 def test_sources_that_do_not_overlap(tmp_path: Path) -> None:
-    write_raster(tmp_path / "img" / "a.tif", np.ones((4, 32, 32), np.uint16), UTM, tile_transform(330_000, 4_160_000, 10))
-    write_raster(tmp_path / "gems" / "GEMS_a.tif", np.ones((12, 4, 4), np.float32), UTM, tile_transform(500_000, 4_160_000, 80))
-    with pytest.raises(DualStreamError, match=r"sources do not overlap.*SatelliteImage \(330000.*GEMS \(500000"):
+    write_raster(
+        tmp_path / "img" / "a.tif",
+        np.ones((4, 32, 32), np.uint16),
+        UTM,
+        tile_transform(330_000, 4_160_000, 10),
+    )
+    write_raster(
+        tmp_path / "gems" / "GEMS_a.tif",
+        np.ones((12, 4, 4), np.float32),
+        UTM,
+        tile_transform(500_000, 4_160_000, 80),
+    )
+    with pytest.raises(
+        DualStreamError, match=r"sources do not overlap.*SatelliteImage \(330000.*GEMS \(500000"
+    ):
         DualStreamGeoDataset(SatelliteImage(tmp_path / "img"), [GEMS(tmp_path / "gems")])
 
 
@@ -189,7 +242,12 @@ def test_label_values_outside_class_map_warn_once(tmp_path: Path) -> None:
 
 
 def test_nan_in_air_is_filled_and_inf_is_an_error(tmp_path: Path) -> None:
-    write_raster(tmp_path / "img" / "a.tif", np.ones((4, 64, 64), np.uint16), UTM, tile_transform(330_000, 4_160_000, 10))
+    write_raster(
+        tmp_path / "img" / "a.tif",
+        np.ones((4, 64, 64), np.uint16),
+        UTM,
+        tile_transform(330_000, 4_160_000, 10),
+    )
     air = np.ones((12, 8, 8), np.float32)
     air[:, 2:5, 2:5] = np.nan
     write_raster(tmp_path / "gems" / "GEMS_a.tif", air, UTM, tile_transform(330_000, 4_160_000, 80))

@@ -12,7 +12,13 @@ from affine import Affine
 from pyproj import Transformer
 from torchgeo.samplers import GriddedPatchSampler, RandomPatchSampler
 
-from dualstream_geo.data import GEMS, AirPollution, DualStreamGeoDataset, LandCoverMask, SatelliteImage
+from dualstream_geo.data import (
+    GEMS,
+    AirPollution,
+    DualStreamGeoDataset,
+    LandCoverMask,
+    SatelliteImage,
+)
 
 from .conftest import pixel_centres, write_raster
 
@@ -41,7 +47,13 @@ def coded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     label_transform = Affine(7.5, 0, left, 0, -7.5, top)
     lx, ly = pixel_centres(label_transform, 420, 420)
     ix, iy = Transformer.from_crs(LABEL_CRS, IMAGE_CRS, always_xy=True).transform(lx, ly)
-    write_raster(root / "label" / "scene.tif", checkerboard(ix, iy)[None], LABEL_CRS, label_transform, nodata=255)
+    write_raster(
+        root / "label" / "scene.tif",
+        checkerboard(ix, iy)[None],
+        LABEL_CRS,
+        label_transform,
+        nodata=255,
+    )
 
     to_lonlat = Transformer.from_crs(IMAGE_CRS, "EPSG:4326", always_xy=True)
     lon0, lat0 = to_lonlat.transform(X0 - 500, Y0 + 500)
@@ -51,7 +63,9 @@ def coded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     bands[0], bands[1] = lon, lat
     write_raster(root / "gems" / "GEMS_scene.tif", bands, "EPSG:4326", air_transform)
     for gas in ("CO", "NO2", "SO2"):
-        write_raster(root / "air" / f"AIR_Pollution_{gas}_scene.tif", bands, "EPSG:4326", air_transform)
+        write_raster(
+            root / "air" / f"AIR_Pollution_{gas}_scene.tif", bands, "EPSG:4326", air_transform
+        )
     return root
 
 
@@ -77,7 +91,9 @@ def test_sample_contract_and_exact_image(coded: Path) -> None:
     # Same CRS and aligned grid: a plain read, so values are the pixel centres exactly (float32).
     expected_x = x0 + (np.arange(128) + 0.5) * RES
     np.testing.assert_allclose(sample["image"][0, 5].numpy(), expected_x, atol=0.5)
-    np.testing.assert_allclose(sample["image"][1, :, 7].numpy(), y1 - (np.arange(128) + 0.5) * RES, atol=0.5)
+    np.testing.assert_allclose(
+        sample["image"][1, :, 7].numpy(), y1 - (np.arange(128) + 0.5) * RES, atol=0.5
+    )
 
 
 def test_air_on_its_own_coarse_grid(coded: Path) -> None:
@@ -99,7 +115,9 @@ def test_mask_reprojected_from_another_crs_within_one_pixel(coded: Path) -> None
     wrong = mask != checkerboard(xs, ys)
     assert wrong.mean() < 0.05
     # Every disagreement lies within one image pixel of a checkerboard edge.
-    distance = np.minimum(np.abs(xs - np.round(xs / CELL) * CELL), np.abs(ys - np.round(ys / CELL) * CELL))
+    distance = np.minimum(
+        np.abs(xs - np.round(xs / CELL) * CELL), np.abs(ys - np.round(ys / CELL) * CELL)
+    )
     assert (distance[wrong] <= RES).all()
 
 
@@ -134,7 +152,9 @@ def test_gridded_sampler_covers_scene_without_nan(demo_root: Path) -> None:
 
 def test_random_sampler_patches_inside(demo_root: Path) -> None:
     train = demo_root / "train"
-    ds = DualStreamGeoDataset(SatelliteImage(train / "image"), [GEMS(train / "gems"), AirPollution(train / "air")])
+    ds = DualStreamGeoDataset(
+        SatelliteImage(train / "image"), [GEMS(train / "gems"), AirPollution(train / "air")]
+    )
     scene = ds.index.geometry.union_all()
     for query in RandomPatchSampler(ds, size=64, length=10, generator=0):
         sample = ds[query]
@@ -158,7 +178,9 @@ def test_band_per_file_scene_and_label_in_other_crs(zion: Path) -> None:
             assert sample["image"][band, 0, 0].item() == float(src.read(1)[row, col])
     # The NLCD label (EPSG:26912, 31.5 m) lands on the Landsat grid by nearest neighbour.
     xs, ys = pixel_centres(Affine(30.0, 0, x0, 0, -30.0, y1), 64, 64)
-    lx, ly = Transformer.from_crs("EPSG:32612", "EPSG:26912", always_xy=True).transform(xs.ravel(), ys.ravel())
+    lx, ly = Transformer.from_crs("EPSG:32612", "EPSG:26912", always_xy=True).transform(
+        xs.ravel(), ys.ravel()
+    )
     with rasterio.open(zion / "nlcd.tif") as src:
         expected = np.array([v[0] for v in src.sample(zip(lx, ly, strict=True))]).reshape(64, 64)
     assert (sample["mask"].numpy() == expected).mean() > 0.97

@@ -23,13 +23,28 @@ def test_registry_and_encoder_geometry() -> None:
     assert {"segformer-b0", "segformer-b1", "segformer-b2", "convnext-air"} <= set(list_encoders())
     vision = build_encoder("segformer-b1", in_channels=4)
     assert isinstance(vision.model, SegformerModel)
-    assert vision.model.config.hidden_sizes == [64, 128, 320, 512] and vision.model.config.depths == [2, 2, 2, 2]
+    assert vision.model.config.hidden_sizes == [
+        64,
+        128,
+        320,
+        512,
+    ] and vision.model.config.depths == [2, 2, 2, 2]
     assert sum(p.numel() for p in vision.parameters()) / 1e6 == pytest.approx(13.15, abs=0.02)
     features = vision(torch.randn(1, 4, 128, 192))
-    assert [tuple(f.shape[1:]) for f in features] == [(64, 32, 48), (128, 16, 24), (320, 8, 12), (512, 4, 6)]
+    assert [tuple(f.shape[1:]) for f in features] == [
+        (64, 32, 48),
+        (128, 16, 24),
+        (320, 8, 12),
+        (512, 4, 6),
+    ]
     air = build_encoder("convnext-air", in_channels=48)
     air_features = air(torch.randn(1, 48, 16, 24))
-    assert [tuple(f.shape[1:]) for f in air_features] == [(64, 32, 48), (128, 16, 24), (320, 8, 12), (512, 4, 6)]
+    assert [tuple(f.shape[1:]) for f in air_features] == [
+        (64, 32, 48),
+        (128, 16, 24),
+        (320, 8, 12),
+        (512, 4, 6),
+    ]
     with pytest.raises(DualStreamError, match="unknown encoder 'nope'"):
         build_encoder("nope")
 
@@ -48,7 +63,12 @@ def test_output_shapes(model: DualStreamDFormer, size: tuple[int, int]) -> None:
 def test_binary_task_has_one_channel() -> None:
     binary = DualStreamDFormer(num_classes=2, task="binary", vision_encoder="segformer-b0").eval()
     with torch.no_grad():
-        assert binary(torch.randn(1, 4, 64, 64), torch.randn(1, 48, 8, 8))["final"].shape == (1, 1, 64, 64)
+        assert binary(torch.randn(1, 4, 64, 64), torch.randn(1, 48, 8, 8))["final"].shape == (
+            1,
+            1,
+            64,
+            64,
+        )
 
 
 def test_gradients_reach_every_parameter_batch_one_in_training(model: DualStreamDFormer) -> None:
@@ -98,8 +118,12 @@ def test_shape_errors(model: DualStreamDFormer) -> None:
 
 def small_rgb_segformer(path: Path) -> SegformerModel:
     """A 3-channel MiT-B1 saved with save_pretrained, like a local copy of nvidia/mit-b1."""
-    config = SegformerConfig(num_channels=3, hidden_sizes=[64, 128, 320, 512], depths=[2, 2, 2, 2],
-                             num_attention_heads=[1, 2, 5, 8])
+    config = SegformerConfig(
+        num_channels=3,
+        hidden_sizes=[64, 128, 320, 512],
+        depths=[2, 2, 2, 2],
+        num_attention_heads=[1, 2, 5, 8],
+    )
     torch.manual_seed(3)
     rgb = SegformerModel(config)
     rgb.save_pretrained(path)
@@ -108,7 +132,11 @@ def small_rgb_segformer(path: Path) -> SegformerModel:
 
 def test_stem_adaptation_from_save_pretrained(tmp_path: Path) -> None:
     rgb = small_rgb_segformer(tmp_path / "mit-b1")
-    model = DualStreamDFormer(num_classes=2, band_names=("blue", "green", "red", "nir"), vision_weights=str(tmp_path / "mit-b1"))
+    model = DualStreamDFormer(
+        num_classes=2,
+        band_names=("blue", "green", "red", "nir"),
+        vision_weights=str(tmp_path / "mit-b1"),
+    )
     stem = model.vision_encoder.stem.detach()
     pretrained = rgb.state_dict()[STEM_KEY]  # (64, 3, 7, 7) in red, green, blue order
     scale = 3 / 4
@@ -119,8 +147,12 @@ def test_stem_adaptation_from_save_pretrained(tmp_path: Path) -> None:
     # Output magnitude preserved: equal bands give the pretrained stem's output on equal RGB.
     x = torch.randn(1, 1, 32, 32)
     conv = torch.nn.functional.conv2d
-    torch.testing.assert_close(conv(x.expand(1, 4, 32, 32), stem, padding=3), conv(x.expand(1, 3, 32, 32), pretrained, padding=3),
-                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        conv(x.expand(1, 4, 32, 32), stem, padding=3),
+        conv(x.expand(1, 3, 32, 32), pretrained, padding=3),
+        rtol=1e-4,
+        atol=1e-4,
+    )
     # Every other weight is the pretrained one.
     key = "stages.2.blocks.1.mlp.fc1.weight"
     torch.testing.assert_close(model.vision_encoder.model.state_dict()[key], rgb.state_dict()[key])
@@ -128,14 +160,25 @@ def test_stem_adaptation_from_save_pretrained(tmp_path: Path) -> None:
 
 def test_state_dict_files_with_prefixes(tmp_path: Path) -> None:
     source = DualStreamDFormer(num_classes=2, vision_encoder="segformer-b0")
-    state = {f"_orig_mod.module.{k}": v for k, v in source.vision_encoder.model.state_dict().items()}
+    state = {
+        f"_orig_mod.module.{k}": v for k, v in source.vision_encoder.model.state_dict().items()
+    }
     torch.save(state, tmp_path / "vision.pth")
     from safetensors.torch import save_file
 
-    save_file({f"model.{k}": v.contiguous() for k, v in source.air_encoder.state_dict().items()}, str(tmp_path / "air.safetensors"))
-    loaded = DualStreamDFormer(num_classes=2, vision_encoder="segformer-b0", vision_weights=tmp_path / "vision.pth",
-                               air_weights=tmp_path / "air.safetensors")
-    for a, b in zip(loaded.vision_encoder.parameters(), source.vision_encoder.parameters(), strict=True):
+    save_file(
+        {f"model.{k}": v.contiguous() for k, v in source.air_encoder.state_dict().items()},
+        str(tmp_path / "air.safetensors"),
+    )
+    loaded = DualStreamDFormer(
+        num_classes=2,
+        vision_encoder="segformer-b0",
+        vision_weights=tmp_path / "vision.pth",
+        air_weights=tmp_path / "air.safetensors",
+    )
+    for a, b in zip(
+        loaded.vision_encoder.parameters(), source.vision_encoder.parameters(), strict=True
+    ):
         assert torch.equal(a, b)
     for a, b in zip(loaded.air_encoder.parameters(), source.air_encoder.parameters(), strict=True):
         assert torch.equal(a, b)
@@ -144,12 +187,20 @@ def test_state_dict_files_with_prefixes(tmp_path: Path) -> None:
 def test_legacy_transformers_keys(tmp_path: Path) -> None:
     source = DualStreamDFormer(num_classes=2, vision_encoder="segformer-b0")
     state = source.vision_encoder.model.state_dict()
-    legacy = {"segformer.encoder.patch_embeddings.0.proj.weight": state[STEM_KEY],
-              "segformer.encoder.block.1.0.attention.self.query.weight": state["stages.1.blocks.0.attention.q_proj.weight"]}
+    legacy = {
+        "segformer.encoder.patch_embeddings.0.proj.weight": state[STEM_KEY],
+        "segformer.encoder.block.1.0.attention.self.query.weight": state[
+            "stages.1.blocks.0.attention.q_proj.weight"
+        ],
+    }
     torch.save(legacy, tmp_path / "legacy.pt")
-    loaded = DualStreamDFormer(num_classes=2, vision_encoder="segformer-b0", vision_weights=tmp_path / "legacy.pt")
-    assert torch.equal(loaded.vision_encoder.model.state_dict()["stages.1.blocks.0.attention.q_proj.weight"],
-                       state["stages.1.blocks.0.attention.q_proj.weight"])
+    loaded = DualStreamDFormer(
+        num_classes=2, vision_encoder="segformer-b0", vision_weights=tmp_path / "legacy.pt"
+    )
+    assert torch.equal(
+        loaded.vision_encoder.model.state_dict()["stages.1.blocks.0.attention.q_proj.weight"],
+        state["stages.1.blocks.0.attention.q_proj.weight"],
+    )
 
 
 def test_bad_checkpoints(tmp_path: Path) -> None:

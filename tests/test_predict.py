@@ -33,12 +33,30 @@ def checkpoint(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
     root = tmp_path_factory.mktemp("predict_model")
     seed_everything(0, verbose=False)
-    datamodule = DualStreamDataModule(root=str(demo_root), class_map=LAND_COVER, patch_size=64, batch_size=8,
-                                      length=96, stats_path=str(root / "stats.json"))
-    task = DualStreamSegmentation(num_classes=5, labels=["water", "forest", "shrub", "grass", "plot"],
-                                  vision_encoder="segformer-b0", lr=2e-3, freeze_epochs=0)
-    Trainer(max_epochs=10, default_root_dir=str(root), logger=False, enable_progress_bar=False,
-            enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=2).fit(task, datamodule)
+    datamodule = DualStreamDataModule(
+        root=str(demo_root),
+        class_map=LAND_COVER,
+        patch_size=64,
+        batch_size=8,
+        length=96,
+        stats_path=str(root / "stats.json"),
+    )
+    task = DualStreamSegmentation(
+        num_classes=5,
+        labels=["water", "forest", "shrub", "grass", "plot"],
+        vision_encoder="segformer-b0",
+        lr=2e-3,
+        freeze_epochs=0,
+    )
+    Trainer(
+        max_epochs=10,
+        default_root_dir=str(root),
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=2,
+    ).fit(task, datamodule)
     return root / "checkpoints" / "last.ckpt"
 
 
@@ -47,12 +65,20 @@ def scene(demo_root: Path, tmp_path: Path) -> dict[str, Path]:
     """The held-out demo scene (EPSG:5186, 384 px with a nodata collar) copied per test."""
     folder = tmp_path / "scene"
     shutil.copytree(demo_root / "test", folder)
-    return {"image": folder / "image", "gems": folder / "gems", "air": folder / "air",
-            "file": folder / "image" / "scene_b.tif"}
+    return {
+        "image": folder / "image",
+        "gems": folder / "gems",
+        "air": folder / "air",
+        "file": folder / "image" / "scene_b.tif",
+    }
 
 
 def predict(checkpoint: Path, scene: dict[str, Path], output: Path, **kwargs: object) -> Path:
-    options = {k: kwargs.pop(k) for k in list(kwargs) if k in ("tile", "overlap", "blend", "tta", "batch_size")}
+    options = {
+        k: kwargs.pop(k)
+        for k in list(kwargs)
+        if k in ("tile", "overlap", "blend", "tta", "batch_size")
+    }
     predictor = ScenePredictor.from_checkpoint(checkpoint, **options)  # type: ignore[arg-type]
     return predictor.predict([scene["image"]], [scene["gems"], scene["air"]], output, **kwargs)  # type: ignore[arg-type]
 
@@ -82,7 +108,9 @@ def test_tta_transforms_invert() -> None:
             assert torch.equal(inverse(forward(x)), x)
 
 
-def test_grid_nodata_metadata_and_cog(checkpoint: Path, scene: dict[str, Path], tmp_path: Path) -> None:
+def test_grid_nodata_metadata_and_cog(
+    checkpoint: Path, scene: dict[str, Path], tmp_path: Path
+) -> None:
     # Crop to 300 x 170 px: not a multiple of the tile, and keep the nodata collar.
     with rasterio.open(scene["file"]) as src:
         data, profile = src.read(window=((84, 384), (0, 170))), src.profile
@@ -92,7 +120,9 @@ def test_grid_nodata_metadata_and_cog(checkpoint: Path, scene: dict[str, Path], 
     profile.update(height=300, width=170, transform=transform)
     with rasterio.open(crop, "w", **profile) as dst:
         dst.write(data)
-    output = predict(checkpoint, scene, tmp_path / "classes.tif", tile=128, overlap=0.25, kind="both")
+    output = predict(
+        checkpoint, scene, tmp_path / "classes.tif", tile=128, overlap=0.25, kind="both"
+    )
     with rasterio.open(output) as pred, rasterio.open(crop) as image:
         assert pred.crs == image.crs and (pred.height, pred.width) == (image.height, image.width)
         assert all(abs(a - b) < 1e-9 for a, b in zip(pred.transform, image.transform, strict=True))
@@ -101,28 +131,46 @@ def test_grid_nodata_metadata_and_cog(checkpoint: Path, scene: dict[str, Path], 
         assert nodata.any() and np.array_equal(classes == 255, nodata)
         assert pred.profile["tiled"] and pred.overviews(1)
         assert pred.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
-        assert json.loads(pred.tags()["class_names"]) == ["water", "forest", "shrub", "grass", "plot"]
+        assert json.loads(pred.tags()["class_names"]) == [
+            "water",
+            "forest",
+            "shrub",
+            "grass",
+            "plot",
+        ]
         assert pred.colormap(1)[0][:3] == (0, 0, 0) and pred.tags()["tile"] == "128"
-        assert {"checkpoint", "overlap", "blend", "tta", "dualstream_geo_version"} <= set(pred.tags())
+        assert {"checkpoint", "overlap", "blend", "tta", "dualstream_geo_version"} <= set(
+            pred.tags()
+        )
     with rasterio.open(tmp_path / "classes_probabilities.tif") as probs:
         assert probs.descriptions == ("water", "forest", "shrub", "grass", "plot")
         values = probs.read().astype(int)
         total = values.sum(0)[~nodata]
         assert np.abs(total - 254).max() <= 5  # uint8 probabilities, value / 254, sum to one
-        assert (values.argmax(0)[~nodata] == classes[~nodata]).mean() > 0.99  # ties after rounding differ
+        assert (
+            values.argmax(0)[~nodata] == classes[~nodata]
+        ).mean() > 0.99  # ties after rounding differ
         assert probs.tags(ns="IMAGE_STRUCTURE")["OVERVIEW_RESAMPLING"] == "AVERAGE"
     assert not list(tmp_path.glob("*.partial*"))
 
 
-def test_tiled_matches_whole_scene_pass(checkpoint: Path, scene: dict[str, Path], tmp_path: Path) -> None:
-    whole = read(predict(checkpoint, scene, tmp_path / "whole.tif", tile=384, overlap=0.0, blend="none"))[0]
-    tiled = read(predict(checkpoint, scene, tmp_path / "tiled.tif", tile=256, overlap=0.25, blend="hann"))[0]
+def test_tiled_matches_whole_scene_pass(
+    checkpoint: Path, scene: dict[str, Path], tmp_path: Path
+) -> None:
+    whole = read(
+        predict(checkpoint, scene, tmp_path / "whole.tif", tile=384, overlap=0.0, blend="none")
+    )[0]
+    tiled = read(
+        predict(checkpoint, scene, tmp_path / "tiled.tif", tile=256, overlap=0.25, blend="hann")
+    )[0]
     valid = whole != 255
     assert len(np.unique(whole[valid])) >= 3
     assert (tiled[valid] == whole[valid]).mean() >= 0.999
 
 
-def test_resume_after_interruption_gives_the_same_file(checkpoint: Path, scene: dict[str, Path], tmp_path: Path) -> None:
+def test_resume_after_interruption_gives_the_same_file(
+    checkpoint: Path, scene: dict[str, Path], tmp_path: Path
+) -> None:
     reference = read(predict(checkpoint, scene, tmp_path / "reference.tif", tile=128))
     output = tmp_path / "resumed.tif"
 
@@ -137,7 +185,14 @@ def test_resume_after_interruption_gives_the_same_file(checkpoint: Path, scene: 
     with pytest.raises(DualStreamError, match="pass --resume or --overwrite"):
         predict(checkpoint, scene, output, tile=128)
     rows: list[int] = []
-    predict(checkpoint, scene, output, tile=128, resume=True, progress_callback=lambda r, h: rows.append(r))
+    predict(
+        checkpoint,
+        scene,
+        output,
+        tile=128,
+        resume=True,
+        progress_callback=lambda r, h: rows.append(r),
+    )
     assert rows[0] > progress["rows_done"]  # continued, did not start over
     assert np.array_equal(read(output), reference)
     assert not Path(f"{output}.partial.tif").exists()
@@ -145,7 +200,9 @@ def test_resume_after_interruption_gives_the_same_file(checkpoint: Path, scene: 
 
 def test_tta_runs_and_agrees(checkpoint: Path, scene: dict[str, Path], tmp_path: Path) -> None:
     plain = read(predict(checkpoint, scene, tmp_path / "plain.tif", tile=128))[0]
-    d4 = read(predict(checkpoint, scene, tmp_path / "d4.tif", tile=128, tta="d4", kind="probabilities"))
+    d4 = read(
+        predict(checkpoint, scene, tmp_path / "d4.tif", tile=128, tta="d4", kind="probabilities")
+    )
     flip = read(predict(checkpoint, scene, tmp_path / "flip.tif", tile=128, tta="flip"))[0]
     valid = plain != 255
     assert (d4.argmax(0)[valid] == plain[valid]).mean() > 0.9
@@ -165,17 +222,33 @@ def test_bad_input_writes_nothing(checkpoint: Path, scene: dict[str, Path], tmp_
     with pytest.raises(DualStreamError, match=r"overlap must lie in \[0, 0.9\], got 0.95"):
         ScenePredictor.from_checkpoint(checkpoint, overlap=0.95)
     rgb = tmp_path / "rgb"
-    write_raster(rgb / "rgb.tif", np.ones((3, 64, 64), np.uint16), "EPSG:5186", Affine(10, 0, 200_000, 0, -10, 510_000))
+    write_raster(
+        rgb / "rgb.tif",
+        np.ones((3, 64, 64), np.uint16),
+        "EPSG:5186",
+        Affine(10, 0, 200_000, 0, -10, 510_000),
+    )
     with pytest.raises(DualStreamError, match=r"rgb.tif: SatelliteImage expects 4 band"):
-        ScenePredictor.from_checkpoint(checkpoint).predict([rgb], [scene["gems"], scene["air"]], tmp_path / "x.tif")
+        ScenePredictor.from_checkpoint(checkpoint).predict(
+            [rgb], [scene["gems"], scene["air"]], tmp_path / "x.tif"
+        )
     far = tmp_path / "far"
-    write_raster(far / "GEMS_far.tif", np.ones((12, 4, 4), np.float32), "EPSG:4326", Affine(0.01, 0, 10, 0, -0.01, 10))
+    write_raster(
+        far / "GEMS_far.tif",
+        np.ones((12, 4, 4), np.float32),
+        "EPSG:4326",
+        Affine(0.01, 0, 10, 0, -0.01, 10),
+    )
     with pytest.raises(DualStreamError, match="sources do not overlap"):
-        ScenePredictor.from_checkpoint(checkpoint).predict([scene["image"]], [far, scene["air"]], tmp_path / "y.tif")
+        ScenePredictor.from_checkpoint(checkpoint).predict(
+            [scene["image"]], [far, scene["air"]], tmp_path / "y.tif"
+        )
     assert not list(tmp_path.glob("x.tif*")) and not list(tmp_path.glob("y.tif*"))
 
 
-def test_partial_air_coverage_warns_and_fills(checkpoint: Path, scene: dict[str, Path], tmp_path: Path) -> None:
+def test_partial_air_coverage_warns_and_fills(
+    checkpoint: Path, scene: dict[str, Path], tmp_path: Path
+) -> None:
     gems = next(scene["gems"].glob("*.tif"))
     with rasterio.open(gems) as src:
         data, profile = src.read(window=((0, src.height), (0, src.width // 2))), src.profile
@@ -187,13 +260,43 @@ def test_partial_air_coverage_warns_and_fills(checkpoint: Path, scene: dict[str,
     assert output.exists()
 
 
-def test_predict_cli(checkpoint: Path, scene: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_predict_cli(
+    checkpoint: Path, scene: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     output = tmp_path / "cli.tif"
-    args = ["predict", "--checkpoint", str(checkpoint), "--image", str(scene["image"]), "--gems", str(scene["gems"]),
-            "--air-pollution", str(scene["air"]), "--output", str(output), "--tile", "128", "--batch-size", "4"]
+    args = [
+        "predict",
+        "--checkpoint",
+        str(checkpoint),
+        "--image",
+        str(scene["image"]),
+        "--gems",
+        str(scene["gems"]),
+        "--air-pollution",
+        str(scene["air"]),
+        "--output",
+        str(output),
+        "--tile",
+        "128",
+        "--batch-size",
+        "4",
+    ]
     assert main(args) == 0 and output.exists()
     assert main(args) == 2
     assert "exists; pass --overwrite" in capsys.readouterr().err
     assert main([*args, "--overwrite", "--tile", "96"]) == 0
-    assert main(["predict", "--checkpoint", str(tmp_path / "none.ckpt"), "--image", "x", "--output", "y.tif"]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                "--checkpoint",
+                str(tmp_path / "none.ckpt"),
+                "--image",
+                "x",
+                "--output",
+                "y.tif",
+            ]
+        )
+        == 2
+    )
     assert "checkpoint not found" in capsys.readouterr().err

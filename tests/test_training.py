@@ -22,17 +22,38 @@ from dualstream_geo.training.losses import DeepSupervisionLoss
 REPO = Path(__file__).resolve().parents[1]
 
 
-def tiny(demo_root: Path, tmp_path: Path, **model: Any) -> tuple[DualStreamSegmentation, DualStreamDataModule]:
-    datamodule = DualStreamDataModule(root=str(demo_root), class_map=DEMO_CLASS_MAP, patch_size=64, batch_size=4,
-                                      length=8, stats_path=str(tmp_path / "stats.json"), augment=False)
-    settings = {"num_classes": 2, "labels": ["background", "target"], "vision_encoder": "segformer-b0", "lr": 1e-3}
+def tiny(
+    demo_root: Path, tmp_path: Path, **model: Any
+) -> tuple[DualStreamSegmentation, DualStreamDataModule]:
+    datamodule = DualStreamDataModule(
+        root=str(demo_root),
+        class_map=DEMO_CLASS_MAP,
+        patch_size=64,
+        batch_size=4,
+        length=8,
+        stats_path=str(tmp_path / "stats.json"),
+        augment=False,
+    )
+    settings = {
+        "num_classes": 2,
+        "labels": ["background", "target"],
+        "vision_encoder": "segformer-b0",
+        "lr": 1e-3,
+    }
     return DualStreamSegmentation(**{**settings, **model}), datamodule
 
 
 def trainer(tmp_path: Path, epochs: int, callbacks: list[Callback] | None = None) -> Trainer:
-    return Trainer(max_epochs=epochs, default_root_dir=str(tmp_path), logger=False, enable_progress_bar=False,
-                   enable_model_summary=False, num_sanity_val_steps=0, callbacks=callbacks or [],
-                   limit_val_batches=2)
+    return Trainer(
+        max_epochs=epochs,
+        default_root_dir=str(tmp_path),
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=callbacks or [],
+        limit_val_batches=2,
+    )
 
 
 class Snapshots(Callback):
@@ -44,8 +65,14 @@ class Snapshots(Callback):
         self.epochs: list[int] = []
 
     def _snap(self, module: LightningModule) -> None:
-        self.params.append({part: torch.cat([p.detach().flatten() for p in getattr(module.model, part).parameters()]).clone()
-                            for part in ("vision_encoder", "air_encoder", "fusion", "decoder")})
+        self.params.append(
+            {
+                part: torch.cat(
+                    [p.detach().flatten() for p in getattr(module.model, part).parameters()]
+                ).clone()
+                for part in ("vision_encoder", "air_encoder", "fusion", "decoder")
+            }
+        )
 
     def on_train_epoch_start(self, trainer: Trainer, module: LightningModule) -> None:
         self.epochs.append(trainer.current_epoch)
@@ -57,26 +84,49 @@ class Snapshots(Callback):
 
 
 def test_two_stage_schedule_and_learning_rates(demo_root: Path, tmp_path: Path) -> None:
-    task, datamodule = tiny(demo_root, tmp_path, freeze_epochs=1, min_lr=1e-6,
-                            lr_multipliers={"vision_encoder": 0.1, "air_encoder": 0.5})
+    task, datamodule = tiny(
+        demo_root,
+        tmp_path,
+        freeze_epochs=1,
+        min_lr=1e-6,
+        lr_multipliers={"vision_encoder": 0.1, "air_encoder": 0.5},
+    )
     snaps = Snapshots()
     trainer(tmp_path, epochs=3, callbacks=[snaps]).fit(task, datamodule)
     groups = trainer_groups = task.trainer.optimizers[0].param_groups
-    assert [g["name"] for g in trainer_groups] == ["vision_encoder", "air_encoder", "fusion", "decoder"]
+    assert [g["name"] for g in trainer_groups] == [
+        "vision_encoder",
+        "air_encoder",
+        "fusion",
+        "decoder",
+    ]
     assert snaps.lrs[0] == pytest.approx([1e-4, 5e-4, 1e-3, 1e-3])
     assert snaps.lrs[-1] == pytest.approx([1e-6] * 4)  # cosine reaches min_lr at the last epoch
     assert len(groups) == 4  # unfreezing added no parameter group
     before, after_frozen, end = snaps.params[0], snaps.params[1], snaps.params[-1]
     for part in ("vision_encoder", "air_encoder"):
         assert torch.equal(before[part], after_frozen[part]), f"{part} changed while frozen"
-        assert not torch.equal(after_frozen[part], end[part]), f"{part} did not train after unfreezing"
+        assert not torch.equal(after_frozen[part], end[part]), (
+            f"{part} did not train after unfreezing"
+        )
     for part in ("fusion", "decoder"):
-        assert not torch.equal(before[part], after_frozen[part]), f"{part} did not train while encoders were frozen"
-    assert (tmp_path / "checkpoints" / "best.ckpt").exists() and (tmp_path / "checkpoints" / "last.ckpt").exists()
+        assert not torch.equal(before[part], after_frozen[part]), (
+            f"{part} did not train while encoders were frozen"
+        )
+    assert (tmp_path / "checkpoints" / "best.ckpt").exists() and (
+        tmp_path / "checkpoints" / "last.ckpt"
+    ).exists()
     assert (tmp_path / "training_curves.png").stat().st_size > 1000
     meta = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=True)["dualstream_geo"]
-    assert meta["band_names"] == ["blue", "green", "red", "nir"] and meta["class_names"] == ["background", "target"]
-    assert meta["air_scale"] == 8 and meta["patch_size"] == 64 and len(meta["stats"]["air"]["mean"]) == 48
+    assert meta["band_names"] == ["blue", "green", "red", "nir"] and meta["class_names"] == [
+        "background",
+        "target",
+    ]
+    assert (
+        meta["air_scale"] == 8
+        and meta["patch_size"] == 64
+        and len(meta["stats"]["air"]["mean"]) == 48
+    )
 
 
 @pytest.mark.parametrize("mode", ["binary", "multiclass"])
@@ -93,12 +143,21 @@ def test_ignored_pixels_get_no_gradient(mode: str) -> None:
 
 
 def test_deep_supervision_upsamples_aux_heads() -> None:
-    loss = DeepSupervisionLoss(SegmentationLoss("multiclass"), {"final": 1.0, "aux_f2": 0.3, "aux_f3": 0.15})
-    outputs = {"final": torch.randn(1, 2, 64, 64), "aux_f2": torch.randn(1, 2, 8, 8, requires_grad=True),
-               "aux_f3": torch.randn(1, 2, 4, 4)}
+    loss = DeepSupervisionLoss(
+        SegmentationLoss("multiclass"), {"final": 1.0, "aux_f2": 0.3, "aux_f3": 0.15}
+    )
+    outputs = {
+        "final": torch.randn(1, 2, 64, 64),
+        "aux_f2": torch.randn(1, 2, 8, 8, requires_grad=True),
+        "aux_f3": torch.randn(1, 2, 4, 4),
+    }
     value = loss(outputs, torch.randint(0, 2, (1, 64, 64)))
     value.backward()
-    assert value.ndim == 0 and outputs["aux_f2"].grad is not None and outputs["aux_f2"].grad.abs().sum() > 0
+    assert (
+        value.ndim == 0
+        and outputs["aux_f2"].grad is not None
+        and outputs["aux_f2"].grad.abs().sum() > 0
+    )
 
 
 def test_binary_task_trains_and_tests(demo_root: Path, tmp_path: Path) -> None:
@@ -129,30 +188,57 @@ def run_cli(args: list[str]) -> int:
 
 def test_fit_through_cli_with_demo_yaml(demo_root: Path, tmp_path: Path) -> None:
     root = tmp_path / "run"
-    code = run_cli(["fit", "--config", str(REPO / "experiments" / "demo.yaml"), f"--data.root={demo_root}",
-                    f"--trainer.default_root_dir={root}", "--trainer.max_epochs=2", "--data.length=8",
-                    f"--data.stats_path={root / 'stats.json'}", "--model.vision_encoder=segformer-b0",
-                    "--trainer.limit_val_batches=2", "--trainer.enable_progress_bar=false"])
+    code = run_cli(
+        [
+            "fit",
+            "--config",
+            str(REPO / "experiments" / "demo.yaml"),
+            f"--data.root={demo_root}",
+            f"--trainer.default_root_dir={root}",
+            "--trainer.max_epochs=2",
+            "--data.length=8",
+            f"--data.stats_path={root / 'stats.json'}",
+            "--model.vision_encoder=segformer-b0",
+            "--trainer.limit_val_batches=2",
+            "--trainer.enable_progress_bar=false",
+        ]
+    )
     assert code == 0
     for name in ("best.ckpt", "last.ckpt", "config.yaml"):
         assert (root / "checkpoints" / name).exists(), name
     saved = yaml.safe_load((root / "checkpoints" / "config.yaml").read_text())
     assert saved["trainer"]["max_epochs"] == 2 and saved["data"]["patch_size"] == 64
     metrics = list(csv.DictReader(open(next(root.glob("logs/version_*/metrics.csv")))))
-    ious = [float(r["val_AverageJaccardIndex"]) for r in metrics if r.get("val_AverageJaccardIndex")]
+    ious = [
+        float(r["val_AverageJaccardIndex"]) for r in metrics if r.get("val_AverageJaccardIndex")
+    ]
     assert len(ious) == 2 and all(0 <= v <= 1 for v in ious)
-    code = run_cli(["test", "--config", str(REPO / "experiments" / "demo.yaml"), f"--data.root={demo_root}",
-                    f"--trainer.default_root_dir={root}", f"--data.stats_path={root / 'stats.json'}",
-                    f"--ckpt_path={root / 'checkpoints' / 'best.ckpt'}", "--trainer.enable_progress_bar=false"])
+    code = run_cli(
+        [
+            "test",
+            "--config",
+            str(REPO / "experiments" / "demo.yaml"),
+            f"--data.root={demo_root}",
+            f"--trainer.default_root_dir={root}",
+            f"--data.stats_path={root / 'stats.json'}",
+            f"--ckpt_path={root / 'checkpoints' / 'best.ckpt'}",
+            "--trainer.enable_progress_bar=false",
+        ]
+    )
     assert code == 0
 
 
 def test_demo_yaml_matches_the_demo_budget() -> None:
     config = yaml.safe_load((REPO / "experiments" / "demo.yaml").read_text())
     assert config["trainer"]["max_epochs"] == FULL.epochs
-    assert config["model"]["freeze_epochs"] == FULL.freeze_epochs and config["model"]["lr"] == FULL.lr
+    assert (
+        config["model"]["freeze_epochs"] == FULL.freeze_epochs and config["model"]["lr"] == FULL.lr
+    )
     assert config["data"]["length"] == FULL.samples_per_epoch
-    assert (config["data"]["patch_size"], config["data"]["batch_size"]) == (FULL.patch_size, FULL.batch_size)
+    assert (config["data"]["patch_size"], config["data"]["batch_size"]) == (
+        FULL.patch_size,
+        FULL.batch_size,
+    )
     assert {int(k): v for k, v in config["data"]["class_map"].items()} == DEMO_CLASS_MAP
 
 
@@ -160,30 +246,56 @@ def test_aihub_yaml_builds_on_original_layout(tmp_path: Path) -> None:
     from .test_data_inputs import write_original_tree
 
     write_original_tree(tmp_path / "aihub", georeferenced_aux=True, size=512)
-    cli = DualStreamCLI(DualStreamSegmentation, DualStreamDataModule, run=False,
-                        args=["--config", str(REPO / "experiments" / "aihub.yaml"), f"--data.root={tmp_path / 'aihub'}",
-                              f"--data.stats_path={tmp_path / 'stats.json'}", f"--trainer.default_root_dir={tmp_path}"])
+    cli = DualStreamCLI(
+        DualStreamSegmentation,
+        DualStreamDataModule,
+        run=False,
+        args=[
+            "--config",
+            str(REPO / "experiments" / "aihub.yaml"),
+            f"--data.root={tmp_path / 'aihub'}",
+            f"--data.stats_path={tmp_path / 'stats.json'}",
+            f"--trainer.default_root_dir={tmp_path}",
+        ],
+    )
     h, d = cli.model.hparams, cli.datamodule.hparams
     assert (h["lr"], h["weight_decay"], h["freeze_epochs"], h["min_lr"]) == (3e-4, 1e-5, 2, 1e-6)
-    assert (h["focal_weight"], h["lovasz_weight"], h["focal_alpha"], h["focal_gamma"]) == (0.5, 0.5, 0.25, 2.0)
+    assert (h["focal_weight"], h["lovasz_weight"], h["focal_alpha"], h["focal_gamma"]) == (
+        0.5,
+        0.5,
+        0.25,
+        2.0,
+    )
     assert cli.trainer.max_epochs == 42 and (d.patch_size, d.batch_size) == (512, 4)
     assert [g["lr"] for g in cli.model.param_groups()] == pytest.approx([3e-5, 1.5e-4, 3e-4, 3e-4])
     cli.datamodule.setup("fit")
     assert cli.datamodule.train_dataset is not None and cli.datamodule.val_dataset is not None
 
 
-def test_cli_errors_are_one_line(demo_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["fit", "--config", str(REPO / "experiments" / "demo.yaml"), f"--data.root={demo_root}",
-            f"--trainer.default_root_dir={tmp_path}", f"--data.stats_path={tmp_path / 's.json'}",
-            "--data.class_map={90: 2}"]
+def test_cli_errors_are_one_line(
+    demo_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [
+        "fit",
+        "--config",
+        str(REPO / "experiments" / "demo.yaml"),
+        f"--data.root={demo_root}",
+        f"--trainer.default_root_dir={tmp_path}",
+        f"--data.stats_path={tmp_path / 's.json'}",
+        "--data.class_map={90: 2}",
+    ]
     assert run_cli(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("dualstream-geo: error: class_map maps to class 2, but num_classes is 2")
+    assert err[-1].startswith(
+        "dualstream-geo: error: class_map maps to class 2, but num_classes is 2"
+    )
     assert not (tmp_path / "checkpoints" / "last.ckpt").exists()
     assert run_cli(["fit", "--data.root=/nowhere/at/all"]) == 2
     assert "root '/nowhere/at/all' is not a folder" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
-        run_cli(["fit", "--config", str(REPO / "experiments" / "demo.yaml"), "--model.no_such_key=1"])
+        run_cli(
+            ["fit", "--config", str(REPO / "experiments" / "demo.yaml"), "--model.no_such_key=1"]
+        )
     assert exit_info.value.code != 0
 
 
@@ -197,11 +309,20 @@ def test_demo_quick(tmp_path: Path) -> None:
     assert main(["demo", "--out", str(out), "--quick"]) == 0
     report = (out / "report.md").read_text()
     assert "| dual-stream (image + air) |" in report and "| image only (air absent) |" in report
-    for path in ("checkpoints/best.ckpt", "image_only/checkpoints/best.ckpt", "prediction.tif", "preview.png",
-                 "training_curves.png", "stats.json"):
+    for path in (
+        "checkpoints/best.ckpt",
+        "image_only/checkpoints/best.ckpt",
+        "prediction.tif",
+        "preview.png",
+        "training_curves.png",
+        "stats.json",
+    ):
         assert (out / path).exists(), path
     import rasterio
 
-    with rasterio.open(out / "prediction.tif") as pred, rasterio.open(out / "data" / "test" / "image" / "scene_b.tif") as img:
+    with (
+        rasterio.open(out / "prediction.tif") as pred,
+        rasterio.open(out / "data" / "test" / "image" / "scene_b.tif") as img,
+    ):
         assert pred.crs == img.crs and pred.transform == img.transform and pred.shape == img.shape
         assert np.all((pred.read(1) == 255) == (img.read(1) == 0))

@@ -17,12 +17,15 @@ from torch import Tensor, nn
 
 class DualStreamAugmentation(nn.Module):
     """Random flips and 90-degree rotations of every stream; brightness/contrast/noise on the
-    image only (square patches: a 90-degree rotation keeps the shape). Takes and returns a batch dict with ``image`` (B, C, H, W), ``mask``
-    (B, H, W), ``valid`` (B, H, W) and ``air`` (B, A, H/8, W/8); other keys pass through."""
+    image only. Patches are square, so a 90-degree rotation keeps the shape.
+
+    Takes and returns a batch dict with ``image`` (B, C, H, W), ``mask`` (B, H, W), ``valid``
+    (B, H, W) and ``air`` (B, A, H/8, W/8); other keys pass through.
+    """
 
     def __init__(self, flips: bool = True, rotations: bool = True, intensity: bool = True) -> None:
         super().__init__()
-        geometric: list[nn.Module] = []
+        geometric: list[K.GeometricAugmentationBase2D] = []
         if flips:
             geometric += [K.RandomHorizontalFlip(), K.RandomVerticalFlip()]
         if rotations:

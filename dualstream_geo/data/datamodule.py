@@ -63,7 +63,9 @@ class DualStreamDataModule(GeoDataModule):
         if patch_size % 32:
             raise DualStreamError(f"patch_size must be a multiple of 32, got {patch_size}")
         if patch_size % air_scale:
-            raise DualStreamError(f"patch_size {patch_size} is not divisible by air_scale {air_scale}")
+            raise DualStreamError(
+                f"patch_size {patch_size} is not divisible by air_scale {air_scale}"
+            )
         if not 0.0 <= val_fraction < 1.0 or not 0.0 <= test_fraction < 1.0:
             raise DualStreamError("val_fraction and test_fraction must lie in [0, 1)")
         super().__init__(
@@ -83,7 +85,7 @@ class DualStreamDataModule(GeoDataModule):
         if train is None:
             raise DualStreamError("no training scenes: give root (with a train split) or train")
         self.scenes = {"train": train, "val": val, "test": test}
-        self.collate_fn = collate_samples
+        self.collate_fn = collate_samples  # type: ignore[assignment]
         self.train_aug = DualStreamAugmentation() if augment else None
         self.aug = _identity
         self.stats: DatasetStats | None = None
@@ -94,25 +96,25 @@ class DualStreamDataModule(GeoDataModule):
         h = self.hparams
         return build_dataset(
             scenes,
-            bands=h.bands,
-            band_files=h.band_files,
-            class_map=h.class_map,
-            unmapped=h.unmapped,
-            ignore_index=h.ignore_index,
-            use_air=h.use_air,
-            air_scale=h.air_scale,
-            per_file_minmax=h.air_normalization == "per_file_minmax",
-            image_nodata=h.image_nodata,
+            bands=h["bands"],
+            band_files=h["band_files"],
+            class_map=h["class_map"],
+            unmapped=h["unmapped"],
+            ignore_index=h["ignore_index"],
+            use_air=h["use_air"],
+            air_scale=h["air_scale"],
+            per_file_minmax=h["air_normalization"] == "per_file_minmax",
+            image_nodata=h["image_nodata"],
         )
 
     def compute_stats(self, dataset: DualStreamGeoDataset) -> DatasetStats:
         """Load ``stats_path`` if it exists, else compute from ``dataset`` (and save)."""
-        path = self.hparams.stats_path
+        path = self.hparams["stats_path"]
         if path and os.path.exists(path):
             return DatasetStats.load(path)
-        image = BandStats.from_source(dataset.image, self.hparams.bands)
+        image = BandStats.from_source(dataset.image, self.hparams["bands"])
         air = None
-        if dataset.air and self.hparams.air_normalization == "dataset":
+        if dataset.air and self.hparams["air_normalization"] == "dataset":
             air = BandStats.concat(BandStats.from_source(a) for a in dataset.air)
         stats = DatasetStats(image, air)
         if path:
@@ -133,22 +135,24 @@ class DualStreamDataModule(GeoDataModule):
         if self._splits:
             return self._splits
         h = self.hparams
+        assert self.scenes["train"] is not None
         train = self._build(self.scenes["train"])
         self.stats = self.compute_stats(train)
         splits = {"train": train}
         fractions = {
-            "val": h.val_fraction if self.scenes["val"] is None else 0.0,
-            "test": h.test_fraction if self.scenes["test"] is None else 0.0,
+            "val": h["val_fraction"] if self.scenes["val"] is None else 0.0,
+            "test": h["test_fraction"] if self.scenes["test"] is None else 0.0,
         }
         held_out = [name for name, f in fractions.items() if f > 0]
         if held_out:
             parts = random_grid_cell_assignment(
                 train,
                 [1 - sum(fractions.values()), *(fractions[n] for n in held_out)],
-                grid_size=h.split_grid,
-                generator=torch.Generator().manual_seed(h.split_seed),
+                grid_size=h["split_grid"],
+                generator=torch.Generator().manual_seed(h["split_seed"]),
             )
             for name, part in zip(["train", *held_out], parts, strict=True):
+                assert isinstance(part, DualStreamGeoDataset)
                 part.label_roi = part.index.geometry.union_all()
                 splits[name] = part
         for name in ("val", "test"):
@@ -164,7 +168,9 @@ class DualStreamDataModule(GeoDataModule):
         if stage == "fit":
             self.train_dataset = splits["train"]
             self.train_sampler = RandomPatchSampler(
-                splits["train"], size=size, length=self.length or self._default_length(splits["train"])
+                splits["train"],
+                size=size,
+                length=self.length or self._default_length(splits["train"]),
             )
         if stage in ("fit", "validate"):
             if "val" not in splits:
@@ -180,12 +186,13 @@ class DualStreamDataModule(GeoDataModule):
     def _default_length(self, dataset: DualStreamGeoDataset) -> int:
         # About one pass over the training area per epoch.
         area = float(dataset.index.geometry.union_all().area)
-        patch_area = (self.patch_size * dataset.res[0]) * (self.patch_size * dataset.res[1])
+        size = self.patch_size if isinstance(self.patch_size, int) else self.patch_size[0]
+        patch_area = (size * dataset.res[0]) * (size * dataset.res[1])
         return max(self.batch_size, int(area / patch_area))
 
     @property
     def band_names(self) -> tuple[str, ...]:
-        return tuple(self.hparams.bands)
+        return tuple(self.hparams["bands"])
 
 
 def _identity(batch: dict[str, Any]) -> dict[str, Any]:

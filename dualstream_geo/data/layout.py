@@ -70,7 +70,9 @@ def scene_set(root: str, split: str, layout: str = "scenes") -> SceneSet | None:
     raise DualStreamError(f"layout must be 'scenes' or 'original', got {layout!r}")
 
 
-def original_georef_fallback(image_folder: str, folders: Sequence[str]) -> dict[str, tuple[object, Affine]]:
+def original_georef_fallback(
+    image_folder: str, folders: Sequence[str]
+) -> dict[str, tuple[object, Affine]]:
     """Footprints for tiles without georeferencing, taken from the same-named image tile.
 
     A tile of w x h pixels gets the image tile's CRS and a transform stretched so that it
@@ -86,7 +88,9 @@ def original_georef_fallback(image_folder: str, folders: Sequence[str]) -> dict[
             match = _AUX_NAME.match(os.path.basename(path))
             image_path = os.path.join(image_folder, f"{match['name'] if match else ''}.tif")
             if not os.path.exists(image_path):
-                raise DualStreamError(f"{path}: has no georeferencing and no image tile {image_path}")
+                raise DualStreamError(
+                    f"{path}: has no georeferencing and no image tile {image_path}"
+                )
             with rasterio.open(image_path) as image:
                 if not has_georeferencing(image):
                     raise DualStreamError(f"{image_path}: raster has no CRS or geotransform")
@@ -134,6 +138,8 @@ def build_dataset(
             )
         air = [
             GEMS(scenes.gems, per_file_minmax=per_file_minmax, georef_fallback=fallback),
-            AirPollution(scenes.air_pollution, per_file_minmax=per_file_minmax, georef_fallback=fallback),
+            AirPollution(
+                scenes.air_pollution, per_file_minmax=per_file_minmax, georef_fallback=fallback
+            ),
         ]
     return DualStreamGeoDataset(image, air or None, mask, air_scale=air_scale)

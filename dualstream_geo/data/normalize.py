@@ -74,7 +74,9 @@ class BandStats:
         for filepath in source.index.filepath:
             first = 0
             for path, indexes in source.channel_files(filepath):
-                values = decimated_read(open_raster(source.resolve(path)), indexes, source.nodata).astype(np.float64)
+                values = decimated_read(
+                    open_raster(source.resolve(path)), indexes, source.nodata
+                ).astype(np.float64)
                 if np.isinf(values).any():
                     raise DualStreamError(f"{path}: contains inf values; fix or mask the file")
                 nan_files += int(np.isnan(values).any() and source.nodata is None)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from xml.sax.saxutils import escape
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
+from xml.sax.saxutils import escape
 
 import numpy as np
 import rasterio
@@ -174,7 +174,9 @@ class GeoRaster(RasterDataset):
                     part = np.full(target.shape, np.nan, dtype=np.float32)
                     read_onto(src, indexes, grid, part, resampling, self.nodata)
                     low, high = self._file_minmax(path, indexes)
-                    part = (part - low[:, None, None]) / np.maximum(high - low, 1e-12)[:, None, None]
+                    part = (part - low[:, None, None]) / np.maximum(high - low, 1e-12)[
+                        :, None, None
+                    ]
                     empty = np.isnan(target)
                     target[empty] = part[empty]
                 else:

@@ -76,7 +76,7 @@ class _Scene:
         self.blob_centres = rng.uniform(0, extent, (12, 2))
         self.blob_types = rng.choice(BACKGROUND_RAW, 12)
         self.phase = rng.uniform(0, 2 * np.pi, 2)
-        plots = []
+        plots: list[tuple[float, float, float]] = []
         while len(plots) < spec.size * spec.size // 2500:
             cx, cy = rng.uniform(250, extent - 250, 2)
             level = self.pollution(np.array(cx), np.array(cy))
@@ -91,7 +91,9 @@ class _Scene:
 
     def raw_labels(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Raw land-cover value at scene coordinates (x east, y south of the corner)."""
-        d2 = (x[..., None] - self.blob_centres[:, 0]) ** 2 + (y[..., None] - self.blob_centres[:, 1]) ** 2
+        d2 = (x[..., None] - self.blob_centres[:, 0]) ** 2 + (
+            y[..., None] - self.blob_centres[:, 1]
+        ) ** 2
         raw = self.blob_types[np.argmin(d2, axis=-1)].astype(np.uint8)
         for cx, cy, half in self.plots:
             inside = (np.abs(x - cx) < half / 2) & (np.abs(y - cy) < half / 2)
@@ -100,7 +102,9 @@ class _Scene:
         return raw
 
 
-def _to_scene(spec: SceneSpec, crs: str, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _to_scene(
+    spec: SceneSpec, crs: str, x: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Coordinates in ``crs`` -> scene-local metres (east of x0, south of y0)."""
     if crs != spec.crs:
         x, y = Transformer.from_crs(crs, spec.crs, always_xy=True).transform(x, y)
@@ -193,7 +197,9 @@ def _write_scene(scene: _Scene, folder: Path, rng: np.random.Generator) -> None:
         bands = scale * (0.3 + gains * level[None]) * rng.normal(1.0, 0.03, (12, height, width))
         data = bands.astype(np.float32)
         if product == "GEMS":
-            _write(folder / "gems" / f"GEMS_{spec.name}.tif", data, "EPSG:4326", air_transform, None)
+            _write(
+                folder / "gems" / f"GEMS_{spec.name}.tif", data, "EPSG:4326", air_transform, None
+            )
         else:
             name = f"AIR_Pollution_{product}_{spec.name}.tif"
             _write(folder / "air" / name, data, "EPSG:4326", air_transform, None)

@@ -9,11 +9,15 @@ from .tiling import BLENDS, TTAS
 
 
 def predict_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="dualstream-geo predict", description="Predict whole scenes to GeoTIFF.")
+    parser = ArgumentParser(
+        prog="dualstream-geo predict", description="Predict whole scenes to GeoTIFF."
+    )
     parser.add_argument("--checkpoint", required=True, help="training checkpoint (.ckpt)")
     parser.add_argument("--image", required=True, nargs="+", help="image files or folders")
     parser.add_argument("--gems", nargs="*", default=[], help="GEMS files or folders")
-    parser.add_argument("--air-pollution", nargs="*", default=[], help="air-pollution files or folders")
+    parser.add_argument(
+        "--air-pollution", nargs="*", default=[], help="air-pollution files or folders"
+    )
     parser.add_argument("--output", required=True, help="output GeoTIFF")
     parser.add_argument("--tile", type=int, default=512)
     parser.add_argument("--overlap", type=float, default=0.25)
@@ -40,7 +44,12 @@ def predict_main(argv: list[str]) -> int:
     )
     air = [*args.gems, *args.air_pollution]
     path = predictor.predict(
-        args.image, air or None, args.output, kind=args.kind, overwrite=args.overwrite, resume=args.resume
+        args.image,
+        air or None,
+        args.output,
+        kind=args.kind,
+        overwrite=args.overwrite,
+        resume=args.resume,
     )
     print(f"wrote {path}")
     return 0

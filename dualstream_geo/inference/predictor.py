@@ -63,7 +63,9 @@ def scene_grid(image: SatelliteImage) -> Grid:
     if len(paths) == 1:
         return Grid(first.crs, first.transform, first.height, first.width)
     t = first.transform
-    bounds = np.array([transform_bounds(open_raster(p).crs, first.crs, *open_raster(p).bounds) for p in paths])
+    bounds = np.array(
+        [transform_bounds(open_raster(p).crs, first.crs, *open_raster(p).bounds) for p in paths]
+    )
     col0 = np.floor((bounds[:, 0].min() - t.c) / t.a)
     col1 = np.ceil((bounds[:, 2].max() - t.c) / t.a)
     row0 = np.floor((bounds[:, 3].max() - t.f) / t.e)
@@ -77,7 +79,13 @@ def window_grid(grid: Grid, window: Window) -> Grid:
     xres, yres = grid.res
     xmin, _, _, ymax = grid.bounds
     return Grid.from_bounds(
-        grid.crs, xmin + window.col * xres, ymax - window.row * yres, xres, yres, window.size, window.size
+        grid.crs,
+        xmin + window.col * xres,
+        ymax - window.row * yres,
+        xres,
+        yres,
+        window.size,
+        window.size,
     )
 
 
@@ -148,9 +156,12 @@ class ScenePredictor:
         if batch_size < 1:
             raise DualStreamError(f"batch_size must be >= 1, got {batch_size}")
         self.meta = meta or _meta_from_task(model_or_task)
-        self.model = model_or_task.model if hasattr(model_or_task, "model") else model_or_task
-        if not isinstance(self.model, DualStreamDFormer):
-            raise DualStreamError(f"expected a DualStreamDFormer or its task, got {type(self.model).__name__}")
+        model = getattr(model_or_task, "model", model_or_task)
+        if not isinstance(model, DualStreamDFormer):
+            raise DualStreamError(
+                f"expected a DualStreamDFormer or its task, got {type(model).__name__}"
+            )
+        self.model: DualStreamDFormer = model
         self.tile, self.overlap, self.batch_size = tile, overlap, batch_size
         self.blend, self.tta, self.workers = blend, tta, workers
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -166,7 +177,9 @@ class ScenePredictor:
             raise DualStreamError(f"{path}: checkpoint not found")
         try:
             raw = torch.load(path, map_location="cpu", weights_only=True)
-            task = DualStreamSegmentation.load_from_checkpoint(path, map_location="cpu", vision_weights=None)
+            task = DualStreamSegmentation.load_from_checkpoint(
+                path, map_location="cpu", vision_weights=None
+            )
         except Exception as error:  # unreadable or foreign checkpoint: one clear line
             raise DualStreamError(f"{path}: not a dualstream_geo checkpoint ({error})") from None
         extra = raw.get(CHECKPOINT_KEY) or {}
@@ -177,19 +190,23 @@ class ScenePredictor:
         return cls(task, meta=meta, **kwargs)
 
     # -- inputs --------------------------------------------------------------------------
-    def _dataset(self, image: SatelliteImage | Sequence[PathLike], air: Any) -> DualStreamGeoDataset:
+    def _dataset(
+        self, image: SatelliteImage | Sequence[PathLike], air: Any
+    ) -> DualStreamGeoDataset:
         meta = self.meta
         if not isinstance(image, SatelliteImage):
             image = SatelliteImage([str(p) for p in image], bands=meta.band_names)
         if len(image.all_bands) != self.model.in_channels:
             raise DualStreamError(
-                f"the checkpoint expects {self.model.in_channels} bands {meta.band_names}, the image "
-                f"source has {len(image.all_bands)}"
+                f"the checkpoint expects {self.model.in_channels} bands {meta.band_names}, "
+                f"the image source has {len(image.all_bands)}"
             )
         sources: list[GeoRaster] = []
         if meta.use_air:
             if not air:
-                raise DualStreamError("the checkpoint uses the air stream: give GEMS and air-pollution paths")
+                raise DualStreamError(
+                    "the checkpoint uses the air stream: give GEMS and air-pollution paths"
+                )
             if all(isinstance(a, GeoRaster) for a in air):
                 sources = list(air)
             else:
@@ -197,7 +214,10 @@ class ScenePredictor:
                 sources = [GEMS(paths), AirPollution(paths)]
             channels = sum(s.num_channels for s in sources)
             if channels != self.model.air_channels:
-                raise DualStreamError(f"air sources give {channels} channels, the checkpoint expects {self.model.air_channels}")
+                raise DualStreamError(
+                    f"air sources give {channels} channels, "
+                    f"the checkpoint expects {self.model.air_channels}"
+                )
         dataset = DualStreamGeoDataset(
             image,
             sources or None,
@@ -218,8 +238,8 @@ class ScenePredictor:
             covered = dataset._indexes[i].geometry.union_all().intersection(scene).area / scene.area
             if covered < 0.999:
                 warnings.warn(
-                    f"{type(source).__name__} covers {covered:.1%} of the scene; the rest is filled "
-                    "with the band means",
+                    f"{type(source).__name__} covers {covered:.1%} of the scene; "
+                    "the rest is filled with the band means",
                     stacklevel=3,
                 )
 
@@ -232,9 +252,15 @@ class ScenePredictor:
         transforms = tta_transforms(self.tta)
         for forward, inverse in transforms:
             with autocast:
-                logits = self.model(forward(image), forward(air) if air is not None else None)["final"]
+                logits = self.model(forward(image), forward(air) if air is not None else None)[
+                    "final"
+                ]
             logits = logits.float()
-            probs = torch.cat([1 - logits.sigmoid(), logits.sigmoid()], 1) if self.model.task == "binary" else logits.softmax(1)
+            probs = (
+                torch.cat([1 - logits.sigmoid(), logits.sigmoid()], 1)
+                if self.model.task == "binary"
+                else logits.softmax(1)
+            )
             probs = inverse(probs)
             total = probs if total is None else total + probs
         assert total is not None
@@ -246,29 +272,50 @@ class ScenePredictor:
         specs = []
         if kind in ("class", "both"):
             dtype = "uint8" if len(names) <= 255 else "uint16"
-            colormap = {i: tuple(c) for i, c in enumerate(self.meta.class_colors)}
-            specs.append(OutputSpec(output, 1, dtype, CLASS_NODATA, "nearest", {**settings, **class_tags(names)}, ("class",), colormap))  # type: ignore[arg-type]
+            colormap = dict(enumerate(self.meta.class_colors))
+            specs.append(
+                OutputSpec(
+                    output,
+                    1,
+                    dtype,
+                    CLASS_NODATA,
+                    "nearest",
+                    {**settings, **class_tags(names)},
+                    ("class",),
+                    colormap,
+                )
+            )  # type: ignore[arg-type]
         if kind in ("probabilities", "both"):
-            path = output if kind == "probabilities" else str(Path(output).with_name(Path(output).stem + "_probabilities.tif"))
+            path = (
+                output
+                if kind == "probabilities"
+                else str(Path(output).with_name(Path(output).stem + "_probabilities.tif"))
+            )
             tags = {**settings, **class_tags(names), "scale": f"1/{PROBABILITY_SCALE}"}
             specs.append(OutputSpec(path, len(names), "uint8", 255, "average", tags, tuple(names)))
         return specs
 
-    def _check_paths(self, specs: list[OutputSpec], dataset: DualStreamGeoDataset, overwrite: bool, resume: bool) -> None:
-        inputs = set()
+    def _check_paths(
+        self, specs: list[OutputSpec], dataset: DualStreamGeoDataset, overwrite: bool, resume: bool
+    ) -> None:
+        inputs: set[str] = set()
         for source in [dataset.image, *dataset.air]:
             for entry in source.index.filepath:
                 inputs.update(os.path.realpath(p) for p, _ in source.channel_files(entry))
         for spec in specs:
             real = os.path.realpath(spec.path)
             if real in inputs:
-                raise DualStreamError(f"output {spec.path} is one of the inputs; choose another path")
+                raise DualStreamError(
+                    f"output {spec.path} is one of the inputs; choose another path"
+                )
             if os.path.exists(spec.path) and not overwrite:
                 raise DualStreamError(f"output {spec.path} exists; pass --overwrite to replace it")
             if not os.path.isdir(os.path.dirname(real)):
                 raise DualStreamError(f"output folder {os.path.dirname(real)} does not exist")
             if os.path.exists(spec.partial) and not resume and not overwrite:
-                raise DualStreamError(f"{spec.partial} exists from an interrupted run; pass --resume or --overwrite")
+                raise DualStreamError(
+                    f"{spec.partial} exists from an interrupted run; pass --resume or --overwrite"
+                )
 
     def predict(
         self,
@@ -302,7 +349,11 @@ class ScenePredictor:
         }
         specs = self._outputs(output, kind, settings)
         self._check_paths(specs, dataset, overwrite, resume)
-        signature = {**settings, "kind": kind, "grid": [*grid.transform[:6], grid.height, grid.width]}
+        signature = {
+            **settings,
+            "kind": kind,
+            "grid": [*grid.transform[:6], grid.height, grid.width],
+        }
         rows_done = min(read_progress(s, signature) for s in specs) if resume else 0
         if rows_done == 0:
             for spec in specs:
@@ -344,7 +395,12 @@ class ScenePredictor:
                 first = max(top, rows_done) - top
                 count = stop - top
                 if count > first:
-                    self._write(specs, top + first, scores[:, first:count, :width], weights[first:count, :width])
+                    self._write(
+                        specs,
+                        top + first,
+                        scores[:, first:count, :width],
+                        weights[first:count, :width],
+                    )
                     rows_done = stop
                     for spec in specs:
                         write_progress(spec, signature, rows_done)
@@ -365,7 +421,9 @@ class ScenePredictor:
                 probs = None
                 if keep.any():
                     air = batch["air"][keep].to(self.device) if "air" in batch else None
-                    probs = self.probabilities(batch["image"][keep].to(self.device), air).cpu().numpy()
+                    probs = (
+                        self.probabilities(batch["image"][keep].to(self.device), air).cpu().numpy()
+                    )
                 position = 0
                 for i, index in enumerate(batch["index"].tolist()):
                     window = windows[index]
@@ -381,7 +439,9 @@ class ScenePredictor:
                     bar.update(1)
         flush(top + tile)
 
-    def _write(self, specs: list[OutputSpec], row: int, scores: np.ndarray, weights: np.ndarray) -> None:
+    def _write(
+        self, specs: list[OutputSpec], row: int, scores: np.ndarray, weights: np.ndarray
+    ) -> None:
         covered = weights > 0
         probs = scores / np.where(covered, weights, 1.0)
         for spec in specs:
@@ -392,18 +452,20 @@ class ScenePredictor:
             write_rows(spec, row, data)
 
 
-def _meta_from_task(task: nn.Module, stats: DatasetStats | None = None, checkpoint: str = "") -> PredictionMeta:
+def _meta_from_task(
+    task: Any, stats: DatasetStats | None = None, checkpoint: str = ""
+) -> PredictionMeta:
     hparams = getattr(task, "hparams", None)
     if hparams is None or stats is None:
         raise DualStreamError(
-            "give a checkpoint (ScenePredictor.from_checkpoint) or meta=PredictionMeta(...) with band statistics"
+            "give a checkpoint (ScenePredictor.from_checkpoint) or "
+            "meta=PredictionMeta(...) with band statistics"
         )
     return PredictionMeta(
         band_names=tuple(hparams["band_names"]),
-        class_names=list(task.class_names),  # type: ignore[attr-defined]
-        class_colors=list(task.class_colors),  # type: ignore[attr-defined]
+        class_names=list(task.class_names),
+        class_colors=list(task.class_colors),
         stats=stats,
         use_air=bool(hparams["use_air"]),
         checkpoint=checkpoint,
     )
-

@@ -18,7 +18,9 @@ def _blocks(channels: int, drop_path_rates: list[float], mlp_ratio: float) -> nn
 
 def _downsample(in_channels: int, out_channels: int) -> nn.Sequential:
     """ConvNeXt-style x2 downsampling: LayerNorm2d then a 2x2 stride-2 convolution."""
-    return nn.Sequential(LayerNorm2d(in_channels), nn.Conv2d(in_channels, out_channels, 2, stride=2))
+    return nn.Sequential(
+        LayerNorm2d(in_channels), nn.Conv2d(in_channels, out_channels, 2, stride=2)
+    )
 
 
 @register_encoder("convnext-air")

@@ -70,7 +70,9 @@ class DualStreamDFormer(nn.Module):
         )
         self.air_absent = nn.Parameter(torch.zeros(1, air_channels, 1, 1))
         self.fusion = StageFusion(
-            self.vision_encoder.out_channels, self.air_encoder.out_channels, drop_path_rate=drop_path_rate
+            self.vision_encoder.out_channels,
+            self.air_encoder.out_channels,
+            drop_path_rate=drop_path_rate,
         )
         self.decoder = DualStreamDecoder(
             self.vision_encoder.out_channels,  # type: ignore[arg-type]
@@ -99,7 +101,9 @@ class DualStreamDFormer(nn.Module):
             return
         expected = (image.shape[0], self.air_channels, height // 8, width // 8)
         if tuple(air.shape) != expected:
-            raise ValueError(f"air must be {expected} for image {tuple(image.shape)}, got {tuple(air.shape)}")
+            raise ValueError(
+                f"air must be {expected} for image {tuple(image.shape)}, got {tuple(air.shape)}"
+            )
 
     def _air_input(self, image: Tensor, air: Tensor | None) -> Tensor:
         batch, _, height, width = image.shape
@@ -121,7 +125,9 @@ class DualStreamDFormer(nn.Module):
 class VisionOnlyBaseline(nn.Module):
     """The same vision encoder and decoder with no air stream (for benchmarks)."""
 
-    def __init__(self, num_classes: int, in_channels: int = 4, vision_encoder: str = "segformer-b1") -> None:
+    def __init__(
+        self, num_classes: int, in_channels: int = 4, vision_encoder: str = "segformer-b1"
+    ) -> None:
         super().__init__()
         self.vision_encoder = build_encoder(vision_encoder, in_channels=in_channels)
         self.decoder = DualStreamDecoder(self.vision_encoder.out_channels, num_classes)  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ class FiLM(nn.Module):
         super().__init__()
         self.to_gamma_beta = nn.Conv2d(air_channels, 2 * vision_channels, 1)
         nn.init.zeros_(self.to_gamma_beta.weight)
-        nn.init.zeros_(self.to_gamma_beta.bias)
+        nn.init.zeros_(self.to_gamma_beta.bias)  # type: ignore[arg-type]
 
     def forward(self, vision: Tensor, air: Tensor) -> Tensor:
         gamma, beta = self.to_gamma_beta(air).chunk(2, dim=1)
@@ -64,7 +64,9 @@ class CrossAttentionFusion(nn.Module):
     ) -> None:
         super().__init__()
         if vision_channels % num_heads:
-            raise ValueError(f"vision_channels {vision_channels} not divisible by {num_heads} heads")
+            raise ValueError(
+                f"vision_channels {vision_channels} not divisible by {num_heads} heads"
+            )
         self.num_heads = num_heads
         self.norm_q = nn.LayerNorm(vision_channels)
         self.norm_kv = nn.LayerNorm(air_channels)
@@ -107,8 +109,12 @@ class StageFusion(nn.ModuleList):
             [
                 FiLMFusion(vision_channels[0], air_channels[0]),
                 FiLMFusion(vision_channels[1], air_channels[1]),
-                CrossAttentionFusion(vision_channels[2], air_channels[2], num_heads[2], drop_path_rate / 2),
-                CrossAttentionFusion(vision_channels[3], air_channels[3], num_heads[3], drop_path_rate),
+                CrossAttentionFusion(
+                    vision_channels[2], air_channels[2], num_heads[2], drop_path_rate / 2
+                ),
+                CrossAttentionFusion(
+                    vision_channels[3], air_channels[3], num_heads[3], drop_path_rate
+                ),
             ]
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 from torch import Tensor
 from transformers import SegformerConfig, SegformerModel
@@ -41,7 +42,8 @@ class SegformerEncoder(Encoder):
     @property
     def stem(self) -> Tensor:
         """The first patch-embedding convolution's weight, (c1, in_channels, 7, 7)."""
-        return self.model.stages[0].patch_embeddings.proj.weight
+        embeddings: Any = self.model.stages[0].patch_embeddings
+        return embeddings.proj.weight
 
     def forward(self, x: Tensor) -> list[Tensor]:
         features = []

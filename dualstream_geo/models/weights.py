@@ -32,7 +32,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
         if path.endswith(".safetensors"):
             from safetensors.torch import load_file
 
-            state = load_file(path)
+            state: object = load_file(path)
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # any unreadable file is the same user error
@@ -44,7 +44,9 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     return dict(state)
 
 
-def strip_prefixes(state: Mapping[str, Tensor], prefixes: Sequence[str] = KNOWN_PREFIXES) -> dict[str, Tensor]:
+def strip_prefixes(
+    state: Mapping[str, Tensor], prefixes: Sequence[str] = KNOWN_PREFIXES
+) -> dict[str, Tensor]:
     """Remove known wrapper prefixes (``_orig_mod.``, ``module.``, ...) from every key."""
     out = {}
     for key, value in state.items():
@@ -83,7 +85,9 @@ def hf_segformer_state_dict(source: str) -> dict[str, Tensor]:
     return model.state_dict()
 
 
-def adapt_stem(weight: Tensor, band_names: Sequence[str], pretrained_bands: Sequence[str] = PRETRAINED_BANDS) -> Tensor:
+def adapt_stem(
+    weight: Tensor, band_names: Sequence[str], pretrained_bands: Sequence[str] = PRETRAINED_BANDS
+) -> Tensor:
     """Map a pretrained stem (out, len(pretrained_bands), k, k) onto ``band_names``.
 
     Each band named in ``pretrained_bands`` takes that filter (red on red, whatever its
@@ -98,7 +102,9 @@ def adapt_stem(weight: Tensor, band_names: Sequence[str], pretrained_bands: Sequ
         )
     mean = weight.mean(dim=1)
     lookup = {name: i for i, name in enumerate(pretrained_bands)}
-    filters = [weight[:, lookup[b]] if b in lookup else mean for b in (n.lower() for n in band_names)]
+    filters = [
+        weight[:, lookup[b]] if b in lookup else mean for b in (n.lower() for n in band_names)
+    ]
     return torch.stack(filters, dim=1) * (len(pretrained_bands) / len(band_names))
 
 
@@ -129,7 +135,8 @@ def load_into(
     if wrong:
         k = wrong[0]
         raise DualStreamError(
-            f"{source}: {k} has shape {tuple(state[k].shape)}, the model expects {tuple(own[k].shape)}"
+            f"{source}: {k} has shape {tuple(state[k].shape)}, "
+            f"the model expects {tuple(own[k].shape)}"
         )
     result = module.load_state_dict({k: state[k] for k in matched}, strict=False)
     unexpected = [k for k in state if k not in own]

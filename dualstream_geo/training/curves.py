@@ -8,7 +8,10 @@ from collections import defaultdict
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 
-CURVES = {"loss": ("train_loss", "val_loss"), "mean IoU": ("train_AverageJaccardIndex", "val_AverageJaccardIndex")}
+CURVES = {
+    "loss": ("train_loss", "val_loss"),
+    "mean IoU": ("train_AverageJaccardIndex", "val_AverageJaccardIndex"),
+}
 
 
 class TrainingCurves(Callback):

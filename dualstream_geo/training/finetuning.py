@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from lightning.pytorch import LightningModule
 from lightning.pytorch.callbacks import BaseFinetuning
+from torch.nn import Module
 from torch.optim import Optimizer
 
 
@@ -22,17 +25,19 @@ class TwoStageFinetuning(BaseFinetuning):
         self.train_bn = train_bn
 
     @staticmethod
-    def encoders(pl_module: LightningModule) -> list[object]:
-        model = pl_module.model  # type: ignore[union-attr]
+    def encoders(pl_module: LightningModule) -> list[Module]:
+        model: Any = pl_module.model
         return [model.vision_encoder, model.air_encoder]
 
     def freeze_before_training(self, pl_module: LightningModule) -> None:
         if self.freeze_epochs > 0:
-            self.freeze(self.encoders(pl_module), train_bn=self.train_bn)  # type: ignore[arg-type]
+            self.freeze(self.encoders(pl_module), train_bn=self.train_bn)
 
-    def finetune_function(self, pl_module: LightningModule, epoch: int, optimizer: Optimizer) -> None:
+    def finetune_function(
+        self, pl_module: LightningModule, epoch: int, optimizer: Optimizer
+    ) -> None:
         if epoch < self.freeze_epochs:
             # Also on resume within the frozen stage: keep the encoders frozen.
-            self.freeze(self.encoders(pl_module), train_bn=self.train_bn)  # type: ignore[arg-type]
+            self.freeze(self.encoders(pl_module), train_bn=self.train_bn)
         else:
-            self.make_trainable(self.encoders(pl_module))  # type: ignore[arg-type]
+            self.make_trainable(self.encoders(pl_module))

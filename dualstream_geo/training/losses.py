@@ -29,7 +29,12 @@ class SegmentationLoss(nn.Module):
         self.terms = nn.ModuleDict()
         self.weights: dict[str, float] = {}
         candidates = {
-            "focal": (focal_weight, lambda: FocalLoss(mode, alpha=focal_alpha, gamma=focal_gamma, ignore_index=ignore_index)),
+            "focal": (
+                focal_weight,
+                lambda: FocalLoss(
+                    mode, alpha=focal_alpha, gamma=focal_gamma, ignore_index=ignore_index
+                ),
+            ),
             "lovasz": (lovasz_weight, lambda: LovaszLoss(mode, ignore_index=ignore_index)),
             "dice": (dice_weight, lambda: DiceLoss(mode, ignore_index=ignore_index)),
         }
@@ -63,6 +68,8 @@ class DeepSupervisionLoss(nn.Module):
                 continue
             logits = outputs[head]
             if logits.shape[-2:] != target.shape[-2:]:
-                logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
+                logits = F.interpolate(
+                    logits, size=target.shape[-2:], mode="bilinear", align_corners=False
+                )
             total = total + weight * self.loss(logits.float(), target)
         return total

@@ -20,8 +20,18 @@ from .finetuning import TwoStageFinetuning
 from .losses import DeepSupervisionLoss, SegmentationLoss
 
 PARTS = ("vision_encoder", "air_encoder", "fusion", "decoder")
-DEFAULT_COLORS = ((0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200),
-                  (245, 130, 48), (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60))
+DEFAULT_COLORS = (
+    (0, 0, 0),
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+)
 #: The checkpoint entry that carries everything prediction needs.
 CHECKPOINT_KEY = "dualstream_geo"
 
@@ -74,11 +84,15 @@ class DualStreamSegmentation(SemanticSegmentation):
         min_lr: float = 1e-6,
     ) -> None:
         if task == "binary" and num_classes != 2:
-            raise DualStreamError(f"task='binary' needs num_classes=2 (background, target), got {num_classes}")
+            raise DualStreamError(
+                f"task='binary' needs num_classes=2 (background, target), got {num_classes}"
+            )
         if labels is not None and len(labels) != num_classes:
             raise DualStreamError(f"labels has {len(labels)} names for num_classes={num_classes}")
         if lr_multipliers is not None and set(lr_multipliers) - set(PARTS):
-            raise DualStreamError(f"lr_multipliers keys must be among {PARTS}, got {sorted(lr_multipliers)}")
+            raise DualStreamError(
+                f"lr_multipliers keys must be among {PARTS}, got {sorted(lr_multipliers)}"
+            )
         # SemanticSegmentation.__init__ builds an smp model from its own arguments; the
         # BaseTask initialiser (hparams, configure_models/losses/metrics) is what applies here.
         super(SemanticSegmentation, self).__init__()
@@ -145,15 +159,22 @@ class DualStreamSegmentation(SemanticSegmentation):
             params = list(getattr(self.model, part).parameters())
             if part == "air_encoder":
                 params.append(self.model.air_absent)
-            groups.append({"name": part, "params": params, "lr": self.hparams["lr"] * multipliers[part]})
+            groups.append(
+                {"name": part, "params": params, "lr": self.hparams["lr"] * multipliers[part]}
+            )
         return groups
 
     def configure_optimizers(self) -> Any:
-        optimizer = AdamW(self.param_groups(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"])
+        optimizer = AdamW(
+            self.param_groups(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"]
+        )
         epochs = self.trainer.max_epochs if self._trainer is not None else None
         total = max(1, (epochs if epochs and epochs > 0 else 1) - 1)
         scheduler = CosineAnnealingLR(optimizer, T_max=total, eta_min=self.hparams["min_lr"])
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
+        }
 
     # -- steps ---------------------------------------------------------------------------
     def forward(self, image: Tensor, air: Tensor | None = None) -> dict[str, Tensor]:  # type: ignore[override]
@@ -180,8 +201,13 @@ class DualStreamSegmentation(SemanticSegmentation):
     def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._shared_step(batch, "test")
 
-    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor | None]:
-        return {"probabilities": self.probabilities(batch["image"], batch.get("air")), "bounds": batch.get("bounds")}
+    def predict_step(
+        self, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> dict[str, Tensor | None]:
+        return {
+            "probabilities": self.probabilities(batch["image"], batch.get("air")),
+            "bounds": batch.get("bounds"),
+        }
 
     def probabilities(self, image: Tensor, air: Tensor | None) -> Tensor:
         """Class probabilities (B, num_classes, H, W); binary gives (background, target)."""
@@ -194,7 +220,9 @@ class DualStreamSegmentation(SemanticSegmentation):
     # -- metadata for prediction ---------------------------------------------------------
     @property
     def class_names(self) -> list[str]:
-        return list(self.hparams["labels"] or [f"class_{i}" for i in range(self.hparams["num_classes"])])
+        return list(
+            self.hparams["labels"] or [f"class_{i}" for i in range(self.hparams["num_classes"])]
+        )
 
     @property
     def class_colors(self) -> list[tuple[int, int, int]]:
@@ -204,7 +232,9 @@ class DualStreamSegmentation(SemanticSegmentation):
         return [DEFAULT_COLORS[i % len(DEFAULT_COLORS)] for i in range(self.hparams["num_classes"])]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        datamodule = (
+            getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        )
         meta: dict[str, Any] = {
             "band_names": list(self.hparams["band_names"]),
             "class_names": self.class_names,
