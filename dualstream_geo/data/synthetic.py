@@ -66,23 +66,42 @@ RES = 10.0
 AIR_RES_DEG = 0.005
 
 
+BLOB_CELL = 1800.0  # metres: one background blob per lattice cell (a jittered Voronoi map)
+PLOT_CELL = 500.0  # metres: at most one plot per lattice cell
+
+
 class _Scene:
-    """The analytic scene in its own CRS coordinates (metres from the upper-left corner)."""
+    """The analytic scene in its own CRS coordinates (metres from the upper-left corner).
+
+    Blobs and plots sit on jittered lattices, so evaluating a point costs O(1) whatever the
+    scene size (benchmarks generate scenes of several km).
+    """
 
     def __init__(self, spec: SceneSpec, seed: int) -> None:
         rng = np.random.default_rng(seed)
         self.spec = spec
         extent = spec.size * RES
-        self.blob_centres = rng.uniform(0, extent, (12, 2))
-        self.blob_types = rng.choice(BACKGROUND_RAW, 12)
+        # One blob per cell, padded by one cell so every point has 3 x 3 neighbours.
+        blobs = int(np.ceil(extent / BLOB_CELL)) + 2
+        lattice = np.arange(blobs) - 1.0
+        self.blob_x = (lattice[None, :] + rng.uniform(0.1, 0.9, (blobs, blobs))) * BLOB_CELL
+        self.blob_y = (lattice[:, None] + rng.uniform(0.1, 0.9, (blobs, blobs))) * BLOB_CELL
+        self.blob_type = rng.choice(BACKGROUND_RAW, (blobs, blobs)).astype(np.uint8)
         self.phase = rng.uniform(0, 2 * np.pi, 2)
-        plots: list[tuple[float, float, float]] = []
-        while len(plots) < spec.size * spec.size // 2500:
-            cx, cy = rng.uniform(250, extent - 250, 2)
-            level = self.pollution(np.array(cx), np.array(cy))
-            if abs(level - 0.5) > 0.3:
-                plots.append((cx, cy, rng.uniform(120, 220)))
-        self.plots = np.array(plots)
+        cells = int(np.ceil(extent / PLOT_CELL))
+        grid = np.arange(cells) * PLOT_CELL
+        self.plot_x = grid[None, :] + rng.uniform(150, 350, (cells, cells))
+        self.plot_y = grid[:, None] + rng.uniform(150, 350, (cells, cells))
+        self.plot_half = rng.uniform(60, 110, (cells, cells))
+        level = self.pollution(self.plot_x, self.plot_y)
+        # Plots only where the district is clearly polluted (target) or clearly clean
+        # (look-alike), as many of each, so that telling them apart is half the task.
+        self.plot_kind = np.zeros((cells, cells), dtype=np.uint8)
+        target = np.flatnonzero(level > 0.8)
+        lookalike = np.flatnonzero(level < 0.2)
+        count = min(len(target), len(lookalike), int(0.4 * cells * cells))
+        self.plot_kind.flat[rng.choice(target, count, replace=False)] = TARGET_RAW
+        self.plot_kind.flat[rng.choice(lookalike, count, replace=False)] = LOOKALIKE_RAW
 
     def pollution(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Smooth field in [0, 1] with km-scale clean and polluted districts."""
@@ -91,15 +110,24 @@ class _Scene:
 
     def raw_labels(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Raw land-cover value at scene coordinates (x east, y south of the corner)."""
-        d2 = (x[..., None] - self.blob_centres[:, 0]) ** 2 + (
-            y[..., None] - self.blob_centres[:, 1]
-        ) ** 2
-        raw = self.blob_types[np.argmin(d2, axis=-1)].astype(np.uint8)
-        for cx, cy, half in self.plots:
-            inside = (np.abs(x - cx) < half / 2) & (np.abs(y - cy) < half / 2)
-            level = self.pollution(np.array(cx), np.array(cy))
-            raw[inside] = TARGET_RAW if level > 0.5 else LOOKALIKE_RAW
-        return raw
+        rows = np.clip(np.floor(y / BLOB_CELL).astype(int) + 1, 1, self.blob_type.shape[0] - 2)
+        cols = np.clip(np.floor(x / BLOB_CELL).astype(int) + 1, 1, self.blob_type.shape[1] - 2)
+        best = np.full(x.shape, np.inf)
+        raw = np.zeros(x.shape, dtype=np.uint8)
+        for dr in (-1, 0, 1):
+            for dc in (-1, 0, 1):
+                r, c = rows + dr, cols + dc
+                d2 = (x - self.blob_x[r, c]) ** 2 + (y - self.blob_y[r, c]) ** 2
+                closer = d2 < best
+                best = np.where(closer, d2, best)
+                raw = np.where(closer, self.blob_type[r, c], raw)
+        cells = self.plot_kind.shape[0]
+        r = np.clip(np.floor(y / PLOT_CELL).astype(int), 0, cells - 1)
+        c = np.clip(np.floor(x / PLOT_CELL).astype(int), 0, cells - 1)
+        half = self.plot_half[r, c]
+        inside = (np.abs(x - self.plot_x[r, c]) < half) & (np.abs(y - self.plot_y[r, c]) < half)
+        kind = self.plot_kind[r, c]
+        return np.where(inside & (kind > 0), kind, raw)
 
 
 def _to_scene(
