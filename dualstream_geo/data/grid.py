@@ -94,6 +94,16 @@ def open_raster(path: str) -> DatasetReader:
     return _open_cached(path, os.getpid(), version)
 
 
+@functools.lru_cache(maxsize=64)
+def _same_crs(a: str, b: str) -> bool:
+    return bool(CRS.from_wkt(a) == CRS.from_wkt(b))
+
+
+def same_crs(a: CRS, b: CRS) -> bool:
+    """CRS equality, cached: comparing CRS objects goes through PROJ and is slow per sample."""
+    return a is b or _same_crs(a.to_wkt(), b.to_wkt())
+
+
 def _aligned_window(src_transform: Affine, grid: Grid) -> Window | None:
     """The integer window of ``grid`` in a same-CRS source, or None if pixels do not align."""
     st, gt = src_transform, grid.transform
@@ -117,34 +127,49 @@ def read_onto(
     out: np.ndarray,
     resampling: Resampling,
     nodata: float | None = None,
+    first: bool = False,
 ) -> None:
     """Read ``indexes`` of ``src`` onto ``grid``, filling only pixels of ``out`` that are NaN.
 
     ``out`` is a float32 array (len(indexes), height, width); pixels the file does not cover,
-    or that hold its nodata value, stay NaN.
+    or that hold its nodata value, are NaN. ``first``: ``out`` holds nothing yet (it may be
+    uninitialised), so the file is written whole, NaN where it has no data.
     """
     crs, transform = src.crs, src.transform
     nodata = src.nodata if nodata is None else nodata
-    window = _aligned_window(transform, grid) if crs == grid.crs else None
+    window = _aligned_window(transform, grid) if same_crs(crs, grid.crs) else None
     if window is not None:
         # Same CRS, same pixel size, whole-pixel offset: a plain windowed read, no resampling.
         row0, col0 = max(window.row_off, 0), max(window.col_off, 0)
         row1 = min(window.row_off + window.height, src.height)
         col1 = min(window.col_off + window.width, src.width)
+        covers = (row0, col0, row1, col1) == (
+            window.row_off,
+            window.col_off,
+            window.row_off + window.height,
+            window.col_off + window.width,
+        )
+        if first and not covers:
+            out.fill(np.nan)
         if row1 <= row0 or col1 <= col0:
             return
-        data = src.read(indexes, window=Window(col0, row0, col1 - col0, row1 - row0))
-        values = data.astype(np.float32, copy=False)
-        if nodata is not None and not np.isnan(nodata):
-            values = np.where(data == nodata, np.float32(np.nan), values)
         rows = slice(row0 - window.row_off, row1 - window.row_off)
         cols = slice(col0 - window.col_off, col1 - window.col_off)
         target = out[:, rows, cols]
-        empty = np.isnan(target)
-        target[empty] = values[empty]
+        # GDAL converts to float32 while reading: no second pass over the data.
+        direct = first and target.flags.c_contiguous
+        values = target if direct else np.empty(target.shape, dtype=np.float32)
+        src.read(indexes, window=Window(col0, row0, col1 - col0, row1 - row0), out=values)
+        if nodata is not None and not np.isnan(nodata):
+            values[values == np.float32(nodata)] = np.nan
+        if first and not direct:
+            target[...] = values
+        elif not first:
+            empty = np.isnan(target)
+            target[empty] = values[empty]
         return
 
-    warped = np.full(out.shape, np.nan, dtype=np.float32)
+    warped = out if first else np.full(out.shape, np.nan, dtype=np.float32)
     reproject(
         source=rasterio.band(src, indexes),
         destination=warped,
@@ -157,5 +182,6 @@ def read_onto(
         resampling=resampling,
         init_dest_nodata=True,
     )
-    empty = np.isnan(out)
-    out[empty] = warped[empty]
+    if not first:
+        empty = np.isnan(out)
+        out[empty] = warped[empty]

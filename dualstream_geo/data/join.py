@@ -76,6 +76,9 @@ class DualStreamGeoDataset(GeoDataset):
         sources: list[GeoRaster] = [image, *self.air, *([mask] if mask is not None else [])]
         # Each source's index in the image CRS, kept here so the sources are not mutated.
         self._indexes = [s.index.to_crs(image.crs) for s in sources]
+        self._trees = [
+            (shapely.STRtree(i.geometry.values), i.filepath.to_numpy()) for i in self._indexes
+        ]
         footprint = self._indexes[0].geometry
         for other in self._indexes[1:]:
             footprint = footprint.intersection(other.geometry.union_all())
@@ -94,12 +97,21 @@ class DualStreamGeoDataset(GeoDataset):
         )
 
     def _files(self, source: int, box: shapely.Polygon) -> list[str]:
-        index = self._indexes[source]
-        return list(index.filepath.iloc[index.sindex.query(box, predicate="intersects")])
+        tree, paths = self._trees[source]
+        return list(paths[np.sort(tree.query(box, predicate="intersects"))])
 
     def grid_for(self, index: GeoSlice) -> Grid:
         """The image grid of a query, in float64 from the query's own coordinates."""
-        x, y, _ = self._disambiguate_slice(index)
+        if isinstance(index, tuple) and all(
+            s.start is not None and s.stop is not None for s in index[:2]
+        ):
+            # Sampler queries are complete: skip the index-wide bounds of _disambiguate_slice.
+            x, y = (
+                slice(s.start, s.stop, s.step or r)
+                for s, r in zip(index[:2], self.res, strict=True)
+            )
+        else:
+            x, y, _ = self._disambiguate_slice(index)
         height = round((y.stop - y.start) / y.step)
         width = round((x.stop - x.start) / x.step)
         return Grid.from_bounds(self.grid_crs, x.start, y.stop, x.step, y.step, height, width)
@@ -114,9 +126,10 @@ class DualStreamGeoDataset(GeoDataset):
         """The sample on ``grid`` (image CRS); pixels outside every image file are invalid."""
         box = shapely.box(*grid.bounds)
         image = self.image.read(self._files(0, box), grid, Resampling.bilinear)
-        valid = ~np.isnan(image).any(0)
+        valid = ~np.isnan(image.sum(0))
+        np.copyto(image, 0.0, where=~valid[None])
         sample: Sample = {
-            "image": torch.from_numpy(np.nan_to_num(image, nan=0.0)),
+            "image": torch.from_numpy(image),
             "valid": torch.from_numpy(valid),
             "bounds": torch.tensor(grid.bounds, dtype=torch.float64),
             "crs": self.grid_crs,

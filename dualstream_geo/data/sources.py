@@ -164,23 +164,30 @@ class GeoRaster(RasterDataset):
         Returns float32 (num_channels, grid.height, grid.width), NaN where no file has data.
         Earlier files win where files overlap.
         """
-        out = np.full((self.num_channels, grid.height, grid.width), np.nan, dtype=np.float32)
-        for filepath in filepaths:
+        filepaths = list(filepaths)
+        # Uninitialised: the first file writes every pixel (NaN where it has no data).
+        out = np.empty((self.num_channels, grid.height, grid.width), dtype=np.float32)
+        if not filepaths:
+            out.fill(np.nan)
+        for number, filepath in enumerate(filepaths):
             first = 0
             for path, indexes in self.channel_files(filepath):
                 target = out[first : first + len(indexes)]
                 src = open_raster(self.resolve(path))
                 if self.per_file_minmax:
-                    part = np.full(target.shape, np.nan, dtype=np.float32)
-                    read_onto(src, indexes, grid, part, resampling, self.nodata)
+                    part = np.empty(target.shape, dtype=np.float32)
+                    read_onto(src, indexes, grid, part, resampling, self.nodata, first=True)
                     low, high = self._file_minmax(path, indexes)
                     part = (part - low[:, None, None]) / np.maximum(high - low, 1e-12)[
                         :, None, None
                     ]
-                    empty = np.isnan(target)
-                    target[empty] = part[empty]
+                    if number == 0:
+                        target[...] = part
+                    else:
+                        empty = np.isnan(target)
+                        target[empty] = part[empty]
                 else:
-                    read_onto(src, indexes, grid, target, resampling, self.nodata)
+                    read_onto(src, indexes, grid, target, resampling, self.nodata, number == 0)
                 first += len(indexes)
         return out
 
@@ -323,14 +330,14 @@ class LandCoverMask(GeoRaster):
 
     def to_classes(self, raw: np.ndarray) -> np.ndarray:
         """Map raw values (float32, NaN = no data) to int64 class indices."""
-        nodata = np.isnan(raw)
-        values = np.where(nodata, 0, raw).astype(np.int64)
-        out_of_range = (values < 0) | (values >= self._lut.size)
-        classes = self._lut[np.clip(values, 0, self._lut.size - 1)]
-        if out_of_range.any():
+        with np.errstate(invalid="ignore"):
+            values = raw.astype(np.int32)  # NaN becomes a negative value: handled below
+        classes = self._lut.take(values, mode="clip")
+        outside = (values < 0) | (values >= self._lut.size)
+        if outside.any():
             unmapped = self.background if self.unmapped == "background" else self.ignore_index
-            classes[out_of_range] = unmapped if self.class_map else self.ignore_index
-        classes[nodata] = self.ignore_index
+            classes[outside] = unmapped if self.class_map else self.ignore_index
+            classes[np.isnan(raw)] = self.ignore_index
         return classes
 
     def __getitem__(self, index: GeoSlice) -> Sample:

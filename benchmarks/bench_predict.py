@@ -1,0 +1,167 @@
+"""Whole-scene inference: overhead, memory flatness, seams and throughput, in one run.
+
+1. End-to-end ScenePredictor time vs the pure batched model forward over the same windows
+   with their inputs already in memory (target: at most 1.15x on CPU).
+2. Peak RSS of a fresh process predicting a scene of area A and one of 4A (target ratio at
+   most 1.1).
+3. Seam error: mean absolute probability step across window borders vs inside windows,
+   with Hann blending and with none.
+4. Windows/s and km2/s.
+
+The model is DualStreamDFormer (SegFormer-B1) with random weights, or --checkpoint.
+
+    python benchmarks/bench_predict.py [--size 1024] [--tile 512] [--checkpoint CKPT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import torch
+
+from dualstream_geo.data import (
+    GEMS,
+    AirPollution,
+    BandStats,
+    DatasetStats,
+    SatelliteImage,
+    make_demo_scenes,
+)
+from dualstream_geo.data.synthetic import SceneSpec
+from dualstream_geo.inference import PredictionMeta, ScenePredictor, strips
+from dualstream_geo.inference.predictor import _Windows, scene_grid
+from dualstream_geo.training import DualStreamSegmentation
+
+
+def make_scene(root: Path, size: int) -> Path:
+    spec = SceneSpec("bench", "EPSG:32652", 330_000.0, 4_160_000.0, size, "EPSG:32652", 10.0, False)
+    make_demo_scenes(root, seed=1, scenes=(spec,))
+    return root / "train"
+
+
+def predictor(
+    scene: Path, tile: int, blend: str, checkpoint: str | None, overlap: float = 0.25
+) -> ScenePredictor:
+    if checkpoint:
+        return ScenePredictor.from_checkpoint(checkpoint, tile=tile, overlap=overlap, blend=blend)
+    torch.manual_seed(0)
+    task = DualStreamSegmentation(num_classes=2, labels=["background", "target"])
+    air = BandStats.concat(
+        [
+            BandStats.from_source(GEMS(scene / "gems")),
+            BandStats.from_source(AirPollution(scene / "air")),
+        ]
+    )
+    stats = DatasetStats(BandStats.from_source(SatelliteImage(scene / "image")), air)
+    meta = PredictionMeta(
+        ("blue", "green", "red", "nir"), ["background", "target"], [(0, 0, 0), (255, 0, 0)], stats
+    )
+    return ScenePredictor(task, tile=tile, overlap=overlap, blend=blend, batch_size=4, meta=meta)
+
+
+def predict(p: ScenePredictor, scene: Path, output: Path, kind: str = "class") -> float:
+    start = time.perf_counter()
+    p.predict([scene / "image"], [scene / "gems", scene / "air"], output, kind=kind, overwrite=True)
+    return time.perf_counter() - start
+
+
+def overhead(scene: Path, tile: int, checkpoint: str | None, out: Path) -> dict[str, float]:
+    p = predictor(scene, tile, "hann", checkpoint)
+    predict(p, scene, out / "warmup.tif")  # first-touch allocations and GDAL caches
+    end_to_end = predict(p, scene, out / "e2e.tif")
+    dataset = p._dataset([scene / "image"], [scene / "gems", scene / "air"])
+    grid = scene_grid(dataset.image)
+    windows = [w for s in strips(grid.height, grid.width, tile, p.overlap) for w in s]
+    samples = [_Windows(dataset, grid, windows)[i] for i in range(len(windows))]
+    batches = [samples[i : i + p.batch_size] for i in range(0, len(samples), p.batch_size)]
+    tensors = [
+        (torch.stack([s["image"] for s in b]), torch.stack([s["air"] for s in b])) for b in batches
+    ]
+    start = time.perf_counter()
+    for image, air in tensors:
+        p.probabilities(image, air)
+    forward = time.perf_counter() - start
+    area_km2 = grid.height * grid.width * grid.res[0] * grid.res[1] / 1e6
+    return {
+        "end_to_end_s": end_to_end,
+        "model_forward_s": forward,
+        "overhead_ratio": end_to_end / forward,
+        "windows": len(windows),
+        "windows_per_s": len(windows) / end_to_end,
+        "km2_per_s": area_km2 / end_to_end,
+    }
+
+
+def peak_rss_child(size: int, tile: int, checkpoint: str | None) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        scene = make_scene(Path(tmp), size)
+        args = [sys.executable, __file__, "--rss-child", str(scene), "--tile", str(tile)]
+        if checkpoint:
+            args += ["--checkpoint", checkpoint]
+        child = subprocess.run(args, check=True, capture_output=True, text=True)
+        return float(child.stdout.strip().splitlines()[-1])
+
+
+def seams(scene: Path, tile: int, checkpoint: str | None, out: Path) -> dict[str, float]:
+    results = {}
+    for blend in ("hann", "none"):
+        p = predictor(scene, tile, blend, checkpoint)
+        path = out / f"seam_{blend}.tif"
+        predict(p, scene, path, kind="probabilities")
+        with rasterio.open(path) as src:
+            prob = src.read(2).astype(np.float64) / 254
+        cols = strips(prob.shape[0], prob.shape[1], tile, p.overlap)[0]
+        borders = sorted({w.col for w in cols[1:]} | {w.col + tile for w in cols[:-1]})
+        step = np.abs(np.diff(prob, axis=1)).mean(0)  # step between column c and c + 1
+        at_border = step[[b - 1 for b in borders]].mean()
+        interior = np.delete(step, [b - 1 for b in borders]).mean()
+        results[f"{blend}_border_step"] = float(at_border)
+        results[f"{blend}_interior_step"] = float(interior)
+        results[f"{blend}_ratio"] = float(at_border / interior)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--size", type=int, default=1024, help="scene side in pixels for area A")
+    parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--checkpoint", default=None)
+    parser.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    if args.rss_child:
+        scene = Path(args.rss_child)
+        with tempfile.TemporaryDirectory() as tmp:
+            predict(
+                predictor(scene, args.tile, "hann", args.checkpoint), scene, Path(tmp) / "rss.tif"
+            )
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        return
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        scene = make_scene(out / "scene", args.size)
+        results["overhead"] = overhead(scene, args.tile, args.checkpoint, out)
+        print("overhead", results["overhead"])
+        results["seams"] = seams(scene, args.tile, args.checkpoint, out)
+        print("seams", results["seams"])
+    area_a = peak_rss_child(args.size, args.tile, args.checkpoint)
+    area_4a = peak_rss_child(2 * args.size, args.tile, args.checkpoint)
+    results["peak_rss_MiB"] = {"A": area_a, "4A": area_4a, "ratio": area_4a / area_a}
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
