@@ -2,7 +2,8 @@
 
 Parameters, FLOPs (torch.utils.flop_counter), forward and forward+backward time, and peak
 memory at 256 and 512 px, batch 2. Peak memory is the peak RSS of a fresh child process
-per configuration (CPU) or torch.cuda.max_memory_allocated (GPU). On a GPU, also bf16
+per configuration (CPU) or torch.cuda.max_memory_allocated (GPU). Times are medians of the
+two models run alternately in one process. On a GPU, also bf16
 autocast + channels_last training throughput at 512 px.
 
     python benchmarks/bench_model.py [--repeats 5]
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -22,6 +24,18 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from dualstream_geo.models import DualStreamDFormer, VisionOnlyBaseline
+
+
+def peak_rss_mib() -> float:
+    """This process's peak RSS (VmHWM). Unlike ru_maxrss it is not inherited across exec."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+KINDS = ("vision_only", "dual")
 
 
 def build(kind: str) -> torch.nn.Module:
@@ -36,51 +50,76 @@ def inputs(kind: str, size: int, device: torch.device) -> tuple[torch.Tensor, ..
     return (image,)
 
 
-def timed(fn: Any, repeats: int, device: torch.device) -> float:
-    fn()
+def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
-    start = time.perf_counter()
+
+
+def interleaved(fns: dict[str, Any], repeats: int, device: torch.device) -> dict[str, float]:
+    """Median seconds per call of each function, run alternately in this process so that
+    both see the same machine state (the ratio is what matters)."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():
+        fn()  # warm-up: first-touch allocations
     for _ in range(repeats):
-        fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / repeats
+        for name, fn in fns.items():
+            sync(device)
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
-def measure(kind: str, size: int, repeats: int) -> dict[str, float]:
-    """One configuration, meant to run in its own process (peak RSS is per process)."""
+def peak_memory(kind: str, size: int) -> float:
+    """Peak memory (MiB) of one forward + backward in a fresh process (CPU: peak RSS)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = build(kind).to(device).train()
-    args = inputs(kind, size, device)
-    with FlopCounterMode(display=False) as counter:
-        model(*args)["final"].sum().backward()
-    train_flops = counter.get_total_flops()
-    model.zero_grad()
+    model(*inputs(kind, size, device))["final"].float().mean().backward()
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return peak_rss_mib()
 
-    def forward() -> None:
-        with torch.no_grad():
-            model(*args)
 
-    def step() -> None:
-        model(*args)["final"].float().mean().backward()
+def measure(size: int, repeats: int) -> dict[str, Any]:
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    models = {kind: build(kind).to(device).train() for kind in KINDS}
+    args = {kind: inputs(kind, size, device) for kind in KINDS}
+    row: dict[str, Any] = {kind: {} for kind in KINDS}
+    for kind, model in models.items():
+        with FlopCounterMode(display=False) as counter:
+            model(*args[kind])["final"].sum().backward()
+        model.zero_grad()
+        row[kind]["params_M"] = sum(p.numel() for p in model.parameters()) / 1e6
+        row[kind]["train_GFLOPs"] = counter.get_total_flops() / 1e9
 
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    forward_s = timed(forward, repeats, device)
-    step_s = timed(step, repeats, device)
-    peak = (
-        torch.cuda.max_memory_allocated() / 2**20
-        if device.type == "cuda"
-        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    )
-    return {
-        "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
-        "train_GFLOPs": train_flops / 1e9,
-        "forward_s": forward_s,
-        "train_step_s": step_s,
-        "peak_MiB": peak,
-        "rss_before_MiB": baseline / 1024,
-    }
+    def forward(kind: str) -> Any:
+        def run() -> None:
+            with torch.no_grad():
+                models[kind](*args[kind])
+
+        return run
+
+    def step(kind: str) -> Any:
+        def run() -> None:
+            models[kind](*args[kind])["final"].float().mean().backward()
+
+        return run
+
+    for name, maker in (("forward_s", forward), ("train_step_s", step)):
+        for kind, seconds in interleaved({k: maker(k) for k in KINDS}, repeats, device).items():
+            row[kind][name] = seconds
+    for kind in KINDS:
+        child = subprocess.run(
+            [sys.executable, __file__, "--peak", kind, str(size)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        row[kind]["peak_MiB"] = float(child.stdout.strip().splitlines()[-1])
+    for name in ("train_step_s", "forward_s", "train_GFLOPs", "peak_MiB"):
+        row[f"{name}_ratio"] = row["dual"][name] / row["vision_only"][name]
+    return row
 
 
 def gpu_bf16_throughput(kind: str, size: int = 512, batch: int = 8, steps: int = 20) -> float:
@@ -97,50 +136,32 @@ def gpu_bf16_throughput(kind: str, size: int = 512, batch: int = 8, steps: int =
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    return batch / timed(step, steps, device)
+    return batch / interleaved({kind: step}, steps, device)[kind]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--one", nargs=2, metavar=("KIND", "SIZE"), help=argparse.SUPPRESS)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--peak", nargs=2, metavar=("KIND", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(2)
-    if args.one:
-        print(json.dumps(measure(args.one[0], int(args.one[1]), args.repeats)))
+    if args.peak:
+        print(peak_memory(args.peak[0], int(args.peak[1])))
         return
     results: dict[str, Any] = {}
     for size in (256, 512):
-        row = {}
-        for kind in ("vision_only", "dual"):
-            child = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--repeats",
-                    str(args.repeats),
-                    "--one",
-                    kind,
-                    str(size),
-                ],
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            row[kind] = json.loads(child.stdout.strip().splitlines()[-1])
-        row["train_step_ratio"] = row["dual"]["train_step_s"] / row["vision_only"]["train_step_s"]
-        row["forward_ratio"] = row["dual"]["forward_s"] / row["vision_only"]["forward_s"]
-        row["flops_ratio"] = row["dual"]["train_GFLOPs"] / row["vision_only"]["train_GFLOPs"]
+        row = measure(size, args.repeats)
         results[f"{size}px_batch2"] = row
         print(
-            f"{size}px: train step ratio {row['train_step_ratio']:.2f}, forward ratio {row['forward_ratio']:.2f}, "
-            f"FLOPs ratio {row['flops_ratio']:.2f}"
+            f"{size}px: train step ratio {row['train_step_s_ratio']:.2f}, "
+            f"forward ratio {row['forward_s_ratio']:.2f}, "
+            f"FLOPs ratio {row['train_GFLOPs_ratio']:.2f}"
         )
     if torch.cuda.is_available():
         results["gpu_bf16_channels_last_512px_images_per_s"] = {
-            k: gpu_bf16_throughput(k) for k in ("vision_only", "dual")
+            k: gpu_bf16_throughput(k) for k in KINDS
         }
     print(json.dumps(results, indent=2))
 

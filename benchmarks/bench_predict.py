@@ -43,6 +43,15 @@ from dualstream_geo.inference.predictor import _Windows, scene_grid
 from dualstream_geo.training import DualStreamSegmentation
 
 
+def peak_rss_mib() -> float:
+    """This process's peak RSS (VmHWM). Unlike ru_maxrss it is not inherited across exec."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def make_scene(root: Path, size: int) -> Path:
     spec = SceneSpec("bench", "EPSG:32652", 330_000.0, 4_160_000.0, size, "EPSG:32652", 10.0, False)
     make_demo_scenes(root, seed=1, scenes=(spec,))
@@ -147,7 +156,7 @@ def main() -> None:
             predict(
                 predictor(scene, args.tile, "hann", args.checkpoint), scene, Path(tmp) / "rss.tif"
             )
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        print(peak_rss_mib())
         return
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -29,8 +29,9 @@ class ConvNeXtAirEncoder(Encoder):
 
     Stem at H/8 (128 ch), a learnable x2 upsampling to H/4 (64 ch), downsampling stages to
     H/16 (320 ch) and H/32 (512 ch). Output order: [H/4, H/8, H/16, H/32]. The air stream
-    is smooth and low-dimensional, so blocks are shallow with an MLP ratio of 2: the whole
-    encoder costs about a fifth of SegFormer-B1.
+    is smooth and low-dimensional, so blocks are shallow with an MLP ratio of 2, and the
+    H/4 features are the learned upsampling alone (no block at 4x the H/8 cost by default):
+    the whole encoder costs about a seventh of SegFormer-B1.
     """
 
     reductions = (4, 8, 16, 32)
@@ -40,7 +41,7 @@ class ConvNeXtAirEncoder(Encoder):
         self,
         in_channels: int = 48,
         out_channels: tuple[int, int, int, int] = (64, 128, 320, 512),
-        depths: tuple[int, int, int, int] = (1, 1, 1, 1),
+        depths: tuple[int, int, int, int] = (0, 1, 1, 1),
         mlp_ratio: float = 2.0,
         drop_path_rate: float = 0.1,
     ) -> None:

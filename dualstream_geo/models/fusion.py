@@ -56,13 +56,21 @@ class FiLMFusion(nn.Module):
 class CrossAttentionFusion(nn.Module):
     """Vision queries attend to air keys/values; residual, LayerNorm, MLP, drop-path.
 
-    vision (B, C, H, W), air (B, A, h, w) -> (B, C, H, W).
+    vision (B, C, H, W), air (B, A, h, w) -> (B, C, H, W). Air keys/values are average-pooled
+    by ``kv_reduction`` first (as SegFormer reduces its keys): the air field is smooth, and
+    attention then costs 1/kv_reduction^2 of the full product.
     """
 
     def __init__(
-        self, vision_channels: int, air_channels: int, num_heads: int = 8, drop_path: float = 0.0
+        self,
+        vision_channels: int,
+        air_channels: int,
+        num_heads: int = 8,
+        drop_path: float = 0.0,
+        kv_reduction: int = 1,
     ) -> None:
         super().__init__()
+        self.kv_reduction = kv_reduction
         if vision_channels % num_heads:
             raise ValueError(
                 f"vision_channels {vision_channels} not divisible by {num_heads} heads"
@@ -83,6 +91,8 @@ class CrossAttentionFusion(nn.Module):
 
     def forward(self, vision: Tensor, air: Tensor) -> Tensor:
         batch, channels, height, width = vision.shape
+        if self.kv_reduction > 1:
+            air = F.avg_pool2d(air, self.kv_reduction, ceil_mode=True)
         tokens = vision.flatten(2).transpose(1, 2)
         context = self.norm_kv(air.flatten(2).transpose(1, 2))
         key, value = self.kv(context).chunk(2, dim=-1)
@@ -110,7 +120,7 @@ class StageFusion(nn.ModuleList):
                 FiLMFusion(vision_channels[0], air_channels[0]),
                 FiLMFusion(vision_channels[1], air_channels[1]),
                 CrossAttentionFusion(
-                    vision_channels[2], air_channels[2], num_heads[2], drop_path_rate / 2
+                    vision_channels[2], air_channels[2], num_heads[2], drop_path_rate / 2, 2
                 ),
                 CrossAttentionFusion(
                     vision_channels[3], air_channels[3], num_heads[3], drop_path_rate
