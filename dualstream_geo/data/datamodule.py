@@ -29,6 +29,9 @@ class DualStreamDataModule(GeoDataModule):
     are ignored, so a validation patch never scores training pixels. Training patches are
     drawn by ``RandomPatchSampler``, val/test patches by ``GriddedPatchSampler``.
 
+    ``sampler_seed`` makes the random patches reproducible (new ones every epoch, the same
+    sequence every run); None draws from the operating system.
+
     Band statistics are computed from the training sources once (decimated reads) and saved
     to ``stats_path`` when given; an existing file there is reused.
     """
@@ -44,6 +47,7 @@ class DualStreamDataModule(GeoDataModule):
         test_fraction: float = 0.0,
         split_grid: int = 4,
         split_seed: int = 0,
+        sampler_seed: int | None = 0,
         bands: Sequence[str] = ("blue", "green", "red", "nir"),
         band_files: Sequence[str] | None = None,
         image_nodata: float | None = None,
@@ -171,6 +175,7 @@ class DualStreamDataModule(GeoDataModule):
                 splits["train"],
                 size=size,
                 length=self.length or self._default_length(splits["train"]),
+                generator=self.hparams["sampler_seed"],
             )
         if stage in ("fit", "validate"):
             if "val" not in splits:
