@@ -52,7 +52,8 @@ class TrainingCurves(Callback):
                     ax.plot([e for e, _ in points], [v for _, v in points], marker="o", label=name)
             ax.set_xlabel("epoch")
             ax.set_title(title)
-            ax.legend()
+            if ax.lines:
+                ax.legend()
         fig.tight_layout()
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         fig.savefig(self.path, dpi=100)
