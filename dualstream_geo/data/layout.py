@@ -9,6 +9,7 @@ import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import rasterio
 from affine import Affine
@@ -35,7 +36,8 @@ class SceneSet:
     mask: list[str] | None = None
     gems: list[str] | None = None
     air_pollution: list[str] | None = None
-    georef_fallback: dict[str, tuple[object, Affine]] = field(default_factory=dict)
+    #: Set by the original layout for tiles without georeferencing: path -> (crs, transform).
+    georef_fallback: dict[str, Any] = field(default_factory=dict)
 
     @property
     def has_air(self) -> bool:

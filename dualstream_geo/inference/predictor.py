@@ -53,6 +53,8 @@ class PredictionMeta:
     use_air: bool = True
     air_scale: int = 8
     checkpoint: str = ""
+    band_files: tuple[str, ...] | None = None
+    image_nodata: float | None = None
 
 
 def scene_grid(image: SatelliteImage) -> Grid:
@@ -187,6 +189,8 @@ class ScenePredictor:
             raise DualStreamError(f"{path}: checkpoint carries no band statistics")
         meta = _meta_from_task(task, DatasetStats.from_dict(extra["stats"]), path)
         meta.air_scale = int(extra.get("air_scale", meta.air_scale))
+        meta.band_files = tuple(extra["band_files"]) if extra.get("band_files") else None
+        meta.image_nodata = extra.get("image_nodata")
         return cls(task, meta=meta, **kwargs)
 
     # -- inputs --------------------------------------------------------------------------
@@ -195,7 +199,12 @@ class ScenePredictor:
     ) -> DualStreamGeoDataset:
         meta = self.meta
         if not isinstance(image, SatelliteImage):
-            image = SatelliteImage([str(p) for p in image], bands=meta.band_names)
+            image = SatelliteImage(
+                [str(p) for p in image],
+                bands=meta.band_names,
+                band_files=meta.band_files,
+                nodata=meta.image_nodata,
+            )
         if len(image.all_bands) != self.model.in_channels:
             raise DualStreamError(
                 f"the checkpoint expects {self.model.in_channels} bands {meta.band_names}, "

@@ -246,5 +246,8 @@ class DualStreamSegmentation(SemanticSegmentation):
         if datamodule is not None and getattr(datamodule, "stats", None) is not None:
             meta["stats"] = datamodule.stats.to_dict()
             meta["patch_size"] = datamodule.patch_size
-            meta["air_scale"] = datamodule.hparams.air_scale
+            meta["air_scale"] = datamodule.hparams["air_scale"]
+            # How the image files are read: one file per band, and their nodata value.
+            meta["band_files"] = datamodule.hparams["band_files"]
+            meta["image_nodata"] = datamodule.hparams["image_nodata"]
         checkpoint[CHECKPOINT_KEY] = meta
