@@ -132,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
 
             return predict_main(rest)
         run_lightning(args)
-    except DualStreamError as error:
+    except (DualStreamError, FileNotFoundError) as error:
+        # FileNotFoundError: e.g. a --ckpt_path that does not exist (raised by Lightning).
         print(f"dualstream-geo: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

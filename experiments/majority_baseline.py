@@ -2,7 +2,8 @@
 predicted everywhere on the test split, scored with the same IoU as the task.
 
     python experiments/majority_baseline.py --config experiments/zion.yaml
-    python experiments/majority_baseline.py --config experiments/zion.yaml --config experiments/zion_binary.yaml
+    python experiments/majority_baseline.py --config experiments/zion.yaml \
+        --config experiments/zion_binary.yaml
 """
 
 from __future__ import annotations
