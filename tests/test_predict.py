@@ -198,6 +198,13 @@ def test_resume_after_interruption_gives_the_same_file(
     assert not Path(f"{output}.partial.tif").exists()
 
 
+def test_scene_smaller_than_a_tile_is_padded(checkpoint: Path, scene: dict[str, Path], tmp_path: Path) -> None:
+    output = predict(checkpoint, scene, tmp_path / "small.tif", tile=512)
+    with rasterio.open(output) as pred, rasterio.open(scene["file"]) as image:
+        assert pred.shape == image.shape == (384, 384) and pred.transform == image.transform
+        assert ((pred.read(1) == 255) == (image.read() == 0).all(0)).all()
+
+
 def test_tta_runs_and_agrees(checkpoint: Path, scene: dict[str, Path], tmp_path: Path) -> None:
     plain = read(predict(checkpoint, scene, tmp_path / "plain.tif", tile=128))[0]
     d4 = read(
