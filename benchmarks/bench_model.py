@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -21,19 +20,10 @@ import time
 from typing import Any
 
 import torch
+from common import peak_rss_mib
 from torch.utils.flop_counter import FlopCounterMode
 
 from dualstream_geo.models import DualStreamDFormer, VisionOnlyBaseline
-
-
-def peak_rss_mib() -> float:
-    """This process's peak RSS (VmHWM). Unlike ru_maxrss it is not inherited across exec."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
 
 KINDS = ("vision_only", "dual")
 

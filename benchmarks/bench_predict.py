@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 import rasterio
 import torch
+from common import peak_rss_mib
 
 from dualstream_geo.data import (
     GEMS,
@@ -42,15 +42,6 @@ from dualstream_geo.data.synthetic import SceneSpec
 from dualstream_geo.inference import PredictionMeta, ScenePredictor, strips
 from dualstream_geo.inference.predictor import _Windows, scene_grid
 from dualstream_geo.training import DualStreamSegmentation
-
-
-def peak_rss_mib() -> float:
-    """This process's peak RSS (VmHWM). Unlike ru_maxrss it is not inherited across exec."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def make_scene(root: Path, size: int) -> Path:
