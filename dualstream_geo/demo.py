@@ -91,12 +91,9 @@ def train_and_test(
 
 def preview(data_root: Path, prediction: Path, path: Path) -> None:
     """Image (RGB), one air channel, label and prediction of the held-out scene, map axes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import rasterio
     from matplotlib.colors import ListedColormap
+    from matplotlib.figure import Figure
 
     from .data.layout import build_dataset, scene_set
 
@@ -121,7 +118,8 @@ def preview(data_root: Path, prediction: Path, path: Path) -> None:
         ("label", mask, {"cmap": cmap, "vmin": 0, "vmax": 2, "interpolation": "nearest"}),
         ("prediction", predicted, {"cmap": cmap, "vmin": 0, "vmax": 2, "interpolation": "nearest"}),
     ]
-    fig, axes = plt.subplots(1, 4, figsize=(18, 4.8))
+    fig = Figure(figsize=(18, 4.8))
+    axes = fig.subplots(1, 4)
     for ax, (title, data, kwargs) in zip(axes, panels, strict=True):
         ax.imshow(data, extent=extent, **kwargs)
         ax.set_title(title)
@@ -131,7 +129,6 @@ def preview(data_root: Path, prediction: Path, path: Path) -> None:
         ax.tick_params(labelsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 def predict_scene(data_root: Path, checkpoint: Path, output: Path) -> Path:

@@ -198,7 +198,9 @@ def test_resume_after_interruption_gives_the_same_file(
     assert not Path(f"{output}.partial.tif").exists()
 
 
-def test_scene_smaller_than_a_tile_is_padded(checkpoint: Path, scene: dict[str, Path], tmp_path: Path) -> None:
+def test_scene_smaller_than_a_tile_is_padded(
+    checkpoint: Path, scene: dict[str, Path], tmp_path: Path
+) -> None:
     output = predict(checkpoint, scene, tmp_path / "small.tif", tile=512)
     with rasterio.open(output) as pred, rasterio.open(scene["file"]) as image:
         assert pred.shape == image.shape == (384, 384) and pred.transform == image.transform

@@ -39,12 +39,11 @@ class TrainingCurves(Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero or not self.history:
             return
-        import matplotlib
+        # The Figure API draws without pyplot, so a notebook's backend is left alone.
+        from matplotlib.figure import Figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        fig = Figure(figsize=(10, 4))
+        axes = fig.subplots(1, 2)
         for ax, (title, names) in zip(axes, CURVES.items(), strict=True):
             for name in names:
                 points = sorted(self.history.get(name, {}).items())
@@ -57,4 +56,3 @@ class TrainingCurves(Callback):
         fig.tight_layout()
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         fig.savefig(self.path, dpi=100)
-        plt.close(fig)
