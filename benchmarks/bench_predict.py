@@ -40,7 +40,7 @@ from dualstream_geo.data import (
 )
 from dualstream_geo.data.synthetic import SceneSpec
 from dualstream_geo.inference import PredictionMeta, ScenePredictor, strips
-from dualstream_geo.inference.predictor import _Windows, scene_grid
+from dualstream_geo.inference.reading import WindowDataset, scene_grid
 from dualstream_geo.training import DualStreamSegmentation
 
 
@@ -85,7 +85,7 @@ def overhead(
     dataset = p._dataset([scene / "image"], [scene / "gems", scene / "air"])
     grid = scene_grid(dataset.image)
     windows = [w for s in strips(grid.height, grid.width, tile, p.overlap) for w in s]
-    samples = [_Windows(dataset, grid, windows)[i] for i in range(len(windows))]
+    samples = [WindowDataset(dataset, grid, windows)[i] for i in range(len(windows))]
     batches = [samples[i : i + p.batch_size] for i in range(0, len(samples), p.batch_size)]
     tensors = [
         (torch.stack([s["image"] for s in b]), torch.stack([s["air"] for s in b])) for b in batches

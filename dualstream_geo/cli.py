@@ -140,7 +140,3 @@ def main(argv: list[str] | None = None) -> int:
         print("dualstream-geo: interrupted", file=sys.stderr)
         return 130
     return 0
-
-
-def _entry() -> Any:  # pragma: no cover - console script
-    sys.exit(main())

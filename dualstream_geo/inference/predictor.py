@@ -3,29 +3,27 @@
 from __future__ import annotations
 
 import os
-import queue
-import threading
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from rasterio.warp import transform_bounds
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..data.grid import Grid, open_raster
+from ..data.grid import Grid
 from ..data.join import DualStreamGeoDataset, collate_samples
 from ..data.normalize import DatasetStats, Normalize
 from ..data.sources import GEMS, AirPollution, GeoRaster, SatelliteImage
 from ..errors import DualStreamError
 from ..models import DualStreamDFormer
-from .tiling import BLENDS, TTAS, Window, strips, tta_transforms, window_weights
+from .reading import WindowDataset, prefetch, scene_grid
+from .tiling import BLENDS, TTAS, strips, tta_transforms, window_weights
 from .writer import (
     CLASS_NODATA,
     PROBABILITY_SCALE,
@@ -55,77 +53,6 @@ class PredictionMeta:
     checkpoint: str = ""
     band_files: tuple[str, ...] | None = None
     image_nodata: float | None = None
-
-
-def scene_grid(image: SatelliteImage) -> Grid:
-    """The output grid: the image file's own grid, or for several files their mosaic on the
-    first file's CRS, pixel size and pixel alignment. Read in float64 from the files."""
-    paths = [image.channel_files(p)[0][0] for p in image.index.filepath]
-    first = open_raster(paths[0])
-    if len(paths) == 1:
-        return Grid(first.crs, first.transform, first.height, first.width)
-    t = first.transform
-    bounds = np.array(
-        [transform_bounds(open_raster(p).crs, first.crs, *open_raster(p).bounds) for p in paths]
-    )
-    col0 = np.floor((bounds[:, 0].min() - t.c) / t.a)
-    col1 = np.ceil((bounds[:, 2].max() - t.c) / t.a)
-    row0 = np.floor((bounds[:, 3].max() - t.f) / t.e)
-    row1 = np.ceil((bounds[:, 1].min() - t.f) / t.e)
-    return Grid.from_bounds(
-        first.crs, t.c + col0 * t.a, t.f + row0 * t.e, t.a, -t.e, int(row1 - row0), int(col1 - col0)
-    )
-
-
-def window_grid(grid: Grid, window: Window) -> Grid:
-    xres, yres = grid.res
-    xmin, _, _, ymax = grid.bounds
-    return Grid.from_bounds(
-        grid.crs,
-        xmin + window.col * xres,
-        ymax - window.row * yres,
-        xres,
-        yres,
-        window.size,
-        window.size,
-    )
-
-
-class _Windows(Dataset[dict[str, Any]]):
-    """Samples of the join on each window's grid, in strip order."""
-
-    def __init__(self, dataset: DualStreamGeoDataset, grid: Grid, windows: list[Window]) -> None:
-        self.dataset, self.grid, self.windows = dataset, grid, windows
-
-    def __len__(self) -> int:
-        return len(self.windows)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        sample = self.dataset.read(window_grid(self.grid, self.windows[index]))
-        sample["index"] = torch.tensor(index)
-        return sample
-
-
-def _prefetch(loader: DataLoader[Any], depth: int = 2) -> Iterator[Any]:
-    """Iterate ``loader`` in a background thread so reading runs ahead of the model."""
-    items: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    done = object()
-
-    def work() -> None:
-        try:
-            for item in loader:
-                items.put(item)
-        except BaseException as error:  # surfaced in the consumer
-            items.put(error)
-        items.put(done)
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    while (item := items.get()) is not done:
-        if isinstance(item, BaseException):
-            raise item
-        yield item
-    thread.join()
 
 
 class ScenePredictor:
@@ -386,7 +313,7 @@ class ScenePredictor:
         todo = [s for s in strips(height, width, tile, self.overlap) if s[0].row + tile > rows_done]
         windows = [w for strip in todo for w in strip]
         loader = DataLoader(
-            _Windows(dataset, grid, windows),
+            WindowDataset(dataset, grid, windows),
             batch_size=self.batch_size,
             num_workers=self.workers,
             collate_fn=collate_samples,
@@ -422,7 +349,7 @@ class ScenePredictor:
             weights[tile - shift :] = 0
             top = until
 
-        batches = loader if self.workers > 0 else _prefetch(loader)
+        batches = loader if self.workers > 0 else prefetch(loader)
         with tqdm(total=len(windows), unit="win", desc="predict", disable=None) as bar:
             for batch in batches:
                 valid = batch["valid"]
