@@ -267,3 +267,28 @@ def test_nan_in_air_is_filled_and_inf_is_an_error(tmp_path: Path) -> None:
 def test_patch_size_must_be_multiple_of_32(demo_root: Path) -> None:
     with pytest.raises(DualStreamError, match="patch_size must be a multiple of 32, got 100"):
         DualStreamDataModule(root=str(demo_root), patch_size=100)
+
+
+def test_focus_sampler_centres_patches_on_a_rare_class(demo_root: Path) -> None:
+    import shapely
+
+    from dualstream_geo.data.sampling import FocusPatchSampler
+
+    train = demo_root / "train"
+    ds = DualStreamGeoDataset(
+        SatelliteImage(train / "image"),
+        [GEMS(train / "gems"), AirPollution(train / "air")],
+        LandCoverMask(train / "label", class_map=DEMO_CLASS_MAP),
+    )
+    region = ds.index.geometry.union_all()
+    focused = list(
+        FocusPatchSampler(ds, size=64, length=12, classes=[1], fraction=1.0, generator=0)
+    )
+    assert len(focused) == 12
+    for query in focused:
+        sample = ds[query]
+        assert region.contains(shapely.box(*sample["bounds"].tolist()))
+        assert (sample["mask"][31:33, 31:33] == 1).any()  # the patch is centred on the target
+    half = list(FocusPatchSampler(ds, size=64, length=40, classes=[1], fraction=0.5, generator=0))
+    centred = sum(bool((ds[q]["mask"][31:33, 31:33] == 1).any()) for q in half)
+    assert 20 <= centred < 40

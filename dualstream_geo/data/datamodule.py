@@ -17,6 +17,7 @@ from .augment import DualStreamAugmentation
 from .join import DualStreamGeoDataset, collate_samples
 from .layout import SceneSet, build_dataset, scene_set
 from .normalize import BandStats, DatasetStats, Normalize
+from .sampling import FocusPatchSampler
 
 
 class DualStreamDataModule(GeoDataModule):
@@ -30,7 +31,8 @@ class DualStreamDataModule(GeoDataModule):
     drawn by ``RandomPatchSampler``, val/test patches by ``GriddedPatchSampler``.
 
     ``sampler_seed`` makes the random patches reproducible (new ones every epoch, the same
-    sequence every run); None draws from the operating system.
+    sequence every run); None draws from the operating system. ``focus_classes``: centre
+    ``focus_fraction`` of the training patches on pixels of these (rare) classes.
 
     Band statistics are computed from the training sources once (decimated reads) and saved
     to ``stats_path`` when given; an existing file there is reused.
@@ -48,6 +50,8 @@ class DualStreamDataModule(GeoDataModule):
         split_grid: int = 4,
         split_seed: int = 0,
         sampler_seed: int | None = 0,
+        focus_classes: list[int] | None = None,
+        focus_fraction: float = 0.5,
         bands: Sequence[str] = ("blue", "green", "red", "nir"),
         band_files: Sequence[str] | None = None,
         image_nodata: float | None = None,
@@ -171,12 +175,21 @@ class DualStreamDataModule(GeoDataModule):
         size = self.patch_size
         if stage == "fit":
             self.train_dataset = splits["train"]
-            self.train_sampler = RandomPatchSampler(
-                splits["train"],
-                size=size,
-                length=self.length or self._default_length(splits["train"]),
-                generator=self.hparams["sampler_seed"],
-            )
+            length = self.length or self._default_length(splits["train"])
+            seed = self.hparams["sampler_seed"]
+            if self.hparams["focus_classes"]:
+                self.train_sampler = FocusPatchSampler(
+                    splits["train"],
+                    size=size,
+                    length=length,
+                    classes=self.hparams["focus_classes"],
+                    fraction=self.hparams["focus_fraction"],
+                    generator=seed,
+                )
+            else:
+                self.train_sampler = RandomPatchSampler(
+                    splits["train"], size=size, length=length, generator=seed
+                )
         if stage in ("fit", "validate"):
             if "val" not in splits:
                 raise DualStreamError("no validation data: give a val split or val_fraction > 0")

@@ -1,0 +1,81 @@
+"""A training sampler that also centres patches on rare classes."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import shapely
+from rasterio.enums import Resampling
+from torchgeo.samplers import RandomPatchSampler
+
+from .grid import Grid
+from .join import DualStreamGeoDataset
+
+#: Longest side of the label grid scanned for rare-class pixels.
+SCAN_SIDE = 4096
+
+
+class FocusPatchSampler(RandomPatchSampler):
+    """TorchGeo's random patches, of which ``fraction`` are centred on pixels of
+    ``classes`` (for classes too rare to appear in uniformly drawn patches).
+
+    Candidate centres come from one scan of the labels on the dataset's grid (decimated to
+    at most ``SCAN_SIDE`` pixels a side) and are kept only where the whole patch lies inside
+    the sampled region, so geographic splits still hold. Yields [xmin:xmax, ymin:ymax].
+    """
+
+    def __init__(
+        self,
+        dataset: DualStreamGeoDataset,
+        *,
+        size: int | tuple[int, int],
+        length: int | None = None,
+        classes: Sequence[int],
+        fraction: float = 0.5,
+        generator: int | None = None,
+    ) -> None:
+        super().__init__(dataset, size=size, length=length, generator=generator)
+        if dataset.mask is None:
+            raise ValueError("FocusPatchSampler needs a dataset with a mask")
+        self.fraction = fraction
+        self.centres = self._centres(dataset, list(classes))
+
+    def _centres(self, dataset: DualStreamGeoDataset, classes: list[int]) -> np.ndarray:
+        xmin, ymin, xmax, ymax = self.bounds
+        res = dataset.res[0]
+        step = max(1, math.ceil(max(xmax - xmin, ymax - ymin) / res / SCAN_SIDE))
+        width = math.ceil((xmax - xmin) / (res * step))
+        height = math.ceil((ymax - ymin) / (res * step))
+        grid = Grid.from_bounds(dataset.grid_crs, xmin, ymax, res * step, res * step, height, width)
+        assert dataset.mask is not None
+        box = shapely.box(*grid.bounds)
+        raw = dataset.mask.read(
+            dataset._files(len(dataset._indexes) - 1, box), grid, Resampling.nearest
+        )
+        rows, cols = np.nonzero(np.isin(dataset.mask.to_classes(raw[0]), classes))
+        xs = xmin + (cols + 0.5) * res * step
+        ys = ymax - (rows + 0.5) * res * step
+        inside = shapely.contains_xy(self.series.iloc[0], xs, ys)  # the eroded region
+        return np.stack([xs[inside], ys[inside]], axis=1)
+
+    def __iter__(self) -> Iterator[tuple[slice, slice]]:  # type: ignore[override]
+        focused = round(len(self) * self.fraction) if len(self.centres) else 0
+        uniform = list(super().__iter__())[: len(self) - focused]
+        picks = (
+            self.centres[self.generator.integers(0, len(self.centres), focused)] if focused else []
+        )
+        height, width = self.size
+        xres, yres = self.res
+        left, bottom = self.bounds[0], self.bounds[1]
+        patches = uniform + [
+            # Snapped to the pixel grid (as RandomPatchSampler does): read without resampling.
+            (
+                slice(x0 := left + round((x - width / 2 - left) / xres) * xres, x0 + width),
+                slice(y0 := bottom + round((y - height / 2 - bottom) / yres) * yres, y0 + height),
+            )
+            for x, y in picks
+        ]
+        for i in self.generator.permutation(len(patches)):
+            yield patches[i]
