@@ -118,14 +118,20 @@ class DualStreamGeoDataset(GeoDataset):
 
     def __getitem__(self, index: GeoSlice) -> Sample:
         grid = self.grid_for(index)
-        if not self._files(0, shapely.box(*grid.bounds)):
+        files = self._files(0, shapely.box(*grid.bounds))
+        if not files:
             raise IndexError(f"{index} is outside the dataset bounds {self.bounds}")
-        return self.read(grid)
+        return self.read(grid, files)
 
-    def read(self, grid: Grid) -> Sample:
-        """The sample on ``grid`` (image CRS); pixels outside every image file are invalid."""
+    def read(self, grid: Grid, image_files: list[str] | None = None) -> Sample:
+        """The sample on ``grid`` (image CRS); pixels outside every image file are invalid.
+
+        ``image_files``: the image files under ``grid`` when the caller already looked them up.
+        """
         box = shapely.box(*grid.bounds)
-        image = self.image.read(self._files(0, box), grid, Resampling.bilinear)
+        if image_files is None:
+            image_files = self._files(0, box)
+        image = self.image.read(image_files, grid, Resampling.bilinear)
         valid = ~np.isnan(image.sum(0))
         np.copyto(image, 0.0, where=~valid[None])
         sample: Sample = {

@@ -135,14 +135,17 @@ class GeoRaster(RasterDataset):
             except rasterio.errors.RasterioIOError as error:
                 raise DualStreamError(f"{path}: not a readable raster ({error})") from None
             with src:
-                if src.count < max(indexes):
-                    raise DualStreamError(
-                        f"{path}: {type(self).__name__} expects {len(indexes)} band(s) "
-                        f"(band {max(indexes)} at least), the file has {src.count}"
-                    )
+                self._check_bands(path, src, indexes)
                 if not has_georeferencing(src) and path not in self.georef_fallback:
                     raise DualStreamError(f"{path}: raster has no CRS or geotransform")
                 _check_readable(path, src)
+
+    def _check_bands(self, path: str, src: DatasetReader, indexes: list[int]) -> None:
+        if src.count < max(indexes):
+            raise DualStreamError(
+                f"{path}: {type(self).__name__} expects {len(indexes)} band(s) "
+                f"(band {max(indexes)} at least), the file has {src.count}"
+            )
 
     def _load_warp_file(self, filepath: Path, crs: CRS | None = None) -> DatasetReader | WarpedVRT:
         # TorchGeo opens every file here while indexing: validate once, before heavy work.
@@ -250,16 +253,14 @@ class SatelliteImage(GeoRaster):
         head, token, tail = name.rpartition(self.band_files[0])
         return [(os.path.join(folder, head + band + tail), [1]) for band in self.band_files]
 
-    def _validate(self, filepath: str) -> None:
-        super()._validate(filepath)
-        if self.band_files is None and band_indexes_exact(self.file_band_indexes):
-            with rasterio.open(filepath) as src:
-                if src.count != self.num_channels:
-                    raise DualStreamError(
-                        f"{filepath}: SatelliteImage expects {self.num_channels} bands "
-                        f"{self.all_bands}, the file has {src.count} (pass band_indexes to "
-                        "select bands)"
-                    )
+    def _check_bands(self, path: str, src: DatasetReader, indexes: list[int]) -> None:
+        exact = self.band_files is None and band_indexes_exact(self.file_band_indexes)
+        if exact and src.count != self.num_channels:
+            raise DualStreamError(
+                f"{path}: SatelliteImage expects {self.num_channels} bands {self.all_bands}, "
+                f"the file has {src.count} (pass band_indexes to select bands)"
+            )
+        super()._check_bands(path, src, indexes)
 
 
 def band_indexes_exact(indexes: Sequence[int]) -> bool:
