@@ -107,10 +107,11 @@ def run_lightning(args: list[str]) -> None:
     )
 
 
-USAGE = """usage: dualstream-geo {fit,validate,test,predict,demo} ...
+USAGE = """usage: dualstream-geo {fit,validate,test,predict,import-original,demo} ...
 
   fit / validate / test   train and evaluate (LightningCLI; --config experiments/demo.yaml)
   predict                 whole-scene sliding-window inference to GeoTIFF
+  import-original         the original DualStream-DFormer's weights as a checkpoint
   demo                    generate demo scenes, train dual-stream and image-only, report
 """
 
@@ -131,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
             from .inference.cli import predict_main
 
             return predict_main(rest)
+        if command == "import-original":
+            from .training.imported import import_main
+
+            return import_main(rest)
         run_lightning(args)
     except (DualStreamError, FileNotFoundError) as error:
         # FileNotFoundError: e.g. a --ckpt_path that does not exist (raised by Lightning).

@@ -16,8 +16,10 @@ from ..errors import DualStreamError
 from .augment import DualStreamAugmentation
 from .join import DualStreamGeoDataset, collate_samples
 from .layout import SceneSet, build_dataset, scene_set
-from .normalize import BandStats, DatasetStats, Normalize
+from .normalize import BandStats, DatasetStats, Normalize, OriginalScaling
 from .sampling import FocusPatchSampler
+
+NORMALIZATIONS = ("dataset", "original")
 
 
 class DualStreamDataModule(GeoDataModule):
@@ -34,8 +36,11 @@ class DualStreamDataModule(GeoDataModule):
     sequence every run); None draws from the operating system. ``focus_classes``: centre
     ``focus_fraction`` of the training patches on pixels of these (rare) classes.
 
-    Band statistics are computed from the training sources once (decimated reads) and saved
-    to ``stats_path`` when given; an existing file there is reused.
+    ``normalization="dataset"``: band statistics are computed from the training sources once
+    (decimated reads) and saved to ``stats_path`` when given (an existing file there is
+    reused); image and air are standardised with them. ``"original"``: the original
+    project's scaling (:class:`~dualstream_geo.data.normalize.OriginalScaling`), for its
+    checkpoints and recipe.
     """
 
     def __init__(
@@ -60,7 +65,7 @@ class DualStreamDataModule(GeoDataModule):
         ignore_index: int = 255,
         use_air: bool = True,
         air_scale: int = 8,
-        air_normalization: Literal["dataset", "per_file_minmax"] = "dataset",
+        normalization: Literal["dataset", "original"] = "dataset",
         stats_path: str | None = None,
         patch_size: int = 256,
         batch_size: int = 8,
@@ -68,6 +73,10 @@ class DualStreamDataModule(GeoDataModule):
         num_workers: int = 0,
         augment: bool = True,
     ) -> None:
+        if normalization not in NORMALIZATIONS:
+            raise DualStreamError(
+                f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}"
+            )
         if patch_size % 32:
             raise DualStreamError(f"patch_size must be a multiple of 32, got {patch_size}")
         if patch_size % air_scale:
@@ -111,7 +120,6 @@ class DualStreamDataModule(GeoDataModule):
             ignore_index=h["ignore_index"],
             use_air=h["use_air"],
             air_scale=h["air_scale"],
-            per_file_minmax=h["air_normalization"] == "per_file_minmax",
             image_nodata=h["image_nodata"],
         )
 
@@ -122,7 +130,7 @@ class DualStreamDataModule(GeoDataModule):
             return DatasetStats.load(path)
         image = BandStats.from_source(dataset.image, self.hparams["bands"])
         air = None
-        if dataset.air and self.hparams["air_normalization"] == "dataset":
+        if dataset.air:
             air = BandStats.concat(BandStats.from_source(a) for a in dataset.air)
         stats = DatasetStats(image, air)
         if path:
@@ -131,6 +139,11 @@ class DualStreamDataModule(GeoDataModule):
         return stats
 
     def _prepare(self, dataset: DualStreamGeoDataset) -> DualStreamGeoDataset:
+        if self.hparams["normalization"] == "original":
+            dataset.transforms = OriginalScaling()
+            # NaN reaches the scaling, which zeroes that file as the original does.
+            dataset.air_fill = np.full(dataset.air_channels, np.nan, dtype=np.float32)
+            return dataset
         assert self.stats is not None
         dataset.transforms = Normalize(self.stats)
         if self.stats.air is not None:
@@ -145,7 +158,8 @@ class DualStreamDataModule(GeoDataModule):
         h = self.hparams
         assert self.scenes["train"] is not None
         train = self._build(self.scenes["train"])
-        self.stats = self.compute_stats(train)
+        if h["normalization"] == "dataset":
+            self.stats = self.compute_stats(train)
         splits = {"train": train}
         fractions = {
             "val": h["val_fraction"] if self.scenes["val"] is None else 0.0,

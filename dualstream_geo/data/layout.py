@@ -116,7 +116,6 @@ def build_dataset(
     ignore_index: int = 255,
     use_air: bool = True,
     air_scale: int = 8,
-    per_file_minmax: bool = False,
     image_nodata: float | None = None,
 ) -> DualStreamGeoDataset:
     """The joined dataset of one split (sources validated, overlap checked)."""
@@ -139,9 +138,7 @@ def build_dataset(
                 f"({scenes.air_pollution}) paths are missing"
             )
         air = [
-            GEMS(scenes.gems, per_file_minmax=per_file_minmax, georef_fallback=fallback),
-            AirPollution(
-                scenes.air_pollution, per_file_minmax=per_file_minmax, georef_fallback=fallback
-            ),
+            GEMS(scenes.gems, georef_fallback=fallback),
+            AirPollution(scenes.air_pollution, georef_fallback=fallback),
         ]
     return DualStreamGeoDataset(image, air or None, mask, air_scale=air_scale)

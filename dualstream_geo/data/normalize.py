@@ -170,3 +170,45 @@ class Normalize:
         if isinstance(air, Tensor) and self.stats.air is not None:
             sample["air"] = self.stats.air.normalize(air)
         return sample
+
+
+#: Channels per air file in the original layout (GEMS, CO, NO2, SO2: 12 bands each).
+AIR_FILE_BANDS = 12
+
+
+class OriginalScaling:
+    """Sample transform: the original project's input scaling (``normalization: original``).
+
+    * image: ``floor(x / 256) / 255`` per band (uint16 truncated to uint8, then to [0, 1]);
+      invalid pixels 0;
+    * air: each file's 12 bands (channels 12 k ... 12 k + 11) min-max scaled jointly over the
+      sample, with one min and one max: ``(x - min) / (max - min)``, all zeros when
+      ``max - min <= 1e-6`` or when any value is NaN (the original's NaN propagates into its
+      min and max). Over a whole scene this is done per window, as the original does per
+      tile.
+    """
+
+    def __call__(self, sample: dict[str, object]) -> dict[str, object]:
+        image = sample["image"]
+        assert isinstance(image, Tensor)
+        image = torch.floor(image / 256) / 255
+        valid = sample.get("valid")
+        if isinstance(valid, Tensor):
+            image = image * valid.to(image.dtype)
+        sample["image"] = image
+        air = sample.get("air")
+        if isinstance(air, Tensor):
+            sample["air"] = minmax_per_file(air)
+        return sample
+
+
+def minmax_per_file(air: Tensor, bands: int = AIR_FILE_BANDS) -> Tensor:
+    """(C, H, W) with C a multiple of ``bands``: each group of ``bands`` channels min-max
+    scaled with one min and one max (zeros when constant or holding NaN)."""
+    groups = air.reshape(-1, bands * air.shape[-2] * air.shape[-1]).to(torch.float64)
+    low = groups.min(dim=1, keepdim=True).values
+    high = groups.max(dim=1, keepdim=True).values
+    span = high - low
+    usable = (span > 1e-6) & ~torch.isnan(span)
+    scaled = torch.where(usable, (groups - low) / torch.where(usable, span, 1.0), 0.0)
+    return scaled.to(air.dtype).reshape(air.shape)

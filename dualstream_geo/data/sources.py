@@ -90,8 +90,6 @@ class GeoRaster(RasterDataset):
 
     filename_glob = "*.tif"
     num_channels: int = 1
-    #: Divide each file by its own (min, max) before mosaicking: the original project's scaling.
-    per_file_minmax = False
 
     def __init__(
         self,
@@ -109,7 +107,6 @@ class GeoRaster(RasterDataset):
         self.nodata = nodata
         self.georef_fallback = dict(georef_fallback or {})
         self._vrt = {p: georeferenced_vrt(p, c, t) for p, (c, t) in self.georef_fallback.items()}
-        self._minmax: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         try:
             super().__init__(paths, crs=crs, res=res, transforms=transforms, cache=cache)
         except DatasetNotFoundError:
@@ -153,14 +150,6 @@ class GeoRaster(RasterDataset):
         return super()._load_warp_file(self.resolve(str(filepath)), crs)  # type: ignore[arg-type]
 
     # -- reading -------------------------------------------------------------------------
-    def _file_minmax(self, path: str, indexes: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        if path not in self._minmax:
-            from .normalize import decimated_read
-
-            values = decimated_read(open_raster(self.resolve(path)), indexes, self.nodata)
-            self._minmax[path] = (np.nanmin(values, axis=1), np.nanmax(values, axis=1))
-        return self._minmax[path]
-
     def read(self, filepaths: Iterable[str], grid: Grid, resampling: Resampling) -> np.ndarray:
         """Read the index entries ``filepaths`` onto ``grid``.
 
@@ -177,20 +166,7 @@ class GeoRaster(RasterDataset):
             for path, indexes in self.channel_files(filepath):
                 target = out[first : first + len(indexes)]
                 src = open_raster(self.resolve(path))
-                if self.per_file_minmax:
-                    part = np.empty(target.shape, dtype=np.float32)
-                    read_onto(src, indexes, grid, part, resampling, self.nodata, first=True)
-                    low, high = self._file_minmax(path, indexes)
-                    part = (part - low[:, None, None]) / np.maximum(high - low, 1e-12)[
-                        :, None, None
-                    ]
-                    if number == 0:
-                        target[...] = part
-                    else:
-                        empty = np.isnan(target)
-                        target[empty] = part[empty]
-                else:
-                    read_onto(src, indexes, grid, target, resampling, self.nodata, number == 0)
+                read_onto(src, indexes, grid, target, resampling, self.nodata, number == 0)
                 first += len(indexes)
         return out
 
@@ -354,12 +330,6 @@ class GEMS(GeoRaster):
     num_channels = 12
     all_bands = GEMS_BANDS
 
-    def __init__(
-        self, paths: Path | Iterable[Path], per_file_minmax: bool = False, **kwargs: Any
-    ) -> None:
-        self.per_file_minmax = per_file_minmax
-        super().__init__(paths, **kwargs)
-
 
 class AirPollution(GeoRaster):
     """CO, NO2 and SO2 maps, 12 bands each (``AIR_Pollution_{CO,NO2,SO2}_<name>.tif``): 36
@@ -373,11 +343,9 @@ class AirPollution(GeoRaster):
     def __init__(
         self,
         paths: Path | Iterable[Path],
-        per_file_minmax: bool = False,
         filename_glob: str = "AIR_Pollution_CO_*.tif",
         **kwargs: Any,
     ) -> None:
-        self.per_file_minmax = per_file_minmax
         super().__init__(paths, filename_glob=filename_glob, **kwargs)
 
     def channel_files(self, filepath: str) -> list[tuple[str, list[int]]]:

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..data.grid import Grid
 from ..data.join import DualStreamGeoDataset, collate_samples
-from ..data.normalize import DatasetStats, Normalize
+from ..data.normalize import DatasetStats, Normalize, OriginalScaling
 from ..data.sources import GEMS, AirPollution, GeoRaster, SatelliteImage
 from ..errors import DualStreamError
 from ..models import DualStreamDFormer
@@ -47,12 +47,28 @@ class PredictionMeta:
     band_names: tuple[str, ...]
     class_names: list[str]
     class_colors: list[tuple[int, int, int]]
-    stats: DatasetStats
+    stats: DatasetStats | None
     use_air: bool = True
     air_scale: int = 8
     checkpoint: str = ""
     band_files: tuple[str, ...] | None = None
     image_nodata: float | None = None
+    #: ``dataset`` (standardised with ``stats``) or ``original`` (the original's scaling).
+    normalization: str = "dataset"
+
+    def transform(self) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        """The sample transform the model was trained with."""
+        if self.normalization == "original":
+            return OriginalScaling()  # type: ignore[return-value]
+        if self.stats is None:
+            raise DualStreamError("normalization 'dataset' needs band statistics")
+        return Normalize(self.stats)  # type: ignore[return-value]
+
+    def air_fill(self) -> Any:
+        """What missing air becomes before the transform (see the join's ``air_fill``)."""
+        if self.normalization == "original":
+            return float("nan")
+        return self.stats.air.mean if self.stats is not None and self.stats.air else 0.0
 
 
 class ScenePredictor:
@@ -107,14 +123,16 @@ class ScenePredictor:
         try:
             raw = torch.load(path, map_location="cpu", weights_only=True)
             task = DualStreamSegmentation.load_from_checkpoint(
-                path, map_location="cpu", vision_weights=None
+                path, map_location="cpu", weights=None, vision_weights=None, air_weights=None
             )
         except Exception as error:  # unreadable or foreign checkpoint: one clear line
             raise DualStreamError(f"{path}: not a dualstream_geo checkpoint ({error})") from None
         extra = raw.get(CHECKPOINT_KEY) or {}
-        if "stats" not in extra:
+        normalization = extra.get("normalization", "dataset")
+        if normalization == "dataset" and "stats" not in extra:
             raise DualStreamError(f"{path}: checkpoint carries no band statistics")
-        meta = _meta_from_task(task, DatasetStats.from_dict(extra["stats"]), path)
+        stats = DatasetStats.from_dict(extra["stats"]) if "stats" in extra else None
+        meta = _meta_from_task(task, stats, path, normalization)
         meta.air_scale = int(extra.get("air_scale", meta.air_scale))
         meta.band_files = tuple(extra["band_files"]) if extra.get("band_files") else None
         meta.image_nodata = extra.get("image_nodata")
@@ -158,8 +176,8 @@ class ScenePredictor:
             image,
             sources or None,
             air_scale=meta.air_scale,
-            air_fill=meta.stats.air.mean if meta.stats.air else 0.0,
-            transforms=Normalize(meta.stats),
+            air_fill=meta.air_fill(),
+            transforms=meta.transform(),
         )
         self._check_air_coverage(dataset)
         return dataset
@@ -389,10 +407,13 @@ class ScenePredictor:
 
 
 def _meta_from_task(
-    task: Any, stats: DatasetStats | None = None, checkpoint: str = ""
+    task: Any,
+    stats: DatasetStats | None = None,
+    checkpoint: str = "",
+    normalization: str = "dataset",
 ) -> PredictionMeta:
     hparams = getattr(task, "hparams", None)
-    if hparams is None or stats is None:
+    if hparams is None or (stats is None and normalization == "dataset"):
         raise DualStreamError(
             "give a checkpoint (ScenePredictor.from_checkpoint) or "
             "meta=PredictionMeta(...) with band statistics"
@@ -404,4 +425,5 @@ def _meta_from_task(
         stats=stats,
         use_air=bool(hparams["use_air"]),
         checkpoint=checkpoint,
+        normalization=normalization,
     )

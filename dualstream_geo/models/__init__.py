@@ -1,25 +1,35 @@
-"""Models: encoder registry, SegFormer and ConvNeXt-air encoders, fusion, decoder."""
+"""Models: encoder registry, SegFormer and air encoders, fusion, decoders, the two presets,
+pretrained weights and the original project's checkpoints."""
 
 from .air import ConvNeXtAirEncoder
-from .decoder import DualStreamDecoder
-from .dualstream import DualStreamDFormer, VisionOnlyBaseline
+from .air_original import OriginalAirEncoder
+from .decoder import LiteDecoder
+from .decoder_original import OriginalDecoder
+from .dualstream import PRESETS, DualStreamDFormer
 from .fusion import CrossAttentionFusion, DynamicFusionGate, FiLM, FiLMFusion, StageFusion
+from .fusion_original import CrossAttentionBlock, FiLMGenerator, FusionGate, GatedFiLMFusion
 from .registry import Encoder, build_encoder, list_encoders, register_encoder
 from .vision import SegformerEncoder
 from .weights import adapt_stem, load_weights
 
 __all__ = [
+    "PRESETS",
     "ConvNeXtAirEncoder",
+    "CrossAttentionBlock",
     "CrossAttentionFusion",
     "DualStreamDFormer",
-    "DualStreamDecoder",
     "DynamicFusionGate",
     "Encoder",
     "FiLM",
     "FiLMFusion",
+    "FiLMGenerator",
+    "FusionGate",
+    "GatedFiLMFusion",
+    "LiteDecoder",
+    "OriginalAirEncoder",
+    "OriginalDecoder",
     "SegformerEncoder",
     "StageFusion",
-    "VisionOnlyBaseline",
     "adapt_stem",
     "build_encoder",
     "list_encoders",

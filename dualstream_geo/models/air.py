@@ -1,4 +1,4 @@
-"""ConvNeXt encoder for the coarse air stream, built from timm's ConvNeXt blocks."""
+"""The lite air encoder: a shallow ConvNeXt on the coarse air stream (timm blocks)."""
 
 from __future__ import annotations
 
@@ -23,15 +23,17 @@ def _downsample(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
-@register_encoder("convnext-air")
+@register_encoder("air-lite")
 class ConvNeXtAirEncoder(Encoder):
     """Air stream (B, in_channels, H/8, W/8) -> features aligned with the vision stages.
 
-    Stem at H/8 (128 ch), a learnable x2 upsampling to H/4 (64 ch), downsampling stages to
-    H/16 (320 ch) and H/32 (512 ch). Output order: [H/4, H/8, H/16, H/32]. The air stream
-    is smooth and low-dimensional, so blocks are shallow with an MLP ratio of 2, and the
-    H/4 features are the learned upsampling alone (no block at 4x the H/8 cost by default):
-    the whole encoder costs about a seventh of SegFormer-B1.
+    Stem at H/8 (128 ch), a bilinear x2 upsampling and a 3x3 convolution to H/4 (64 ch),
+    downsampling stages to H/16 (320 ch) and H/32 (512 ch). Output order: [H/4, H/8, H/16,
+    H/32]. The air stream is smooth and low-dimensional, so blocks are shallow with an MLP
+    ratio of 2, and the H/4 features are the upsampling alone (no block at 4x the H/8 cost
+    by default). Bilinear upsampling rather than a 2x2 transposed convolution: the latter
+    gives every 2x2 cell the same four weights, so the FiLM modulation it drives repeats
+    with a 2-pixel period.
     """
 
     reductions = (4, 8, 16, 32)
@@ -54,7 +56,11 @@ class ConvNeXtAirEncoder(Encoder):
         stage_rates = [rates[starts[i] : starts[i + 1]] for i in range(4)]
         self.stem = nn.Sequential(nn.Conv2d(in_channels, c2, 3, padding=1), LayerNorm2d(c2))
         self.stage2 = _blocks(c2, stage_rates[1], mlp_ratio)
-        self.up = nn.Sequential(nn.ConvTranspose2d(c2, c1, 2, stride=2), LayerNorm2d(c1))
+        self.up = nn.Sequential(
+            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+            nn.Conv2d(c2, c1, 3, padding=1),
+            LayerNorm2d(c1),
+        )
         self.stage1 = _blocks(c1, stage_rates[0], mlp_ratio)
         self.stage3 = nn.Sequential(_downsample(c2, c3), _blocks(c3, stage_rates[2], mlp_ratio))
         self.stage4 = nn.Sequential(_downsample(c3, c4), _blocks(c4, stage_rates[3], mlp_ratio))

@@ -1,22 +1,34 @@
-"""Decoder: ASPP on stage 4, attention-gated skips, ConvNeXt refinement, learnable x2
-upsampling back to full resolution, boundary refinement feeding the classifier, and deep
-supervision heads."""
+"""The lite decoder: ASPP on stage 4, attention-gated skips, ConvNeXt refinement, learnable
+x2 upsampling back to full resolution, boundary refinement feeding the classifier, and deep
+supervision heads. GroupNorm throughout: batches of 4 make BatchNorm statistics noisy, and
+the pooling branch sees a 1x1 map."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from segmentation_models_pytorch.decoders.deeplabv3.decoder import ASPP
+from timm.layers import GroupNorm1
 from timm.models.convnext import ConvNeXtBlock
 from torch import Tensor, nn
 
 
-def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> nn.Sequential:
+def conv_gn_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
-        nn.BatchNorm2d(out_channels),
+        GroupNorm1(out_channels),
         nn.ReLU(inplace=True),
     )
+
+
+def batchnorm_to_groupnorm(module: nn.Module) -> nn.Module:
+    """Replace every BatchNorm2d inside ``module`` by GroupNorm(1) of the same width."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            setattr(module, name, GroupNorm1(child.num_features))
+        else:
+            batchnorm_to_groupnorm(child)
+    return module
 
 
 class AttentionGate(nn.Module):
@@ -45,7 +57,7 @@ class UpBlock(nn.Module):
     def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
         super().__init__()
         self.gate = AttentionGate(skip_channels, in_channels, max(skip_channels // 2, 16))
-        self.merge = conv_bn_relu(in_channels + skip_channels, out_channels)
+        self.merge = conv_gn_relu(in_channels + skip_channels, out_channels)
         self.refine = ConvNeXtBlock(out_channels)
 
     def forward(self, x: Tensor, skip: Tensor) -> Tensor:
@@ -54,12 +66,12 @@ class UpBlock(nn.Module):
 
 
 class LearnableUpsample(nn.Sequential):
-    """x2 transposed convolution + BN + ReLU: (B, C_in, H, W) -> (B, C_out, 2H, 2W)."""
+    """x2 transposed convolution + GroupNorm(1) + ReLU: (B, C_in, H, W) -> (B, C_out, 2H, 2W)."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__(
             nn.ConvTranspose2d(in_channels, out_channels, 2, stride=2, bias=False),
-            nn.BatchNorm2d(out_channels),
+            GroupNorm1(out_channels),
             nn.ReLU(inplace=True),
         )
 
@@ -79,7 +91,7 @@ class BoundaryRefinement(nn.Module):
         return x + self.body(x)
 
 
-class DualStreamDecoder(nn.Module):
+class LiteDecoder(nn.Module):
     """Fused features [H/4, H/8, H/16, H/32] -> {"final": (B, K, H, W),
     "aux_f2": (B, K, H/8, W/8), "aux_f3": (B, K, H/16, W/16)}."""
 
@@ -93,10 +105,9 @@ class DualStreamDecoder(nn.Module):
         super().__init__()
         c1, c2, c3, c4 = encoder_channels
         d3, d2, d1, d0 = channels
-        self.aspp = ASPP(c4, aspp_channels, (6, 12, 18), separable=False, dropout=0.1)
-        # The image-pooling branch sees a 1x1 map: BatchNorm there fails for batch size 1 in
-        # training, so it normalises across channels instead.
-        self.aspp.convs[4][2] = nn.GroupNorm(1, aspp_channels)
+        self.aspp = batchnorm_to_groupnorm(
+            ASPP(c4, aspp_channels, (6, 12, 18), separable=False, dropout=0.1)
+        )
         self.up3 = UpBlock(aspp_channels, c3, d3)
         self.up2 = UpBlock(d3, c2, d2)
         self.up1 = UpBlock(d2, c1, d1)

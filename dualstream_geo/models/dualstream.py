@@ -1,8 +1,10 @@
 """DualStream-DFormer: a SegFormer vision encoder fused stage by stage with a ConvNeXt air
-encoder, decoded by an ASPP / attention-gate decoder with deep supervision."""
+encoder, decoded with deep supervision. Two presets share inputs, outputs and training:
+``original`` (the original project's architecture, module for module) and ``lite``."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 
@@ -10,44 +12,84 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import DualStreamError
-from . import air as _air  # noqa: F401  (registers convnext-air)
+from . import air as _air  # noqa: F401  (registers air-lite)
+from . import air_original as _air_original  # noqa: F401  (registers air-original)
 from . import vision as _vision  # noqa: F401  (registers segformer-b*)
-from .decoder import DualStreamDecoder
-from .fusion import StageFusion
+from .decoder import LiteDecoder
+from .decoder_original import OriginalDecoder
+from .fusion import StageFusion, lite_fusion
+from .fusion_original import CrossAttentionBlock, GatedFiLMFusion
 from .registry import build_encoder
+from .vision import SegformerEncoder
 from .weights import load_weights
 
+log = logging.getLogger(__name__)
+
 TASKS = ("binary", "multiclass")
-STEM_KEY = "stages.0.patch_embeddings.proj.weight"
+PRESETS = ("original", "lite")
+PathLike = str | os.PathLike[str]
+
+
+def original_fusion(
+    vision_channels: tuple[int, ...], air_channels: tuple[int, ...], gate_twice: bool = False
+) -> StageFusion:
+    """FiLM + gate at stages 1-2, 8-head cross-attention at stages 3-4 (the original)."""
+    return StageFusion(
+        [
+            GatedFiLMFusion(vision_channels[0], air_channels[0], gate_twice),
+            GatedFiLMFusion(vision_channels[1], air_channels[1], gate_twice),
+            CrossAttentionBlock(vision_channels[2], air_channels[2]),
+            CrossAttentionBlock(vision_channels[3], air_channels[3]),
+        ]
+    )
 
 
 class DualStreamDFormer(nn.Module):
     """Image (B, in_channels, H, W) + air (B, air_channels, H/8, W/8) -> logits.
 
     ``forward`` returns ``{"final": (B, K, H, W), "aux_f2": (B, K, H/8, W/8),
-    "aux_f3": (B, K, H/16, W/16)}`` with K = 1 for ``task="binary"`` and ``num_classes``
-    otherwise. H and W must be multiples of 32. ``air=None`` (air data missing) feeds a
-    learned "air absent" input through the same path; ``modality_dropout`` replaces the air
-    of each training sample with it at that probability.
+    "aux_f3": (B, K, H/16, W/16)}`` with K = 1 for ``task="binary"`` (sigmoid) and
+    ``num_classes`` for ``"multiclass"`` (softmax). H and W must be multiples of 32.
+
+    ``preset="original"`` (default) builds the original DualStream-DFormer: 32,175,240
+    parameters with 4 bands, 48 air channels and a binary head. Its two defects are
+    switches: ``use_boundary_refine`` (True: the classifier reads the boundary-refinement
+    branch; False, as imported checkpoints set it: the branch is skipped, as the original
+    discards its output) and ``gate_twice`` (False: the stage 1-2 gate is evaluated once,
+    which gives the original's numbers). ``preset="lite"`` is a cheaper variant of the same
+    structure for CPU work and large-scale inference.
+
+    ``air=None`` (air data missing) feeds an "air absent" input through the same path:
+    learned in the lite preset; zeros in the original preset, which is what the original's
+    scaling makes of a constant or unreadable air file. ``modality_dropout`` replaces the
+    air of each training sample with it at that probability.
     """
 
     def __init__(
         self,
-        num_classes: int,
-        task: str = "multiclass",
+        num_classes: int = 2,
+        task: str = "binary",
+        preset: str = "original",
         in_channels: int = 4,
         air_channels: int = 48,
         band_names: Sequence[str] = ("blue", "green", "red", "nir"),
         vision_encoder: str = "segformer-b1",
-        air_encoder: str = "convnext-air",
-        vision_weights: str | os.PathLike[str] | None = None,
-        air_weights: str | os.PathLike[str] | None = None,
+        vision_weights: PathLike | None = None,
+        air_weights: PathLike | None = None,
         drop_path_rate: float = 0.1,
         modality_dropout: float = 0.0,
+        use_boundary_refine: bool = True,
+        gate_twice: bool = False,
     ) -> None:
         super().__init__()
         if task not in TASKS:
             raise DualStreamError(f"task must be one of {TASKS}, got {task!r}")
+        if preset not in PRESETS:
+            raise DualStreamError(f"preset must be one of {PRESETS}, got {preset!r}")
+        if task == "binary" and num_classes != 2:
+            raise DualStreamError(
+                f"task='binary' needs num_classes=2 (background, target), got {num_classes}"
+            )
         if len(band_names) != in_channels:
             raise DualStreamError(
                 f"band_names has {len(band_names)} names, in_channels is {in_channels}"
@@ -56,38 +98,79 @@ class DualStreamDFormer(nn.Module):
             raise DualStreamError(f"modality_dropout must be in [0, 1], got {modality_dropout}")
         self.num_classes = num_classes
         self.task = task
+        self.preset = preset
         self.in_channels = in_channels
         self.air_channels = air_channels
         self.band_names = tuple(band_names)
         self.modality_dropout = modality_dropout
         self.air_reduction = 8
+        outputs = 1 if task == "binary" else num_classes
 
-        self.vision_encoder = build_encoder(
+        self.vision_encoder: SegformerEncoder = build_encoder(  # type: ignore[assignment]
             vision_encoder, in_channels=in_channels, drop_path_rate=drop_path_rate
         )
-        self.air_encoder = build_encoder(
-            air_encoder, in_channels=air_channels, drop_path_rate=drop_path_rate
-        )
-        self.air_absent = nn.Parameter(torch.zeros(1, air_channels, 1, 1))
-        self.fusion = StageFusion(
-            self.vision_encoder.out_channels,
-            self.air_encoder.out_channels,
-            drop_path_rate=drop_path_rate,
-        )
-        self.decoder = DualStreamDecoder(
-            self.vision_encoder.out_channels,  # type: ignore[arg-type]
-            num_outputs=1 if task == "binary" else num_classes,
-        )
+        widths = self.vision_encoder.out_channels
+        if preset == "original":
+            self.air_encoder = build_encoder(
+                "air-original", in_channels=air_channels, out_channels=widths
+            )
+            self.fusion = original_fusion(widths, widths, gate_twice)
+            self.decoder: nn.Module = OriginalDecoder(
+                widths,  # type: ignore[arg-type]
+                outputs,
+                use_boundary_refine=use_boundary_refine,
+            )
+            # Not a parameter: the original model has none besides its modules' weights.
+            self.register_buffer("air_absent", torch.zeros(1, air_channels, 1, 1), False)
+        else:
+            self.air_encoder = build_encoder(
+                "air-lite",
+                in_channels=air_channels,
+                out_channels=widths,
+                drop_path_rate=drop_path_rate,
+            )
+            self.fusion = lite_fusion(widths, widths, drop_path_rate=drop_path_rate)
+            self.decoder = LiteDecoder(widths, outputs)  # type: ignore[arg-type]
+            self.air_absent = nn.Parameter(torch.zeros(1, air_channels, 1, 1))
         if vision_weights is not None:
             load_weights(
-                self.vision_encoder.model,  # type: ignore[arg-type]
+                self.vision_encoder.model,
                 vision_weights,
-                stem_key=STEM_KEY,
+                stem_key=self.vision_encoder.stem_key,
                 band_names=self.band_names,
                 hf_model=True,
             )
         if air_weights is not None:
             load_weights(self.air_encoder, air_weights)
+
+    @classmethod
+    def from_original(
+        cls,
+        path: PathLike,
+        air_encoder: PathLike | None = None,
+        vision_encoder: PathLike | None = None,
+    ) -> DualStreamDFormer:
+        """The original project's trained model from its full-model state dict (``path``),
+        optionally with its separate air-encoder and vision-encoder files replacing those
+        parts. Keys of transformers 4.x or 5.x, ``module.``/``_orig_mod.`` prefixes accepted;
+        every tensor must be consumed. Boundary refinement off, as the original predicts."""
+        from .original_checkpoint import load_original, original_dimensions, read_original
+
+        state = read_original(path, air_encoder, vision_encoder)
+        in_channels, air_channels, outputs = original_dimensions(state, str(path))
+        model = cls(
+            num_classes=2 if outputs == 1 else outputs,
+            task="binary" if outputs == 1 else "multiclass",
+            preset="original",
+            in_channels=in_channels,
+            air_channels=air_channels,
+            band_names=tuple(f"band_{i}" for i in range(1, in_channels + 1))
+            if in_channels != 4
+            else ("blue", "green", "red", "nir"),
+            use_boundary_refine=False,
+        )
+        load_original(model, state, str(path))
+        return model
 
     def _check(self, image: Tensor, air: Tensor | None) -> None:
         if image.ndim != 4 or image.shape[1] != self.in_channels:
@@ -120,17 +203,3 @@ class DualStreamDFormer(nn.Module):
         vision = self.vision_encoder(image)
         air_features = self.air_encoder(self._air_input(image, air))
         return self.decoder(self.fusion(vision, air_features))
-
-
-class VisionOnlyBaseline(nn.Module):
-    """The same vision encoder and decoder with no air stream (for benchmarks)."""
-
-    def __init__(
-        self, num_classes: int, in_channels: int = 4, vision_encoder: str = "segformer-b1"
-    ) -> None:
-        super().__init__()
-        self.vision_encoder = build_encoder(vision_encoder, in_channels=in_channels)
-        self.decoder = DualStreamDecoder(self.vision_encoder.out_channels, num_classes)  # type: ignore[arg-type]
-
-    def forward(self, image: Tensor) -> dict[str, Tensor]:
-        return self.decoder(self.vision_encoder(image))

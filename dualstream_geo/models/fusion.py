@@ -1,10 +1,10 @@
-"""Fusion of vision and air features: FiLM + dynamic gate (stages 1-2), cross-attention (3-4)."""
+"""The lite fusion blocks: FiLM + dynamic gate (stages 1-2), cross-attention (stages 3-4)."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from timm.layers import DropPath, Mlp
+from timm.layers import DropPath, GroupNorm1, Mlp
 from torch import Tensor, nn
 
 
@@ -26,31 +26,42 @@ class FiLM(nn.Module):
 
 
 class DynamicFusionGate(nn.Module):
-    """Per-pixel sigmoid gate mixing two feature maps of shape (B, C, H, W)."""
+    """Per-pixel gate from vision and air features: (B, Cv, H, W), (B, Ca, H, W) ->
+    (B, 1, H, W) in (0, 1).
 
-    def __init__(self, channels: int) -> None:
+    A 1x1 convolution mixes all channels of both streams at each position, then
+    GroupNorm(1), GELU and a 1x1 convolution to one channel: the gate can weigh a vision
+    feature against an air feature, which a grouped convolution over the concatenation
+    (pairing neighbouring channels of one stream, linearly) cannot.
+    """
+
+    def __init__(self, vision_channels: int, air_channels: int) -> None:
         super().__init__()
+        hidden = max(vision_channels // 4, 16)
         self.gate = nn.Sequential(
-            nn.Conv2d(2 * channels, channels, 3, padding=1, groups=channels),
-            nn.Conv2d(channels, 1, 1),
+            nn.Conv2d(vision_channels + air_channels, hidden, 1),
+            GroupNorm1(hidden),
+            nn.GELU(),
+            nn.Conv2d(hidden, 1, 1),
         )
 
-    def forward(self, vision: Tensor, fused: Tensor) -> Tensor:
-        # One gate map per call, applied to both branches.
-        gate = torch.sigmoid(self.gate(torch.cat([vision, fused], dim=1)))
-        return vision + gate * (fused - vision)
+    def forward(self, vision: Tensor, air: Tensor) -> Tensor:
+        return torch.sigmoid(self.gate(torch.cat([vision, air], dim=1)))
 
 
 class FiLMFusion(nn.Module):
-    """FiLM modulation mixed with the unmodulated vision features by a dynamic gate."""
+    """``vision + g * (FiLM(vision, air) - vision)``: FiLM mixed with the unmodulated vision
+    features by a gate computed once from both streams. (B, Cv, H, W), (B, Ca, H, W) ->
+    (B, Cv, H, W)."""
 
     def __init__(self, vision_channels: int, air_channels: int) -> None:
         super().__init__()
         self.film = FiLM(vision_channels, air_channels)
-        self.gate = DynamicFusionGate(vision_channels)
+        self.gate = DynamicFusionGate(vision_channels, air_channels)
 
     def forward(self, vision: Tensor, air: Tensor) -> Tensor:
-        return self.gate(vision, self.film(vision, air))
+        gate = self.gate(vision, air)
+        return vision + gate * (self.film(vision, air) - vision)
 
 
 class CrossAttentionFusion(nn.Module):
@@ -106,27 +117,26 @@ class CrossAttentionFusion(nn.Module):
 
 
 class StageFusion(nn.ModuleList):
-    """One fusion module per encoder stage: FiLM + gate for stages 1-2, cross-attention 3-4."""
-
-    def __init__(
-        self,
-        vision_channels: tuple[int, ...],
-        air_channels: tuple[int, ...],
-        num_heads: tuple[int, ...] = (1, 2, 5, 8),
-        drop_path_rate: float = 0.1,
-    ) -> None:
-        super().__init__(
-            [
-                FiLMFusion(vision_channels[0], air_channels[0]),
-                FiLMFusion(vision_channels[1], air_channels[1]),
-                CrossAttentionFusion(
-                    vision_channels[2], air_channels[2], num_heads[2], drop_path_rate / 2, 2
-                ),
-                CrossAttentionFusion(
-                    vision_channels[3], air_channels[3], num_heads[3], drop_path_rate
-                ),
-            ]
-        )
+    """One fusion module per encoder stage, each called as ``fuse(vision, air)``."""
 
     def forward(self, vision: list[Tensor], air: list[Tensor]) -> list[Tensor]:  # type: ignore[override]
         return [fuse(v, a) for fuse, v, a in zip(self, vision, air, strict=True)]
+
+
+def lite_fusion(
+    vision_channels: tuple[int, ...],
+    air_channels: tuple[int, ...],
+    num_heads: tuple[int, ...] = (1, 2, 5, 8),
+    drop_path_rate: float = 0.1,
+) -> StageFusion:
+    """FiLM + gate at stages 1-2; cross-attention at 3-4 (keys pooled x2 at stage 3)."""
+    return StageFusion(
+        [
+            FiLMFusion(vision_channels[0], air_channels[0]),
+            FiLMFusion(vision_channels[1], air_channels[1]),
+            CrossAttentionFusion(
+                vision_channels[2], air_channels[2], num_heads[2], drop_path_rate / 2, 2
+            ),
+            CrossAttentionFusion(vision_channels[3], air_channels[3], num_heads[3], drop_path_rate),
+        ]
+    )

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import DualStreamError
+from .vision import to_installed_layout
 
 log = logging.getLogger(__name__)
 
@@ -60,20 +61,6 @@ def strip_prefixes(
     return out
 
 
-def _legacy_segformer_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Rename transformers 4.x SegFormer keys (``encoder.block.0.0...``) to the 5.x layout."""
-    if not any(k.startswith("encoder.") for k in state):
-        return state
-    try:
-        from transformers.conversion_mapping import get_checkpoint_conversion_mapping
-        from transformers.core_model_loading import apply_renamings
-
-        renamings = get_checkpoint_conversion_mapping("SegformerModel") or []
-    except (ImportError, KeyError):  # transformers 4.x already uses these names
-        return state
-    return {apply_renamings(k, renamings): v for k, v in state.items()}
-
-
 def hf_segformer_state_dict(source: str) -> dict[str, Tensor]:
     """State dict of a SegFormer/MiT model from a ``save_pretrained`` directory or hub id."""
     from transformers import SegformerModel
@@ -115,16 +102,26 @@ def load_into(
     stem_key: str | None = None,
     band_names: Sequence[str] | None = None,
 ) -> tuple[list[str], list[str]]:
-    """Load ``state`` into ``module`` after prefix stripping and stem adaptation.
+    """Load ``state`` into ``module`` after stem adaptation.
 
     Returns (missing, unexpected) keys, which are also logged. Raises when no key matches
     or a matching key has the wrong shape.
     """
-    state = _legacy_segformer_keys(strip_prefixes(state))
     own = module.state_dict()
     if stem_key and stem_key in state and band_names is not None:
-        if state[stem_key].shape[1] != own[stem_key].shape[1] or state[stem_key].shape[1] == 3:
+        pretrained = state[stem_key].shape[1]
+        if pretrained != own[stem_key].shape[1] or pretrained == len(PRETRAINED_BANDS):
             state = {**state, stem_key: adapt_stem(state[stem_key], band_names)}
+            log.warning(
+                "%s: %d-band stem adapted to bands %s: %s take the pretrained filters by "
+                "name, other bands the mean filter, all scaled by %d/%d",
+                source,
+                pretrained,
+                ", ".join(band_names),
+                "/".join(b for b in band_names if b.lower() in PRETRAINED_BANDS) or "no band",
+                pretrained,
+                len(band_names),
+            )
     matched = [k for k in state if k in own]
     if not matched:
         sample = ", ".join(list(state)[:3])
@@ -163,9 +160,39 @@ def load_weights(
     """Load a weights file, or (``hf_model``) a Hugging Face directory or hub id."""
     source = str(source)
     if os.path.isfile(source):
-        state = read_state_dict(source)
+        state = strip_prefixes(read_state_dict(source))
     elif hf_model:
         state = hf_segformer_state_dict(source)
     else:
         raise DualStreamError(f"{source}: weights file not found")
+    if hf_model:
+        state = to_installed_layout(state)
     return load_into(module, state, source, stem_key, band_names)
+
+
+def load_model_weights(model: nn.Module, source: str | os.PathLike[str]) -> None:
+    """Initialise a whole model from ``source``: a project checkpoint (``.ckpt``, e.g. from
+    ``dualstream-geo import-original``) or the original project's full-model state dict.
+
+    Raises:
+        DualStreamError: the file is missing or unreadable, or its tensors do not match the
+            model (the first missing/unexpected key or wrong shape is named).
+    """
+    from .original_checkpoint import load_original, project_state, read_state, strip_wrappers
+
+    path = str(source)
+    if not os.path.isfile(path):
+        raise DualStreamError(f"{path}: weights file not found")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise DualStreamError(
+            f"{path}: not a readable checkpoint ({type(error).__name__})"
+        ) from None
+    if isinstance(raw, Mapping) and isinstance(raw.get("state_dict"), Mapping):
+        state = {
+            k[len("model.") :]: v for k, v in raw["state_dict"].items() if k.startswith("model.")
+        }
+    else:
+        state = project_state(strip_wrappers(read_state(path)), path)
+    load_original(model, state, path)

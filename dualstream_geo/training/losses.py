@@ -1,18 +1,70 @@
-"""Focal + Lovasz (+ Dice) from segmentation_models_pytorch, with deep supervision."""
+"""Segmentation losses with deep supervision.
+
+Focal, Lovasz and Dice come from segmentation_models_pytorch. The original project's Lovasz
+differs from smp's binary one (the hinge on logits): it is computed on sigmoid probabilities,
+for the foreground only, per image; :class:`BinaryLovaszProbabilityLoss` implements that
+form. Its focal form (alpha on the target, global mean over labelled pixels) is smp's
+binary ``FocalLoss``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+import torch
 import torch.nn.functional as F
 from segmentation_models_pytorch.losses import DiceLoss, FocalLoss, LovaszLoss
 from torch import Tensor, nn
 
+LOVASZ_FORMS = ("smp", "original")
+
+
+def lovasz_grad(sorted_truth: Tensor) -> Tensor:
+    """Gradient of the Lovasz extension of the Jaccard loss w.r.t. errors sorted in
+    descending order (Berman et al., 2018, Alg. 1): (N,) 0/1 truth -> (N,) weights."""
+    total = sorted_truth.sum()
+    intersection = total - sorted_truth.cumsum(0)
+    union = total + (1 - sorted_truth).cumsum(0)
+    jaccard = 1.0 - intersection / union
+    jaccard[1:] = jaccard[1:] - jaccard[:-1].clone()
+    return jaccard
+
+
+class BinaryLovaszProbabilityLoss(nn.Module):
+    """The original's Lovasz loss: logits (B, H, W), target (B, H, W) -> scalar.
+
+    Per image, over pixels whose label is not ``ignore_index``: errors ``|t - sigmoid(z)|``
+    sorted in descending order, dotted with :func:`lovasz_grad` of the labels in that order
+    (foreground class only). An image without foreground scores max(p); an image without
+    labelled pixels scores 0 and still counts in the batch mean.
+    """
+
+    def __init__(self, ignore_index: int | None = 255) -> None:
+        super().__init__()
+        self.ignore_index = ignore_index
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        probabilities = logits.float().sigmoid()
+        losses = []
+        for probs, truth in zip(probabilities, target, strict=True):
+            probs, truth = probs.reshape(-1), truth.reshape(-1)
+            if self.ignore_index is not None:
+                keep = truth != self.ignore_index
+                probs, truth = probs[keep], truth[keep]
+            if probs.numel() == 0:
+                losses.append(probs.sum())
+                continue
+            truth = truth.to(probs.dtype)
+            errors, order = (truth - probs).abs().sort(descending=True)
+            losses.append(errors @ lovasz_grad(truth[order]))
+        return torch.stack(losses).mean()
+
 
 class SegmentationLoss(nn.Module):
-    """Weighted sum of smp losses on one logit map, ``ignore_index`` honoured.
+    """Weighted sum of Focal, Lovasz and Dice on one logit map, ``ignore_index`` honoured.
 
     logits (B, K, H, W) (K = 1 for binary), target (B, H, W) int64 -> scalar.
+    ``lovasz_form="original"`` (binary only) uses :class:`BinaryLovaszProbabilityLoss`.
     """
 
     def __init__(
@@ -24,8 +76,13 @@ class SegmentationLoss(nn.Module):
         dice_weight: float = 0.0,
         focal_alpha: float | None = 0.25,
         focal_gamma: float = 2.0,
+        lovasz_form: str = "smp",
     ) -> None:
         super().__init__()
+        if lovasz_form not in LOVASZ_FORMS:
+            raise ValueError(f"lovasz_form must be one of {LOVASZ_FORMS}, got {lovasz_form!r}")
+        if lovasz_form == "original" and mode != "binary":
+            raise ValueError("lovasz_form='original' is the binary (foreground) form")
         self.terms = nn.ModuleDict()
         self.weights: dict[str, float] = {}
         candidates = {
@@ -35,7 +92,14 @@ class SegmentationLoss(nn.Module):
                     mode, alpha=focal_alpha, gamma=focal_gamma, ignore_index=ignore_index
                 ),
             ),
-            "lovasz": (lovasz_weight, lambda: LovaszLoss(mode, ignore_index=ignore_index)),
+            "lovasz": (
+                lovasz_weight,
+                lambda: (
+                    BinaryLovaszProbabilityLoss(ignore_index)
+                    if lovasz_form == "original"
+                    else LovaszLoss(mode, ignore_index=ignore_index)
+                ),
+            ),
             "dice": (dice_weight, lambda: DiceLoss(mode, ignore_index=ignore_index)),
         }
         for name, (weight, build) in candidates.items():

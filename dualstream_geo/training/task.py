@@ -8,18 +8,21 @@ from typing import Any, Literal
 
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from torch import Tensor
+from torch import Tensor, nn
 from torch.optim import AdamW
-from torch.optim.lr_scheduler import CosineAnnealingLR
 from torchgeo.tasks import SemanticSegmentation
 
 from ..errors import DualStreamError
-from ..models import DualStreamDFormer
+from ..models import PRESETS, DualStreamDFormer
+from ..models.weights import load_model_weights
 from .curves import TrainingCurves
 from .finetuning import TwoStageFinetuning
-from .losses import DeepSupervisionLoss, SegmentationLoss
+from .losses import LOVASZ_FORMS, DeepSupervisionLoss, SegmentationLoss
+from .schedule import SCHEDULES, build_schedule
 
 PARTS = ("vision_encoder", "air_encoder", "fusion", "decoder")
+#: Parts frozen for the first epochs: their parameters join the optimiser frozen.
+FREEZABLE = ("vision_encoder", "air_encoder")
 DEFAULT_COLORS = (
     (0, 0, 0),
     (230, 25, 75),
@@ -39,20 +42,23 @@ CHECKPOINT_KEY = "dualstream_geo"
 class DualStreamSegmentation(SemanticSegmentation):
     """Semantic segmentation of image + air batches with DualStream-DFormer.
 
+    Model: ``preset`` ``original`` (the original architecture) or ``lite``; ``weights``
+    initialises the whole model from a project checkpoint (e.g. one written by
+    ``dualstream-geo import-original``) or an original full-model state dict.
+
     Loss: ``focal_weight`` x Focal(alpha, gamma) + ``lovasz_weight`` x Lovasz +
-    ``dice_weight`` x Dice (segmentation_models_pytorch), on the final head and the two
-    auxiliary heads (upsampled to the label size) weighted by ``aux_weights``.
+    ``dice_weight`` x Dice (segmentation_models_pytorch; ``lovasz_form="original"``: the
+    original's Lovasz on probabilities, per image), on the final head and the two auxiliary
+    heads (upsampled to the label size) weighted by ``aux_weights``.
 
     Optimiser: AdamW with one parameter group per part (vision encoder, air encoder, fusion,
     decoder), each at ``lr`` x its multiplier, created up front. The encoders are frozen for
-    the first ``freeze_epochs`` epochs (:class:`TwoStageFinetuning`). The learning rate of
-    every group follows a cosine from its initial value at epoch 0 to ``min_lr`` at the last
-    epoch (``max_epochs - 1``), stepped once per epoch over the whole run, frozen epochs
-    included. Checkpoints: best validation mean IoU (``best.ckpt``) and ``last.ckpt``.
+    the first ``freeze_epochs`` epochs (:class:`TwoStageFinetuning`); frozen parameters get
+    no gradient, so AdamW neither updates nor decays them and their moments start when they
+    are unfrozen. ``lr_schedule``: see :mod:`~dualstream_geo.training.schedule`.
+    Checkpoints: the best ``monitor`` (``best.ckpt``; for a binary task
+    ``val_AverageJaccardIndex`` is the target-class IoU) and ``last.ckpt``.
     """
-
-    monitor = "val_AverageJaccardIndex"
-    mode = "max"
 
     def __init__(
         self,
@@ -64,10 +70,13 @@ class DualStreamSegmentation(SemanticSegmentation):
         air_channels: int = 48,
         band_names: Sequence[str] = ("blue", "green", "red", "nir"),
         use_air: bool = True,
+        preset: Literal["original", "lite"] = "original",
         vision_encoder: str = "segformer-b1",
-        air_encoder: str = "convnext-air",
+        weights: str | None = None,
         vision_weights: str | None = None,
         air_weights: str | None = None,
+        use_boundary_refine: bool = True,
+        gate_twice: bool = False,
         drop_path_rate: float = 0.1,
         modality_dropout: float = 0.0,
         focal_weight: float = 0.5,
@@ -75,18 +84,29 @@ class DualStreamSegmentation(SemanticSegmentation):
         dice_weight: float = 0.0,
         focal_alpha: float | None = 0.25,
         focal_gamma: float = 2.0,
+        lovasz_form: Literal["smp", "original"] = "smp",
         aux_weights: dict[str, float] | None = None,
         ignore_index: int = 255,
         lr: float = 3e-4,
         lr_multipliers: dict[str, float] | None = None,
         weight_decay: float = 1e-5,
         freeze_epochs: int = 2,
+        lr_schedule: Literal["cosine", "original"] = "cosine",
         min_lr: float = 1e-6,
+        monitor: str = "val_AverageJaccardIndex",
     ) -> None:
         if task == "binary" and num_classes != 2:
             raise DualStreamError(
                 f"task='binary' needs num_classes=2 (background, target), got {num_classes}"
             )
+        if preset not in PRESETS:
+            raise DualStreamError(f"preset must be one of {PRESETS}, got {preset!r}")
+        if lovasz_form not in LOVASZ_FORMS:
+            raise DualStreamError(f"lovasz_form must be one of {LOVASZ_FORMS}, got {lovasz_form!r}")
+        if lovasz_form == "original" and task != "binary":
+            raise DualStreamError("lovasz_form='original' needs task='binary'")
+        if lr_schedule not in SCHEDULES:
+            raise DualStreamError(f"lr_schedule must be one of {SCHEDULES}, got {lr_schedule!r}")
         if labels is not None and len(labels) != num_classes:
             raise DualStreamError(f"labels has {len(labels)} names for num_classes={num_classes}")
         if lr_multipliers is not None and set(lr_multipliers) - set(PARTS):
@@ -106,13 +126,17 @@ class DualStreamSegmentation(SemanticSegmentation):
             in_channels=h["in_channels"],
             air_channels=h["air_channels"],
             band_names=h["band_names"],
+            preset=h["preset"],
             vision_encoder=h["vision_encoder"],
-            air_encoder=h["air_encoder"],
             vision_weights=h["vision_weights"],
             air_weights=h["air_weights"],
             drop_path_rate=h["drop_path_rate"],
             modality_dropout=h["modality_dropout"],
+            use_boundary_refine=h["use_boundary_refine"],
+            gate_twice=h["gate_twice"],
         )
+        if h["weights"]:
+            load_model_weights(self.model, h["weights"])
 
     def configure_losses(self) -> None:
         h = self.hparams
@@ -124,6 +148,7 @@ class DualStreamSegmentation(SemanticSegmentation):
             dice_weight=h["dice_weight"],
             focal_alpha=h["focal_alpha"],
             focal_gamma=h["focal_gamma"],
+            lovasz_form=h["lovasz_form"],
         )
         heads = {"final": 1.0, "aux_f2": 0.3, "aux_f3": 0.15, **(h["aux_weights"] or {})}
         self.criterion = DeepSupervisionLoss(loss, heads)
@@ -142,8 +167,8 @@ class DualStreamSegmentation(SemanticSegmentation):
             ModelCheckpoint(
                 dirpath=os.path.join(root, "checkpoints"),
                 filename="best",
-                monitor=self.monitor,
-                mode=self.mode,
+                monitor=self.hparams["monitor"],
+                mode="min" if self.hparams["monitor"].endswith("loss") else "max",
                 save_last=True,
                 enable_version_counter=False,
             ),
@@ -157,8 +182,10 @@ class DualStreamSegmentation(SemanticSegmentation):
         groups = []
         for part in PARTS:
             params = list(getattr(self.model, part).parameters())
-            if part == "air_encoder":
+            if part == "air_encoder" and isinstance(self.model.air_absent, nn.Parameter):
                 params.append(self.model.air_absent)
+            # Parameters that never train (the original's unused boundary branch) stay out.
+            params = [p for p in params if p.requires_grad or part in FREEZABLE]
             groups.append(
                 {"name": part, "params": params, "lr": self.hparams["lr"] * multipliers[part]}
             )
@@ -169,8 +196,13 @@ class DualStreamSegmentation(SemanticSegmentation):
             self.param_groups(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"]
         )
         epochs = self.trainer.max_epochs if self._trainer is not None else None
-        total = max(1, (epochs if epochs and epochs > 0 else 1) - 1)
-        scheduler = CosineAnnealingLR(optimizer, T_max=total, eta_min=self.hparams["min_lr"])
+        scheduler = build_schedule(
+            optimizer,
+            self.hparams["lr_schedule"],
+            max_epochs=epochs if epochs and epochs > 0 else 1,
+            frozen_epochs=self.hparams["freeze_epochs"],
+            min_lr=self.hparams["min_lr"],
+        )
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
@@ -180,15 +212,17 @@ class DualStreamSegmentation(SemanticSegmentation):
     def forward(self, image: Tensor, air: Tensor | None = None) -> dict[str, Tensor]:  # type: ignore[override]
         return self.model(image, air if self.hparams["use_air"] else None)
 
-    def _logits(self, outputs: dict[str, Tensor]) -> Tensor:
-        logits = outputs["final"]
-        return logits[:, 0] if self.hparams["task"] == "binary" else logits
+    def _scores(self, outputs: dict[str, Tensor]) -> Tensor:
+        """What the metrics take: target probabilities (B, H, W) for a binary task (thresholded
+        at 0.5, i.e. logit > 0), logits (B, K, H, W) otherwise."""
+        logits = outputs["final"].float()
+        return logits[:, 0].sigmoid() if self.hparams["task"] == "binary" else logits
 
     def _shared_step(self, batch: dict[str, Any], split: str) -> Tensor:
         outputs = self(batch["image"], batch.get("air"))
         target = batch["mask"]
         loss = self.criterion(outputs, target)
-        getattr(self, f"{split}_metrics")(self._logits(outputs).float(), target)
+        getattr(self, f"{split}_metrics")(self._scores(outputs), target)
         self.log(f"{split}_loss", loss, batch_size=target.shape[0], prog_bar=split == "train")
         return loss
 
@@ -242,12 +276,16 @@ class DualStreamSegmentation(SemanticSegmentation):
             "use_air": self.hparams["use_air"],
             "air_channels": self.hparams["air_channels"],
             "air_scale": self.model.air_reduction,
+            "preset": self.hparams["preset"],
+            "normalization": "dataset",
         }
-        if datamodule is not None and getattr(datamodule, "stats", None) is not None:
-            meta["stats"] = datamodule.stats.to_dict()
+        if datamodule is not None and "normalization" in getattr(datamodule, "hparams", {}):
+            if datamodule.stats is not None:
+                meta["stats"] = datamodule.stats.to_dict()
             meta["patch_size"] = datamodule.patch_size
             meta["air_scale"] = datamodule.hparams["air_scale"]
             # How the image files are read: one file per band, and their nodata value.
             meta["band_files"] = datamodule.hparams["band_files"]
             meta["image_nodata"] = datamodule.hparams["image_nodata"]
+            meta["normalization"] = datamodule.hparams["normalization"]
         checkpoint[CHECKPOINT_KEY] = meta

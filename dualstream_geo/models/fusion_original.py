@@ -1,0 +1,111 @@
+"""The original fusion blocks: FiLM + dynamic gate (stages 1-2), cross-attention (stages 3-4)."""
+
+from __future__ import annotations
+
+import torch
+from timm.layers import DropPath, GroupNorm1
+from torch import Tensor, nn
+
+from .layers import BLOCK_DROP_PATH, convnext_block
+
+
+class FiLMGenerator(nn.Module):
+    """FiLM from the air: ``vision * (1 + gamma) + beta``.
+
+    vision (B, Cv, H, W), air (B, Ca, H, W) -> (B, Cv, H, W). ``generator``: 1x1 conv
+    Ca -> mid, a ConvNeXt block, 1x1 conv mid -> 2 Cv (gamma first, then beta), with
+    mid = (Ca + Cv) // 2.
+    """
+
+    def __init__(self, vision_channels: int, air_channels: int) -> None:
+        super().__init__()
+        mid = (air_channels + vision_channels) // 2
+        self.generator = nn.Sequential(
+            nn.Conv2d(air_channels, mid, 1),
+            convnext_block(mid),
+            nn.Conv2d(mid, 2 * vision_channels, 1),
+        )
+
+    def forward(self, vision: Tensor, air: Tensor) -> Tensor:
+        gamma, beta = self.generator(air).chunk(2, dim=1)
+        return vision * (1 + gamma) + beta
+
+
+class FusionGate(nn.Module):
+    """Per-pixel gate from vision and air: (B, Cv, H, W), (B, Ca, H, W) -> (B, 1, H, W) in (0, 1).
+
+    ``gate_generator``: 3x3 conv over [vision, air] -> Cv/2, GroupNorm(1), GELU, 1x1 conv -> 1,
+    sigmoid.
+    """
+
+    def __init__(self, vision_channels: int, air_channels: int) -> None:
+        super().__init__()
+        hidden = vision_channels // 2
+        self.gate_generator = nn.Sequential(
+            nn.Conv2d(vision_channels + air_channels, hidden, 3, padding=1),
+            GroupNorm1(hidden),
+            nn.GELU(),
+            nn.Conv2d(hidden, 1, 1),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, vision: Tensor, air: Tensor) -> Tensor:
+        return self.gate_generator(torch.cat([vision, air], dim=1))
+
+
+class GatedFiLMFusion(nn.Module):
+    """``vision * (1 - g) + FiLM(vision, air) * g`` with g = gate(vision, air).
+
+    vision (B, Cv, H, W), air (B, Ca, H, W) -> (B, Cv, H, W). The original evaluates the gate
+    twice on the same inputs; it is deterministic, so ``gate_twice=False`` (one evaluation)
+    gives the same values and gradients at lower cost. ``gate_twice=True`` only reproduces
+    the original's operation count.
+    """
+
+    def __init__(self, vision_channels: int, air_channels: int, gate_twice: bool = False) -> None:
+        super().__init__()
+        self.film = FiLMGenerator(vision_channels, air_channels)
+        self.gate = FusionGate(vision_channels, air_channels)
+        self.gate_twice = gate_twice
+
+    def forward(self, vision: Tensor, air: Tensor) -> Tensor:
+        gate = self.gate(vision, air)
+        second = self.gate(vision, air) if self.gate_twice else gate
+        return vision * (1 - gate) + self.film(vision, air) * second
+
+
+class CrossAttentionBlock(nn.Module):
+    """Vision queries attend to air keys/values; post-norm residual blocks with GroupNorm(1).
+
+    vision (B, E, H, W), air (B, E_air, h, w) -> (B, E, H, W). ``attn`` is PyTorch's
+    multi-head attention (8 heads, packed q|k|v projection when E_air == E);
+    ``n1 = norm1(vision + drop_path(attn))``, output ``norm2(n1 + drop_path(ffn(n1)))`` with
+    ``ffn`` = 1x1 conv E -> 4E, GELU, 1x1 conv 4E -> E. No positional encoding.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        air_channels: int,
+        num_heads: int = 8,
+        drop_path: float = BLOCK_DROP_PATH,
+    ) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(
+            channels, num_heads, kdim=air_channels, vdim=air_channels, batch_first=True
+        )
+        self.norm1 = GroupNorm1(channels)
+        self.ffn = nn.Sequential(
+            nn.Conv2d(channels, 4 * channels, 1), nn.GELU(), nn.Conv2d(4 * channels, channels, 1)
+        )
+        self.norm2 = GroupNorm1(channels)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, vision: Tensor, air: Tensor) -> Tensor:
+        batch, channels, height, width = vision.shape
+        queries = vision.flatten(2).transpose(1, 2)
+        context = air.flatten(2).transpose(1, 2)
+        attended, _ = self.attn(queries, context, context, need_weights=False)
+        tokens = queries + self.drop_path(attended)
+        mixed = self.norm1(tokens.transpose(1, 2).reshape(batch, channels, height, width))
+        return self.norm2(mixed + self.drop_path(self.ffn(mixed)))

@@ -1,0 +1,50 @@
+"""Learning-rate schedules, stepped once per epoch.
+
+``cosine``: every group follows a cosine from its initial rate at epoch 0 to ``min_lr`` at
+the last epoch, frozen epochs included. ``original`` (the original project's): the initial
+rates while the encoders are frozen, then ``CosineAnnealingLR(T_max = the remaining
+epochs, eta_min = min_lr)``, so unfrozen epoch e (1-based) runs at
+``min_lr + (lr - min_lr) * (1 + cos(pi * (e - 1) / T_max)) / 2``.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LRScheduler
+
+SCHEDULES = ("cosine", "original")
+
+
+def _original_factor(
+    epoch: int, base: float, min_lr: float, frozen_epochs: int, cosine_epochs: int
+) -> float:
+    if epoch < frozen_epochs:
+        return 1.0
+    position = min(epoch - frozen_epochs, cosine_epochs)
+    cosine = (1 + math.cos(math.pi * position / cosine_epochs)) / 2
+    return (min_lr + (base - min_lr) * cosine) / base
+
+
+def build_schedule(
+    optimizer: Optimizer, name: str, max_epochs: int, frozen_epochs: int, min_lr: float
+) -> LRScheduler:
+    """The per-epoch scheduler ``name`` for a run of ``max_epochs`` epochs."""
+    if name == "cosine":
+        return CosineAnnealingLR(optimizer, T_max=max(1, max_epochs - 1), eta_min=min_lr)
+    if name == "original":
+        cosine_epochs = max(1, max_epochs - frozen_epochs)
+        factors = [
+            partial(
+                _original_factor,
+                base=group["lr"],
+                min_lr=min_lr,
+                frozen_epochs=frozen_epochs,
+                cosine_epochs=cosine_epochs,
+            )
+            for group in optimizer.param_groups
+        ]
+        return LambdaLR(optimizer, factors)  # type: ignore[arg-type]
+    raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {name!r}")
