@@ -1,4 +1,4 @@
-"""DualStream-DFormer: shapes, gradients, missing air, weight loading and errors."""
+"""DualStream-DFormer (both presets): shapes, gradients, missing air, weight loading, errors."""
 
 from __future__ import annotations
 
@@ -10,17 +10,19 @@ from transformers import SegformerConfig, SegformerModel
 
 from dualstream_geo.errors import DualStreamError
 from dualstream_geo.models import DualStreamDFormer, adapt_stem, build_encoder, list_encoders
-from dualstream_geo.models.dualstream import STEM_KEY
+
+STEM_KEY = "stages.0.patch_embeddings.proj.weight"
 
 
-@pytest.fixture(scope="module")
-def model() -> DualStreamDFormer:
+@pytest.fixture(scope="module", params=["original", "lite"])
+def model(request: pytest.FixtureRequest) -> DualStreamDFormer:
     torch.manual_seed(0)
-    return DualStreamDFormer(num_classes=3)
+    return DualStreamDFormer(num_classes=3, task="multiclass", preset=request.param)
 
 
 def test_registry_and_encoder_geometry() -> None:
-    assert {"segformer-b0", "segformer-b1", "segformer-b2", "convnext-air"} <= set(list_encoders())
+    expected = {"segformer-b0", "segformer-b1", "segformer-b2", "air-lite", "air-original"}
+    assert expected <= set(list_encoders())
     vision = build_encoder("segformer-b1", in_channels=4)
     assert isinstance(vision.model, SegformerModel)
     assert vision.model.config.hidden_sizes == [
@@ -37,14 +39,15 @@ def test_registry_and_encoder_geometry() -> None:
         (320, 8, 12),
         (512, 4, 6),
     ]
-    air = build_encoder("convnext-air", in_channels=48)
-    air_features = air(torch.randn(1, 48, 16, 24))
-    assert [tuple(f.shape[1:]) for f in air_features] == [
-        (64, 32, 48),
-        (128, 16, 24),
-        (320, 8, 12),
-        (512, 4, 6),
-    ]
+    for name in ("air-lite", "air-original"):
+        air = build_encoder(name, in_channels=48)
+        air_features = air(torch.randn(1, 48, 16, 24))
+        assert [tuple(f.shape[1:]) for f in air_features] == [
+            (64, 32, 48),
+            (128, 16, 24),
+            (320, 8, 12),
+            (512, 4, 6),
+        ]
     with pytest.raises(DualStreamError, match="unknown encoder 'nope'"):
         build_encoder("nope")
 
@@ -60,15 +63,46 @@ def test_output_shapes(model: DualStreamDFormer, size: tuple[int, int]) -> None:
     assert out["aux_f3"].shape == (2, 3, h // 16, w // 16)
 
 
-def test_binary_task_has_one_channel() -> None:
-    binary = DualStreamDFormer(num_classes=2, task="binary", vision_encoder="segformer-b0").eval()
+@pytest.mark.parametrize("preset", ["original", "lite"])
+def test_binary_task_has_one_channel(preset: str) -> None:
+    binary = DualStreamDFormer(preset=preset, vision_encoder="segformer-b0").eval()
+    assert binary.task == "binary"
     with torch.no_grad():
-        assert binary(torch.randn(1, 4, 64, 64), torch.randn(1, 48, 8, 8))["final"].shape == (
-            1,
-            1,
-            64,
-            64,
-        )
+        out = binary(torch.randn(1, 4, 64, 64), torch.randn(1, 48, 8, 8))
+    assert out["final"].shape == (1, 1, 64, 64)
+    assert out["aux_f2"].shape == (1, 1, 8, 8)
+
+
+def test_presets_and_bad_preset() -> None:
+    original = DualStreamDFormer()
+    assert original.preset == "original"
+    assert sum(p.numel() for p in original.parameters()) == 32_175_240
+    assert len(original.state_dict()) == 462
+    lite = DualStreamDFormer(preset="lite")
+    assert sum(p.numel() for p in lite.parameters()) < 0.8 * 32_175_240
+    # No BatchNorm anywhere: batch statistics at batch 4 are noise.
+    for preset in (original, lite):
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in preset.modules())
+    with pytest.raises(DualStreamError, match="preset must be one of"):
+        DualStreamDFormer(preset="huge")
+
+
+def test_lite_gate_mixes_vision_and_air_and_upsampling_has_no_period() -> None:
+    lite = DualStreamDFormer(preset="lite", vision_encoder="segformer-b0").eval()
+    gate = lite.fusion[0].gate
+    vision, air = torch.randn(1, 32, 8, 8), torch.randn(1, 32, 8, 8)
+    with torch.no_grad():
+        base = gate(vision, air)
+        # Changing one air channel changes the gate: channels are mixed across streams.
+        changed = air.clone()
+        changed[:, 5] += 3.0
+        assert not torch.allclose(gate(vision, changed), base)
+        # A spatially constant field stays constant away from the borders after the x2
+        # upsampling (a 2x2 transposed convolution would imprint a 2x2 period on it).
+        field = torch.randn(1, 64, 1, 1).expand(1, 64, 8, 8)  # B0: 64 channels at H/8
+        up = lite.air_encoder.up(field)[..., 2:-2, 2:-2]
+    assert up.shape[-1] == 12
+    torch.testing.assert_close(up, up[..., :1, :1].expand_as(up), atol=1e-5, rtol=1e-5)
 
 
 def test_gradients_reach_every_parameter_batch_one_in_training(model: DualStreamDFormer) -> None:
@@ -77,7 +111,8 @@ def test_gradients_reach_every_parameter_batch_one_in_training(model: DualStream
     image, air = torch.randn(1, 4, 64, 64), torch.randn(1, 48, 8, 8)
     out = model(image, air)
     loss = sum(v.square().mean() for v in out.values())
-    loss = loss + model(image, None)["final"].mean()  # reaches the learned "air absent" input
+    if model.preset == "lite":
+        loss = loss + model(image, None)["final"].mean()  # reaches the learned "air absent"
     loss.backward()
     missing = [name for name, p in model.named_parameters() if p.grad is None]
     assert missing == []
@@ -86,9 +121,19 @@ def test_gradients_reach_every_parameter_batch_one_in_training(model: DualStream
         assert sum(grads) > 0, part
 
 
+def test_original_air_absent_is_zeros_and_no_parameter() -> None:
+    model = DualStreamDFormer(vision_encoder="segformer-b0").eval()
+    assert "air_absent" not in dict(model.named_parameters())
+    image = torch.randn(1, 4, 64, 64)
+    with torch.no_grad():
+        absent = model(image, None)["final"]
+        zeros = model(image, torch.zeros(1, 48, 8, 8))["final"]
+    torch.testing.assert_close(absent, zeros)
+
+
 def test_missing_air_and_modality_dropout() -> None:
     torch.manual_seed(0)
-    model = DualStreamDFormer(num_classes=2, vision_encoder="segformer-b0", modality_dropout=1.0)
+    model = DualStreamDFormer(preset="lite", vision_encoder="segformer-b0", modality_dropout=1.0)
     with torch.no_grad():
         model.air_absent.fill_(0.5)
         image, air = torch.randn(2, 4, 64, 64), torch.randn(2, 48, 8, 8)
@@ -133,9 +178,7 @@ def small_rgb_segformer(path: Path) -> SegformerModel:
 def test_stem_adaptation_from_save_pretrained(tmp_path: Path) -> None:
     rgb = small_rgb_segformer(tmp_path / "mit-b1")
     model = DualStreamDFormer(
-        num_classes=2,
-        band_names=("blue", "green", "red", "nir"),
-        vision_weights=str(tmp_path / "mit-b1"),
+        band_names=("blue", "green", "red", "nir"), vision_weights=str(tmp_path / "mit-b1")
     )
     stem = model.vision_encoder.stem.detach()
     pretrained = rgb.state_dict()[STEM_KEY]  # (64, 3, 7, 7) in red, green, blue order
@@ -159,7 +202,7 @@ def test_stem_adaptation_from_save_pretrained(tmp_path: Path) -> None:
 
 
 def test_state_dict_files_with_prefixes(tmp_path: Path) -> None:
-    source = DualStreamDFormer(num_classes=2, vision_encoder="segformer-b0")
+    source = DualStreamDFormer(vision_encoder="segformer-b0")
     state = {
         f"_orig_mod.module.{k}": v for k, v in source.vision_encoder.model.state_dict().items()
     }
@@ -171,7 +214,6 @@ def test_state_dict_files_with_prefixes(tmp_path: Path) -> None:
         str(tmp_path / "air.safetensors"),
     )
     loaded = DualStreamDFormer(
-        num_classes=2,
         vision_encoder="segformer-b0",
         vision_weights=tmp_path / "vision.pth",
         air_weights=tmp_path / "air.safetensors",
@@ -185,7 +227,7 @@ def test_state_dict_files_with_prefixes(tmp_path: Path) -> None:
 
 
 def test_legacy_transformers_keys(tmp_path: Path) -> None:
-    source = DualStreamDFormer(num_classes=2, vision_encoder="segformer-b0")
+    source = DualStreamDFormer(vision_encoder="segformer-b0")
     state = source.vision_encoder.model.state_dict()
     legacy = {
         "segformer.encoder.patch_embeddings.0.proj.weight": state[STEM_KEY],
@@ -194,9 +236,7 @@ def test_legacy_transformers_keys(tmp_path: Path) -> None:
         ],
     }
     torch.save(legacy, tmp_path / "legacy.pt")
-    loaded = DualStreamDFormer(
-        num_classes=2, vision_encoder="segformer-b0", vision_weights=tmp_path / "legacy.pt"
-    )
+    loaded = DualStreamDFormer(vision_encoder="segformer-b0", vision_weights=tmp_path / "legacy.pt")
     assert torch.equal(
         loaded.vision_encoder.model.state_dict()["stages.1.blocks.0.attention.q_proj.weight"],
         state["stages.1.blocks.0.attention.q_proj.weight"],
@@ -206,16 +246,16 @@ def test_legacy_transformers_keys(tmp_path: Path) -> None:
 def test_bad_checkpoints(tmp_path: Path) -> None:
     torch.save({"foo.weight": torch.zeros(3)}, tmp_path / "other.pth")
     with pytest.raises(DualStreamError, match=r"other.pth: no weights match"):
-        DualStreamDFormer(num_classes=2, vision_weights=tmp_path / "other.pth")
+        DualStreamDFormer(vision_weights=tmp_path / "other.pth")
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(DualStreamError, match=r"junk.pth: not a readable weights file"):
-        DualStreamDFormer(num_classes=2, vision_weights=tmp_path / "junk.pth")
+        DualStreamDFormer(vision_weights=tmp_path / "junk.pth")
     with pytest.raises(DualStreamError, match=r"cannot load a SegFormer model"):
-        DualStreamDFormer(num_classes=2, vision_weights=str(tmp_path / "missing-dir"))
+        DualStreamDFormer(vision_weights=str(tmp_path / "missing-dir"))
     wrong = {STEM_KEY: torch.zeros(64, 2, 7, 7)}
     torch.save(wrong, tmp_path / "two.pth")
     with pytest.raises(DualStreamError, match=r"pretrained stem has 2 input channels"):
-        DualStreamDFormer(num_classes=2, vision_weights=tmp_path / "two.pth")
+        DualStreamDFormer(vision_weights=tmp_path / "two.pth")
 
 
 def test_adapt_stem_without_rgb_names() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from jsonargparse import ArgumentParser
 
+from ..data.sources import GEMS, AirPollution
+from ..errors import DualStreamError
 from .predictor import KINDS, ScenePredictor
 from .tiling import BLENDS, TTAS
 
@@ -42,10 +44,14 @@ def predict_main(argv: list[str]) -> int:
         tta=args.tta,
         workers=args.workers,
     )
-    air = [*args.gems, *args.air_pollution]
+    air = None
+    if args.gems or args.air_pollution:
+        if not (args.gems and args.air_pollution):
+            raise DualStreamError("give both --gems and --air-pollution (or neither)")
+        air = [GEMS(args.gems), AirPollution(args.air_pollution)]
     path = predictor.predict(
         args.image,
-        air or None,
+        air,
         args.output,
         kind=args.kind,
         overwrite=args.overwrite,

@@ -136,12 +136,31 @@ def read_original(
 def _replace_part(
     state: dict[str, Tensor], part: dict[str, Tensor], prefix: str, source: str
 ) -> None:
-    own = {k for k in state if k.startswith(prefix)}
-    _check_keys(set(part), own, source, prefix)
+    """Replace the ``prefix`` tensors of ``state`` (the full model, which fixes the
+    architecture) by ``part``: same keys, same shapes."""
+    own = {k: v for k, v in state.items() if k.startswith(prefix)}
+    _check_keys(set(part), set(own), source)
+    _check_shapes(part, own, source)
     state.update(part)
 
 
-def _check_keys(found: set[str], expected: set[str], source: str, prefix: str = "") -> None:
+def _check_shapes(state: Mapping[str, Tensor], own: Mapping[str, Tensor], source: str) -> None:
+    for key, value in state.items():
+        if key == stem_key() and value.shape[1] != own[key].shape[1]:
+            raise DualStreamError(
+                f"{source}: the vision stem takes {value.shape[1]} bands, the model "
+                f"{own[key].shape[1]}; an original checkpoint is imported as trained, without "
+                "adapting its stem (start from RGB SegFormer weights with "
+                "--model.vision_weights instead, which maps the stem onto the bands by name)"
+            )
+        if value.shape != own[key].shape:
+            raise DualStreamError(
+                f"{source}: {key} has shape {tuple(value.shape)}, the model expects "
+                f"{tuple(own[key].shape)}"
+            )
+
+
+def _check_keys(found: set[str], expected: set[str], source: str) -> None:
     def original_name(key: str) -> str:
         for old, new in PREFIXES:
             if key.startswith(new):
@@ -184,17 +203,5 @@ def load_original(model: nn.Module, state: Mapping[str, Tensor], source: str) ->
     the other, with the same shape; the first that is not is named in the error."""
     own = model.state_dict()
     _check_keys(set(state), set(own), source)
-    for key, value in state.items():
-        if key == stem_key() and value.shape[1] != own[key].shape[1]:
-            raise DualStreamError(
-                f"{source}: the vision stem takes {value.shape[1]} bands, the model "
-                f"{own[key].shape[1]}; an original checkpoint is imported as trained, without "
-                "adapting its stem (start from RGB SegFormer weights with "
-                "--model.vision_weights instead, which maps the stem onto the bands by name)"
-            )
-        if value.shape != own[key].shape:
-            raise DualStreamError(
-                f"{source}: {key} has shape {tuple(value.shape)}, the model expects "
-                f"{tuple(own[key].shape)}"
-            )
+    _check_shapes(state, own, source)
     model.load_state_dict(dict(state), strict=True)

@@ -60,6 +60,9 @@ class DualStreamSegmentation(SemanticSegmentation):
     ``val_AverageJaccardIndex`` is the target-class IoU) and ``last.ckpt``.
     """
 
+    #: Every argument is a hyper-parameter (TorchGeo skips ``weights``; here it is a path).
+    ignore = None
+
     def __init__(
         self,
         num_classes: int = 2,
