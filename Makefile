@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 find_python = for c in python3.13 python3.12 python3 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -rV); do \
 	if $$c -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then command -v $$c; exit 0; fi; done; exit 1
 
-.PHONY: install test lint demo clean
+.PHONY: install test lint demo clean test-transformers-floor
 
 $(STAMP): pyproject.toml
 	@PYTHON=$$($(find_python)) || { echo "error: no Python >= 3.12 found on PATH or in pyenv (\$$PYENV_ROOT/versions); install one, e.g. 'pyenv install 3.12'" >&2; exit 1; }; \
@@ -29,8 +29,17 @@ lint: $(STAMP)
 test: lint
 	DUALSTREAM_NOTEBOOK_QUICK=1 HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q -p no:cacheprovider tests --nbmake notebooks
 
+# The declared transformers floor (4.57, the original project's version): the model tests
+# against it, installed beside the venv (needs the package index).
+FLOOR := .transformers-floor
+test-transformers-floor: $(STAMP)
+	$(PY) -m pip install -q --target $(FLOOR) --no-deps "transformers==4.57.6" \
+		"huggingface-hub>=0.34,<1.0" "tokenizers>=0.22,<=0.23"
+	PYTHONPATH=$(FLOOR) HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q -p no:cacheprovider \
+		tests/test_model.py tests/test_original.py
+
 demo: $(STAMP)
 	$(VENV)/bin/dualstream-geo demo --out demo_output
 
 clean:
-	rm -rf $(VENV) demo_output
+	rm -rf $(VENV) demo_output $(FLOOR)

@@ -39,7 +39,7 @@ QUICK = DemoBudget(epochs=2, freeze_epochs=1, samples_per_epoch=16)
 
 
 def build(
-    data_root: Path, out: Path, budget: DemoBudget, use_air: bool
+    data_root: Path, out: Path, budget: DemoBudget, use_air: bool, preset: str = "original"
 ) -> tuple[Any, DualStreamDataModule]:
     """The task and datamodule of one demo model."""
     from .training import DualStreamSegmentation
@@ -58,6 +58,7 @@ def build(
         labels=list(DEMO_CLASS_NAMES),
         class_colors=CLASS_COLORS,
         use_air=use_air,
+        preset=preset,  # type: ignore[arg-type]
         lr=budget.lr,
         freeze_epochs=budget.freeze_epochs,
     )
@@ -65,7 +66,7 @@ def build(
 
 
 def train_and_test(
-    data_root: Path, out: Path, budget: DemoBudget, use_air: bool
+    data_root: Path, out: Path, budget: DemoBudget, use_air: bool, preset: str = "original"
 ) -> dict[str, float]:
     """Fit with checkpoints under ``out/checkpoints`` and test the best one."""
     from lightning.pytorch import Trainer, seed_everything
@@ -74,7 +75,7 @@ def train_and_test(
     from .cli import default_precision
 
     seed_everything(0, verbose=False)
-    task, datamodule = build(data_root, out, budget, use_air)
+    task, datamodule = build(data_root, out, budget, use_air, preset)
     trainer = Trainer(
         max_epochs=budget.epochs,
         default_root_dir=str(out),
@@ -152,6 +153,7 @@ def write_report(
     image_only: dict[str, float],
     seconds: float,
     budget: DemoBudget,
+    preset: str = "original",
 ) -> Path:
     names = DEMO_CLASS_NAMES
     target = f"test_ClasswiseJaccardIndex_{names[1]}"
@@ -170,7 +172,8 @@ def write_report(
     ]
     text = f"""# dualstream_geo demo report
 
-Held-out scene: `data/test` (EPSG:5186, labels on another grid, nodata collar).
+Model preset: `{preset}`. Held-out scene: `data/test` (EPSG:5186, labels on another grid,
+nodata collar).
 Budget per model: {budget.epochs} epochs ({budget.freeze_epochs} with frozen encoders) x
 {budget.samples_per_epoch} random {budget.patch_size} px patches, batch {budget.batch_size}.
 Total time: {seconds / 60:.1f} min.
@@ -206,6 +209,9 @@ def demo_main(argv: list[str]) -> int:
         "--quick", action="store_true", help="tiny budget, under a minute (for tests)"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--preset", choices=("original", "lite"), default="original", help="model preset"
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -215,11 +221,13 @@ def demo_main(argv: list[str]) -> int:
     data_root = out / "data"
     make_demo_scenes(data_root, seed=args.seed)
     print(f"demo scenes written to {data_root}")
-    dual = train_and_test(data_root, out, budget, use_air=True)
-    image_only = train_and_test(data_root, out / "image_only", budget, use_air=False)
+    dual = train_and_test(data_root, out, budget, use_air=True, preset=args.preset)
+    image_only = train_and_test(
+        data_root, out / "image_only", budget, use_air=False, preset=args.preset
+    )
     prediction = predict_scene(data_root, out / "checkpoints" / "best.ckpt", out / "prediction.tif")
     preview(data_root, prediction, out / "preview.png")
-    report = write_report(out, dual, image_only, time.time() - start, budget)
+    report = write_report(out, dual, image_only, time.time() - start, budget, args.preset)
     print(report.read_text())
     print(f"report: {report}")
     return 0

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rasterio
 import torch
 from affine import Affine
 
@@ -60,13 +61,35 @@ def test_stats_from_decimated_reads_roundtrip(demo_root: Path, tmp_path: Path) -
     assert loaded.image.mean == stats.mean and loaded.air is not None and loaded.air.std == air.std
 
 
-def test_per_file_minmax_option(demo_root: Path) -> None:
-    gems = GEMS(demo_root / "train" / "gems", per_file_minmax=True)
-    ds = DualStreamGeoDataset(SatelliteImage(demo_root / "train" / "image"), [gems])
-    x, y, _ = ds.bounds
-    air = ds[x.start : x.start + 1280, y.stop - 1280 : y.stop]["air"]
-    assert air.shape == (12, 16, 16)
-    assert 0.0 <= air.min() and air.max() <= 1.0
+def test_original_scaling_and_whole_tiles(tmp_path: Path) -> None:
+    """``normalization: original`` + ``sampler: tiles``: each 128 px tile read whole, image
+    in [0, 1] as floor(x / 256) / 255, each air file min-max scaled to [0, 1]."""
+    write_original_tree(tmp_path, georeferenced_aux=True)
+    dm = DualStreamDataModule(
+        root=str(tmp_path),
+        layout="original",
+        class_map={90: 1},
+        normalization="original",
+        sampler="tiles",
+        patch_size=128,
+        batch_size=2,
+        augment=False,
+    )
+    dm.setup("fit")
+    assert dm.stats is None  # no statistics needed
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["image"].shape == (2, 4, 128, 128) and batch["air"].shape == (2, 48, 16, 16)
+    with rasterio.open(tmp_path / "ts_sn" / "tile_train_0.tif") as src:
+        raw, bounds = src.read(), src.bounds
+    first = [i for i, b in enumerate(batch["bounds"]) if abs(float(b[0]) - bounds.left) < 1e-6]
+    assert len(first) == 1  # whole tiles, on the tile's own footprint
+    expected = np.floor(raw / 256) / 255
+    np.testing.assert_allclose(batch["image"][first[0]].numpy(), expected, atol=1e-7)
+    for k in range(4):
+        group = batch["air"][:, 12 * k : 12 * (k + 1)]
+        assert float(group.amin()) == 0.0 and float(group.amax()) == pytest.approx(1.0)
+    val = list(dm.val_dataloader())
+    assert sum(len(b["image"]) for b in val) == 2  # each val tile once, in order
 
 
 # -- the original folder layout ----------------------------------------------------------

@@ -10,8 +10,15 @@ from transformers import SegformerConfig, SegformerModel
 
 from dualstream_geo.errors import DualStreamError
 from dualstream_geo.models import DualStreamDFormer, adapt_stem, build_encoder, list_encoders
+from dualstream_geo.models.vision import installed_layout_is_v5, segformer_key_v4
 
-STEM_KEY = "stages.0.patch_embeddings.proj.weight"
+
+def installed(key: str) -> str:
+    """A SegFormer key (5.x name) in the installed transformers' layout."""
+    return key if installed_layout_is_v5() else segformer_key_v4(key)
+
+
+STEM_KEY = installed("stages.0.patch_embeddings.proj.weight")
 
 
 @pytest.fixture(scope="module", params=["original", "lite"])
@@ -197,7 +204,7 @@ def test_stem_adaptation_from_save_pretrained(tmp_path: Path) -> None:
         atol=1e-4,
     )
     # Every other weight is the pretrained one.
-    key = "stages.2.blocks.1.mlp.fc1.weight"
+    key = installed("stages.2.blocks.1.mlp.fc1.weight")
     torch.testing.assert_close(model.vision_encoder.model.state_dict()[key], rgb.state_dict()[key])
 
 
@@ -232,14 +239,16 @@ def test_legacy_transformers_keys(tmp_path: Path) -> None:
     legacy = {
         "segformer.encoder.patch_embeddings.0.proj.weight": state[STEM_KEY],
         "segformer.encoder.block.1.0.attention.self.query.weight": state[
-            "stages.1.blocks.0.attention.q_proj.weight"
+            installed("stages.1.blocks.0.attention.q_proj.weight")
         ],
     }
     torch.save(legacy, tmp_path / "legacy.pt")
     loaded = DualStreamDFormer(vision_encoder="segformer-b0", vision_weights=tmp_path / "legacy.pt")
     assert torch.equal(
-        loaded.vision_encoder.model.state_dict()["stages.1.blocks.0.attention.q_proj.weight"],
-        state["stages.1.blocks.0.attention.q_proj.weight"],
+        loaded.vision_encoder.model.state_dict()[
+            installed("stages.1.blocks.0.attention.q_proj.weight")
+        ],
+        state[installed("stages.1.blocks.0.attention.q_proj.weight")],
     )
 
 

@@ -44,6 +44,7 @@ def checkpoint(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     task = DualStreamSegmentation(
         num_classes=5,
         labels=["water", "forest", "shrub", "grass", "plot"],
+        preset="lite",  # inference is what is tested here; the lite preset trains fastest
         vision_encoder="segformer-b0",
         lr=2e-3,
         freeze_epochs=0,

@@ -246,6 +246,8 @@ def test_aihub_yaml_builds_on_original_layout(tmp_path: Path) -> None:
     from .test_data_inputs import write_original_tree
 
     write_original_tree(tmp_path / "aihub", georeferenced_aux=True, size=512)
+    config = yaml.safe_load((REPO / "experiments" / "aihub.yaml").read_text())
+    assert config["trainer"]["precision"] == "16-mixed"  # the original's fp16 autocast (CUDA)
     cli = DualStreamCLI(
         DualStreamSegmentation,
         DualStreamDataModule,
@@ -254,11 +256,12 @@ def test_aihub_yaml_builds_on_original_layout(tmp_path: Path) -> None:
             "--config",
             str(REPO / "experiments" / "aihub.yaml"),
             f"--data.root={tmp_path / 'aihub'}",
-            f"--data.stats_path={tmp_path / 'stats.json'}",
             f"--trainer.default_root_dir={tmp_path}",
+            "--trainer.precision=32-true",
         ],
     )
     h, d = cli.model.hparams, cli.datamodule.hparams
+    assert (h["preset"], h["task"], h["use_boundary_refine"]) == ("original", "binary", False)
     assert (h["lr"], h["weight_decay"], h["freeze_epochs"], h["min_lr"]) == (3e-4, 1e-5, 2, 1e-6)
     assert (h["focal_weight"], h["lovasz_weight"], h["focal_alpha"], h["focal_gamma"]) == (
         0.5,
@@ -266,10 +269,16 @@ def test_aihub_yaml_builds_on_original_layout(tmp_path: Path) -> None:
         0.25,
         2.0,
     )
+    assert (h["lovasz_form"], h["lr_schedule"]) == ("original", "original")
+    assert h["aux_weights"] == {"final": 1.0, "aux_f2": 0.3, "aux_f3": 0.15}
+    assert (d["normalization"], d["sampler"], d["augment"]) == ("original", "tiles", False)
     assert cli.trainer.max_epochs == 42 and (d.patch_size, d.batch_size) == (512, 4)
+    assert cli.trainer.gradient_clip_val is None
     assert [g["lr"] for g in cli.model.param_groups()] == pytest.approx([3e-5, 1.5e-4, 3e-4, 3e-4])
+    assert sum(p.numel() for p in cli.model.model.parameters()) == 32_175_240
     cli.datamodule.setup("fit")
     assert cli.datamodule.train_dataset is not None and cli.datamodule.val_dataset is not None
+    assert len(list(cli.datamodule.train_sampler)) == 2  # the two training tiles
 
 
 def test_cli_errors_are_one_line(

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torchgeo.datamodules import GeoDataModule
 from torchgeo.datasets import random_grid_cell_assignment
-from torchgeo.samplers import GriddedPatchSampler, RandomPatchSampler
+from torchgeo.samplers import GriddedPatchSampler, PreChippedGeoSampler, RandomPatchSampler
 
 from ..errors import DualStreamError
 from .augment import DualStreamAugmentation
@@ -20,6 +20,7 @@ from .normalize import BandStats, DatasetStats, Normalize, OriginalScaling
 from .sampling import FocusPatchSampler
 
 NORMALIZATIONS = ("dataset", "original")
+SAMPLERS = ("random", "tiles")
 
 
 class DualStreamDataModule(GeoDataModule):
@@ -31,6 +32,10 @@ class DualStreamDataModule(GeoDataModule):
     scenes' area is held out by TorchGeo grid-cell assignment; labels outside a split's cells
     are ignored, so a validation patch never scores training pixels. Training patches are
     drawn by ``RandomPatchSampler``, val/test patches by ``GriddedPatchSampler``.
+
+    ``sampler="tiles"`` reads whole image files instead, one sample per file (shuffled for
+    training, in order for val/test; TorchGeo ``PreChippedGeoSampler``), as the original
+    project does with its 512 px tiles; ``patch_size`` is then only checked against them.
 
     ``sampler_seed`` makes the random patches reproducible (new ones every epoch, the same
     sequence every run); None draws from the operating system. ``focus_classes``: centre
@@ -54,6 +59,7 @@ class DualStreamDataModule(GeoDataModule):
         test_fraction: float = 0.0,
         split_grid: int = 4,
         split_seed: int = 0,
+        sampler: Literal["random", "tiles"] = "random",
         sampler_seed: int | None = 0,
         focus_classes: list[int] | None = None,
         focus_fraction: float = 0.5,
@@ -73,6 +79,8 @@ class DualStreamDataModule(GeoDataModule):
         num_workers: int = 0,
         augment: bool = True,
     ) -> None:
+        if sampler not in SAMPLERS:
+            raise DualStreamError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
         if normalization not in NORMALIZATIONS:
             raise DualStreamError(
                 f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}"
@@ -187,11 +195,17 @@ class DualStreamDataModule(GeoDataModule):
     def setup(self, stage: str) -> None:
         splits = self.datasets()
         size = self.patch_size
+        tiles = self.hparams["sampler"] == "tiles"
         if stage == "fit":
             self.train_dataset = splits["train"]
             length = self.length or self._default_length(splits["train"])
             seed = self.hparams["sampler_seed"]
-            if self.hparams["focus_classes"]:
+            if tiles:
+                generator = torch.Generator().manual_seed(seed) if seed is not None else None
+                self.train_sampler = PreChippedGeoSampler(  # type: ignore[assignment]
+                    splits["train"], shuffle=True, generator=generator
+                )
+            elif self.hparams["focus_classes"]:
                 self.train_sampler = FocusPatchSampler(
                     splits["train"],
                     size=size,
@@ -208,12 +222,17 @@ class DualStreamDataModule(GeoDataModule):
             if "val" not in splits:
                 raise DualStreamError("no validation data: give a val split or val_fraction > 0")
             self.val_dataset = splits["val"]
-            self.val_sampler = GriddedPatchSampler(splits["val"], size=size, stride=size)
+            self.val_sampler = self._eval_sampler(splits["val"])
         if stage == "test":
             if "test" not in splits:
                 raise DualStreamError("no test data: give a test split or test_fraction > 0")
             self.test_dataset = splits["test"]
-            self.test_sampler = GriddedPatchSampler(splits["test"], size=size, stride=size)
+            self.test_sampler = self._eval_sampler(splits["test"])
+
+    def _eval_sampler(self, dataset: DualStreamGeoDataset) -> Any:
+        if self.hparams["sampler"] == "tiles":
+            return PreChippedGeoSampler(dataset, shuffle=False)
+        return GriddedPatchSampler(dataset, size=self.patch_size, stride=self.patch_size)
 
     def _default_length(self, dataset: DualStreamGeoDataset) -> int:
         # About one pass over the training area per epoch.

@@ -97,7 +97,7 @@ def original_georef_fallback(
                 if not has_georeferencing(image):
                     raise DualStreamError(f"{image_path}: raster has no CRS or geotransform")
                 scale = Affine.scale(image.width / width, image.height / height)
-                fallback[path] = (image.crs, image.transform * scale)
+                fallback[path] = (image.crs, image.transform @ scale)
     if fallback:
         warnings.warn(
             f"{len(fallback)} tile(s) without georeferencing took the footprint of the "
