@@ -1,4 +1,4 @@
-"""Shared fixtures: small rasters written by the tests, demo scenes, the shared real data."""
+"""Shared fixtures: small rasters written by the tests, demo scenes, crops of real data."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from rasterio.crs import CRS
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-ZION = SHARED / "zion"
-NODATA_SCENE = SHARED / "nodata" / "RGB.byte.tif"
+#: Crops of real CC0 rasters committed with the tests (tests/data/README.md).
+DATA = Path(__file__).resolve().parent / "data"
+ZION = DATA / "zion"
+NODATA_SCENE = DATA / "nodata" / "RGB.byte.tif"
 
 
 def write_raster(
@@ -61,6 +62,5 @@ def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def zion() -> Path:
-    if not ZION.exists():
-        pytest.skip(f"shared data not found at {ZION}")
+    """192 x 192 px of Landsat 8 (one file per band, EPSG:32612) + NLCD (EPSG:26912)."""
     return ZION

@@ -169,7 +169,8 @@ def test_band_per_file_scene_and_label_in_other_crs(zion: Path) -> None:
     image = SatelliteImage(zion, band_files=("_b2", "_b3", "_b4", "_b5"), nodata=65535)
     mask = LandCoverMask(zion / "nlcd.tif")
     ds = DualStreamGeoDataset(image, None, mask)
-    x0, y1 = 310_005.0, 4_140_015.0
+    with rasterio.open(zion / "landsat_b2.tif") as src:
+        x0, y1 = src.bounds.left + 10 * 30.0, src.bounds.top - 20 * 30.0
     sample = ds[x0 : x0 + 64 * 30.0, y1 - 64 * 30.0 : y1]
     assert sample["image"].shape == (4, 64, 64) and "air" not in sample
     for band, name in enumerate(("b2", "b3", "b4", "b5")):

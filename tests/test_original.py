@@ -410,3 +410,33 @@ def test_bad_original_files(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("dualstream-geo: error: ") for line in err)
     assert "exists; pass --overwrite" in err[1]
+
+
+def test_imported_checkpoint_validates_and_fine_tunes_with_the_parity_config(
+    original_file: Path, tmp_path: Path
+) -> None:
+    from .test_data_inputs import write_original_tree
+
+    write_original_tree(tmp_path / "aihub", georeferenced_aux=True, size=128)
+    ckpt = tmp_path / "original.ckpt"
+    assert main(["import-original", str(original_file), "--output", str(ckpt)]) == 0
+    common = [
+        "--config",
+        str(Path(__file__).resolve().parents[1] / "experiments" / "aihub.yaml"),
+        f"--data.root={tmp_path / 'aihub'}",
+        f"--trainer.default_root_dir={tmp_path / 'run'}",
+        "--trainer.precision=32-true",
+        "--trainer.enable_progress_bar=false",
+        "--data.num_workers=0",
+        "--data.patch_size=128",
+    ]
+    assert main(["validate", *common, f"--ckpt_path={ckpt}"]) == 0
+    assert main(["fit", *common, f"--model.weights={ckpt}", "--trainer.max_epochs=1"]) == 0
+    best = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert best["dualstream_geo"]["normalization"] == "original"
+    # Frozen for the first epoch: the fine-tuned encoders still hold the imported weights.
+    imported = torch.load(ckpt, weights_only=True)["state_dict"]
+    key = "model.air_encoder.stem_conv.conv.weight"
+    assert torch.equal(best["state_dict"][key], imported[key])
+    key = "model.decoder.final_classifier_v8.weight"
+    assert not torch.equal(best["state_dict"][key], imported[key])

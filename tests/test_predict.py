@@ -153,6 +153,32 @@ def test_grid_nodata_metadata_and_cog(
         ).mean() > 0.99  # ties after rounding differ
         assert probs.tags(ns="IMAGE_STRUCTURE")["OVERVIEW_RESAMPLING"] == "AVERAGE"
     assert not list(tmp_path.glob("*.partial*"))
+    check_legend(output, ["water", "forest", "shrub", "grass", "plot"])
+
+
+def check_legend(output: Path, names: list[str]) -> None:
+    """GDAL PAM categories + attribute table and a QGIS style with only the real classes."""
+    import xml.etree.ElementTree as ET
+
+    with rasterio.open(output) as pred:
+        colors = [pred.colormap(1)[i][:3] for i in range(len(names))]
+    band = ET.parse(f"{output}.aux.xml").getroot().find("PAMRasterBand")
+    assert band is not None and band.get("band") == "1"
+    assert [c.text for c in band.iter("Category")] == names
+    rows = [[f.text for f in row.iter("F")] for row in band.iter("Row")]
+    assert rows == [
+        [str(i), name, *(str(c) for c in color), "255"]
+        for i, (name, color) in enumerate(zip(names, colors, strict=True))
+    ]
+    entries = ET.parse(output.with_suffix(".qml")).getroot().iter("paletteEntry")
+    palette = [(e.get("value"), e.get("label"), e.get("color")) for e in entries]
+    assert palette == [
+        (str(i), name, "#{:02x}{:02x}{:02x}".format(*color))
+        for i, (name, color) in enumerate(zip(names, colors, strict=True))
+    ]
+    # GDAL still opens the COG with its PAM sidecar beside it.
+    with rasterio.open(output) as again:
+        assert again.count == 1
 
 
 def test_tiled_matches_whole_scene_pass(

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 from torchgeo.datamodules import GeoDataModule
 from torchgeo.datasets import random_grid_cell_assignment
 from torchgeo.samplers import GriddedPatchSampler, PreChippedGeoSampler, RandomPatchSampler
@@ -228,6 +229,21 @@ class DualStreamDataModule(GeoDataModule):
                 raise DualStreamError("no test data: give a test split or test_fraction > 0")
             self.test_dataset = splits["test"]
             self.test_sampler = self._eval_sampler(splits["test"])
+
+    def train_dataloader(self) -> DataLoader[dict[str, Any]]:
+        loader = super().train_dataloader()
+        if self.hparams["sampler"] != "tiles":
+            return loader
+        # Every tile once per epoch, the last partial batch included (as the original).
+        return DataLoader(
+            loader.dataset,
+            batch_size=self.batch_size,
+            sampler=self.train_sampler,  # type: ignore[arg-type]
+            num_workers=self.num_workers,
+            collate_fn=self.collate_fn,
+            drop_last=False,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def _eval_sampler(self, dataset: DualStreamGeoDataset) -> Any:
         if self.hparams["sampler"] == "tiles":

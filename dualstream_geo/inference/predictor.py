@@ -237,8 +237,9 @@ class ScenePredictor:
                     {**settings, **class_tags(names)},
                     ("class",),
                     colormap,
+                    tuple(names),
                 )
-            )  # type: ignore[arg-type]
+            )
         if kind in ("probabilities", "both"):
             path = (
                 output

@@ -13,6 +13,7 @@ import rasterio
 import rasterio.shutil
 
 from ..data.grid import Grid
+from .legend import write_legend
 
 CLASS_NODATA = 255
 PROBABILITY_SCALE = 254  # uint8 probabilities: value / 254; 255 is nodata
@@ -30,6 +31,8 @@ class OutputSpec:
     tags: Mapping[str, str]
     descriptions: Sequence[str] = ()
     colormap: Mapping[int, tuple[int, int, int]] | None = None
+    #: Class rasters: the names of values 0, 1, ... for the GIS legend sidecars.
+    class_names: Sequence[str] = ()
 
     @property
     def partial(self) -> str:
@@ -100,6 +103,11 @@ def finalize(spec: OutputSpec) -> None:
         overview_resampling=spec.resampling,
         BIGTIFF="IF_SAFER",
     )
+    if spec.class_names and spec.colormap:
+        # Sidecars first: a run killed in between leaves no COG without its legend.
+        write_legend(
+            spec.path, spec.class_names, [spec.colormap[i] for i in range(len(spec.class_names))]
+        )
     os.replace(tmp, spec.path)
     for leftover in (spec.partial, spec.progress):
         if os.path.exists(leftover):
