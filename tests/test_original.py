@@ -328,6 +328,34 @@ def test_import_original_and_predict_reproduce_the_original(
     np.testing.assert_allclose(predicted[0] + predicted[1], 1.0, atol=1.5 / 254)
     agree = (classes == (probability > 0.5)).mean()
     assert agree >= 0.999
+    # Air tiles as the original data may hold them, without georeferencing: they take the
+    # image tile's footprint (one warning) and give the same prediction.
+    bare = tmp_path / "bare"
+    for name in files:
+        with rasterio.open(tile[name]) as src:
+            sub = "gems" if name.startswith("GEMS") else "air"
+            write_raster(bare / sub / f"{name}.tif", src.read(), None, None)
+    with pytest.warns(UserWarning, match=r"4 tile\(s\) without georeferencing"):
+        code = main(
+            [
+                "predict",
+                "--checkpoint",
+                str(ckpt),
+                "--image",
+                str(tile["image"]),
+                "--gems",
+                str(bare / "gems"),
+                "--air-pollution",
+                str(bare / "air"),
+                "--output",
+                str(tmp_path / "bare.tif"),
+                "--tile",
+                "512",
+            ]
+        )
+    assert code == 0
+    with rasterio.open(tmp_path / "bare.tif") as src:
+        np.testing.assert_array_equal(src.read(1), classes)
 
 
 def test_imported_checkpoint_initialises_training(original_file: Path, tmp_path: Path) -> None:

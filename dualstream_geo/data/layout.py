@@ -72,39 +72,64 @@ def scene_set(root: str, split: str, layout: str = "scenes") -> SceneSet | None:
     raise DualStreamError(f"layout must be 'scenes' or 'original', got {layout!r}")
 
 
-def original_georef_fallback(
-    image_folder: str, folders: Sequence[str]
+def raster_files(paths: Sequence[str]) -> list[str]:
+    """The ``.tif`` files of ``paths`` (files as given, folders listed)."""
+    files: list[str] = []
+    for path in paths:
+        files += sorted(glob.glob(os.path.join(path, "*.tif"))) if os.path.isdir(path) else [path]
+    return files
+
+
+def georef_fallback(
+    image_paths: Sequence[str], aux_paths: Sequence[str]
 ) -> dict[str, tuple[object, Affine]]:
-    """Footprints for tiles without georeferencing, taken from the same-named image tile.
+    """Footprints for auxiliary tiles without georeferencing, taken from the image tile of
+    the same name (``GEMS_<name>.tif``, ``AIR_Pollution_CO_<name>.tif`` -> ``<name>.tif``),
+    or from the only image when there is one.
 
     A tile of w x h pixels gets the image tile's CRS and a transform stretched so that it
     covers the same bounds. Emits one warning with the number of such tiles.
     """
+    images = {
+        os.path.splitext(os.path.basename(f))[0]: f
+        for f in raster_files(image_paths)
+        if os.path.isfile(f)
+    }
     fallback: dict[str, tuple[object, Affine]] = {}
-    for folder in folders:
-        for path in sorted(glob.glob(os.path.join(folder, "*.tif"))):
-            with rasterio.open(path) as src:
-                if has_georeferencing(src):
-                    continue
-                width, height = src.width, src.height
-            match = _AUX_NAME.match(os.path.basename(path))
-            image_path = os.path.join(image_folder, f"{match['name'] if match else ''}.tif")
-            if not os.path.exists(image_path):
-                raise DualStreamError(
-                    f"{path}: has no georeferencing and no image tile {image_path}"
-                )
-            with rasterio.open(image_path) as image:
-                if not has_georeferencing(image):
-                    raise DualStreamError(f"{image_path}: raster has no CRS or geotransform")
-                scale = Affine.scale(image.width / width, image.height / height)
-                fallback[path] = (image.crs, image.transform @ scale)
+    for path in raster_files(aux_paths):
+        if not os.path.isfile(path):
+            continue
+        with rasterio.open(path) as src:
+            if has_georeferencing(src):
+                continue
+            width, height = src.width, src.height
+        match = _AUX_NAME.match(os.path.basename(path))
+        name = match["name"] if match else ""
+        image_path = images.get(name) or (next(iter(images.values())) if len(images) == 1 else None)
+        if image_path is None:
+            raise DualStreamError(
+                f"{path}: has no georeferencing and no image tile {name}.tif to take it from"
+            )
+        with rasterio.open(image_path) as image:
+            if not has_georeferencing(image):
+                raise DualStreamError(f"{image_path}: raster has no CRS or geotransform")
+            scale = Affine.scale(image.width / width, image.height / height)
+            fallback[path] = (image.crs, image.transform @ scale)
     if fallback:
+        where = ", ".join(sorted({os.path.dirname(p) or "." for p in images.values()}))
         warnings.warn(
             f"{len(fallback)} tile(s) without georeferencing took the footprint of the "
-            f"same-named image tile in {image_folder}",
+            f"same-named image tile in {where}",
             stacklevel=2,
         )
     return fallback
+
+
+def original_georef_fallback(
+    image_folder: str, folders: Sequence[str]
+) -> dict[str, tuple[object, Affine]]:
+    """:func:`georef_fallback` for the original layout's auxiliary folders."""
+    return georef_fallback([image_folder], folders)
 
 
 def build_dataset(

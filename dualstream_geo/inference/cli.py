@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from jsonargparse import ArgumentParser
 
+from ..data.layout import georef_fallback
 from ..data.sources import GEMS, AirPollution
 from ..errors import DualStreamError
 from .predictor import KINDS, ScenePredictor
@@ -48,7 +49,12 @@ def predict_main(argv: list[str]) -> int:
     if args.gems or args.air_pollution:
         if not (args.gems and args.air_pollution):
             raise DualStreamError("give both --gems and --air-pollution (or neither)")
-        air = [GEMS(args.gems), AirPollution(args.air_pollution)]
+        # Original-layout air tiles may carry no georeferencing: the image tile's footprint.
+        fallback = georef_fallback(args.image, [*args.gems, *args.air_pollution])
+        air = [
+            GEMS(args.gems, georef_fallback=fallback),  # type: ignore[arg-type]
+            AirPollution(args.air_pollution, georef_fallback=fallback),  # type: ignore[arg-type]
+        ]
     path = predictor.predict(
         args.image,
         air,

@@ -36,6 +36,10 @@ def crop(source: Path, target: Path, window: Window) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         with rasterio.open(target, "w", **profile) as dst:
             dst.write(src.read(window=window))
+            try:
+                dst.write_colormap(1, src.colormap(1))
+            except ValueError:  # no colour table
+                pass
 
 
 def main() -> None:
