@@ -8,8 +8,9 @@ import sys
 from typing import Any
 
 import torch
+from jsonargparse import ArgumentError
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger, Logger
 
 from .data.datamodule import DualStreamDataModule
@@ -83,6 +84,11 @@ class DualStreamCLI(LightningCLI):
             "test": {"model", "dataloaders", "datamodule"},
         }
 
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        # A bad flag or config value raises, so that main() reports it in one line.
+        kwargs.setdefault("exit_on_error", False)
+        return super().init_parser(**kwargs)
+
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         # Default loggers go under the run's own default_root_dir, known only after parsing.
         config = self._get(self.config_init, "trainer", default={})
@@ -96,7 +102,8 @@ class DualStreamCLI(LightningCLI):
     before_fit = before_validate = before_test = _check
 
 
-def run_lightning(args: list[str]) -> None:
+def run_lightning(args: list[str] | None) -> None:
+    """LightningCLI on ``args`` (None: the process's own command line)."""
     DualStreamCLI(
         DualStreamSegmentation,
         DualStreamDataModule,
@@ -136,7 +143,16 @@ def main(argv: list[str] | None = None) -> int:
             from .training.imported import import_main
 
             return import_main(rest)
-        run_lightning(args)
+        # The process's own command line is read by LightningCLI itself (passing it as
+        # ``args`` makes Lightning warn with the whole argv).
+        run_lightning(args if argv is not None else None)
+    except ArgumentError as error:
+        message = " ".join(str(error).split())
+        print(
+            f"dualstream-geo: error: {message} (see dualstream-geo {args[0]} --help)",
+            file=sys.stderr,
+        )
+        return 2
     except (DualStreamError, FileNotFoundError) as error:
         # FileNotFoundError: e.g. a --ckpt_path that does not exist (raised by Lightning).
         print(f"dualstream-geo: error: {error}", file=sys.stderr)

@@ -203,6 +203,8 @@ def test_augmentation_is_identical_on_image_mask_and_air() -> None:
 def test_no_matching_rasters(tmp_path: Path) -> None:
     with pytest.raises(DualStreamError, match=r"GEMS: no rasters matching 'GEMS_\*.tif'"):
         GEMS(tmp_path)
+    with pytest.raises(DualStreamError, match=r"SatelliteImage: .*/nowhere does not exist"):
+        SatelliteImage(tmp_path / "nowhere")
 
 
 def test_wrong_band_counts(tmp_path: Path) -> None:

@@ -301,11 +301,16 @@ def test_cli_errors_are_one_line(
     assert not (tmp_path / "checkpoints" / "last.ckpt").exists()
     assert run_cli(["fit", "--data.root=/nowhere/at/all"]) == 2
     assert "root '/nowhere/at/all' is not a folder" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exit_info:
-        run_cli(
-            ["fit", "--config", str(REPO / "experiments" / "demo.yaml"), "--model.no_such_key=1"]
-        )
-    assert exit_info.value.code != 0
+    # A bad flag or config value: one line naming it, no usage dump; a preset that does
+    # not exist among them.
+    for flag, named in (
+        ("--model.no_such_key=1", "no_such_key"),
+        ("--model.preset=huge", "preset"),
+    ):
+        config = ["--config", str(REPO / "experiments" / "demo.yaml")]
+        assert run_cli(["fit", *config, flag]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("dualstream-geo: error: ") and named in err[0]
 
 
 def test_precision_defaults_to_32_bit_on_cpu() -> None:

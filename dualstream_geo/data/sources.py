@@ -110,6 +110,14 @@ class GeoRaster(RasterDataset):
         try:
             super().__init__(paths, crs=crs, res=res, transforms=transforms, cache=cache)
         except DatasetNotFoundError:
+            listed = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
+            missing = [
+                str(p) for p in listed if not str(p).startswith("/vsi") and not os.path.exists(p)
+            ]
+            if missing:
+                raise DualStreamError(
+                    f"{type(self).__name__}: {missing[0]} does not exist"
+                ) from None
             raise DualStreamError(
                 f"{type(self).__name__}: no rasters matching {self.filename_glob!r} in {paths!r}"
             ) from None
