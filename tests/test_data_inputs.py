@@ -200,6 +200,30 @@ def test_augmentation_is_identical_on_image_mask_and_air() -> None:
 
 
 # -- bad input ------------------------------------------------------------------------------
+def test_bad_api_arguments_are_clear_errors(demo_root: Path, tmp_path: Path) -> None:
+    image = SatelliteImage(demo_root / "train" / "image")
+    with pytest.raises(DualStreamError, match="class_map key 70000 is not a label value"):
+        LandCoverMask(demo_root / "train" / "label", class_map={70000: 1})
+    with pytest.raises(DualStreamError, match=r"air_fill must be one value or 12 .*got 5"):
+        DualStreamGeoDataset(image, GEMS(demo_root / "train" / "gems"), air_fill=[0.0] * 5)
+    with pytest.raises(DualStreamError, match="image must be a SatelliteImage source"):
+        DualStreamGeoDataset(str(demo_root / "train" / "image"), None)  # type: ignore[arg-type]
+    with pytest.raises(DualStreamError, match="air sources must be GEMS / AirPollution"):
+        DualStreamGeoDataset(image, ["gems/"])  # type: ignore[list-item]
+    for bad, message in (
+        ({"batch_size": 0}, "batch_size must be >= 1, got 0"),
+        ({"length": 0}, "length must be >= 1 patches per epoch"),
+        ({"normalization": "zscore"}, "normalization must be one of"),
+    ):
+        with pytest.raises(DualStreamError, match=message):
+            DualStreamDataModule(root=str(demo_root), **bad)  # type: ignore[arg-type]
+    corrupt = tmp_path / "stats.json"
+    corrupt.write_text("{not json")
+    datamodule = DualStreamDataModule(root=str(demo_root), stats_path=str(corrupt))
+    with pytest.raises(DualStreamError, match=r"stats.json: not a readable statistics file"):
+        datamodule.setup("fit")
+
+
 def test_no_matching_rasters(tmp_path: Path) -> None:
     with pytest.raises(DualStreamError, match=r"GEMS: no rasters matching 'GEMS_\*.tif'"):
         GEMS(tmp_path)

@@ -280,6 +280,15 @@ def test_bad_input_writes_nothing(checkpoint: Path, scene: dict[str, Path], tmp_
             [scene["image"]], [far, scene["air"]], tmp_path / "y.tif"
         )
     assert not list(tmp_path.glob("x.tif*")) and not list(tmp_path.glob("y.tif*"))
+    with pytest.raises(DualStreamError, match="workers must be >= 0, got -1"):
+        ScenePredictor.from_checkpoint(checkpoint, workers=-1)
+    with pytest.raises(DualStreamError, match="tile 65536 is too large: at most 4096 px"):
+        ScenePredictor.from_checkpoint(checkpoint, tile=65536)
+    folder = tmp_path / "a_folder.tif"
+    folder.mkdir()
+    with pytest.raises(DualStreamError, match="a_folder.tif is a folder; give a file name"):
+        predict(checkpoint, scene, folder, overwrite=True)
+    assert not list(folder.iterdir())
 
 
 def test_partial_air_coverage_warns_and_fills(

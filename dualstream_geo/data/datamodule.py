@@ -80,6 +80,15 @@ class DualStreamDataModule(GeoDataModule):
         num_workers: int = 0,
         augment: bool = True,
     ) -> None:
+        if batch_size < 1:
+            raise DualStreamError(f"batch_size must be >= 1, got {batch_size}")
+        if length is not None and length < 1:
+            raise DualStreamError(
+                f"length must be >= 1 patches per epoch (or null: about one pass over the "
+                f"training area), got {length}"
+            )
+        if num_workers < 0:
+            raise DualStreamError(f"num_workers must be >= 0, got {num_workers}")
         if sampler not in SAMPLERS:
             raise DualStreamError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
         if normalization not in NORMALIZATIONS:

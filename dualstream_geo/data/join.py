@@ -60,6 +60,13 @@ class DualStreamGeoDataset(GeoDataset):
     ) -> None:
         if air_scale < 1:
             raise DualStreamError(f"air_scale must be >= 1, got {air_scale}")
+        if not isinstance(image, SatelliteImage):
+            raise DualStreamError(f"image must be a SatelliteImage source, got {image!r}")
+        for source in [air] if isinstance(air, GeoRaster) else list(air or []):
+            if not isinstance(source, GeoRaster):
+                raise DualStreamError(f"air sources must be GEMS / AirPollution, got {source!r}")
+        if mask is not None and not isinstance(mask, LandCoverMask):
+            raise DualStreamError(f"mask must be a LandCoverMask source, got {mask!r}")
         self.image = image
         self.air = [air] if isinstance(air, GeoRaster) else list(air or [])
         self.mask = mask
@@ -68,7 +75,13 @@ class DualStreamGeoDataset(GeoDataset):
         #: Labels outside this geometry (image CRS) are ignored: set on geographic splits.
         self.label_roi: shapely.Geometry | None = None
         self.air_channels = sum(a.num_channels for a in self.air)
-        fill = np.broadcast_to(np.asarray(air_fill, dtype=np.float32), (self.air_channels,))
+        fill = np.asarray(air_fill, dtype=np.float32)
+        if fill.ndim > 1 or fill.size not in (1, self.air_channels):
+            raise DualStreamError(
+                f"air_fill must be one value or {self.air_channels} (one per air channel), "
+                f"got {fill.size}"
+            )
+        fill = np.broadcast_to(fill, (self.air_channels,))
         self.air_fill = fill.copy()
         self.grid_crs = CRS.from_user_input(image.crs)
         self._res = image.res

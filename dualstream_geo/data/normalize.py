@@ -134,9 +134,14 @@ class DatasetStats:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> DatasetStats:
-        with open(path) as f:
-            raw = json.load(f)
-        return cls.from_dict(raw)
+        try:
+            with open(path) as f:
+                return cls.from_dict(json.load(f))
+        except (OSError, ValueError, TypeError, KeyError) as error:
+            raise DualStreamError(
+                f"{path}: not a readable statistics file ({type(error).__name__}); delete it "
+                "to compute the statistics again"
+            ) from None
 
     @classmethod
     def from_dict(cls, raw: dict[str, dict[str, list[float]] | None]) -> DatasetStats:

@@ -274,6 +274,11 @@ class LandCoverMask(GeoRaster):
         if unmapped not in ("background", "ignore"):
             raise DualStreamError(f"unmapped must be 'background' or 'ignore', got {unmapped!r}")
         self.class_map = {int(k): int(v) for k, v in (class_map or {}).items()}
+        bad = [k for k in self.class_map if not 0 <= k < 65536]
+        if bad:
+            raise DualStreamError(
+                f"class_map key {bad[0]} is not a label value (labels are integers 0-65535)"
+            )
         self.unmapped = unmapped
         self.background = background
         self.ignore_index = ignore_index

@@ -37,6 +37,9 @@ from .writer import (
 )
 
 KINDS = ("class", "probabilities", "both")
+#: Largest window side: memory grows with its square (activations of a 4096 px window of
+#: the original preset take about 20 GiB).
+MAX_TILE = 4096
 PathLike = str | os.PathLike[str]
 
 
@@ -92,6 +95,13 @@ class ScenePredictor:
     ) -> None:
         if tile <= 0 or tile % 32:
             raise DualStreamError(f"tile must be a positive multiple of 32, got {tile}")
+        if tile > MAX_TILE:
+            raise DualStreamError(
+                f"tile {tile} is too large: at most {MAX_TILE} px (one {MAX_TILE} px window "
+                "of the original model needs tens of GiB); larger scenes are tiled anyway"
+            )
+        if workers < 0:
+            raise DualStreamError(f"workers must be >= 0, got {workers}")
         if not 0.0 <= overlap <= 0.9:
             raise DualStreamError(f"overlap must lie in [0, 0.9], got {overlap}")
         if blend not in BLENDS:
@@ -263,10 +273,14 @@ class ScenePredictor:
                 raise DualStreamError(
                     f"output {spec.path} is one of the inputs; choose another path"
                 )
+            if os.path.isdir(spec.path):
+                raise DualStreamError(f"output {spec.path} is a folder; give a file name")
             if os.path.exists(spec.path) and not overwrite:
                 raise DualStreamError(f"output {spec.path} exists; pass --overwrite to replace it")
             if not os.path.isdir(os.path.dirname(real)):
                 raise DualStreamError(f"output folder {os.path.dirname(real)} does not exist")
+            if not os.access(os.path.dirname(real), os.W_OK):
+                raise DualStreamError(f"output folder {os.path.dirname(real)} is not writable")
             if os.path.exists(spec.partial) and not resume and not overwrite:
                 raise DualStreamError(
                     f"{spec.partial} exists from an interrupted run; pass --resume or --overwrite"
