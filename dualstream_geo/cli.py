@@ -114,10 +114,11 @@ def run_lightning(args: list[str] | None) -> None:
     )
 
 
-USAGE = """usage: dualstream-geo {fit,validate,test,predict,import-original,demo} ...
+USAGE = """usage: dualstream-geo {fit,validate,test,predict,evaluate,import-original,demo} ...
 
   fit / validate / test   train and evaluate (LightningCLI; --config experiments/demo.yaml)
   predict                 whole-scene sliding-window inference to GeoTIFF
+  evaluate                accuracy of a class map against a reference raster
   import-original         the original DualStream-DFormer's weights as a checkpoint
   demo                    generate demo scenes, train dual-stream and image-only, report
 """
@@ -139,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
             from .inference.cli import predict_main
 
             return predict_main(rest)
+        if command == "evaluate":
+            from .evaluation.cli import evaluate_main
+
+            return evaluate_main(rest)
         if command == "import-original":
             from .training.imported import import_main
 

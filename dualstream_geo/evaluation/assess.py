@@ -1,0 +1,181 @@
+"""Scene-level accuracy assessment: a class prediction against a reference raster.
+
+The reference is read onto the prediction's grid by the same source class and grid reader as
+the training join (``LandCoverMask``: any CRS and resolution, nearest neighbour, raw values
+through a class map), block by block, so memory stays flat in scene area. Pixels that are
+nodata in either raster, or ``ignore_index`` in the reference, are excluded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import rasterio
+from pyproj import CRS as ProjCRS
+from pyproj import Geod
+from rasterio.enums import Resampling
+from rasterio.windows import Window
+
+from ..data.grid import Grid
+from ..data.sources import IGNORE_INDEX, LandCoverMask
+from ..errors import DualStreamError
+from .confusion import Accuracy
+
+#: Side of the square blocks read at a time.
+BLOCK = 1024
+#: Error-map codes, one band per class.
+TRUE_NEGATIVE, TRUE_POSITIVE, FALSE_POSITIVE, FALSE_NEGATIVE, EXCLUDED = 0, 1, 2, 3, 255
+
+
+@dataclass
+class Assessment:
+    """The accuracy of a prediction, with class names and areas (hectares) per class over the
+    compared pixels, for the prediction and for the reference."""
+
+    class_names: list[str]
+    accuracy: Accuracy
+    area_ha: dict[str, list[float]] = field(default_factory=dict)
+    compared_pixels: int = 0
+    excluded_pixels: int = 0
+
+    def to_dict(self) -> dict[str, object]:
+        a = self.accuracy
+        return {
+            "class_names": self.class_names,
+            "confusion_matrix": a.confusion.tolist(),
+            "iou": a.iou,
+            "precision": a.precision,
+            "recall": a.recall,
+            "f1": a.f1,
+            "overall_accuracy": a.overall_accuracy,
+            "mean_iou": a.mean_iou,
+            "kappa": a.kappa,
+            "area_ha": self.area_ha,
+            "compared_pixels": self.compared_pixels,
+            "excluded_pixels": self.excluded_pixels,
+        }
+
+
+def blocks(height: int, width: int, size: int = BLOCK) -> Iterator[Window]:
+    for row in range(0, height, size):
+        for col in range(0, width, size):
+            yield Window(col, row, min(size, width - col), min(size, height - row))
+
+
+def pixel_area_ha(grid: Grid, rows: np.ndarray) -> np.ndarray:
+    """Area in hectares of one pixel on each of ``rows`` (geodesic for geographic CRSs)."""
+    crs = ProjCRS.from_user_input(grid.crs.to_wkt())
+    xres, yres = grid.res
+    if crs.is_geographic:
+        geod = Geod(ellps="WGS84")
+        x0, ymax = grid.bounds[0], grid.bounds[3]
+        tops = ymax - rows * yres
+        return np.array(
+            [
+                abs(
+                    geod.polygon_area_perimeter(
+                        [x0, x0 + xres, x0 + xres, x0], [t, t, t - yres, t - yres]
+                    )[0]
+                )
+                / 1e4
+                for t in tops
+            ]
+        )
+    unit = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
+    return np.full(len(rows), abs(xres * yres) * unit * unit / 1e4)
+
+
+def class_names_of(src: rasterio.io.DatasetReader) -> list[str] | None:
+    """Class names stored by ``dualstream-geo predict`` (tag ``class_names``)."""
+    raw = src.tags().get("class_names")
+    return list(json.loads(raw)) if raw else None
+
+
+def assess(
+    prediction: str | os.PathLike[str],
+    reference: str | os.PathLike[str],
+    class_map: Mapping[int, int] | None = None,
+    ignore_index: int = IGNORE_INDEX,
+    class_names: Sequence[str] | None = None,
+    errors: rasterio.io.DatasetWriter | None = None,
+) -> Assessment:
+    """Compare the class raster ``prediction`` with ``reference`` on the prediction's grid.
+
+    ``class_map``: raw reference value -> class index (values not in it are excluded);
+    without it the reference holds class indices. ``errors``: an open dataset on the
+    prediction grid with one uint8 band per class, filled with the error codes.
+    """
+    prediction = str(prediction)
+    if not os.path.isfile(prediction):
+        raise DualStreamError(f"--prediction {prediction} does not exist")
+    mask = LandCoverMask(
+        str(reference), class_map=class_map, unmapped="ignore", ignore_index=ignore_index
+    )
+    with rasterio.open(prediction) as src:
+        if src.count != 1 or not np.issubdtype(np.dtype(src.dtypes[0]), np.integer):
+            raise DualStreamError(
+                f"--prediction {prediction}: expected one band of class indices, got "
+                f"{src.count} band(s) of {src.dtypes[0]}"
+            )
+        if src.crs is None:
+            raise DualStreamError(f"--prediction {prediction}: raster has no CRS")
+        names = list(class_names or class_names_of(src) or [])
+        if not names:
+            top = max(class_map.values()) if class_map else int(src.statistics(1).max)
+            names = [f"class_{i}" for i in range(top + 1)]
+        k = len(names)
+        grid = Grid(src.crs, src.transform, src.height, src.width)
+        files = list(mask.index.filepath)
+        confusion = np.zeros(k * k, dtype=np.int64)
+        areas = np.zeros((2, k))
+        excluded = 0
+        for window in blocks(src.height, src.width):
+            predicted = src.read(1, window=window).astype(np.int64)
+            block = Grid(
+                grid.crs, src.window_transform(window), int(window.height), int(window.width)
+            )
+            truth = mask.to_classes(mask.read(files, block, Resampling.nearest)[0])
+            valid = (truth != ignore_index) & (truth >= 0) & (truth < k)
+            if src.nodata is not None:
+                valid &= predicted != int(src.nodata)
+            outside = valid & ((predicted < 0) | (predicted >= k))
+            if outside.any():
+                raise DualStreamError(
+                    f"--prediction {prediction}: value {int(predicted[outside][0])} is not a "
+                    f"class (0-{k - 1}: {', '.join(names)})"
+                )
+            excluded += int((~valid).sum())
+            confusion += np.bincount(truth[valid] * k + predicted[valid], minlength=k * k)
+            row_area = pixel_area_ha(block, np.arange(block.height))[:, None]
+            for i, classes in enumerate((predicted, truth)):
+                weights = np.broadcast_to(row_area, classes.shape)[valid]
+                areas[i] += np.bincount(classes[valid], weights=weights, minlength=k)[:k]
+            if errors is not None:
+                errors.write(error_codes(predicted, truth, valid, k), window=window)
+    matrix = confusion.reshape(k, k)
+    return Assessment(
+        class_names=names,
+        accuracy=Accuracy.from_confusion(matrix),
+        area_ha={"prediction": areas[0].tolist(), "reference": areas[1].tolist()},
+        compared_pixels=int(matrix.sum()),
+        excluded_pixels=excluded,
+    )
+
+
+def error_codes(predicted: np.ndarray, truth: np.ndarray, valid: np.ndarray, k: int) -> np.ndarray:
+    """(K, H, W) uint8: per class, true negative / true positive / false positive / false
+    negative, EXCLUDED where not compared."""
+    out = np.full((k, *predicted.shape), EXCLUDED, dtype=np.uint8)
+    for c in range(k):
+        is_pred, is_true = predicted == c, truth == c
+        code = np.where(
+            is_pred & is_true,
+            TRUE_POSITIVE,
+            np.where(is_pred, FALSE_POSITIVE, np.where(is_true, FALSE_NEGATIVE, TRUE_NEGATIVE)),
+        )
+        out[c][valid] = code[valid]
+    return out

@@ -1,0 +1,195 @@
+"""Writing an assessment: report.json, report.md, confusion.png and the errors.tif map."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+
+from ..errors import DualStreamError
+from .assess import EXCLUDED, Assessment, assess
+
+ERROR_CATEGORIES = ("true negative", "true positive", "false positive", "false negative")
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return "-" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def markdown(assessment: Assessment, prediction: str, reference: str) -> str:
+    a, names = assessment.accuracy, assessment.class_names
+    rows = "\n".join(
+        f"| {name} | {_fmt(a.iou[i])} | {_fmt(a.precision[i])} | {_fmt(a.recall[i])} | "
+        f"{_fmt(a.f1[i])} | {assessment.area_ha['prediction'][i]:.1f} | "
+        f"{assessment.area_ha['reference'][i]:.1f} |"
+        for i, name in enumerate(names)
+    )
+    header = " | ".join(names)
+    matrix = "\n".join(
+        f"| **{name}** | " + " | ".join(str(v) for v in a.confusion[i]) + " |"
+        for i, name in enumerate(names)
+    )
+    return f"""# Accuracy assessment
+
+Prediction: `{prediction}`; reference: `{reference}` (read onto the prediction's grid,
+nearest neighbour). Compared pixels: {assessment.compared_pixels:,}; excluded (nodata in
+either raster or ignored in the reference): {assessment.excluded_pixels:,}.
+
+| overall accuracy | mean IoU | kappa |
+| --- | --- | --- |
+| {_fmt(a.overall_accuracy)} | {_fmt(a.mean_iou)} | {_fmt(a.kappa)} |
+
+| class | IoU | precision | recall | F1 | area predicted (ha) | area in reference (ha) |
+| --- | --- | --- | --- | --- | --- | --- |
+{rows}
+
+Confusion matrix (pixels; rows = reference class, columns = predicted class):
+
+| reference \\ predicted | {header} |
+| --- | {" | ".join("---" for _ in names)} |
+{matrix}
+"""
+
+
+def confusion_png(assessment: Assessment, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    matrix = assessment.accuracy.confusion.astype(np.float64)
+    share = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
+    names = assessment.class_names
+    size = 1.2 + 0.6 * len(names)
+    fig = Figure(figsize=(size + 1.5, size))
+    ax = fig.subplots()
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("reference class")
+    ax.set_title("share of each reference class")
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(
+                j,
+                i,
+                f"{share[i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if share[i, j] > 0.5 else "black",
+            )
+    fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def _errors_pam(names: list[str]) -> str:
+    categories = "".join(f"<Category>{c}</Category>" for c in ERROR_CATEGORIES)
+    bands = "".join(
+        f'  <PAMRasterBand band="{b}"><Description>{name}</Description>'
+        f"<CategoryNames>{categories}</CategoryNames></PAMRasterBand>\n"
+        for b, name in enumerate(names, start=1)
+    )
+    return f"<PAMDataset>\n{bands}</PAMDataset>\n"
+
+
+def evaluate(
+    prediction: str | os.PathLike[str],
+    reference: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    class_map: Mapping[int, int] | None = None,
+    ignore_index: int = 255,
+    overwrite: bool = False,
+) -> Assessment:
+    """Assess ``prediction`` against ``reference`` and write the report to the folder
+    ``output``: ``report.json``, ``report.md``, ``confusion.png`` and ``errors.tif`` (one
+    band per class: 0 true negative, 1 true positive, 2 false positive, 3 false negative,
+    255 not compared; category names in ``errors.tif.aux.xml``). The folder is written
+    whole or not at all (built beside it, then renamed)."""
+    out = Path(output)
+    if not os.path.isfile(prediction):
+        raise DualStreamError(f"--prediction {prediction} does not exist")
+    if not os.path.exists(reference):
+        raise DualStreamError(f"--reference {reference} does not exist")
+    if out.exists() and not out.is_dir():
+        raise DualStreamError(f"--output {out} exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise DualStreamError(f"--output {out} is not empty; pass --overwrite to replace it")
+    if not out.absolute().parent.is_dir():
+        raise DualStreamError(f"--output folder {out.absolute().parent} does not exist")
+    with rasterio.open(prediction) as src:
+        profile = {
+            "driver": "GTiff",
+            "width": src.width,
+            "height": src.height,
+            "crs": src.crs,
+            "transform": src.transform,
+            "dtype": "uint8",
+            "nodata": EXCLUDED,
+            "tiled": True,
+            "blockxsize": 256,
+            "blockysize": 256,
+            "compress": "deflate",
+            "BIGTIFF": "IF_SAFER",
+        }
+    building = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    shutil.rmtree(building, ignore_errors=True)
+    building.mkdir()
+    try:
+        # The class count is known once the prediction's names are read: a first, cheap pass.
+        names = assess_names(prediction, class_map)
+        errors_path = building / "errors.tif"
+        with rasterio.open(
+            errors_path.with_suffix(".tmp.tif"), "w", count=len(names), **profile
+        ) as dst:
+            assessment = assess(
+                prediction, reference, class_map, ignore_index, class_names=names, errors=dst
+            )
+            for band, name in enumerate(names, start=1):
+                dst.set_band_description(band, name)
+        rasterio.shutil.copy(
+            errors_path.with_suffix(".tmp.tif"),
+            errors_path,
+            driver="COG",
+            compress="DEFLATE",
+            overview_resampling="nearest",
+        )
+        errors_path.with_suffix(".tmp.tif").unlink()
+        (building / "errors.tif.aux.xml").write_text(_errors_pam(names))
+        (building / "report.json").write_text(
+            json.dumps(
+                {
+                    "prediction": str(prediction),
+                    "reference": str(reference),
+                    **assessment.to_dict(),
+                },
+                indent=2,
+            )
+        )
+        (building / "report.md").write_text(markdown(assessment, str(prediction), str(reference)))
+        confusion_png(assessment, building / "confusion.png")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(building, out)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    return assessment
+
+
+def assess_names(
+    prediction: str | os.PathLike[str], class_map: Mapping[int, int] | None
+) -> list[str]:
+    from .assess import class_names_of
+
+    with rasterio.open(prediction) as src:
+        names = class_names_of(src)
+        if names:
+            return names
+        top = max(class_map.values()) if class_map else int(src.statistics(1).max)
+    return [f"class_{i}" for i in range(top + 1)]
