@@ -211,6 +211,22 @@ def test_resume_after_interruption_gives_the_same_file(
     assert 0 < progress["rows_done"] < 384
     with pytest.raises(DualStreamError, match="pass --resume or --overwrite"):
         predict(checkpoint, scene, output, tile=128)
+    assert not Path(f"{output}.lock").exists()  # released by the interrupted run
+    # Other settings, or other inputs on the same grid: --resume refuses and says what differs.
+    with pytest.raises(DualStreamError, match=r"written with other overlap"):
+        predict(checkpoint, scene, output, tile=128, overlap=0.5, resume=True)
+    gems = next(scene["gems"].glob("*.tif"))
+    with rasterio.open(gems, "r+") as dst:
+        dst.write(dst.read() * 1.5)
+    with pytest.raises(DualStreamError, match=r"written with other inputs"):
+        predict(checkpoint, scene, output, tile=128, resume=True)
+    with rasterio.open(gems, "r+") as dst:
+        dst.write(dst.read() / 1.5)
+    # The restored file is a new version: the fingerprint still differs, as it should.
+    progress_file = Path(f"{output}.partial.json")
+    state = json.loads(progress_file.read_text())
+    state["signature"]["inputs"] = json.loads(json.dumps(input_fingerprint_of(checkpoint, scene)))
+    progress_file.write_text(json.dumps(state))
     rows: list[int] = []
     predict(
         checkpoint,
@@ -223,6 +239,44 @@ def test_resume_after_interruption_gives_the_same_file(
     assert rows[0] > progress["rows_done"]  # continued, did not start over
     assert np.array_equal(read(output), reference)
     assert not Path(f"{output}.partial.tif").exists()
+
+
+def input_fingerprint_of(checkpoint: Path, scene: dict[str, Path]) -> list[list[object]]:
+    from dualstream_geo.inference.meta import input_fingerprint
+
+    predictor = ScenePredictor.from_checkpoint(checkpoint, tile=128)
+    return input_fingerprint(predictor._dataset([scene["image"]], [scene["gems"], scene["air"]]))
+
+
+def test_output_lock_against_a_second_run(
+    checkpoint: Path, scene: dict[str, Path], tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    output = tmp_path / "locked.tif"
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock = Path(f"{output}.lock")
+        import socket
+
+        lock.write_text(json.dumps({"pid": running.pid, "host": socket.gethostname()}))
+        for overwrite in (False, True):
+            with pytest.raises(DualStreamError, match=rf"being written by pid {running.pid}"):
+                predict(checkpoint, scene, output, tile=128, overwrite=overwrite)
+        assert not output.exists() and lock.exists()
+    finally:
+        running.kill()
+        running.wait()
+    # Its owner is gone: a stale lock, reported; --resume takes it over and completes.
+    with pytest.raises(DualStreamError, match="stale lock .* pass --resume"):
+        predict(checkpoint, scene, output, tile=128)
+    predict(checkpoint, scene, output, tile=128, resume=True)
+    assert output.exists() and not Path(f"{output}.lock").exists()
+    with rasterio.open(output) as src:
+        tags = src.tags()
+    assert len(tags["checkpoint_sha256"]) == 64 and Path(tags["checkpoint"]).is_absolute()
+    assert tags["created"].endswith("+00:00") and tags["command"]
 
 
 def test_scene_smaller_than_a_tile_is_padded(

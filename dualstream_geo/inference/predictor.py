@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +20,11 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..data.grid import Grid
 from ..data.join import DualStreamGeoDataset, collate_samples
-from ..data.normalize import DatasetStats, Normalize, OriginalScaling
 from ..data.sources import GEMS, AirPollution, GeoRaster, SatelliteImage
 from ..errors import DualStreamError
 from ..models import DualStreamDFormer
+from .locking import output_lock
+from .meta import PredictionMeta, input_fingerprint, load_checkpoint, meta_from_task
 from .reading import WindowDataset, prefetch, scene_grid
 from .tiling import BLENDS, TTAS, strips, tta_transforms, window_weights
 from .writer import (
@@ -41,37 +44,6 @@ KINDS = ("class", "probabilities", "both")
 #: the original preset take about 20 GiB).
 MAX_TILE = 4096
 PathLike = str | os.PathLike[str]
-
-
-@dataclass
-class PredictionMeta:
-    """What prediction needs besides weights (stored in checkpoints by the training task)."""
-
-    band_names: tuple[str, ...]
-    class_names: list[str]
-    class_colors: list[tuple[int, int, int]]
-    stats: DatasetStats | None
-    use_air: bool = True
-    air_scale: int = 8
-    checkpoint: str = ""
-    band_files: tuple[str, ...] | None = None
-    image_nodata: float | None = None
-    #: ``dataset`` (standardised with ``stats``) or ``original`` (the original's scaling).
-    normalization: str = "dataset"
-
-    def transform(self) -> Callable[[dict[str, Any]], dict[str, Any]]:
-        """The sample transform the model was trained with."""
-        if self.normalization == "original":
-            return OriginalScaling()  # type: ignore[return-value]
-        if self.stats is None:
-            raise DualStreamError("normalization 'dataset' needs band statistics")
-        return Normalize(self.stats)  # type: ignore[return-value]
-
-    def air_fill(self) -> Any:
-        """What missing air becomes before the transform (see the join's ``air_fill``)."""
-        if self.normalization == "original":
-            return float("nan")
-        return self.stats.air.mean if self.stats is not None and self.stats.air else 0.0
 
 
 class ScenePredictor:
@@ -110,7 +82,7 @@ class ScenePredictor:
             raise DualStreamError(f"tta must be one of {TTAS}, got {tta!r}")
         if batch_size < 1:
             raise DualStreamError(f"batch_size must be >= 1, got {batch_size}")
-        self.meta = meta or _meta_from_task(model_or_task)
+        self.meta = meta or meta_from_task(model_or_task)
         model = getattr(model_or_task, "model", model_or_task)
         if not isinstance(model, DualStreamDFormer):
             raise DualStreamError(
@@ -125,27 +97,7 @@ class ScenePredictor:
     @classmethod
     def from_checkpoint(cls, checkpoint: PathLike, **kwargs: Any) -> ScenePredictor:
         """Load a training checkpoint (weights, bands, statistics, classes)."""
-        from ..training.task import CHECKPOINT_KEY, DualStreamSegmentation
-
-        path = str(checkpoint)
-        if not os.path.isfile(path):
-            raise DualStreamError(f"{path}: checkpoint not found")
-        try:
-            raw = torch.load(path, map_location="cpu", weights_only=True)
-            task = DualStreamSegmentation.load_from_checkpoint(
-                path, map_location="cpu", weights=None, vision_weights=None, air_weights=None
-            )
-        except Exception as error:  # unreadable or foreign checkpoint: one clear line
-            raise DualStreamError(f"{path}: not a dualstream_geo checkpoint ({error})") from None
-        extra = raw.get(CHECKPOINT_KEY) or {}
-        normalization = extra.get("normalization", "dataset")
-        if normalization == "dataset" and "stats" not in extra:
-            raise DualStreamError(f"{path}: checkpoint carries no band statistics")
-        stats = DatasetStats.from_dict(extra["stats"]) if "stats" in extra else None
-        meta = _meta_from_task(task, stats, path, normalization)
-        meta.air_scale = int(extra.get("air_scale", meta.air_scale))
-        meta.band_files = tuple(extra["band_files"]) if extra.get("band_files") else None
-        meta.image_nodata = extra.get("image_nodata")
+        task, meta = load_checkpoint(checkpoint)
         return cls(task, meta=meta, **kwargs)
 
     # -- inputs --------------------------------------------------------------------------
@@ -309,29 +261,54 @@ class ScenePredictor:
         dataset = self._dataset(image, air)
         grid = scene_grid(dataset.image)
         settings = {
-            "checkpoint": self.meta.checkpoint,
+            "checkpoint": os.path.abspath(self.meta.checkpoint) if self.meta.checkpoint else "",
+            "checkpoint_sha256": self.meta.checkpoint_sha256,
             "tile": str(self.tile),
             "overlap": str(self.overlap),
             "blend": self.blend,
             "tta": self.tta,
             "dualstream_geo_version": __version__,
         }
-        specs = self._outputs(output, kind, settings)
-        self._check_paths(specs, dataset, overwrite, resume)
+        provenance = {
+            "command": " ".join(sys.argv),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        specs = self._outputs(output, kind, {**settings, **provenance})
         signature = {
             **settings,
             "kind": kind,
             "grid": [*grid.transform[:6], grid.height, grid.width],
+            "inputs": input_fingerprint(dataset),
         }
-        rows_done = min(read_progress(s, signature) for s in specs) if resume else 0
-        if rows_done == 0:
+        # Held from the existence checks to the final rename: no second run can interleave.
+        with output_lock(output, take_over_stale=resume):
+            self._check_paths(specs, dataset, overwrite, resume)
+            rows_done = min(self._resumable_rows(s, signature) for s in specs) if resume else 0
+            if rows_done == 0:
+                for spec in specs:
+                    create_partial(spec, grid)
+            if rows_done < grid.height:
+                self._run(dataset, grid, specs, signature, rows_done, progress_callback)
             for spec in specs:
-                create_partial(spec, grid)
-        if rows_done < grid.height:
-            self._run(dataset, grid, specs, signature, rows_done, progress_callback)
-        for spec in specs:
-            finalize(spec)
+                finalize(spec)
         return Path(specs[0].path)
+
+    @staticmethod
+    def _resumable_rows(spec: OutputSpec, signature: dict[str, Any]) -> int:
+        """Rows of an interrupted run to keep; refuses when its inputs or settings differ."""
+        rows, previous = read_progress(spec)
+        if previous is None:
+            return 0
+        current = json.loads(json.dumps(signature))  # as stored: tuples become lists
+        differing = sorted(
+            k for k in current.keys() | previous.keys() if current.get(k) != previous.get(k)
+        )
+        if differing:
+            raise DualStreamError(
+                f"--resume: {spec.partial} was written with other {', '.join(differing)}; "
+                "rerun with the same inputs and settings, or pass --overwrite to start again"
+            )
+        return rows
 
     def _run(
         self,
@@ -419,26 +396,3 @@ class ScenePredictor:
             else:
                 data = np.where(covered[None], np.rint(probs * PROBABILITY_SCALE), 255)
             write_rows(spec, row, data)
-
-
-def _meta_from_task(
-    task: Any,
-    stats: DatasetStats | None = None,
-    checkpoint: str = "",
-    normalization: str = "dataset",
-) -> PredictionMeta:
-    hparams = getattr(task, "hparams", None)
-    if hparams is None or (stats is None and normalization == "dataset"):
-        raise DualStreamError(
-            "give a checkpoint (ScenePredictor.from_checkpoint) or "
-            "meta=PredictionMeta(...) with band statistics"
-        )
-    return PredictionMeta(
-        band_names=tuple(hparams["band_names"]),
-        class_names=list(task.class_names),
-        class_colors=list(task.class_colors),
-        stats=stats,
-        use_air=bool(hparams["use_air"]),
-        checkpoint=checkpoint,
-        normalization=normalization,
-    )

@@ -75,13 +75,16 @@ def write_rows(spec: OutputSpec, row: int, data: np.ndarray) -> None:
         dst.write(data.astype(spec.dtype, copy=False), window=window)
 
 
-def read_progress(spec: OutputSpec, signature: Mapping[str, Any]) -> int:
-    """Rows already written by an interrupted run with the same settings, else 0."""
+def read_progress(spec: OutputSpec) -> tuple[int, dict[str, Any] | None]:
+    """(rows written, settings signature) of an interrupted run; (0, None) when none."""
     if not (os.path.exists(spec.partial) and os.path.exists(spec.progress)):
-        return 0
-    with open(spec.progress) as f:
-        state = json.load(f)
-    return int(state["rows_done"]) if state.get("signature") == dict(signature) else 0
+        return 0, None
+    try:
+        with open(spec.progress) as f:
+            state = json.load(f)
+        return int(state["rows_done"]), dict(state["signature"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0, None
 
 
 def write_progress(spec: OutputSpec, signature: Mapping[str, Any], rows_done: int) -> None:
