@@ -44,10 +44,12 @@ def build(kind: str) -> DualStreamDFormer:
     model = DualStreamDFormer(use_boundary_refine=False, gate_twice=kind == "original_code")
     if kind == "original_code":
         decoder = model.decoder
-        # The original computes the boundary branch on the full-resolution map and discards it.
-        decoder.up_conv_2.register_forward_hook(
-            lambda module, args, output: decoder.boundary_refine(output) and None
-        )
+
+        def discarded_boundary(module: torch.nn.Module, args: object, output: torch.Tensor) -> None:
+            # The original computes the boundary branch on the full-resolution map, unused.
+            decoder.boundary_refine(output)
+
+        decoder.up_conv_2.register_forward_hook(discarded_boundary)
     return model
 
 

@@ -24,6 +24,7 @@ from dualstream_geo.data import (
     SatelliteImage,
 )
 from dualstream_geo.data.augment import DualStreamAugmentation
+from dualstream_geo.data.checks import check_air_values
 from dualstream_geo.data.datamodule import DualStreamDataModule
 from dualstream_geo.errors import DualStreamError
 
@@ -301,8 +302,10 @@ def test_nan_in_air_is_filled_and_inf_is_an_error(tmp_path: Path) -> None:
     air[:, 2:5, 2:5] = np.nan
     write_raster(tmp_path / "gems" / "GEMS_a.tif", air, UTM, tile_transform(330_000, 4_160_000, 80))
     gems = GEMS(tmp_path / "gems")
-    with pytest.warns(UserWarning, match="hold NaN"):
-        stats = BandStats.from_source(gems)
+    # Partly empty: one warning naming the file and the share filled.
+    with pytest.warns(UserWarning, match=r"GEMS_a.tif: 14.1% of the values are NaN or nodata"):
+        check_air_values(gems)
+    stats = BandStats.from_source(gems)
     ds = DualStreamGeoDataset(SatelliteImage(tmp_path / "img"), [gems], air_fill=stats.mean)
     sample = ds[330_000:330_640, 4_159_360:4_160_000]
     assert torch.isfinite(sample["air"]).all() and sample["air"][0, 3, 3] == pytest.approx(1.0)
@@ -311,6 +314,55 @@ def test_nan_in_air_is_filled_and_inf_is_an_error(tmp_path: Path) -> None:
     write_raster(tmp_path / "gems" / "GEMS_a.tif", air, UTM, tile_transform(330_000, 4_160_000, 80))
     with pytest.raises(DualStreamError, match=r"GEMS_a.tif: contains inf"):
         BandStats.from_source(GEMS(tmp_path / "gems"))
+
+
+def test_empty_air_image_or_labels_are_errors(tmp_path: Path) -> None:
+    """Air with no valid value, an image that is all nodata, a split without labels: each
+    stops with one error naming the file or split (prediction runs the same checks)."""
+    transform = tile_transform(330_000, 4_160_000, 10)
+    write_raster(
+        tmp_path / "train" / "image" / "a.tif", np.ones((4, 128, 128), np.uint16), UTM, transform
+    )
+    write_raster(
+        tmp_path / "train" / "label" / "a.tif", np.full((1, 128, 128), 20, np.uint8), UTM, transform
+    )
+    air = np.ones((12, 16, 16), np.float32)
+    air_transform = tile_transform(330_000, 4_160_000, 80)
+    write_raster(tmp_path / "train" / "gems" / "GEMS_a.tif", air, UTM, air_transform)
+    for gas in ("CO", "NO2", "SO2"):
+        write_raster(
+            tmp_path / "train" / "air" / f"AIR_Pollution_{gas}_a.tif", air, UTM, air_transform
+        )
+
+    def datamodule(**kwargs: object) -> DualStreamDataModule:
+        dm = DualStreamDataModule(
+            root=str(tmp_path),
+            patch_size=64,
+            batch_size=2,
+            length=2,
+            **kwargs,  # type: ignore[arg-type]
+        )
+        dm.setup("fit")
+        return dm
+
+    # Labels: raw 20 is not in the class map and unmapped values are ignored: nothing to learn.
+    with pytest.raises(DualStreamError, match="the train split has no labelled pixel"):
+        datamodule(class_map={90: 1}, unmapped="ignore")
+    empty = air.copy()
+    empty[3] = np.nan
+    write_raster(tmp_path / "train" / "gems" / "GEMS_a.tif", empty, UTM, air_transform)
+    with pytest.raises(DualStreamError, match=r"GEMS_a.tif: band 4 holds no valid value"):
+        datamodule(class_map={20: 1})
+    write_raster(tmp_path / "train" / "gems" / "GEMS_a.tif", air, UTM, air_transform)
+    write_raster(
+        tmp_path / "train" / "image" / "a.tif",
+        np.zeros((4, 128, 128), np.uint16),
+        UTM,
+        transform,
+        nodata=0,
+    )
+    with pytest.raises(DualStreamError, match=r"a.tif hold no valid pixel"):
+        datamodule(class_map={20: 1})
 
 
 def test_patch_size_must_be_multiple_of_32(demo_root: Path) -> None:

@@ -15,6 +15,7 @@ from torchgeo.samplers import GriddedPatchSampler, PreChippedGeoSampler, RandomP
 
 from ..errors import DualStreamError
 from .augment import DualStreamAugmentation
+from .checks import has_labels
 from .join import DualStreamGeoDataset, collate_samples
 from .layout import SceneSet, build_dataset, scene_set
 from .normalize import BandStats, DatasetStats, Normalize, OriginalScaling
@@ -198,6 +199,12 @@ class DualStreamDataModule(GeoDataModule):
         for name in ("val", "test"):
             if self.scenes[name] is not None:
                 splits[name] = self._build(self.scenes[name])  # type: ignore[arg-type]
+        for name, dataset in splits.items():
+            if not has_labels(dataset):
+                raise DualStreamError(
+                    f"the {name} split has no labelled pixel (every label is ignored or nodata "
+                    "there); check class_map / unmapped, or the split fractions"
+                )
         self._splits = {name: self._prepare(ds) for name, ds in splits.items()}
         return self._splits
 

@@ -15,6 +15,7 @@ import rasterio
 from affine import Affine
 
 from ..errors import DualStreamError
+from .checks import check_air_values, check_image_values
 from .join import DualStreamGeoDataset
 from .sources import GEMS, AirPollution, Georef, LandCoverMask, SatelliteImage, has_georeferencing
 
@@ -166,4 +167,7 @@ def build_dataset(
             GEMS(scenes.gems, georef_fallback=fallback),
             AirPollution(scenes.air_pollution, georef_fallback=fallback),
         ]
+    check_image_values(image)
+    for source in air:
+        check_air_values(source)
     return DualStreamGeoDataset(image, air or None, mask, air_scale=air_scale)

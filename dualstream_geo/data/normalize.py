@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
@@ -70,7 +69,6 @@ class BandStats:
         count = np.zeros(source.num_channels)
         low = np.full(source.num_channels, np.inf)
         high = np.full(source.num_channels, -np.inf)
-        nan_files = 0
         for filepath in source.index.filepath:
             first = 0
             for path, indexes in source.channel_files(filepath):
@@ -79,7 +77,6 @@ class BandStats:
                 ).astype(np.float64)
                 if np.isinf(values).any():
                     raise DualStreamError(f"{path}: contains inf values; fix or mask the file")
-                nan_files += int(np.isnan(values).any() and source.nodata is None)
                 part = slice(first, first + len(indexes))
                 finite = ~np.isnan(values)
                 total[part] += np.where(finite, values, 0).sum(1)
@@ -88,12 +85,6 @@ class BandStats:
                 low[part] = np.minimum(low[part], np.nanmin(values, 1, initial=np.inf))
                 high[part] = np.maximum(high[part], np.nanmax(values, 1, initial=-np.inf))
                 first += len(indexes)
-        if nan_files:
-            warnings.warn(
-                f"{type(source).__name__}: {nan_files} file(s) hold NaN; treated as nodata and "
-                "filled with the band mean",
-                stacklevel=2,
-            )
         if (count == 0).any():
             raise DualStreamError(f"{type(source).__name__}: a band has no valid pixels")
         mean = total / count

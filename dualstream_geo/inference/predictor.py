@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .. import __version__
+from ..data.checks import check_air_values, check_image_values
 from ..data.grid import Grid
 from ..data.join import DualStreamGeoDataset, collate_samples
 from ..data.sources import GEMS, AirPollution, GeoRaster, SatelliteImage
@@ -134,6 +135,9 @@ class ScenePredictor:
                     f"air sources give {channels} channels, "
                     f"the checkpoint expects {self.model.air_channels}"
                 )
+        check_image_values(image)
+        for source in sources:
+            check_air_values(source)
         dataset = DualStreamGeoDataset(
             image,
             sources or None,

@@ -1,0 +1,96 @@
+"""Checks that bad data is never accepted silently, shared by training and prediction.
+
+Each reads every file decimated (at most ``STATS_SIDE`` px a side, from overviews when the
+file has them), so they cost about as much as the band statistics.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import shapely
+from rasterio.enums import Resampling
+from rasterio.features import geometry_mask
+
+from ..errors import DualStreamError
+from .grid import Grid, open_raster
+from .join import DualStreamGeoDataset
+from .normalize import STATS_SIDE, decimated_read
+from .sources import GeoRaster
+
+#: Share of nodata/NaN air values above which a file is worth a warning.
+FILL_WARNING = 0.001
+
+
+def check_air_values(source: GeoRaster) -> None:
+    """Every air file must hold valid values; partly empty files are filled, with a warning
+    per file giving the share.
+
+    Raises:
+        DualStreamError: a file with no valid value in some band (all NaN or nodata).
+    """
+    for entry in source.index.filepath:
+        for path, indexes in source.channel_files(entry):
+            values = decimated_read(open_raster(source.resolve(path)), indexes, source.nodata)
+            empty = np.isnan(values)
+            if empty.all(axis=1).any():
+                band = int(np.flatnonzero(empty.all(axis=1))[0]) + 1
+                raise DualStreamError(
+                    f"{path}: band {band} holds no valid value (all NaN or nodata); "
+                    "fix the file or leave it out"
+                )
+            share = float(empty.mean())
+            if share > FILL_WARNING:
+                warnings.warn(
+                    f"{path}: {share:.1%} of the values are NaN or nodata; they are filled "
+                    "(band mean, or zeros under the original scaling)",
+                    stacklevel=2,
+                )
+
+
+def check_image_values(source: GeoRaster) -> None:
+    """The image must hold valid pixels.
+
+    Raises:
+        DualStreamError: every file of the image source is entirely nodata.
+    """
+    for entry in source.index.filepath:
+        path, indexes = source.channel_files(entry)[0]
+        values = decimated_read(open_raster(source.resolve(path)), indexes[:1], source.nodata)
+        if not np.isnan(values).all():
+            return
+    raise DualStreamError(
+        f"{type(source).__name__}: {source.index.filepath.iloc[0]}"
+        f"{' and the other files' if len(source.index) > 1 else ''} hold no valid pixel "
+        "(all nodata)"
+    )
+
+
+def has_labels(dataset: DualStreamGeoDataset, side: int = STATS_SIDE) -> bool:
+    """True when a dataset's mask has a labelled pixel inside its index (and ``label_roi``),
+    scanned on a grid of at most ``side`` px a side."""
+    mask = dataset.mask
+    if mask is None:
+        return True
+    region = dataset.index.geometry.union_all()
+    xmin, ymin, xmax, ymax = region.bounds
+    res = dataset.res[0]
+    step = max(1.0, math.ceil(max(xmax - xmin, ymax - ymin) / res / side))
+    width = max(1, math.ceil((xmax - xmin) / (res * step)))
+    height = max(1, math.ceil((ymax - ymin) / (res * step)))
+    grid = Grid.from_bounds(
+        dataset.grid_crs,
+        xmin,
+        ymax,
+        res * step,
+        res * step,
+        height,
+        width,  # type: ignore[attr-defined]
+    )
+    files = dataset._files(len(dataset._indexes) - 1, shapely.box(*grid.bounds))  # type: ignore[attr-defined]
+    classes = mask.to_classes(mask.read(files, grid, Resampling.nearest)[0])
+    roi = dataset.label_roi
+    inside = ~geometry_mask([roi if roi is not None else region], classes.shape, grid.transform)
+    return bool(((classes != mask.ignore_index) & inside).any())
