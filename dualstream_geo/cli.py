@@ -99,7 +99,20 @@ class DualStreamCLI(LightningCLI):
     def _check(self) -> None:
         check_consistency(self.model, self.datamodule)  # type: ignore[arg-type]
 
-    before_fit = before_validate = before_test = _check
+    def before_fit(self) -> None:
+        self._check()
+        config = self.config_init["fit"]
+        if config.get("ckpt_path") == "last":
+            # The run's own last.ckpt; never silently start again from epoch 0.
+            path = os.path.join(self.trainer.default_root_dir, "checkpoints", "last.ckpt")
+            if not os.path.isfile(path):
+                raise DualStreamError(
+                    f"--ckpt_path last: no {path} to resume from (drop --ckpt_path to start "
+                    "a new run, or set --trainer.default_root_dir to the run's folder)"
+                )
+            config["ckpt_path"] = path
+
+    before_validate = before_test = _check
 
 
 def run_lightning(args: list[str] | None) -> None:

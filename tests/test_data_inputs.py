@@ -382,14 +382,12 @@ def test_focus_sampler_centres_patches_on_a_rare_class(demo_root: Path) -> None:
         LandCoverMask(train / "label", class_map=DEMO_CLASS_MAP),
     )
     region = ds.index.geometry.union_all()
-    focused = list(
-        FocusPatchSampler(ds, size=64, length=12, classes=[1], fraction=1.0, generator=0)
-    )
+    focused = list(FocusPatchSampler(ds, size=64, length=12, classes=[1], fraction=1.0, seed=0))
     assert len(focused) == 12
     for query in focused:
         sample = ds[query]
         assert region.contains(shapely.box(*sample["bounds"].tolist()))
         assert (sample["mask"][31:33, 31:33] == 1).any()  # the patch is centred on the target
-    half = list(FocusPatchSampler(ds, size=64, length=40, classes=[1], fraction=0.5, generator=0))
+    half = list(FocusPatchSampler(ds, size=64, length=40, classes=[1], fraction=0.5, seed=0))
     centred = sum(bool((ds[q]["mask"][31:33, 31:33] == 1).any()) for q in half)
     assert 20 <= centred < 40

@@ -14,6 +14,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 
 from dualstream_geo.cli import DualStreamCLI, default_precision, main
 from dualstream_geo.data import DEMO_CLASS_MAP
+from dualstream_geo.data.augment import DualStreamAugmentation
 from dualstream_geo.data.datamodule import DualStreamDataModule
 from dualstream_geo.demo import FULL
 from dualstream_geo.training import DualStreamSegmentation, SegmentationLoss
@@ -340,3 +341,76 @@ def test_demo_quick(tmp_path: Path) -> None:
     ):
         assert pred.crs == img.crs and pred.transform == img.transform and pred.shape == img.shape
         assert np.all((pred.read(1) == 255) == (img.read(1) == 0))
+
+
+class KillAt(Callback):
+    """Stops the run abruptly when ``global_step`` reaches ``step`` (as a kill would)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(
+        self, trainer: Trainer, module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if trainer.global_step == self.step:
+            raise RuntimeError("killed")
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(demo_root: Path, tmp_path: Path) -> None:
+    """Augmentation, random patches and drop-path on; killed mid-epoch, resumed from the
+    copied run folder with its last.ckpt: the same final weights and best score."""
+    import shutil
+
+    from lightning.pytorch import seed_everything
+
+    def run(root: Path, callbacks: list[Callback], ckpt: str | None = None) -> Trainer:
+        seed_everything(0, verbose=False)
+        task, datamodule = tiny(demo_root, root, freeze_epochs=1, preset="lite")
+        datamodule.train_aug = DualStreamAugmentation()
+        fit = trainer(root, epochs=3, callbacks=callbacks)
+        fit.fit(task, datamodule, ckpt_path=ckpt)
+        return fit
+
+    reference = run(tmp_path / "whole", [])
+    with pytest.raises(RuntimeError, match="killed"):
+        run(tmp_path / "killed", [KillAt(5)])  # 2 steps per epoch: the last step of epoch 2
+    shutil.copytree(tmp_path / "killed", tmp_path / "moved")
+    resumed = run(tmp_path / "moved", [], str(tmp_path / "moved" / "checkpoints" / "last.ckpt"))
+    expected = reference.lightning_module.state_dict()
+    for name, value in resumed.lightning_module.state_dict().items():
+        assert torch.equal(value, expected[name]), name
+    assert (
+        resumed.checkpoint_callback.best_model_score
+        == reference.checkpoint_callback.best_model_score
+    )
+    assert (
+        Path(resumed.checkpoint_callback.best_model_path).parent
+        == tmp_path / "moved" / "checkpoints"
+    )
+    last = torch.load(tmp_path / "moved" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["epoch"] == 2  # rewritten at the end of every epoch
+
+
+def test_ckpt_path_last_resumes_or_refuses(
+    demo_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [
+        "fit",
+        "--config",
+        str(REPO / "experiments" / "demo.yaml"),
+        f"--data.root={demo_root}",
+        f"--trainer.default_root_dir={tmp_path}",
+        f"--data.stats_path={tmp_path / 'stats.json'}",
+        "--model.vision_encoder=segformer-b0",
+        "--model.preset=lite",
+        "--data.length=8",
+        "--trainer.limit_val_batches=1",
+        "--trainer.enable_progress_bar=false",
+    ]
+    assert run_cli([*args, "--trainer.max_epochs=1", "--ckpt_path=last"]) == 2
+    assert "--ckpt_path last: no " in capsys.readouterr().err
+    assert not (tmp_path / "checkpoints" / "best.ckpt").exists()
+    assert run_cli([*args, "--trainer.max_epochs=1"]) == 0
+    assert run_cli([*args, "--trainer.max_epochs=2", "--ckpt_path=last"]) == 0
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["epoch"] == 1  # continued with epoch 1, not from epoch 0

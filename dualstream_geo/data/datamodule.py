@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 from torchgeo.datamodules import GeoDataModule
 from torchgeo.datasets import random_grid_cell_assignment
-from torchgeo.samplers import GriddedPatchSampler, PreChippedGeoSampler, RandomPatchSampler
+from torchgeo.samplers import GriddedPatchSampler, PreChippedGeoSampler
 
 from ..errors import DualStreamError
 from .augment import DualStreamAugmentation
@@ -19,7 +19,7 @@ from .checks import has_labels
 from .join import DualStreamGeoDataset, collate_samples
 from .layout import SceneSet, build_dataset, scene_set
 from .normalize import BandStats, DatasetStats, Normalize, OriginalScaling
-from .sampling import FocusPatchSampler
+from .sampling import EpochPatchSampler, FocusPatchSampler
 
 NORMALIZATIONS = ("dataset", "original")
 SAMPLERS = ("random", "tiles")
@@ -229,11 +229,11 @@ class DualStreamDataModule(GeoDataModule):
                     length=length,
                     classes=self.hparams["focus_classes"],
                     fraction=self.hparams["focus_fraction"],
-                    generator=seed,
+                    seed=seed,
                 )
             else:
-                self.train_sampler = RandomPatchSampler(
-                    splits["train"], size=size, length=length, generator=seed
+                self.train_sampler = EpochPatchSampler(
+                    splits["train"], size=size, length=length, seed=seed
                 )
         if stage in ("fit", "validate"):
             if "val" not in splits:
@@ -247,19 +247,34 @@ class DualStreamDataModule(GeoDataModule):
             self.test_sampler = self._eval_sampler(splits["test"])
 
     def train_dataloader(self) -> DataLoader[dict[str, Any]]:
-        loader = super().train_dataloader()
-        if self.hparams["sampler"] != "tiles":
-            return loader
-        # Every tile once per epoch, the last partial batch included (as the original).
+        super().train_dataloader()  # TorchGeo's checks of the dataset and sampler
+        tiles = self.hparams["sampler"] == "tiles"
         return DataLoader(
-            loader.dataset,
+            self.train_dataset,  # type: ignore[arg-type]
             batch_size=self.batch_size,
             sampler=self.train_sampler,  # type: ignore[arg-type]
             num_workers=self.num_workers,
             collate_fn=self.collate_fn,
-            drop_last=False,
+            # Every tile once per epoch, the last partial batch included (as the original).
+            drop_last=not tiles,
             persistent_workers=self.num_workers > 0,
+            # Its own generator: creating the epoch's iterator must not draw from the global
+            # one, or an epoch's randomness would depend on when the loop creates it.
+            generator=torch.Generator().manual_seed(0),
         )
+
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> Any:
+        trainer = self.trainer
+        if trainer is None or not trainer.training:
+            return super().on_after_batch_transfer(batch, dataloader_idx)
+        # Augmentation draws from a generator seeded by (seed, step), not from the global one:
+        # a resumed run augments each step as the uninterrupted run did, whenever the loop
+        # fetches the batch.
+        base = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        device = batch["image"].device
+        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+            torch.manual_seed((base * 1_000_003 + trainer.global_step * 7919 + 1) % 2**63)
+            return super().on_after_batch_transfer(batch, dataloader_idx)
 
     def _eval_sampler(self, dataset: DualStreamGeoDataset) -> Any:
         if self.hparams["sampler"] == "tiles":

@@ -1,4 +1,5 @@
-"""A training sampler that also centres patches on rare classes."""
+"""Training samplers: random patches drawn per epoch from (seed, epoch, rank), optionally
+centred on rare classes."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import shapely
+import torch.distributed as dist
 from rasterio.enums import Resampling
 from torchgeo.samplers import RandomPatchSampler
 
@@ -17,7 +19,32 @@ from .join import DualStreamGeoDataset
 SCAN_SIDE = 4096
 
 
-class FocusPatchSampler(RandomPatchSampler):
+class EpochPatchSampler(RandomPatchSampler):
+    """TorchGeo's random patches, drawn for each epoch from a generator seeded with
+    (``seed``, epoch, rank): every epoch gets new patches, a resumed run draws the same
+    patches for an epoch as an uninterrupted one, and ranks draw differently. Lightning calls
+    :meth:`set_epoch` before each epoch. ``seed=None`` draws from the operating system.
+    """
+
+    def __init__(
+        self,
+        dataset: DualStreamGeoDataset,
+        *,
+        size: int | tuple[int, int],
+        length: int | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(dataset, size=size, length=length, generator=seed)
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        if self.seed is not None:
+            rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+            self.generator = np.random.default_rng([self.seed, epoch, rank])
+
+
+class FocusPatchSampler(EpochPatchSampler):
     """TorchGeo's random patches, of which ``fraction`` are centred on pixels of
     ``classes`` (for classes too rare to appear in uniformly drawn patches).
 
@@ -34,9 +61,9 @@ class FocusPatchSampler(RandomPatchSampler):
         length: int | None = None,
         classes: Sequence[int],
         fraction: float = 0.5,
-        generator: int | None = None,
+        seed: int | None = None,
     ) -> None:
-        super().__init__(dataset, size=size, length=length, generator=generator)
+        super().__init__(dataset, size=size, length=length, seed=seed)
         if dataset.mask is None:
             raise ValueError("FocusPatchSampler needs a dataset with a mask")
         self.fraction = fraction

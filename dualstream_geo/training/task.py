@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback
 from torch import Tensor, nn
 from torch.optim import AdamW
 from torchgeo.tasks import SemanticSegmentation
@@ -15,6 +15,7 @@ from torchgeo.tasks import SemanticSegmentation
 from ..errors import DualStreamError
 from ..models import PRESETS, DualStreamDFormer
 from ..models.weights import load_model_weights
+from .checkpointing import BestCheckpoint, EpochSeeds, last_checkpoint
 from .curves import TrainingCurves
 from .finetuning import TwoStageFinetuning
 from .losses import LOVASZ_FORMS, DeepSupervisionLoss, SegmentationLoss
@@ -57,7 +58,10 @@ class DualStreamSegmentation(SemanticSegmentation):
     no gradient, so AdamW neither updates nor decays them and their moments start when they
     are unfrozen. ``lr_schedule``: see :mod:`~dualstream_geo.training.schedule`.
     Checkpoints: the best ``monitor`` (``best.ckpt``; for a binary task
-    ``val_AverageJaccardIndex`` is the target-class IoU) and ``last.ckpt``.
+    ``val_AverageJaccardIndex`` is the target-class IoU) and ``last.ckpt`` at the end of every
+    epoch (and every ``checkpoint_every_n_steps`` steps when given); each epoch is seeded
+    from (seed, epoch), so resuming from ``last.ckpt`` continues exactly
+    (:mod:`~dualstream_geo.training.checkpointing`).
     """
 
     #: Every argument is a hyper-parameter (TorchGeo skips ``weights``; here it is a path).
@@ -97,6 +101,7 @@ class DualStreamSegmentation(SemanticSegmentation):
         lr_schedule: Literal["cosine", "original"] = "cosine",
         min_lr: float = 1e-6,
         monitor: str = "val_AverageJaccardIndex",
+        checkpoint_every_n_steps: int | None = None,
     ) -> None:
         if task == "binary" and num_classes != 2:
             raise DualStreamError(
@@ -165,16 +170,18 @@ class DualStreamSegmentation(SemanticSegmentation):
 
     def configure_callbacks(self) -> list[Callback]:
         root = self.trainer.default_root_dir if self._trainer is not None else "."
+        folder = os.path.join(root, "checkpoints")
         return [
             TwoStageFinetuning(self.hparams["freeze_epochs"]),
-            ModelCheckpoint(
-                dirpath=os.path.join(root, "checkpoints"),
+            EpochSeeds(),
+            BestCheckpoint(
+                dirpath=folder,
                 filename="best",
                 monitor=self.hparams["monitor"],
                 mode="min" if self.hparams["monitor"].endswith("loss") else "max",
-                save_last=True,
                 enable_version_counter=False,
             ),
+            last_checkpoint(folder, self.hparams["checkpoint_every_n_steps"]),
             TrainingCurves(os.path.join(root, "training_curves.png")),
         ]
 
