@@ -73,6 +73,20 @@ def check_consistency(task: DualStreamSegmentation, datamodule: DualStreamDataMo
         )
 
 
+def check_checkpoint_file(path: str | None) -> None:
+    """A ``--ckpt_path`` that names a file must be a training checkpoint."""
+    if not path or path in ("last", "best", "hpc") or not os.path.isfile(path):
+        return
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise DualStreamError(
+            f"--ckpt_path {path}: not a training checkpoint ({type(error).__name__})"
+        ) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise DualStreamError(f"--ckpt_path {path}: not a training checkpoint (no state_dict)")
+
+
 class DualStreamCLI(LightningCLI):
     """LightningCLI with ``fit``, ``validate`` and ``test`` for the dual-stream task."""
 
@@ -98,6 +112,14 @@ class DualStreamCLI(LightningCLI):
 
     def _check(self) -> None:
         check_consistency(self.model, self.datamodule)  # type: ignore[arg-type]
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        # LightningCLI reads hyper-parameters from --ckpt_path right after parsing: check the
+        # file first, so that a wrong one is one line, not an unpickling traceback.
+        subcommand = self.config.get("subcommand")
+        if subcommand:
+            check_checkpoint_file(self.config[subcommand].get("ckpt_path"))
 
     def before_fit(self) -> None:
         self._check()

@@ -337,6 +337,15 @@ def test_bad_input_writes_nothing(checkpoint: Path, scene: dict[str, Path], tmp_
             [scene["image"]], [far, scene["air"]], tmp_path / "y.tif"
         )
     assert not list(tmp_path.glob("x.tif*")) and not list(tmp_path.glob("y.tif*"))
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {f"layer{i}.weight": torch.zeros(1) for i in range(2000)}}, foreign)
+    with pytest.raises(DualStreamError, match="not a dualstream_geo checkpoint") as info:
+        ScenePredictor.from_checkpoint(foreign)
+    assert len(str(info.value)) < 300  # not thousands of missing keys
+    (tmp_path / "random.ckpt").write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(DualStreamError, match="not a dualstream_geo checkpoint") as info:
+        ScenePredictor.from_checkpoint(tmp_path / "random.ckpt")
+    assert "weights_only" not in str(info.value)
     with pytest.raises(DualStreamError, match="workers must be >= 0, got -1"):
         ScenePredictor.from_checkpoint(checkpoint, workers=-1)
     with pytest.raises(DualStreamError, match="tile 65536 is too large: at most 4096 px"):

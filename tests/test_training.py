@@ -302,6 +302,11 @@ def test_cli_errors_are_one_line(
     assert not (tmp_path / "checkpoints" / "last.ckpt").exists()
     assert run_cli(["fit", "--data.root=/nowhere/at/all"]) == 2
     assert "root '/nowhere/at/all' is not a folder" in capsys.readouterr().err
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(b"\x00not a checkpoint" * 64)
+    assert run_cli([*args[:-1], f"--ckpt_path={junk}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "junk.ckpt: not a training checkpoint" in err[0]
     # A bad flag or config value: one line naming it, no usage dump; a preset that does
     # not exist among them.
     for flag, named in (

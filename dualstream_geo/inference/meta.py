@@ -62,8 +62,11 @@ def load_checkpoint(checkpoint: PathLike) -> tuple[Any, PredictionMeta]:
         task = DualStreamSegmentation.load_from_checkpoint(
             path, map_location="cpu", weights=None, vision_weights=None, air_weights=None
         )
-    except Exception as error:  # unreadable or foreign checkpoint: one clear line
-        raise DualStreamError(f"{path}: not a dualstream_geo checkpoint ({error})") from None
+    except Exception as error:  # unreadable or foreign checkpoint: one short, clear line
+        detail = str(error).strip().splitlines()[0][:160] if str(error).strip() else ""
+        raise DualStreamError(
+            f"{path}: not a dualstream_geo checkpoint ({type(error).__name__}: {detail})"
+        ) from None
     extra = raw.get(CHECKPOINT_KEY) or {}
     normalization = extra.get("normalization", "dataset")
     if normalization == "dataset" and "stats" not in extra:
