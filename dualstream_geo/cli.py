@@ -15,6 +15,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 
 from .data.datamodule import DualStreamDataModule
 from .errors import DualStreamError
+from .torchfiles import load_torch_file
 from .training.task import DualStreamSegmentation
 
 
@@ -77,12 +78,7 @@ def check_checkpoint_file(path: str | None) -> None:
     """A ``--ckpt_path`` that names a file must be a training checkpoint."""
     if not path or path in ("last", "best", "hpc") or not os.path.isfile(path):
         return
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise DualStreamError(
-            f"--ckpt_path {path}: not a training checkpoint ({type(error).__name__})"
-        ) from None
+    checkpoint = load_torch_file(path, "training checkpoint")
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise DualStreamError(f"--ckpt_path {path}: not a training checkpoint (no state_dict)")
 

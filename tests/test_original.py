@@ -388,7 +388,7 @@ def test_bad_original_files(
             DualStreamDFormer.from_original(path, **parts)  # type: ignore[arg-type]
 
     (tmp_path / "random.pth").write_bytes(np.random.default_rng(0).bytes(2048))
-    fails(tmp_path / "random.pth", r"random.pth: not a PyTorch state dict file")
+    fails(tmp_path / "random.pth", r"random.pth: not a readable PyTorch state dict file")
     torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "other.pth")
     fails(tmp_path / "other.pth", r"other.pth: unexpected key 'fc.weight'")
     missing = dict(original_state)

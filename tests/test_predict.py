@@ -343,7 +343,7 @@ def test_bad_input_writes_nothing(checkpoint: Path, scene: dict[str, Path], tmp_
         ScenePredictor.from_checkpoint(foreign)
     assert len(str(info.value)) < 300  # not thousands of missing keys
     (tmp_path / "random.ckpt").write_bytes(np.random.default_rng(0).bytes(4096))
-    with pytest.raises(DualStreamError, match="not a dualstream_geo checkpoint") as info:
+    with pytest.raises(DualStreamError, match="not a readable dualstream_geo checkpoint") as info:
         ScenePredictor.from_checkpoint(tmp_path / "random.ckpt")
     assert "weights_only" not in str(info.value)
     with pytest.raises(DualStreamError, match="workers must be >= 0, got -1"):

@@ -306,7 +306,7 @@ def test_cli_errors_are_one_line(
     junk.write_bytes(b"\x00not a checkpoint" * 64)
     assert run_cli([*args[:-1], f"--ckpt_path={junk}"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "junk.ckpt: not a training checkpoint" in err[0]
+    assert len(err) == 1 and "junk.ckpt: not a readable training checkpoint" in err[0]
     # A bad flag or config value: one line naming it, no usage dump; a preset that does
     # not exist among them.
     for flag, named in (

@@ -94,3 +94,18 @@ def has_labels(dataset: DualStreamGeoDataset, side: int = STATS_SIDE) -> bool:
     roi = dataset.label_roi
     inside = ~geometry_mask([roi if roi is not None else region], classes.shape, grid.transform)
     return bool(((classes != mask.ignore_index) & inside).any())
+
+
+def check_air_coverage(dataset: DualStreamGeoDataset) -> None:
+    """Air that misses part of the scene is filled (band means, or zeros under the original
+    scaling) with a warning giving the share covered; air that misses the scene entirely is
+    an error, raised by the join."""
+    scene = dataset._indexes[0].geometry.union_all()
+    for i, source in enumerate(dataset.air, start=1):
+        covered = dataset._indexes[i].geometry.union_all().intersection(scene).area / scene.area
+        if covered < 0.999:
+            warnings.warn(
+                f"{type(source).__name__} covers {covered:.1%} of the scene; "
+                "the rest is filled with the band means",
+                stacklevel=3,
+            )

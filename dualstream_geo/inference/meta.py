@@ -9,11 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from ..data.join import DualStreamGeoDataset
 from ..data.normalize import DatasetStats, Normalize, OriginalScaling
 from ..errors import DualStreamError
+from ..torchfiles import load_torch_file
 
 PathLike = str | os.PathLike[str]
 
@@ -55,14 +54,14 @@ def load_checkpoint(checkpoint: PathLike) -> tuple[Any, PredictionMeta]:
     from ..training.task import CHECKPOINT_KEY, DualStreamSegmentation
 
     path = str(checkpoint)
-    if not os.path.isfile(path):
-        raise DualStreamError(f"{path}: checkpoint not found")
+    raw = load_torch_file(path, "dualstream_geo checkpoint")
+    if not isinstance(raw, dict) or not {"state_dict", "hyper_parameters"} <= raw.keys():
+        raise DualStreamError(f"{path}: not a dualstream_geo checkpoint (a training checkpoint)")
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
         task = DualStreamSegmentation.load_from_checkpoint(
             path, map_location="cpu", weights=None, vision_weights=None, air_weights=None
         )
-    except Exception as error:  # unreadable or foreign checkpoint: one short, clear line
+    except Exception as error:  # another model's checkpoint: one short, clear line
         detail = str(error).strip().splitlines()[0][:160] if str(error).strip() else ""
         raise DualStreamError(
             f"{path}: not a dualstream_geo checkpoint ({type(error).__name__}: {detail})"

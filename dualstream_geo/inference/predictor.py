@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import warnings
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +17,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..data.checks import check_air_values, check_image_values
+from ..data.checks import check_air_coverage, check_air_values, check_image_values
 from ..data.grid import Grid
 from ..data.join import DualStreamGeoDataset, collate_samples
 from ..data.sources import GEMS, AirPollution, GeoRaster, SatelliteImage
@@ -145,23 +144,8 @@ class ScenePredictor:
             air_fill=meta.air_fill(),
             transforms=meta.transform(),
         )
-        self._check_air_coverage(dataset)
+        check_air_coverage(dataset)
         return dataset
-
-    @staticmethod
-    def _check_air_coverage(dataset: DualStreamGeoDataset) -> None:
-        """Policy: air that misses part of the scene is filled with its band means (the
-        normalised value 0) with a warning; air that misses the scene entirely is an error
-        (raised by the join)."""
-        scene = dataset._indexes[0].geometry.union_all()
-        for i, source in enumerate(dataset.air, start=1):
-            covered = dataset._indexes[i].geometry.union_all().intersection(scene).area / scene.area
-            if covered < 0.999:
-                warnings.warn(
-                    f"{type(source).__name__} covers {covered:.1%} of the scene; "
-                    "the rest is filled with the band means",
-                    stacklevel=3,
-                )
 
     # -- model ---------------------------------------------------------------------------
     @torch.inference_mode()

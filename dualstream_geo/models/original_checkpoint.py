@@ -22,10 +22,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-import torch
 from torch import Tensor, nn
 
 from ..errors import DualStreamError
+from ..torchfiles import load_torch_file
 from .vision import installed_layout_is_v5, segformer_key_v5, to_installed_layout
 
 PathLike = str | os.PathLike[str]
@@ -51,15 +51,7 @@ VISION = "vision_encoder.model."
 def read_state(path: PathLike) -> dict[str, Tensor]:
     """A state dict of tensors from a torch file (never unpickles code)."""
     path = str(path)
-    if not os.path.isfile(path):
-        raise DualStreamError(f"{path}: file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        reason = str(error).strip().splitlines()[-1][:120] if str(error).strip() else ""
-        raise DualStreamError(
-            f"{path}: not a PyTorch state dict file ({type(error).__name__}: {reason})"
-        ) from None
+    state = load_torch_file(path, "PyTorch state dict file")
     if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping) or not state:

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import DualStreamError
+from ..torchfiles import load_torch_file
 from .vision import to_installed_layout
 
 log = logging.getLogger(__name__)
@@ -181,14 +182,7 @@ def load_model_weights(model: nn.Module, source: str | os.PathLike[str]) -> None
     from .original_checkpoint import load_original, project_state, read_state, strip_wrappers
 
     path = str(source)
-    if not os.path.isfile(path):
-        raise DualStreamError(f"{path}: weights file not found")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise DualStreamError(
-            f"{path}: not a readable checkpoint ({type(error).__name__})"
-        ) from None
+    raw = load_torch_file(path, "checkpoint")
     if isinstance(raw, Mapping) and isinstance(raw.get("state_dict"), Mapping):
         state = {
             k[len("model.") :]: v for k, v in raw["state_dict"].items() if k.startswith("model.")
