@@ -54,6 +54,8 @@ def load_checkpoint(checkpoint: PathLike) -> tuple[Any, PredictionMeta]:
     from ..training.task import CHECKPOINT_KEY, DualStreamSegmentation
 
     path = str(checkpoint)
+    if not os.path.isfile(path):
+        raise DualStreamError(f"{path}: checkpoint not found")
     raw = load_torch_file(path, "dualstream_geo checkpoint")
     if not isinstance(raw, dict) or not {"state_dict", "hyper_parameters"} <= raw.keys():
         raise DualStreamError(f"{path}: not a dualstream_geo checkpoint (a training checkpoint)")
