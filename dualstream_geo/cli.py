@@ -109,6 +109,16 @@ class DualStreamCLI(LightningCLI):
     def _check(self) -> None:
         check_consistency(self.model, self.datamodule)  # type: ignore[arg-type]
 
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        except SystemExit:
+            # Lightning turns Ctrl-C into a graceful shutdown and exit status 1; report it as
+            # an interruption (130), as every other command does.
+            if self.trainer.interrupted:
+                raise KeyboardInterrupt from None
+            raise
+
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         super().parse_arguments(parser, args)
         # LightningCLI reads hyper-parameters from --ckpt_path right after parsing: check the

@@ -419,3 +419,41 @@ def test_ckpt_path_last_resumes_or_refuses(
     assert run_cli([*args, "--trainer.max_epochs=2", "--ckpt_path=last"]) == 0
     last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
     assert last["epoch"] == 1  # continued with epoch 1, not from epoch 0
+
+
+def test_ctrl_c_during_fit_exits_130(demo_root: Path, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = [
+        "fit",
+        "--config",
+        str(REPO / "experiments" / "demo.yaml"),
+        f"--data.root={demo_root}",
+        f"--trainer.default_root_dir={tmp_path}",
+        f"--data.stats_path={tmp_path / 'stats.json'}",
+        "--model.vision_encoder=segformer-b0",
+        "--model.preset=lite",
+        "--trainer.max_epochs=50",
+        "--trainer.enable_progress_bar=false",
+    ]
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from dualstream_geo.cli import main; sys.exit(main())",
+            *args,
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while not (tmp_path / "checkpoints" / "config.yaml").exists() and time.time() < deadline:
+        time.sleep(0.5)
+    time.sleep(3)  # inside the training loop
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert err.strip().splitlines()[-1] == "dualstream-geo: interrupted"
