@@ -110,12 +110,24 @@ class DualStreamCLI(LightningCLI):
         check_consistency(self.model, self.datamodule)  # type: ignore[arg-type]
 
     def _run_subcommand(self, subcommand: str) -> None:
+        folder = os.path.join(self.trainer.default_root_dir, "checkpoints")
+        stats = self.datamodule.hparams.get("stats_path") if self.datamodule else None
+        # Files this run creates before its first checkpoint: removed if it fails before one.
+        fresh = [
+            p
+            for p in (os.path.join(folder, "config.yaml"), stats)
+            if p and not os.path.exists(p) and subcommand == "fit"
+        ]
         try:
             super()._run_subcommand(subcommand)
-        except SystemExit:
+        except BaseException as error:
+            if not os.path.exists(os.path.join(folder, "last.ckpt")):
+                for path in fresh:
+                    if os.path.exists(path):
+                        os.remove(path)
             # Lightning turns Ctrl-C into a graceful shutdown and exit status 1; report it as
             # an interruption (130), as every other command does.
-            if self.trainer.interrupted:
+            if isinstance(error, SystemExit) and self.trainer.interrupted:
                 raise KeyboardInterrupt from None
             raise
 

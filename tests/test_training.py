@@ -300,6 +300,11 @@ def test_cli_errors_are_one_line(
         "dualstream-geo: error: class_map maps to class 2, but num_classes is 2"
     )
     assert not (tmp_path / "checkpoints" / "last.ckpt").exists()
+    # Failing after the statistics were computed: nothing of the failed run is left.
+    assert run_cli([*args[:-1], "--data.class_map={999: 1}", "--data.unmapped=ignore"]) == 2
+    assert "the train split has no labelled pixel" in capsys.readouterr().err
+    assert not (tmp_path / "s.json").exists()
+    assert not (tmp_path / "checkpoints" / "config.yaml").exists()
     assert run_cli(["fit", "--data.root=/nowhere/at/all"]) == 2
     assert "root '/nowhere/at/all' is not a folder" in capsys.readouterr().err
     junk = tmp_path / "junk.ckpt"
