@@ -282,18 +282,23 @@ def test_aihub_yaml_builds_on_original_layout(tmp_path: Path) -> None:
     assert len(list(cli.datamodule.train_sampler)) == 2  # the two training tiles
 
 
-def test_cli_errors_are_one_line(
-    demo_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    args = [
+def demo_fit(demo_root: Path, root: Path, *extra: str) -> list[str]:
+    """``fit`` on the demo config with the run (and its statistics) under ``root``."""
+    return [
         "fit",
         "--config",
         str(REPO / "experiments" / "demo.yaml"),
         f"--data.root={demo_root}",
-        f"--trainer.default_root_dir={tmp_path}",
-        f"--data.stats_path={tmp_path / 's.json'}",
-        "--data.class_map={90: 2}",
+        f"--trainer.default_root_dir={root}",
+        f"--data.stats_path={root / 'stats.json'}",
+        *extra,
     ]
+
+
+def test_cli_errors_are_one_line(
+    demo_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = demo_fit(demo_root, tmp_path, "--data.class_map={90: 2}")
     assert run_cli(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith(
@@ -303,7 +308,7 @@ def test_cli_errors_are_one_line(
     # Failing after the statistics were computed: nothing of the failed run is left.
     assert run_cli([*args[:-1], "--data.class_map={999: 1}", "--data.unmapped=ignore"]) == 2
     assert "the train split has no labelled pixel" in capsys.readouterr().err
-    assert not (tmp_path / "s.json").exists()
+    assert not (tmp_path / "stats.json").exists()
     assert not (tmp_path / "checkpoints" / "config.yaml").exists()
     assert run_cli(["fit", "--data.root=/nowhere/at/all"]) == 2
     assert "root '/nowhere/at/all' is not a folder" in capsys.readouterr().err
@@ -404,19 +409,15 @@ def test_killed_run_resumes_to_the_uninterrupted_result(demo_root: Path, tmp_pat
 def test_ckpt_path_last_resumes_or_refuses(
     demo_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = [
-        "fit",
-        "--config",
-        str(REPO / "experiments" / "demo.yaml"),
-        f"--data.root={demo_root}",
-        f"--trainer.default_root_dir={tmp_path}",
-        f"--data.stats_path={tmp_path / 'stats.json'}",
+    args = demo_fit(
+        demo_root,
+        tmp_path,
         "--model.vision_encoder=segformer-b0",
         "--model.preset=lite",
         "--data.length=8",
         "--trainer.limit_val_batches=1",
         "--trainer.enable_progress_bar=false",
-    ]
+    )
     assert run_cli([*args, "--trainer.max_epochs=1", "--ckpt_path=last"]) == 2
     assert "--ckpt_path last: no " in capsys.readouterr().err
     assert not (tmp_path / "checkpoints" / "best.ckpt").exists()
@@ -432,18 +433,14 @@ def test_ctrl_c_during_fit_exits_130(demo_root: Path, tmp_path: Path) -> None:
     import sys
     import time
 
-    args = [
-        "fit",
-        "--config",
-        str(REPO / "experiments" / "demo.yaml"),
-        f"--data.root={demo_root}",
-        f"--trainer.default_root_dir={tmp_path}",
-        f"--data.stats_path={tmp_path / 'stats.json'}",
+    args = demo_fit(
+        demo_root,
+        tmp_path,
         "--model.vision_encoder=segformer-b0",
         "--model.preset=lite",
         "--trainer.max_epochs=50",
         "--trainer.enable_progress_bar=false",
-    ]
+    )
     process = subprocess.Popen(
         [
             sys.executable,
