@@ -299,6 +299,8 @@ def test_import_original_and_predict_reproduce_the_original(
             "512",
             "--kind",
             "both",
+            "--precision",
+            "32",  # fp32 on a GPU too (the CPU is always fp32)
         ]
     )
     assert code == 0

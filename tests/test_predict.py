@@ -346,6 +346,8 @@ def test_bad_input_writes_nothing(checkpoint: Path, scene: dict[str, Path], tmp_
     with pytest.raises(DualStreamError, match="not a readable dualstream_geo checkpoint") as info:
         ScenePredictor.from_checkpoint(tmp_path / "random.ckpt")
     assert "weights_only" not in str(info.value)
+    with pytest.raises(DualStreamError, match="precision must be one of"):
+        ScenePredictor.from_checkpoint(checkpoint, precision="fp8")
     with pytest.raises(DualStreamError, match="workers must be >= 0, got -1"):
         ScenePredictor.from_checkpoint(checkpoint, workers=-1)
     with pytest.raises(DualStreamError, match="tile 65536 is too large: at most 4096 px"):

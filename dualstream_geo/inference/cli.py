@@ -29,6 +29,12 @@ def predict_parser() -> ArgumentParser:
     parser.add_argument("--kind", choices=KINDS, default="class")
     parser.add_argument("--tta", choices=TTAS, default="none")
     parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "32", "bf16"),
+        default="auto",
+        help="auto: bf16 autocast on CUDA, fp32 on CPU; 32: fp32 everywhere",
+    )
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--overwrite", action="store_true")
     return parser
@@ -44,6 +50,7 @@ def predict_main(argv: list[str]) -> int:
         blend=args.blend,
         tta=args.tta,
         workers=args.workers,
+        precision=args.precision,
     )
     air = None
     if args.gems or args.air_pollution:

@@ -40,6 +40,7 @@ from .writer import (
 )
 
 KINDS = ("class", "probabilities", "both")
+PRECISIONS = ("auto", "32", "bf16")
 #: Largest window side: memory grows with its square (activations of a 4096 px window of
 #: the original preset take about 20 GiB).
 MAX_TILE = 4096
@@ -64,6 +65,7 @@ class ScenePredictor:
         device: str | torch.device | None = None,
         workers: int = 0,
         meta: PredictionMeta | None = None,
+        precision: str = "auto",
     ) -> None:
         if tile <= 0 or tile % 32:
             raise DualStreamError(f"tile must be a positive multiple of 32, got {tile}")
@@ -72,6 +74,8 @@ class ScenePredictor:
                 f"tile {tile} is too large: at most {MAX_TILE} px (one {MAX_TILE} px window "
                 "of the original model needs tens of GiB); larger scenes are tiled anyway"
             )
+        if precision not in PRECISIONS:
+            raise DualStreamError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if workers < 0:
             raise DualStreamError(f"workers must be >= 0, got {workers}")
         if not 0.0 <= overlap <= 0.9:
@@ -92,6 +96,9 @@ class ScenePredictor:
         self.tile, self.overlap, self.batch_size = tile, overlap, batch_size
         self.blend, self.tta, self.workers = blend, tta, workers
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        # bf16 autocast on CUDA unless fp32 is asked for (e.g. to reproduce another
+        # implementation's probabilities exactly); the CPU always computes in fp32.
+        self.bf16 = self.device.type == "cuda" and precision in ("auto", "bf16")
         self.model.eval().to(self.device)
 
     @classmethod
@@ -152,7 +159,7 @@ class ScenePredictor:
     def probabilities(self, image: Tensor, air: Tensor | None) -> Tensor:
         """(B, C, H, W) probabilities averaged over the TTA transforms."""
         total: Tensor | None = None
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16)
         transforms = tta_transforms(self.tta)
         for forward, inverse in transforms:
             with autocast:
@@ -255,6 +262,7 @@ class ScenePredictor:
             "overlap": str(self.overlap),
             "blend": self.blend,
             "tta": self.tta,
+            "precision": "bf16" if self.bf16 else "32",
             "dualstream_geo_version": __version__,
         }
         provenance = {
