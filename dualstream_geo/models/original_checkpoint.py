@@ -88,9 +88,10 @@ def _project_key(key: str, source: str) -> str:
 
 def project_state(state: Mapping[str, Tensor], source: str) -> dict[str, Tensor]:
     """Original full-model keys -> this project's keys (``original`` preset)."""
-    vision = {k[len("visual_encoder.") :]: v for k, v in state.items() if k.startswith("visual_")}
-    renamed = {"visual_encoder." + k: v for k, v in to_installed_layout(vision).items()}
-    others = {k: v for k, v in state.items() if not k.startswith("visual_")}
+    prefix = "visual_encoder."
+    vision = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    renamed = {prefix + k: v for k, v in to_installed_layout(vision).items()}
+    others = {k: v for k, v in state.items() if not k.startswith(prefix)}
     return {_project_key(k, source): v for k, v in {**renamed, **others}.items()}
 
 
