@@ -275,6 +275,28 @@ def write_tile(folder: Path, seed: int = 0) -> dict[str, Path]:
     return paths
 
 
+def predict_tile(ckpt: Path, image: Path, gems: Path, air: Path, output: Path, *extra: str) -> int:
+    """``dualstream-geo predict`` of one tile with one 512 px window."""
+    return main(
+        [
+            "predict",
+            "--checkpoint",
+            str(ckpt),
+            "--image",
+            str(image),
+            "--gems",
+            str(gems),
+            "--air-pollution",
+            str(air),
+            "--output",
+            str(output),
+            "--tile",
+            "512",
+            *extra,
+        ]
+    )
+
+
 def test_import_original_and_predict_reproduce_the_original(
     original_file: Path, original_state: dict[str, torch.Tensor], tmp_path: Path
 ) -> None:
@@ -282,27 +304,10 @@ def test_import_original_and_predict_reproduce_the_original(
     assert main(["import-original", str(original_file), "--output", str(ckpt)]) == 0
     tile = write_tile(tmp_path / "tile")
     output = tmp_path / "classes.tif"
-    code = main(
-        [
-            "predict",
-            "--checkpoint",
-            str(ckpt),
-            "--image",
-            str(tile["image"]),
-            "--gems",
-            str(tile["GEMS_tile"]),
-            "--air-pollution",
-            str(tmp_path / "tile" / "air"),
-            "--output",
-            str(output),
-            "--tile",
-            "512",
-            "--kind",
-            "both",
-            "--precision",
-            "32",  # fp32 on a GPU too (the CPU is always fp32)
-        ]
-    )
+    air_folder = tmp_path / "tile" / "air"
+    # --precision 32: fp32 on a GPU too (the CPU is always fp32).
+    extra = ("--kind", "both", "--precision", "32")
+    code = predict_tile(ckpt, tile["image"], tile["GEMS_tile"], air_folder, output, *extra)
     assert code == 0
     with rasterio.open(tmp_path / "classes_probabilities.tif") as src:
         assert src.count == 2 and src.transform == rasterio.open(tile["image"]).transform
@@ -338,23 +343,7 @@ def test_import_original_and_predict_reproduce_the_original(
             sub = "gems" if name.startswith("GEMS") else "air"
             write_raster(bare / sub / f"{name}.tif", src.read(), None, None)
     with pytest.warns(UserWarning, match=r"4 tile\(s\) without georeferencing"):
-        code = main(
-            [
-                "predict",
-                "--checkpoint",
-                str(ckpt),
-                "--image",
-                str(tile["image"]),
-                "--gems",
-                str(bare / "gems"),
-                "--air-pollution",
-                str(bare / "air"),
-                "--output",
-                str(tmp_path / "bare.tif"),
-                "--tile",
-                "512",
-            ]
-        )
+        code = predict_tile(ckpt, tile["image"], bare / "gems", bare / "air", tmp_path / "bare.tif")
     assert code == 0
     with rasterio.open(tmp_path / "bare.tif") as src:
         np.testing.assert_array_equal(src.read(1), classes)

@@ -89,10 +89,16 @@ def pixel_area_ha(grid: Grid, rows: np.ndarray) -> np.ndarray:
     return np.full(len(rows), abs(xres * yres) * unit * unit / 1e4)
 
 
-def class_names_of(src: rasterio.io.DatasetReader) -> list[str] | None:
-    """Class names stored by ``dualstream-geo predict`` (tag ``class_names``)."""
+def class_names_of(
+    src: rasterio.io.DatasetReader, class_map: Mapping[int, int] | None = None
+) -> list[str]:
+    """The class names stored by ``dualstream-geo predict`` (tag ``class_names``), else
+    ``class_<i>`` up to the class map's largest class or the raster's largest value."""
     raw = src.tags().get("class_names")
-    return list(json.loads(raw)) if raw else None
+    if raw:
+        return list(json.loads(raw))
+    top = max(class_map.values()) if class_map else int(src.statistics(1).max)
+    return [f"class_{i}" for i in range(top + 1)]
 
 
 def assess(
@@ -123,10 +129,7 @@ def assess(
             )
         if src.crs is None:
             raise DualStreamError(f"--prediction {prediction}: raster has no CRS")
-        names = list(class_names or class_names_of(src) or [])
-        if not names:
-            top = max(class_map.values()) if class_map else int(src.statistics(1).max)
-            names = [f"class_{i}" for i in range(top + 1)]
+        names = list(class_names or class_names_of(src, class_map))
         k = len(names)
         grid = Grid(src.crs, src.transform, src.height, src.width)
         files = list(mask.index.filepath)

@@ -14,7 +14,7 @@ import rasterio
 import rasterio.shutil
 
 from ..errors import DualStreamError
-from .assess import EXCLUDED, Assessment, assess
+from .assess import EXCLUDED, Assessment, assess, class_names_of
 
 ERROR_CATEGORIES = ("true negative", "true positive", "false positive", "false negative")
 
@@ -143,7 +143,8 @@ def evaluate(
     building.mkdir()
     try:
         # The class count is known once the prediction's names are read: a first, cheap pass.
-        names = assess_names(prediction, class_map)
+        with rasterio.open(prediction) as src:
+            names = class_names_of(src, class_map)
         errors_path = building / "errors.tif"
         with rasterio.open(
             errors_path.with_suffix(".tmp.tif"), "w", count=len(names), **profile
@@ -180,16 +181,3 @@ def evaluate(
     finally:
         shutil.rmtree(building, ignore_errors=True)
     return assessment
-
-
-def assess_names(
-    prediction: str | os.PathLike[str], class_map: Mapping[int, int] | None
-) -> list[str]:
-    from .assess import class_names_of
-
-    with rasterio.open(prediction) as src:
-        names = class_names_of(src)
-        if names:
-            return names
-        top = max(class_map.values()) if class_map else int(src.statistics(1).max)
-    return [f"class_{i}" for i in range(top + 1)]
