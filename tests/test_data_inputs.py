@@ -391,3 +391,19 @@ def test_focus_sampler_centres_patches_on_a_rare_class(demo_root: Path) -> None:
     half = list(FocusPatchSampler(ds, size=64, length=40, classes=[1], fraction=0.5, seed=0))
     centred = sum(bool((ds[q]["mask"][31:33, 31:33] == 1).any()) for q in half)
     assert 20 <= centred < 40
+
+
+def test_focus_sampler_balances_its_classes(zion: Path) -> None:
+    """A class of about a hundred pixels gets as many focused patches as one of thousands."""
+    from dualstream_geo.data.sampling import FocusPatchSampler
+
+    image = SatelliteImage(zion, band_files=("_b2", "_b3", "_b4", "_b5"), nodata=65535)
+    ds = DualStreamGeoDataset(image, [], LandCoverMask(zion / "nlcd.tif"))
+    shrubland, barren = 5, 3  # raw NLCD classes of the crop: ~29,000 and ~120 pixels
+    sampler = FocusPatchSampler(
+        ds, size=32, length=200, classes=[shrubland, barren], fraction=1.0, seed=0
+    )
+    assert len(sampler.centres[0]) > 50 * len(sampler.centres[1]) > 0
+    centres = [ds[q]["mask"][15:17, 15:17] for q in sampler]
+    on_barren = sum(bool((c == barren).any()) for c in centres)
+    assert 70 <= on_barren <= 130  # half of 200, not the 0.4 % of a pooled draw

@@ -48,6 +48,9 @@ class FocusPatchSampler(EpochPatchSampler):
     """TorchGeo's random patches, of which ``fraction`` are centred on pixels of
     ``classes`` (for classes too rare to appear in uniformly drawn patches).
 
+    Each focused patch first draws one of the classes found in the region (uniformly, so a
+    class of a hundred pixels gets as many patches as one of a million), then one of its pixels.
+
     Candidate centres come from one scan of the labels on the dataset's grid (decimated to
     at most ``SCAN_SIDE`` pixels a side) and are kept only where the whole patch lies inside
     the sampled region, so geographic splits still hold. Yields [xmin:xmax, ymin:ymax].
@@ -67,9 +70,10 @@ class FocusPatchSampler(EpochPatchSampler):
         if dataset.mask is None:
             raise ValueError("FocusPatchSampler needs a dataset with a mask")
         self.fraction = fraction
-        self.centres = self._centres(dataset, list(classes))
+        self.centres = [found for found in self._centres(dataset, list(classes)) if len(found)]
 
-    def _centres(self, dataset: DualStreamGeoDataset, classes: list[int]) -> np.ndarray:
+    def _centres(self, dataset: DualStreamGeoDataset, classes: list[int]) -> list[np.ndarray]:
+        """The candidate centres (n, 2) of each class, in ``classes`` order."""
         xmin, ymin, xmax, ymax = self.bounds
         res = dataset.res[0]
         step = max(1, math.ceil(max(xmax - xmin, ymax - ymin) / res / SCAN_SIDE))
@@ -81,18 +85,21 @@ class FocusPatchSampler(EpochPatchSampler):
         raw = dataset.mask.read(
             dataset._files(len(dataset._indexes) - 1, box), grid, Resampling.nearest
         )
-        rows, cols = np.nonzero(np.isin(dataset.mask.to_classes(raw[0]), classes))
-        xs = xmin + (cols + 0.5) * res * step
-        ys = ymax - (rows + 0.5) * res * step
-        inside = shapely.contains_xy(self.series.iloc[0], xs, ys)  # the eroded region
-        return np.stack([xs[inside], ys[inside]], axis=1)
+        labels = dataset.mask.to_classes(raw[0])
+        centres = []
+        for value in classes:
+            rows, cols = np.nonzero(labels == value)
+            xs = xmin + (cols + 0.5) * res * step
+            ys = ymax - (rows + 0.5) * res * step
+            inside = shapely.contains_xy(self.series.iloc[0], xs, ys)  # the eroded region
+            centres.append(np.stack([xs[inside], ys[inside]], axis=1))
+        return centres
 
     def __iter__(self) -> Iterator[tuple[slice, slice]]:  # type: ignore[override]
         focused = round(len(self) * self.fraction) if len(self.centres) else 0
         uniform = list(super().__iter__())[: len(self) - focused]
-        picks = (
-            self.centres[self.generator.integers(0, len(self.centres), focused)] if focused else []
-        )
+        chosen = self.generator.integers(0, len(self.centres), focused) if focused else []
+        picks = [self.centres[c][self.generator.integers(0, len(self.centres[c]))] for c in chosen]
         height, width = self.size
         xres, yres = self.res
         left, bottom = self.bounds[0], self.bounds[1]
