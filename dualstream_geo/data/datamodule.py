@@ -19,6 +19,7 @@ from .checks import has_labels
 from .join import DualStreamGeoDataset, collate_samples
 from .layout import SceneSet, build_dataset, scene_set
 from .normalize import BandStats, DatasetStats, Normalize, OriginalScaling
+from .ranks import RankLocal, RankShard, process_rank
 from .sampling import EpochPatchSampler, FocusPatchSampler
 
 NORMALIZATIONS = ("dataset", "original")
@@ -209,42 +210,68 @@ class DualStreamDataModule(GeoDataModule):
         return self._splits
 
     # -- Lightning hooks -----------------------------------------------------------------
+    def prepare_data(self) -> None:
+        # Lightning calls this on one process per node before setup: the statistics file is
+        # computed there once, and the other ranks load it instead of racing to write it.
+        if self.hparams["normalization"] == "dataset" and self.hparams["stats_path"]:
+            self.datasets()
+
+    def _rank(self) -> tuple[int, int]:
+        """(rank, world size) of the trainer this module runs under."""
+        trainer = self.trainer
+        if trainer is not None:
+            return trainer.global_rank, trainer.world_size
+        return process_rank()
+
     def setup(self, stage: str) -> None:
         splits = self.datasets()
         size = self.patch_size
         tiles = self.hparams["sampler"] == "tiles"
+        rank, world_size = self._rank()
         if stage == "fit":
             self.train_dataset = splits["train"]
             length = self.length or self._default_length(splits["train"])
             seed = self.hparams["sampler_seed"]
             if tiles:
+                # The same shuffle on every rank (one seed), shared out: each tile once.
                 generator = torch.Generator().manual_seed(seed) if seed is not None else None
-                self.train_sampler = PreChippedGeoSampler(  # type: ignore[assignment]
-                    splits["train"], shuffle=True, generator=generator
-                )
-            elif self.hparams["focus_classes"]:
-                self.train_sampler = FocusPatchSampler(
-                    splits["train"],
-                    size=size,
-                    length=length,
-                    classes=self.hparams["focus_classes"],
-                    fraction=self.hparams["focus_fraction"],
-                    seed=seed,
+                self.train_sampler = RankShard(  # type: ignore[assignment]
+                    PreChippedGeoSampler(splits["train"], shuffle=True, generator=generator),
+                    rank=rank,
+                    world_size=world_size,
+                    pad=True,
                 )
             else:
-                self.train_sampler = EpochPatchSampler(
-                    splits["train"], size=size, length=length, seed=seed
+                per_rank = {"seed": seed, "rank": rank, "world_size": world_size}
+                sampler = (
+                    FocusPatchSampler(
+                        splits["train"],
+                        size=size,
+                        length=length,
+                        classes=self.hparams["focus_classes"],
+                        fraction=self.hparams["focus_fraction"],
+                        **per_rank,
+                    )
+                    if self.hparams["focus_classes"]
+                    else EpochPatchSampler(splits["train"], size=size, length=length, **per_rank)
+                )
+                self.train_sampler = RankLocal(  # type: ignore[assignment]
+                    sampler, rank=rank, world_size=world_size
                 )
         if stage in ("fit", "validate"):
             if "val" not in splits:
                 raise DualStreamError("no validation data: give a val split or val_fraction > 0")
             self.val_dataset = splits["val"]
-            self.val_sampler = self._eval_sampler(splits["val"])
+            self.val_sampler = RankShard(  # type: ignore[assignment]
+                self._eval_sampler(splits["val"]), rank=rank, world_size=world_size
+            )
         if stage == "test":
             if "test" not in splits:
                 raise DualStreamError("no test data: give a test split or test_fraction > 0")
             self.test_dataset = splits["test"]
-            self.test_sampler = self._eval_sampler(splits["test"])
+            self.test_sampler = RankShard(  # type: ignore[assignment]
+                self._eval_sampler(splits["test"]), rank=rank, world_size=world_size
+            )
 
     def train_dataloader(self) -> DataLoader[dict[str, Any]]:
         super().train_dataloader()  # TorchGeo's checks of the dataset and sampler
@@ -271,9 +298,10 @@ class DualStreamDataModule(GeoDataModule):
         # a resumed run augments each step as the uninterrupted run did, whenever the loop
         # fetches the batch.
         base = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        step = trainer.global_step * 7919 + trainer.global_rank * 104_729
         device = batch["image"].device
         with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-            torch.manual_seed((base * 1_000_003 + trainer.global_step * 7919 + 1) % 2**63)
+            torch.manual_seed((base * 1_000_003 + step + 1) % 2**63)
             return super().on_after_batch_transfer(batch, dataloader_idx)
 
     def _eval_sampler(self, dataset: DualStreamGeoDataset) -> Any:

@@ -8,7 +8,6 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import shapely
-import torch.distributed as dist
 from rasterio.enums import Resampling
 from torchgeo.samplers import RandomPatchSampler
 
@@ -21,9 +20,12 @@ SCAN_SIDE = 4096
 
 class EpochPatchSampler(RandomPatchSampler):
     """TorchGeo's random patches, drawn for each epoch from a generator seeded with
-    (``seed``, epoch, rank): every epoch gets new patches, a resumed run draws the same
+    (``seed``, epoch, ``rank``): every epoch gets new patches, a resumed run draws the same
     patches for an epoch as an uninterrupted one, and ranks draw differently. Lightning calls
     :meth:`set_epoch` before each epoch. ``seed=None`` draws from the operating system.
+
+    ``length`` is the epoch's total over ``world_size`` processes: each rank draws
+    ``ceil(length / world_size)`` patches.
     """
 
     def __init__(
@@ -33,15 +35,18 @@ class EpochPatchSampler(RandomPatchSampler):
         size: int | tuple[int, int],
         length: int | None = None,
         seed: int | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         super().__init__(dataset, size=size, length=length, generator=seed)
+        self._length = math.ceil(len(self) / world_size)
         self.seed = seed
+        self.rank = rank
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
         if self.seed is not None:
-            rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-            self.generator = np.random.default_rng([self.seed, epoch, rank])
+            self.generator = np.random.default_rng([self.seed, epoch, self.rank])
 
 
 class FocusPatchSampler(EpochPatchSampler):
@@ -65,8 +70,12 @@ class FocusPatchSampler(EpochPatchSampler):
         classes: Sequence[int],
         fraction: float = 0.5,
         seed: int | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
-        super().__init__(dataset, size=size, length=length, seed=seed)
+        super().__init__(
+            dataset, size=size, length=length, seed=seed, rank=rank, world_size=world_size
+        )
         if dataset.mask is None:
             raise ValueError("FocusPatchSampler needs a dataset with a mask")
         self.fraction = fraction

@@ -51,11 +51,12 @@ def last_checkpoint(dirpath: str, every_n_steps: int | None = None) -> ModelChec
 
 class EpochSeeds(Callback):
     """Reseed Python, NumPy and torch at the start of every training epoch from (seed,
-    epoch); the seed is the run's ``seed_everything`` value (``PL_GLOBAL_SEED``)."""
+    epoch, rank); the seed is the run's ``seed_everything`` value (``PL_GLOBAL_SEED``).
+    Ranks get different drop-path and dropout draws; rank 0 those of a single process."""
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         base = int(os.environ.get("PL_GLOBAL_SEED", 0))
-        seed = (base * 1_000_003 + trainer.current_epoch) % 2**32
+        seed = (base * 1_000_003 + trainer.current_epoch + trainer.global_rank * 7_654_321) % 2**32
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)

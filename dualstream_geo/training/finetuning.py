@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from lightning.pytorch import LightningModule
+from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BaseFinetuning
 from torch.nn import Module
+from torch.nn.modules.batchnorm import _BatchNorm
 from torch.optim import Optimizer
 
 
@@ -17,6 +18,12 @@ class TwoStageFinetuning(BaseFinetuning):
     rates), so unfreezing only flips ``requires_grad``: no groups are added, which keeps
     optimiser state and DDP bucketing intact (unlike ``BackboneFinetuning``, which adds
     groups and matches parameters by value).
+
+    Under DDP (more than one process) the encoders are never frozen by ``requires_grad``:
+    DDP only synchronises the parameters that require gradients when it wraps the model, so
+    encoders unfrozen later would train apart on every rank. Instead their gradients (already
+    averaged across ranks) are dropped before each optimiser step of the frozen epochs: the
+    same updates, at the cost of back-propagating through the encoders.
     """
 
     def __init__(self, freeze_epochs: int = 2, train_bn: bool = False) -> None:
@@ -29,15 +36,34 @@ class TwoStageFinetuning(BaseFinetuning):
         model: Any = pl_module.model
         return [model.vision_encoder, model.air_encoder]
 
+    @staticmethod
+    def distributed(pl_module: LightningModule) -> bool:
+        return pl_module._trainer is not None and pl_module.trainer.world_size > 1
+
     def freeze_before_training(self, pl_module: LightningModule) -> None:
-        if self.freeze_epochs > 0:
+        if self.freeze_epochs > 0 and not self.distributed(pl_module):
             self.freeze(self.encoders(pl_module), train_bn=self.train_bn)
 
     def finetune_function(
         self, pl_module: LightningModule, epoch: int, optimizer: Optimizer
     ) -> None:
+        if self.distributed(pl_module):
+            if epoch < self.freeze_epochs and not self.train_bn:
+                for module in self.encoders(pl_module):
+                    for layer in module.modules():
+                        if isinstance(layer, _BatchNorm):
+                            layer.eval()
+            return
         if epoch < self.freeze_epochs:
             # Also on resume within the frozen stage: keep the encoders frozen.
             self.freeze(self.encoders(pl_module), train_bn=self.train_bn)
         else:
             self.make_trainable(self.encoders(pl_module))
+
+    def on_before_optimizer_step(
+        self, trainer: Trainer, pl_module: LightningModule, optimizer: Optimizer
+    ) -> None:
+        if self.distributed(pl_module) and trainer.current_epoch < self.freeze_epochs:
+            for module in self.encoders(pl_module):
+                for param in module.parameters():
+                    param.grad = None

@@ -8,9 +8,11 @@ from typing import Any, Literal
 
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torch.optim import AdamW
 from torchgeo.tasks import SemanticSegmentation
+from torchmetrics import MetricCollection
 
 from ..errors import DualStreamError
 from ..models import PRESETS, DualStreamDFormer
@@ -145,6 +147,24 @@ class DualStreamSegmentation(SemanticSegmentation):
         )
         if h["weights"]:
             load_model_weights(self.model, h["weights"])
+        absent = self.model.air_absent
+        if h["use_air"] and not h["modality_dropout"] and isinstance(absent, nn.Parameter):
+            # Every training batch carries air, so the learned "air absent" input takes no part
+            # in any loss: it does not train (and DDP would stop on a parameter without grad).
+            absent.requires_grad_(False)
+
+    def setup(self, stage: str) -> None:
+        trainer = self._trainer
+        if trainer is None or trainer.world_size < 2:
+            return
+        if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.modules()):
+            return  # both presets normalise with GroupNorm: nothing to synchronise
+        if trainer.strategy.root_device.type == "cpu":
+            rank_zero_warn(
+                "BatchNorm statistics stay per process: SyncBatchNorm needs GPUs", stacklevel=1
+            )
+            return
+        self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
 
     def configure_losses(self) -> None:
         h = self.hparams
@@ -192,8 +212,9 @@ class DualStreamSegmentation(SemanticSegmentation):
         groups = []
         for part in PARTS:
             params = list(getattr(self.model, part).parameters())
-            if part == "air_encoder" and isinstance(self.model.air_absent, nn.Parameter):
-                params.append(self.model.air_absent)
+            absent = self.model.air_absent
+            if part == "air_encoder" and isinstance(absent, nn.Parameter) and absent.requires_grad:
+                params.append(absent)
             # Parameters that never train (the original's unused boundary branch) stay out.
             params = [p for p in params if p.requires_grad or part in FREEZABLE]
             groups.append(
@@ -233,7 +254,14 @@ class DualStreamSegmentation(SemanticSegmentation):
         target = batch["mask"]
         loss = self.criterion(outputs, target)
         getattr(self, f"{split}_metrics")(self._scores(outputs), target)
-        self.log(f"{split}_loss", loss, batch_size=target.shape[0], prog_bar=split == "train")
+        self.log(
+            f"{split}_loss",
+            loss,
+            batch_size=target.shape[0],
+            prog_bar=split == "train",
+            # Evaluation patches are shared out across ranks: average over all of them.
+            sync_dist=split != "train",
+        )
         return loss
 
     def training_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
@@ -244,6 +272,21 @@ class DualStreamSegmentation(SemanticSegmentation):
 
     def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._shared_step(batch, "test")
+
+    def on_train_epoch_end(self) -> None:
+        self._log_metrics(self.train_metrics)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics(self.val_metrics)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics(self.test_metrics)
+
+    def _log_metrics(self, metrics: MetricCollection) -> None:
+        # compute() already gathers every rank's counts (torchmetrics); sync_dist then only
+        # averages identical values, which tells Lightning that they are global.
+        self.log_dict(metrics.compute(), sync_dist=True)
+        metrics.reset()
 
     def predict_step(
         self, batch: Any, batch_idx: int, dataloader_idx: int = 0
