@@ -15,6 +15,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 
 from .data.datamodule import DualStreamDataModule
 from .errors import DualStreamError
+from .inference.distributed import PeerStopped
 from .torchfiles import load_torch_file
 from .training.task import DualStreamSegmentation
 
@@ -211,9 +212,13 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    except PeerStopped as stop:  # another rank failed and reports why
+        return stop.code
     except (DualStreamError, FileNotFoundError) as error:
         # FileNotFoundError: e.g. a --ckpt_path that does not exist (raised by Lightning).
-        print(f"dualstream-geo: error: {error}", file=sys.stderr)
+        rank = os.environ.get("RANK", "0")
+        where = f"rank {rank}: " if rank != "0" else ""
+        print(f"dualstream-geo: error: {where}{error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("dualstream-geo: interrupted", file=sys.stderr)

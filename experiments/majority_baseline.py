@@ -12,11 +12,7 @@ import argparse
 import json
 
 import torch
-from torchmetrics.classification import MulticlassJaccardIndex
-
-from dualstream_geo.cli import DualStreamCLI
-from dualstream_geo.data.datamodule import DualStreamDataModule
-from dualstream_geo.training import DualStreamSegmentation
+from scoring import Scores, load_experiment
 
 
 def main() -> None:
@@ -25,9 +21,7 @@ def main() -> None:
     )
     parser.add_argument("--config", action="append", required=True)
     args = parser.parse_args()
-    cli_args = [item for config in args.config for item in ("--config", config)]
-    cli = DualStreamCLI(DualStreamSegmentation, DualStreamDataModule, run=False, args=cli_args)
-    datamodule, task = cli.datamodule, cli.model
+    datamodule, task = load_experiment(args.config)
     classes, ignore = task.hparams["num_classes"], task.hparams["ignore_index"]
     datamodule.setup("fit")
     counts = torch.zeros(classes, dtype=torch.long)
@@ -36,19 +30,10 @@ def main() -> None:
         counts += torch.bincount(mask, minlength=classes)
     majority = int(counts.argmax())
     datamodule.setup("test")
-    per_class = MulticlassJaccardIndex(classes, average="none", ignore_index=ignore)
-    overall = MulticlassJaccardIndex(classes, average="micro", ignore_index=ignore)
+    scores = Scores(classes, ignore)
     for batch in datamodule.test_dataloader():
-        prediction = torch.full_like(batch["mask"], majority)
-        per_class.update(prediction, batch["mask"])
-        overall.update(prediction, batch["mask"])
-    iou = per_class.compute()
-    result = {
-        "majority_class": task.class_names[majority],
-        "per_class_iou": dict(zip(task.class_names, iou.tolist(), strict=True)),
-        "mean_iou": float(iou.mean()),
-        "overall_iou": float(overall.compute()),
-    }
+        scores.update(torch.full_like(batch["mask"], majority), batch["mask"])
+    result = {"majority_class": task.class_names[majority], **scores.compute(task.class_names)}
     print(json.dumps(result, indent=2))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -64,3 +65,58 @@ def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def zion() -> Path:
     """192 x 192 px of Landsat 8 (one file per band, EPSG:32612) + NLCD (EPSG:26912)."""
     return ZION
+
+
+#: The demo land-cover types as five classes: spectrally distinct, so a short run learns them.
+LAND_COVER = {11: 0, 41: 1, 52: 2, 71: 3, 90: 4, 95: 4}
+
+
+@pytest.fixture(scope="session")
+def checkpoint(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A briefly trained 5-class land-cover model (about 45 s on 2 CPU cores)."""
+    from lightning.pytorch import Trainer, seed_everything
+
+    from dualstream_geo.data.datamodule import DualStreamDataModule
+    from dualstream_geo.training import DualStreamSegmentation
+
+    root = tmp_path_factory.mktemp("predict_model")
+    seed_everything(0, verbose=False)
+    datamodule = DualStreamDataModule(
+        root=str(demo_root),
+        class_map=LAND_COVER,
+        patch_size=64,
+        batch_size=8,
+        length=96,
+        stats_path=str(root / "stats.json"),
+    )
+    task = DualStreamSegmentation(
+        num_classes=5,
+        labels=["water", "forest", "shrub", "grass", "plot"],
+        preset="lite",  # inference is what is tested here; the lite preset trains fastest
+        vision_encoder="segformer-b0",
+        lr=2e-3,
+        freeze_epochs=0,
+    )
+    Trainer(
+        max_epochs=10,
+        default_root_dir=str(root),
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=2,
+    ).fit(task, datamodule)
+    return root / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture()
+def scene(demo_root: Path, tmp_path: Path) -> dict[str, Path]:
+    """The held-out demo scene (EPSG:5186, 384 px with a nodata collar) copied per test."""
+    folder = tmp_path / "scene"
+    shutil.copytree(demo_root / "test", folder)
+    return {
+        "image": folder / "image",
+        "gems": folder / "gems",
+        "air": folder / "air",
+        "file": folder / "image" / "scene_b.tif",
+    }

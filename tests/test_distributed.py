@@ -8,9 +8,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
+import psutil
 import pytest
+import rasterio
 import torch
 import yaml
 from torchgeo.samplers import GriddedPatchSampler
@@ -177,3 +181,100 @@ def test_ddp_fit_shares_patches_matches_metrics_and_resumes(
     assert resumed["global_step"] == reference["global_step"] == 4
     for name, value in reference["state_dict"].items():
         assert torch.equal(resumed["state_dict"][name], value), name
+
+
+@pytest.mark.parametrize("strip_count", [1, 2, 5, 9])
+def test_rank_rows_cover_the_scene_once(strip_count: int) -> None:
+    from dualstream_geo.inference.distributed import rank_rows
+
+    starts = [48 * i for i in range(strip_count)]
+    height = starts[-1] + 64
+    for world_size in (1, 2, 3, 4):
+        rows = [
+            r for rank in range(world_size) for r in rank_rows(starts, height, rank, world_size)
+        ]
+        assert rows == list(range(height))
+
+
+def predict_args(checkpoint: Path, scene: dict[str, Path], output: Path, *extra: str) -> list[str]:
+    return [
+        "predict",
+        f"--checkpoint={checkpoint}",
+        f"--image={scene['image']}",
+        f"--gems={scene['gems']}",
+        f"--air-pollution={scene['air']}",
+        f"--output={output}",
+        "--tile=64",
+        "--batch-size=4",
+        "--kind=both",
+        *extra,
+    ]
+
+
+def read_both(output: Path) -> list[np.ndarray]:
+    paths = [output, output.with_name(output.stem + "_probabilities.tif")]
+    return [rasterio.open(p).read() for p in paths]
+
+
+def test_prediction_on_two_processes_equals_one_and_resumes(
+    checkpoint: Path, scene: dict[str, Path], tmp_path: Path
+) -> None:
+    """One COG from 2 CPU processes, pixel for pixel the 1-process output; a rank killed
+    mid-scene leaves no output, and ``--resume`` on 2 processes finishes it exactly."""
+    from dualstream_geo.cli import main
+
+    assert main(predict_args(checkpoint, scene, tmp_path / "one.tif")) == 0
+    expected = read_both(tmp_path / "one.tif")
+
+    two = tmp_path / "two.tif"
+    done = subprocess.run(
+        [CLI, *predict_args(checkpoint, scene, two, "--devices=2")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("wrote") == 1  # rank 0 only
+    for got, want in zip(read_both(two), expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert not list(tmp_path.glob("two.tif.partial*")) and not (tmp_path / "two.tif.lock").exists()
+
+    killed = tmp_path / "killed.tif"
+    run = subprocess.Popen(
+        [CLI, *predict_args(checkpoint, scene, killed, "--devices=2")],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    progress = tmp_path / "killed.tif.partial.1of2.json"
+    deadline = time.monotonic() + 120
+    while not progress.exists() and time.monotonic() < deadline and run.poll() is None:
+        time.sleep(0.05)
+    rank1 = [
+        p
+        for p in psutil.Process(run.pid).children(recursive=True)
+        if "RANK" in p.environ() and p.environ()["RANK"] == "1"
+    ]
+    assert progress.exists() and len(rank1) == 1
+    rank1[0].kill()
+    _, err = run.communicate(timeout=120)
+    assert run.returncode != 0 and "another predicting process stopped" in err
+    assert not killed.exists() and not (tmp_path / "killed.tif.lock").exists()
+    assert (tmp_path / "killed.tif.partial.0of2.tif").exists()
+
+    other = subprocess.run(
+        [CLI, *predict_args(checkpoint, scene, killed, "--devices=3", "--resume")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert other.returncode == 2
+    assert "interrupted in a run on 2 process(es); resume it with --devices 2" in other.stderr
+    resumed = subprocess.run(
+        [CLI, *predict_args(checkpoint, scene, killed, "--devices=2", "--resume")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    for got, want in zip(read_both(killed), expected, strict=True):
+        np.testing.assert_array_equal(got, want)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
+import torch
 from jsonargparse import ArgumentParser
 
 from ..data.layout import georef_fallback
 from ..data.sources import GEMS, AirPollution
 from ..errors import DualStreamError
+from .distributed import RankGroup, check_devices, launch_local, wait_for
 from .predictor import KINDS, ScenePredictor
 from .tiling import BLENDS, TTAS
 
@@ -35,6 +39,13 @@ def predict_parser() -> ArgumentParser:
         default="auto",
         help="auto: bf16 autocast on CUDA, fp32 on CPU; 32: fp32 everywhere",
     )
+    parser.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        help="processes sharing the scene on this machine (one per GPU when CUDA is present); "
+        "under torchrun, RANK and WORLD_SIZE come from the environment",
+    )
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--overwrite", action="store_true")
     return parser
@@ -42,6 +53,11 @@ def predict_parser() -> ArgumentParser:
 
 def predict_main(argv: list[str]) -> int:
     args = predict_parser().parse_args(argv)
+    check_devices(args.devices)
+    # Under torchrun (or in a rank started below) the environment names this process.
+    launch = args.devices > 1 and "WORLD_SIZE" not in os.environ
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = f"cuda:{local_rank}" if torch.cuda.is_available() else None
     predictor = ScenePredictor.from_checkpoint(
         args.checkpoint,
         tile=args.tile,
@@ -51,6 +67,7 @@ def predict_main(argv: list[str]) -> int:
         tta=args.tta,
         workers=args.workers,
         precision=args.precision,
+        device=device,
     )
     air = None
     if args.gems or args.air_pollution:
@@ -62,13 +79,27 @@ def predict_main(argv: list[str]) -> int:
             GEMS(args.gems, georef_fallback=fallback),  # type: ignore[arg-type]
             AirPollution(args.air_pollution, georef_fallback=fallback),  # type: ignore[arg-type]
         ]
-    path = predictor.predict(
-        args.image,
-        air,
-        args.output,
-        kind=args.kind,
-        overwrite=args.overwrite,
-        resume=args.resume,
-    )
-    print(f"wrote {path}")
+    # Inputs are checked before other ranks start: a bad input is one line, from here.
+    dataset = predictor.dataset(args.image, air)
+    children = launch_local(argv, args.devices) if launch else []
+    group = None
+    try:
+        group = RankGroup.from_environment()
+        path = predictor.predict(
+            dataset,
+            None,
+            args.output,
+            kind=args.kind,
+            overwrite=args.overwrite,
+            resume=args.resume,
+            group=group,
+        )
+    finally:
+        if group is not None:
+            group.close()
+        failed = wait_for(children)
+    if failed:
+        raise DualStreamError(failed)
+    if group is None or group.rank == 0:
+        print(f"wrote {path}")
     return 0

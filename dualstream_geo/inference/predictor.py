@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +23,23 @@ from ..data.join import DualStreamGeoDataset, collate_samples
 from ..data.sources import GEMS, AirPollution, GeoRaster, SatelliteImage
 from ..errors import DualStreamError
 from ..models import DualStreamDFormer
+from .distributed import RankGroup, predict_on_ranks
 from .locking import output_lock
 from .meta import PredictionMeta, input_fingerprint, load_checkpoint, meta_from_task
+from .outputs import (
+    check_interrupted_parts,
+    check_output_paths,
+    output_specs,
+    resumable_rows,
+)
 from .reading import WindowDataset, prefetch, scene_grid
 from .tiling import BLENDS, TTAS, strips, tta_transforms, window_weights
 from .writer import (
     CLASS_NODATA,
     PROBABILITY_SCALE,
     OutputSpec,
-    class_tags,
     create_partial,
     finalize,
-    read_progress,
     write_progress,
     write_rows,
 )
@@ -108,9 +113,9 @@ class ScenePredictor:
         return cls(task, meta=meta, **kwargs)
 
     # -- inputs --------------------------------------------------------------------------
-    def _dataset(
-        self, image: SatelliteImage | Sequence[PathLike], air: Any
-    ) -> DualStreamGeoDataset:
+    def dataset(self, image: SatelliteImage | Sequence[PathLike], air: Any) -> DualStreamGeoDataset:
+        """The joined, checked inputs of a scene: image source or paths, air sources or
+        paths (GEMS and air pollution)."""
         meta = self.meta
         if not isinstance(image, SatelliteImage):
             image = SatelliteImage(
@@ -178,82 +183,30 @@ class ScenePredictor:
         return total / len(transforms)
 
     # -- prediction ----------------------------------------------------------------------
-    def _outputs(self, output: str, kind: str, settings: dict[str, str]) -> list[OutputSpec]:
-        names = self.meta.class_names
-        specs = []
-        if kind in ("class", "both"):
-            dtype = "uint8" if len(names) <= 255 else "uint16"
-            colormap = dict(enumerate(self.meta.class_colors))
-            specs.append(
-                OutputSpec(
-                    output,
-                    1,
-                    dtype,
-                    CLASS_NODATA,
-                    "nearest",
-                    {**settings, **class_tags(names)},
-                    ("class",),
-                    colormap,
-                    tuple(names),
-                )
-            )
-        if kind in ("probabilities", "both"):
-            path = (
-                output
-                if kind == "probabilities"
-                else str(Path(output).with_name(Path(output).stem + "_probabilities.tif"))
-            )
-            tags = {**settings, **class_tags(names), "scale": f"1/{PROBABILITY_SCALE}"}
-            specs.append(OutputSpec(path, len(names), "uint8", 255, "average", tags, tuple(names)))
-        return specs
-
-    def _check_paths(
-        self, specs: list[OutputSpec], dataset: DualStreamGeoDataset, overwrite: bool, resume: bool
-    ) -> None:
-        inputs: set[str] = set()
-        for source in [dataset.image, *dataset.air]:
-            for entry in source.index.filepath:
-                inputs.update(os.path.realpath(p) for p, _ in source.channel_files(entry))
-        for spec in specs:
-            real = os.path.realpath(spec.path)
-            if real in inputs:
-                raise DualStreamError(
-                    f"output {spec.path} is one of the inputs; choose another path"
-                )
-            if os.path.isdir(spec.path):
-                raise DualStreamError(f"output {spec.path} is a folder; give a file name")
-            if os.path.exists(spec.path) and not overwrite:
-                raise DualStreamError(f"output {spec.path} exists; pass --overwrite to replace it")
-            if not os.path.isdir(os.path.dirname(real)):
-                raise DualStreamError(f"output folder {os.path.dirname(real)} does not exist")
-            if not os.access(os.path.dirname(real), os.W_OK):
-                raise DualStreamError(f"output folder {os.path.dirname(real)} is not writable")
-            if os.path.exists(spec.partial) and not resume and not overwrite:
-                raise DualStreamError(
-                    f"{spec.partial} exists from an interrupted run; pass --resume or --overwrite"
-                )
-
     def predict(
         self,
-        image: SatelliteImage | Sequence[PathLike],
+        image: DualStreamGeoDataset | SatelliteImage | Sequence[PathLike],
         air: Sequence[GeoRaster] | Sequence[PathLike] | None,
         output: PathLike,
         kind: str = "class",
         overwrite: bool = False,
         resume: bool = False,
         progress_callback: Callable[[int, int], None] | None = None,
+        group: RankGroup | None = None,
     ) -> Path:
         """Predict the scene of ``image`` to ``output`` and return its path.
 
-        ``image``/``air`` are sources or paths (files or folders). ``kind``: ``class``
+        ``image``/``air`` are sources or paths (files or folders), or ``image`` is what
+        :meth:`dataset` made of them. ``kind``: ``class``
         (uint8 classes with a colour table), ``probabilities`` (uint8, value/254 per class)
         or ``both`` (``<output>`` and ``<stem>_probabilities.tif``). ``progress_callback``
-        receives (rows written, scene height) after each strip.
+        receives (rows written, scene height) after each strip. ``group``: this process is
+        one of several sharing the scene (:func:`~.distributed.predict_on_ranks`).
         """
         if kind not in KINDS:
             raise DualStreamError(f"kind must be one of {KINDS}, got {kind!r}")
         output = str(output)
-        dataset = self._dataset(image, air)
+        dataset = image if isinstance(image, DualStreamGeoDataset) else self.dataset(image, air)
         grid = scene_grid(dataset.image)
         settings = {
             "checkpoint": os.path.abspath(self.meta.checkpoint) if self.meta.checkpoint else "",
@@ -269,17 +222,41 @@ class ScenePredictor:
             "command": " ".join(sys.argv),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        specs = self._outputs(output, kind, {**settings, **provenance})
+        specs = output_specs(
+            output, kind, self.meta.class_names, self.meta.class_colors, {**settings, **provenance}
+        )
         signature = {
             **settings,
             "kind": kind,
             "grid": [*grid.transform[:6], grid.height, grid.width],
             "inputs": input_fingerprint(dataset),
         }
+        if group is not None:
+
+            def run(
+                parts: list[OutputSpec], start: int, end: int, report: Callable[[int, int], None]
+            ) -> None:
+                self._run(dataset, grid, parts, signature, start, report, end=end, show_bar=False)
+
+            tiling = strips(grid.height, grid.width, self.tile, self.overlap)
+            predict_on_ranks(
+                group,
+                grid,
+                specs,
+                signature,
+                [strip[0].row for strip in tiling],
+                output,
+                partial(check_output_paths, specs, dataset, overwrite, resume),
+                run,
+                resume,
+                overwrite,
+            )
+            return Path(specs[0].path)
         # Held from the existence checks to the final rename: no second run can interleave.
         with output_lock(output, take_over_stale=resume):
-            self._check_paths(specs, dataset, overwrite, resume)
-            rows_done = min(self._resumable_rows(s, signature) for s in specs) if resume else 0
+            check_output_paths(specs, dataset, overwrite, resume)
+            check_interrupted_parts(specs, 1, resume, overwrite)
+            rows_done = min(resumable_rows(s, signature) for s in specs) if resume else 0
             if rows_done == 0:
                 for spec in specs:
                     create_partial(spec, grid)
@@ -289,23 +266,6 @@ class ScenePredictor:
                 finalize(spec)
         return Path(specs[0].path)
 
-    @staticmethod
-    def _resumable_rows(spec: OutputSpec, signature: dict[str, Any]) -> int:
-        """Rows of an interrupted run to keep; refuses when its inputs or settings differ."""
-        rows, previous = read_progress(spec)
-        if previous is None:
-            return 0
-        current = json.loads(json.dumps(signature))  # as stored: tuples become lists
-        differing = sorted(
-            k for k in current.keys() | previous.keys() if current.get(k) != previous.get(k)
-        )
-        if differing:
-            raise DualStreamError(
-                f"--resume: {spec.partial} was written with other {', '.join(differing)}; "
-                "rerun with the same inputs and settings, or pass --overwrite to start again"
-            )
-        return rows
-
     def _run(
         self,
         dataset: DualStreamGeoDataset,
@@ -314,9 +274,19 @@ class ScenePredictor:
         signature: dict[str, Any],
         rows_done: int,
         progress_callback: Callable[[int, int], None] | None,
+        end: int | None = None,
+        show_bar: bool = True,
     ) -> None:
+        """Write rows ``rows_done`` to ``end`` (the scene's height by default), computing
+        every window that overlaps them, in the order a whole-scene run computes them, so
+        that each pixel's blended sum is the same bit for bit."""
         height, width, tile = grid.height, grid.width, self.tile
-        todo = [s for s in strips(height, width, tile, self.overlap) if s[0].row + tile > rows_done]
+        end = height if end is None else end
+        todo = [
+            s
+            for s in strips(height, width, tile, self.overlap)
+            if s[0].row + tile > rows_done and s[0].row < end
+        ]
         windows = [w for strip in todo for w in strip]
         loader = DataLoader(
             WindowDataset(dataset, grid, windows),
@@ -332,7 +302,7 @@ class ScenePredictor:
 
         def flush(until: int) -> None:
             nonlocal top, rows_done
-            stop = min(until, height)
+            stop = min(until, end)
             if stop > top:
                 first = max(top, rows_done) - top
                 count = stop - top
@@ -356,7 +326,10 @@ class ScenePredictor:
             top = until
 
         batches = loader if self.workers > 0 else prefetch(loader)
-        with tqdm(total=len(windows), unit="win", desc="predict", disable=None) as bar:
+        bar = tqdm(
+            total=len(windows), unit="win", desc="predict", disable=None if show_bar else True
+        )
+        with bar:
             for batch in batches:
                 valid = batch["valid"]
                 keep = valid.flatten(1).any(1)

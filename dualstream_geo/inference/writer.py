@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import rasterio
 import rasterio.shutil
+from rasterio.windows import Window
 
 from ..data.grid import Grid
 from .legend import write_legend
 
+#: Rows copied at a time when the ranks' parts are assembled (memory: rows x width x bands).
+ASSEMBLE_ROWS = 256
 CLASS_NODATA = 255
 PROBABILITY_SCALE = 254  # uint8 probabilities: value / 254; 255 is nodata
 
@@ -33,14 +36,21 @@ class OutputSpec:
     colormap: Mapping[int, tuple[int, int, int]] | None = None
     #: Class rasters: the names of values 0, 1, ... for the GIS legend sidecars.
     class_names: Sequence[str] = ()
+    #: One rank's share of a run on several processes: ``.<rank>of<world size>``.
+    part: str = ""
 
     @property
     def partial(self) -> str:
-        return f"{self.path}.partial.tif"
+        return f"{self.path}.partial{self.part}.tif"
 
     @property
     def progress(self) -> str:
-        return f"{self.path}.partial.json"
+        return f"{self.path}.partial{self.part}.json"
+
+
+def rank_part(spec: OutputSpec, rank: int, world_size: int) -> OutputSpec:
+    """The partial file where rank ``rank`` of ``world_size`` writes its rows."""
+    return replace(spec, part=f".{rank}of{world_size}")
 
 
 def create_partial(spec: OutputSpec, grid: Grid) -> None:
@@ -68,9 +78,25 @@ def create_partial(spec: OutputSpec, grid: Grid) -> None:
             dst.write_colormap(1, dict(spec.colormap))
 
 
+def assemble(
+    spec: OutputSpec, grid: Grid, parts: Sequence[OutputSpec], rows: Sequence[range]
+) -> None:
+    """``spec``'s partial file made of rows ``rows[i]`` of each part, a band of rows at a
+    time."""
+    create_partial(spec, grid)
+    with rasterio.open(spec.partial, "r+") as dst:
+        for part, share in zip(parts, rows, strict=True):
+            if not share:
+                continue
+            with rasterio.open(part.partial) as src:
+                for row in range(share.start, share.stop, ASSEMBLE_ROWS):
+                    window = Window(0, row, src.width, min(ASSEMBLE_ROWS, share.stop - row))
+                    dst.write(src.read(window=window), window=window)
+
+
 def write_rows(spec: OutputSpec, row: int, data: np.ndarray) -> None:
     """Write ``data`` (count, rows, width) at ``row``; closing the file makes it durable."""
-    window = rasterio.windows.Window(0, row, data.shape[2], data.shape[1])
+    window = Window(0, row, data.shape[2], data.shape[1])
     with rasterio.open(spec.partial, "r+") as dst:
         dst.write(data.astype(spec.dtype, copy=False), window=window)
 

@@ -1,0 +1,43 @@
+"""What the baselines share: an experiment's datamodule and task from its config, and the
+task's test scores for predictions given as labels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor
+from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
+
+from dualstream_geo.cli import DualStreamCLI
+from dualstream_geo.data.datamodule import DualStreamDataModule
+from dualstream_geo.training import DualStreamSegmentation
+
+
+def load_experiment(configs: list[str]) -> tuple[DualStreamDataModule, DualStreamSegmentation]:
+    """The datamodule and task of ``dualstream-geo fit --config C1 --config C2 ...``."""
+    args = [item for config in configs for item in ("--config", config)]
+    cli = DualStreamCLI(DualStreamSegmentation, DualStreamDataModule, run=False, args=args)
+    return cli.datamodule, cli.model  # type: ignore[return-value]
+
+
+class Scores:
+    """Per-class IoU, mean IoU, micro-averaged (overall) IoU and overall accuracy, with the
+    task's definitions (``ignore`` pixels excluded)."""
+
+    def __init__(self, classes: int, ignore: int) -> None:
+        self.per_class = MulticlassJaccardIndex(classes, average="none", ignore_index=ignore)
+        self.overall = MulticlassJaccardIndex(classes, average="micro", ignore_index=ignore)
+        self.accuracy = MulticlassAccuracy(classes, average="micro", ignore_index=ignore)
+
+    def update(self, prediction: Tensor, target: Tensor) -> None:
+        for metric in (self.per_class, self.overall, self.accuracy):
+            metric.update(prediction, target)
+
+    def compute(self, class_names: list[str]) -> dict[str, Any]:
+        iou = self.per_class.compute()
+        return {
+            "per_class_iou": dict(zip(class_names, iou.tolist(), strict=True)),
+            "mean_iou": float(iou.mean()),
+            "overall_iou": float(self.overall.compute()),
+            "overall_accuracy": float(self.accuracy.compute()),
+        }
