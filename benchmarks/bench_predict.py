@@ -82,7 +82,7 @@ def overhead(
     """Medians of end-to-end runs and pure forwards, alternated in this process."""
     p = predictor(scene, tile, "hann", checkpoint)
     predict(p, scene, out / "warmup.tif")  # first-touch allocations and GDAL caches
-    dataset = p._dataset([scene / "image"], [scene / "gems", scene / "air"])
+    dataset = p.dataset([scene / "image"], [scene / "gems", scene / "air"])
     grid = scene_grid(dataset.image)
     windows = [w for s in strips(grid.height, grid.width, tile, p.overlap) for w in s]
     samples = [WindowDataset(dataset, grid, windows)[i] for i in range(len(windows))]

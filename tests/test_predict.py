@@ -193,7 +193,7 @@ def input_fingerprint_of(checkpoint: Path, scene: dict[str, Path]) -> list[list[
     from dualstream_geo.inference.meta import input_fingerprint
 
     predictor = ScenePredictor.from_checkpoint(checkpoint, tile=128)
-    return input_fingerprint(predictor._dataset([scene["image"]], [scene["gems"], scene["air"]]))
+    return input_fingerprint(predictor.dataset([scene["image"]], [scene["gems"], scene["air"]]))
 
 
 def test_output_lock_against_a_second_run(
