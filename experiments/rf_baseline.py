@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--trees", type=int, default=100)
     parser.add_argument("--depth", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--split", choices=("test", "val"), default="test")
     args = parser.parse_args()
     start = time.perf_counter()
     datamodule, task = load_experiment(args.config)
@@ -81,15 +82,17 @@ def main() -> None:
     )
     forest.fit(features[chosen], labels[chosen])
     trained = time.perf_counter()
-    datamodule.setup("test")
+    datamodule.setup(args.split if args.split == "test" else "validate")
+    loader = datamodule.test_dataloader() if args.split == "test" else datamodule.val_dataloader()
     scores = Scores(classes, ignore)
-    for batch in datamodule.test_dataloader():
+    for batch in loader:
         x, y = labelled(batch, ignore, stats, args.features)
         if len(y):
             scores.update(torch.from_numpy(forest.predict(x)), torch.from_numpy(y))
     result = {
         "model": f"random forest ({args.trees} trees, depth {args.depth}, {args.features})",
         "training_pixels": int(len(chosen)),
+        "split": args.split,
         **scores.compute(task.class_names),
         "seconds": {
             "train": round(trained - start, 1),

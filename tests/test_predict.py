@@ -295,8 +295,6 @@ def test_bad_input_writes_nothing(checkpoint: Path, scene: dict[str, Path], tmp_
         ScenePredictor.from_checkpoint(checkpoint, precision="fp8")
     with pytest.raises(DualStreamError, match="workers must be >= 0, got -1"):
         ScenePredictor.from_checkpoint(checkpoint, workers=-1)
-    with pytest.raises(DualStreamError, match="tile 65536 is too large: at most 4096 px"):
-        ScenePredictor.from_checkpoint(checkpoint, tile=65536)
     folder = tmp_path / "a_folder.tif"
     folder.mkdir()
     with pytest.raises(DualStreamError, match="a_folder.tif is a folder; give a file name"):
@@ -358,3 +356,42 @@ def test_predict_cli(
         == 2
     )
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_window_is_bounded_by_the_scene_and_by_memory(
+    checkpoint: Path, scene: dict[str, Path], tmp_path: Path
+) -> None:
+    """``--tile 65536`` on a 384 px scene runs with 384 px windows; on a scene as large as
+    the window, a window that cannot fit in memory is refused before any is computed."""
+    from dualstream_geo.data import BandStats, DatasetStats
+    from dualstream_geo.inference import PredictionMeta
+    from dualstream_geo.training import DualStreamSegmentation
+
+    output = predict(checkpoint, scene, tmp_path / "clamped.tif", tile=65536)
+    with rasterio.open(output) as src:
+        assert src.tags()["tile"] == "384" and src.shape == (384, 384)
+
+    side = 8192
+    image = tmp_path / "large" / "image.tif"
+    image.parent.mkdir()
+    profile = {
+        "driver": "GTiff", "width": side, "height": side, "count": 4, "dtype": "uint16",
+        "nodata": 0, "crs": "EPSG:32612", "transform": Affine(30, 0, 300_000, 0, -30, 4_200_000),
+        "tiled": True, "compress": "deflate",
+    }  # fmt: skip
+    with rasterio.open(image, "w", **profile) as dst:  # mostly nodata: a few KB on disk
+        block = rasterio.windows.Window(0, 0, 256, 256)
+        dst.write(np.full((4, 256, 256), 1000, dtype="uint16"), window=block)
+    band = BandStats(["blue", "green", "red", "nir"], [1000.0] * 4, [1.0] * 4, [0.0] * 4, [1.0] * 4)
+    meta = PredictionMeta(
+        ("blue", "green", "red", "nir"),
+        ["a", "b"],
+        [(0, 0, 0), (9, 9, 9)],
+        DatasetStats(band, None),
+        use_air=False,
+    )
+    task = DualStreamSegmentation(use_air=False, preset="lite", vision_encoder="segformer-b0")
+    large = ScenePredictor(task, tile=side, batch_size=8, meta=meta, device="cpu")
+    with pytest.raises(DualStreamError, match=r"--tile 8192 with --batch-size 8 needs about 6\d\d"):
+        large.predict([image], None, tmp_path / "large.tif")
+    assert not list(tmp_path.glob("large.tif*"))

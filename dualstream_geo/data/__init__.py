@@ -3,6 +3,7 @@
 from .grid import Grid
 from .join import DualStreamGeoDataset, collate_samples
 from .normalize import BandStats, DatasetStats, Normalize
+from .remote import configure_gdal
 from .sources import (
     GEMS,
     IGNORE_INDEX,
@@ -12,6 +13,8 @@ from .sources import (
     SatelliteImage,
 )
 from .synthetic import DEMO_CLASS_MAP, DEMO_CLASS_NAMES, make_demo_scenes
+
+configure_gdal()
 
 __all__ = [
     "DEMO_CLASS_MAP",

@@ -13,8 +13,7 @@ import re
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, ClassVar
-from xml.sax.saxutils import escape
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import rasterio
@@ -28,10 +27,13 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 from torchgeo.datasets import RasterDataset
 from torchgeo.datasets.errors import DatasetNotFoundError
-from torchgeo.datasets.utils import GeoSlice, Path, Sample
+from torchgeo.datasets.utils import GeoSlice, Path, Sample, find_files
 
 from ..errors import DualStreamError
 from .grid import Grid, open_raster, read_onto
+from .remote import describe_error, is_remote, source_paths, warn_if_not_cloud_optimised
+from .stac import read_items, stac_files
+from .vrt import band_xml, dataset_xml
 
 IGNORE_INDEX = 255
 GEMS_BANDS = tuple(f"gems_{i:02d}" for i in range(1, 13))
@@ -54,20 +56,12 @@ def georeferenced_vrt(path: str, crs: CRS, transform: Affine) -> str:
     """
     with rasterio.open(path) as src:
         width, height, dtypes, nodata = src.width, src.height, src.dtypes, src.nodata
-    bands = []
-    for band, dtype in enumerate(dtypes, start=1):
-        nodata_xml = f"<NoDataValue>{nodata}</NoDataValue>" if nodata is not None else ""
-        bands.append(
-            f'<VRTRasterBand dataType="{_gdal_typename(dtype)}" band="{band}">{nodata_xml}'
-            f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(os.path.abspath(path))}'
-            f"</SourceFilename><SourceBand>{band}</SourceBand></SimpleSource></VRTRasterBand>"
-        )
-    geotransform = ", ".join(repr(v) for v in transform.to_gdal())
-    return (
-        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">'
-        f"<SRS>{escape(CRS.from_user_input(crs).to_wkt())}</SRS>"
-        f"<GeoTransform>{geotransform}</GeoTransform>{''.join(bands)}</VRTDataset>"
-    )
+    source = os.path.abspath(path)
+    bands = [
+        band_xml(band, _gdal_typename(dtype), source, band, nodata)
+        for band, dtype in enumerate(dtypes, start=1)
+    ]
+    return dataset_xml(width, height, crs, transform, bands)
 
 
 def _check_readable(path: str, src: DatasetReader) -> None:
@@ -90,6 +84,9 @@ class GeoRaster(RasterDataset):
 
     filename_glob = "*.tif"
     num_channels: int = 1
+    #: How files built from STAC Items are named (see :meth:`from_stac`).
+    stac_prefix: ClassVar[str] = ""
+    stac_groups: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -107,13 +104,12 @@ class GeoRaster(RasterDataset):
         self.nodata = nodata
         self.georef_fallback = dict(georef_fallback or {})
         self._vrt = {p: georeferenced_vrt(p, c, t) for p, (c, t) in self.georef_fallback.items()}
+        paths = source_paths(paths)
         try:
             super().__init__(paths, crs=crs, res=res, transforms=transforms, cache=cache)
         except DatasetNotFoundError:
             listed = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
-            missing = [
-                str(p) for p in listed if not str(p).startswith("/vsi") and not os.path.exists(p)
-            ]
+            missing = [str(p) for p in listed if not is_remote(p) and not os.path.exists(p)]
             if missing:
                 raise DualStreamError(
                     f"{type(self).__name__}: {missing[0]} does not exist"
@@ -122,7 +118,31 @@ class GeoRaster(RasterDataset):
                 f"{type(self).__name__}: no rasters matching {self.filename_glob!r} in {paths!r}"
             ) from None
 
+    @classmethod
+    def from_stac(cls, items: Any, assets: Sequence[str], **kwargs: Any) -> Self:
+        """The source whose bands are the ``assets`` of STAC Items (a pystac Item or
+        ItemCollection, a path or URL of one, or a list of these), in channel order: one
+        asset per band or multi-band assets (:mod:`~dualstream_geo.data.stac`)."""
+        paths = stac_files(read_items(items), list(assets), cls.stac_prefix, cls.stac_groups)
+        first = f"{cls.stac_groups[0]}_" if cls.stac_groups else ""
+        kwargs.setdefault("filename_glob", f"{cls.stac_prefix}{first}*.vrt")
+        return cls(paths, **kwargs)
+
     # -- files ---------------------------------------------------------------------------
+    @property
+    def files(self) -> list[str]:
+        """Local paths are searched (folders with ``filename_glob``) as TorchGeo does;
+        remote paths are files as given: opening them never lists a folder."""
+        listed = [self.paths] if isinstance(self.paths, str | os.PathLike) else self.paths
+        files = {str(p) for p in listed if is_remote(p)}
+        for path in listed:
+            if not is_remote(path):
+                found = find_files(path, self.filename_glob)
+                if not found and not os.path.isdir(path):
+                    warnings.warn(f"no raster found at {path}; it is ignored", stacklevel=2)
+                files.update(found)
+        return sorted(files)
+
     def resolve(self, path: str) -> str:
         """What GDAL should open for ``path``: the file, or its georeferencing VRT."""
         return self._vrt.get(path, path)
@@ -133,13 +153,16 @@ class GeoRaster(RasterDataset):
 
     def _validate(self, filepath: str) -> None:
         for path, indexes in self.channel_files(filepath):
-            if not os.path.exists(path):
+            if not is_remote(path) and not os.path.exists(path):
                 raise DualStreamError(f"{path}: missing (needed beside {filepath})")
             try:
                 src = rasterio.open(path)
             except rasterio.errors.RasterioIOError as error:
+                if is_remote(path):
+                    raise DualStreamError(describe_error(path, error)) from None
                 raise DualStreamError(f"{path}: not a readable raster ({error})") from None
             with src:
+                warn_if_not_cloud_optimised(path, src)
                 self._check_bands(path, src, indexes)
                 if not has_georeferencing(src) and path not in self.georef_fallback:
                     raise DualStreamError(f"{path}: raster has no CRS or geotransform")
@@ -173,8 +196,11 @@ class GeoRaster(RasterDataset):
             first = 0
             for path, indexes in self.channel_files(filepath):
                 target = out[first : first + len(indexes)]
-                src = open_raster(self.resolve(path))
-                read_onto(src, indexes, grid, target, resampling, self.nodata, number == 0)
+                try:
+                    src = open_raster(self.resolve(path))
+                    read_onto(src, indexes, grid, target, resampling, self.nodata, number == 0)
+                except rasterio.errors.RasterioIOError as error:  # e.g. a network failure
+                    raise DualStreamError(describe_error(path, error)) from None
                 first += len(indexes)
         return out
 
@@ -342,6 +368,7 @@ class GEMS(GeoRaster):
     filename_glob = "GEMS_*.tif"
     num_channels = 12
     all_bands = GEMS_BANDS
+    stac_prefix = "GEMS_"
 
 
 class AirPollution(GeoRaster):
@@ -352,6 +379,8 @@ class AirPollution(GeoRaster):
     num_channels = 36
     all_bands = tuple(f"{p.lower()}_{i:02d}" for p in POLLUTANTS for i in range(1, 13))
     _pattern: ClassVar[re.Pattern[str]] = re.compile(r"_(CO|NO2|SO2)_")
+    stac_prefix = "AIR_Pollution_"
+    stac_groups = POLLUTANTS
 
     def __init__(
         self,

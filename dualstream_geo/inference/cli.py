@@ -8,7 +8,7 @@ import torch
 from jsonargparse import ArgumentParser
 
 from ..data.layout import georef_fallback
-from ..data.sources import GEMS, AirPollution
+from ..data.sources import GEMS, AirPollution, SatelliteImage
 from ..errors import DualStreamError
 from .distributed import RankGroup, check_devices, launch_local, wait_for
 from .predictor import KINDS, ScenePredictor
@@ -25,6 +25,14 @@ def predict_parser() -> ArgumentParser:
     parser.add_argument(
         "--air-pollution", nargs="*", default=[], help="air-pollution files or folders"
     )
+    parser.add_argument(
+        "--assets",
+        default=None,
+        help="--image names STAC Items (JSON files or URLs): the assets holding the bands, in "
+        "band order, e.g. blue,green,red,nir",
+    )
+    parser.add_argument("--gems-assets", default=None, help="STAC assets of --gems Items")
+    parser.add_argument("--air-assets", default=None, help="STAC assets of --air-pollution Items")
     parser.add_argument("--output", required=True, help="output GeoTIFF")
     parser.add_argument("--tile", type=int, default=512)
     parser.add_argument("--overlap", type=float, default=0.25)
@@ -73,14 +81,28 @@ def predict_main(argv: list[str]) -> int:
     if args.gems or args.air_pollution:
         if not (args.gems and args.air_pollution):
             raise DualStreamError("give both --gems and --air-pollution (or neither)")
-        # Original-layout air tiles may carry no georeferencing: the image tile's footprint.
-        fallback = georef_fallback(args.image, [*args.gems, *args.air_pollution])
-        air = [
-            GEMS(args.gems, georef_fallback=fallback),  # type: ignore[arg-type]
-            AirPollution(args.air_pollution, georef_fallback=fallback),  # type: ignore[arg-type]
-        ]
+        if bool(args.gems_assets) != bool(args.air_assets):
+            raise DualStreamError("give both --gems-assets and --air-assets (or neither)")
+        if args.gems_assets:
+            air = [
+                GEMS.from_stac(args.gems, args.gems_assets.split(",")),
+                AirPollution.from_stac(args.air_pollution, args.air_assets.split(",")),
+            ]
+        else:
+            # Original-layout air tiles may carry no georeferencing: the image tile's footprint.
+            fallback = georef_fallback(args.image, [*args.gems, *args.air_pollution])
+            air = [
+                GEMS(args.gems, georef_fallback=fallback),  # type: ignore[arg-type]
+                AirPollution(args.air_pollution, georef_fallback=fallback),  # type: ignore[arg-type]
+            ]
+    image = args.image
+    if args.assets:
+        meta = predictor.meta
+        image = SatelliteImage.from_stac(
+            args.image, args.assets.split(","), bands=meta.band_names, nodata=meta.image_nodata
+        )
     # Inputs are checked before other ranks start: a bad input is one line, from here.
-    dataset = predictor.dataset(args.image, air)
+    dataset = predictor.dataset(image, air)
     children = launch_local(argv, args.devices) if launch else []
     group = None
     try:

@@ -20,9 +20,11 @@ from .. import __version__
 from ..data.checks import check_air_coverage, check_air_values, check_image_values
 from ..data.grid import Grid
 from ..data.join import DualStreamGeoDataset, collate_samples
+from ..data.remote import redact_text
 from ..data.sources import GEMS, AirPollution, GeoRaster, SatelliteImage
 from ..errors import DualStreamError
 from ..models import DualStreamDFormer
+from .budget import check_window_memory, window_side
 from .distributed import RankGroup, predict_on_ranks
 from .locking import output_lock
 from .meta import PredictionMeta, input_fingerprint, load_checkpoint, meta_from_task
@@ -46,9 +48,6 @@ from .writer import (
 
 KINDS = ("class", "probabilities", "both")
 PRECISIONS = ("auto", "32", "bf16")
-#: Largest window side: memory grows with its square (activations of a 4096 px window of
-#: the original preset take about 20 GiB).
-MAX_TILE = 4096
 PathLike = str | os.PathLike[str]
 
 
@@ -74,11 +73,6 @@ class ScenePredictor:
     ) -> None:
         if tile <= 0 or tile % 32:
             raise DualStreamError(f"tile must be a positive multiple of 32, got {tile}")
-        if tile > MAX_TILE:
-            raise DualStreamError(
-                f"tile {tile} is too large: at most {MAX_TILE} px (one {MAX_TILE} px window "
-                "of the original model needs tens of GiB); larger scenes are tiled anyway"
-            )
         if precision not in PRECISIONS:
             raise DualStreamError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if workers < 0:
@@ -208,10 +202,12 @@ class ScenePredictor:
         output = str(output)
         dataset = image if isinstance(image, DualStreamGeoDataset) else self.dataset(image, air)
         grid = scene_grid(dataset.image)
+        tile = window_side(self.tile, grid.height, grid.width)
+        check_window_memory(tile, self.batch_size, self.device)
         settings = {
             "checkpoint": os.path.abspath(self.meta.checkpoint) if self.meta.checkpoint else "",
             "checkpoint_sha256": self.meta.checkpoint_sha256,
-            "tile": str(self.tile),
+            "tile": str(tile),
             "overlap": str(self.overlap),
             "blend": self.blend,
             "tta": self.tta,
@@ -219,7 +215,7 @@ class ScenePredictor:
             "dualstream_geo_version": __version__,
         }
         provenance = {
-            "command": " ".join(sys.argv),
+            "command": redact_text(" ".join(sys.argv)),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         specs = output_specs(
@@ -236,9 +232,9 @@ class ScenePredictor:
             def run(
                 parts: list[OutputSpec], start: int, end: int, report: Callable[[int, int], None]
             ) -> None:
-                self._run(dataset, grid, parts, signature, start, report, end=end, show_bar=False)
+                self._run(dataset, grid, tile, parts, signature, start, report, end, show_bar=False)
 
-            tiling = strips(grid.height, grid.width, self.tile, self.overlap)
+            tiling = strips(grid.height, grid.width, tile, self.overlap)
             predict_on_ranks(
                 group,
                 grid,
@@ -261,7 +257,7 @@ class ScenePredictor:
                 for spec in specs:
                     create_partial(spec, grid)
             if rows_done < grid.height:
-                self._run(dataset, grid, specs, signature, rows_done, progress_callback)
+                self._run(dataset, grid, tile, specs, signature, rows_done, progress_callback)
             for spec in specs:
                 finalize(spec)
         return Path(specs[0].path)
@@ -270,6 +266,7 @@ class ScenePredictor:
         self,
         dataset: DualStreamGeoDataset,
         grid: Grid,
+        tile: int,
         specs: list[OutputSpec],
         signature: dict[str, Any],
         rows_done: int,
@@ -277,10 +274,11 @@ class ScenePredictor:
         end: int | None = None,
         show_bar: bool = True,
     ) -> None:
-        """Write rows ``rows_done`` to ``end`` (the scene's height by default), computing
-        every window that overlaps them, in the order a whole-scene run computes them, so
-        that each pixel's blended sum is the same bit for bit."""
-        height, width, tile = grid.height, grid.width, self.tile
+        """Write rows ``rows_done`` to ``end`` (the scene's height by default) with windows
+        of ``tile`` px, computing every window that overlaps them, in the order a
+        whole-scene run computes them, so that each pixel's blended sum is the same bit for
+        bit."""
+        height, width = grid.height, grid.width
         end = height if end is None else end
         todo = [
             s
