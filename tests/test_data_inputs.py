@@ -407,3 +407,31 @@ def test_focus_sampler_balances_its_classes(zion: Path) -> None:
     centres = [ds[q]["mask"][15:17, 15:17] for q in sampler]
     on_barren = sum(bool((c == barren).any()) for c in centres)
     assert 70 <= on_barren <= 130  # half of 200, not the 0.4 % of a pooled draw
+
+
+def test_air_is_checked_over_the_region_it_serves(tmp_path: Path) -> None:
+    """A GEMS file valid elsewhere but empty over the scene is an error (a whole-file check
+    passes it); empty over part of the scene, a warning with the share."""
+    from dualstream_geo.data.checks import check_air_over_region
+
+    write_raster(
+        tmp_path / "img" / "a.tif",
+        np.ones((4, 64, 64), np.uint16),
+        UTM,
+        tile_transform(330_640, 4_160_000, 10),  # the right half of the air file
+    )
+    air = np.ones((12, 8, 16), np.float32)
+    air[:, :, 8:] = np.nan  # empty exactly over the scene
+    write_raster(tmp_path / "gems" / "GEMS_a.tif", air, UTM, tile_transform(330_000, 4_160_000, 80))
+    gems = GEMS(tmp_path / "gems")
+    with pytest.warns(UserWarning, match="50.0% of the values are NaN"):
+        check_air_values(gems)  # the file as a whole: half valid
+    ds = DualStreamGeoDataset(SatelliteImage(tmp_path / "img"), [gems])
+    with pytest.raises(DualStreamError, match=r"GEMS_a.tif: GEMS band 1 holds no valid value over"):
+        check_air_over_region(ds)
+    air[:, :4, 8:] = 1.0  # the scene's top half now valid
+    shutil.rmtree(tmp_path / "gems")
+    write_raster(tmp_path / "gems" / "GEMS_a.tif", air, UTM, tile_transform(330_000, 4_160_000, 80))
+    ds = DualStreamGeoDataset(SatelliteImage(tmp_path / "img"), [GEMS(tmp_path / "gems")])
+    with pytest.warns(UserWarning, match=r"50.0% of the values over the scene are NaN"):
+        check_air_over_region(ds)

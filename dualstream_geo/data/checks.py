@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Any
 
 import numpy as np
 import shapely
@@ -68,32 +69,63 @@ def check_image_values(source: GeoRaster) -> None:
     )
 
 
-def has_labels(dataset: DualStreamGeoDataset, side: int = STATS_SIDE) -> bool:
-    """True when a dataset's mask has a labelled pixel inside its index (and ``label_roi``),
-    scanned on a grid of at most ``side`` px a side."""
-    mask = dataset.mask
-    if mask is None:
-        return True
+def _region_grid(dataset: DualStreamGeoDataset, side: int) -> tuple[Any, Grid, Any]:
+    """(region, a grid over it of at most ``side`` px a side, the index entries there)."""
     region = dataset.index.geometry.union_all()
     xmin, ymin, xmax, ymax = region.bounds
     res = dataset.res[0]
     step = max(1.0, math.ceil(max(xmax - xmin, ymax - ymin) / res / side))
     width = max(1, math.ceil((xmax - xmin) / (res * step)))
     height = max(1, math.ceil((ymax - ymin) / (res * step)))
-    grid = Grid.from_bounds(
-        dataset.grid_crs,
-        xmin,
-        ymax,
-        res * step,
-        res * step,
-        height,
-        width,  # type: ignore[attr-defined]
-    )
-    files = dataset._files(len(dataset._indexes) - 1, shapely.box(*grid.bounds))  # type: ignore[attr-defined]
+    grid = Grid.from_bounds(dataset.grid_crs, xmin, ymax, res * step, res * step, height, width)  # type: ignore[attr-defined]
+    return region, grid, shapely.box(*grid.bounds)
+
+
+def has_labels(dataset: DualStreamGeoDataset, side: int = STATS_SIDE) -> bool:
+    """True when a dataset's mask has a labelled pixel inside its index (and ``label_roi``),
+    scanned on a grid of at most ``side`` px a side."""
+    mask = dataset.mask
+    if mask is None:
+        return True
+    region, grid, box = _region_grid(dataset, side)
+    files = dataset._files(len(dataset._indexes) - 1, box)  # type: ignore[attr-defined]
     classes = mask.to_classes(mask.read(files, grid, Resampling.nearest)[0])
     roi = dataset.label_roi
     inside = ~geometry_mask([roi if roi is not None else region], classes.shape, grid.transform)
     return bool(((classes != mask.ignore_index) & inside).any())
+
+
+def check_air_over_region(
+    dataset: DualStreamGeoDataset, what: str = "the scene", side: int = 512
+) -> None:
+    """Air must hold valid values where it is used: over ``dataset``'s own region (a scene,
+    or a split's cells), not only somewhere in its files.
+
+    Raises:
+        DualStreamError: an air source has no valid value there (in some band).
+    """
+    region, grid, box = _region_grid(dataset, side)
+    inside = ~geometry_mask([region], (grid.height, grid.width), grid.transform)
+    for i, source in enumerate(dataset.air, start=1):
+        files = dataset._files(i, box)  # type: ignore[attr-defined]
+        if not files:
+            continue  # no overlap at all: the join reports it
+        values = source.read(files, grid, Resampling.nearest)[:, inside]
+        empty = np.isnan(values)
+        if empty.all(axis=1).any():
+            band = int(np.flatnonzero(empty.all(axis=1))[0]) + 1
+            raise DualStreamError(
+                f"{files[0]}: {type(source).__name__} band {band} holds no valid value over "
+                f"{what} (all NaN or nodata there); fix the file or leave it out"
+            )
+        share = float(empty.mean())
+        if share > FILL_WARNING:
+            warnings.warn(
+                f"{type(source).__name__} ({files[0]}): {share:.1%} of the values over {what} "
+                "are NaN or nodata; they are filled (band mean, or zeros under the original "
+                "scaling)",
+                stacklevel=2,
+            )
 
 
 def check_air_coverage(dataset: DualStreamGeoDataset) -> None:

@@ -15,7 +15,7 @@ from torchgeo.samplers import GriddedPatchSampler, PreChippedGeoSampler
 
 from ..errors import DualStreamError
 from .augment import DualStreamAugmentation
-from .checks import has_labels
+from .checks import check_air_over_region, has_labels
 from .join import DualStreamGeoDataset, collate_samples
 from .layout import SceneSet, build_dataset, scene_set
 from .normalize import BandStats, DatasetStats, Normalize, OriginalScaling
@@ -201,6 +201,7 @@ class DualStreamDataModule(GeoDataModule):
             if self.scenes[name] is not None:
                 splits[name] = self._build(self.scenes[name])  # type: ignore[arg-type]
         for name, dataset in splits.items():
+            check_air_over_region(dataset, f"the {name} split")
             if not has_labels(dataset):
                 raise DualStreamError(
                     f"the {name} split has no labelled pixel (every label is ignored or nodata "

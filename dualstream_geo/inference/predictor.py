@@ -17,7 +17,12 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..data.checks import check_air_coverage, check_air_values, check_image_values
+from ..data.checks import (
+    check_air_coverage,
+    check_air_over_region,
+    check_air_values,
+    check_image_values,
+)
 from ..data.grid import Grid
 from ..data.join import DualStreamGeoDataset, collate_samples
 from ..data.remote import redact_text
@@ -151,6 +156,7 @@ class ScenePredictor:
             transforms=meta.transform(),
         )
         check_air_coverage(dataset)
+        check_air_over_region(dataset)
         return dataset
 
     # -- model ---------------------------------------------------------------------------
