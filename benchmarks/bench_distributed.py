@@ -43,6 +43,7 @@ def cpu_env(threads: int) -> dict[str, str]:
 
 def fit(root: Path, data: Path, devices: int, steps: int, gpu: bool) -> float:
     """Training samples/s over all ranks, after 2 warm-up steps."""
+    root.mkdir(parents=True, exist_ok=True)
     callbacks = root / "callbacks.yaml"
     callbacks.write_text(
         yaml.safe_dump(

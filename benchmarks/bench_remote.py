@@ -49,10 +49,10 @@ def project_loader(scene: str, samples: int, workers: int) -> float:
     from dualstream_geo.data.join import collate_samples
 
     dataset = DualStreamGeoDataset(
-        SatelliteImage([f"{scene}/image/scene_bench.tif"]),
+        SatelliteImage([f"{scene}/image/bench.tif"]),
         [
-            GEMS([f"{scene}/gems/GEMS_scene_bench.tif"]),
-            AirPollution([f"{scene}/air/AIR_Pollution_CO_scene_bench.tif"]),
+            GEMS([f"{scene}/gems/GEMS_bench.tif"]),
+            AirPollution([f"{scene}/air/AIR_Pollution_CO_bench.tif"]),
         ],
     )
     sampler = RandomGeoSampler(dataset, size=PATCH, length=samples)
@@ -72,14 +72,14 @@ def torchgeo_loader(scene: str, samples: int, workers: int) -> float:
         dataset.is_image = image
         return dataset
 
-    dataset = raster(f"{scene}/image/scene_bench.tif", True)
+    dataset = raster(f"{scene}/image/bench.tif", True)
     for name in (
         "gems/GEMS",
         "air/AIR_Pollution_CO",
         "air/AIR_Pollution_NO2",
         "air/AIR_Pollution_SO2",
     ):
-        dataset = dataset & raster(f"{scene}/{name}_scene_bench.tif", True)  # type: ignore[assignment]
+        dataset = dataset & raster(f"{scene}/{name}_bench.tif", True)  # type: ignore[assignment]
     sampler = RandomGeoSampler(dataset, size=PATCH, length=samples)
     return _rate(
         DataLoader(dataset, BATCH, sampler=sampler, num_workers=workers, collate_fn=stack_samples)
@@ -98,7 +98,9 @@ def _rate(loader: object) -> float:
 def child(kind: str, scene: str, samples: int, workers: int) -> float:
     """Run one loader in a fresh process (cold caches; TorchGeo without our settings)."""
     args = [sys.executable, __file__, "--child", kind, scene, str(samples), str(workers)]
-    done = subprocess.run(args, capture_output=True, text=True, check=True)
+    done = subprocess.run(args, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(done.stderr[-3000:])
     return float(done.stdout.strip().splitlines()[-1])
 
 
@@ -109,7 +111,7 @@ def sample_bytes(scene: Path) -> float:
     from rasterio.warp import transform_bounds
     from rasterio.windows import from_bounds
 
-    with rasterio.open(scene / "image" / "scene_bench.tif") as src:
+    with rasterio.open(scene / "image" / "bench.tif") as src:
         x0, y0 = src.xy(src.height // 2, src.width // 2)
         half = PATCH * src.res[0] / 2
         bounds, crs = (x0 - half, y0 - half, x0 + half, y0 + half), src.crs
@@ -119,11 +121,28 @@ def sample_bytes(scene: Path) -> float:
         "gems/GEMS_",
         *(f"air/AIR_Pollution_{p}_" for p in ("CO", "NO2", "SO2")),
     ):
-        with rasterio.open(scene / f"{name}scene_bench.tif") as src:
+        with rasterio.open(scene / f"{name}bench.tif") as src:
             window = from_bounds(*transform_bounds(crs, src.crs, *bounds), src.transform)
             pixels = max(1.0, np.ceil(window.width)) * max(1.0, np.ceil(window.height))
             total += pixels * src.count * np.dtype(src.dtypes[0]).itemsize
     return total
+
+
+def windows_per_s(scene: Path, where: str, output: Path) -> float:
+    """Whole-scene prediction (random lite weights, tile 256) from ``where``: windows/s."""
+    from bench_predict import predictor
+
+    from dualstream_geo.inference import strips
+
+    p = predictor(scene, 256, "hann", None)
+    image = [f"{where}/image/bench.tif"]
+    air = [f"{where}/gems/GEMS_bench.tif", f"{where}/air/AIR_Pollution_CO_bench.tif"]
+    start = time.perf_counter()
+    p.predict(image, air, output)
+    elapsed = time.perf_counter() - start
+    with rasterio.open(output) as src:
+        windows = sum(len(s) for s in strips(src.height, src.width, 256, p.overlap))
+    return windows / elapsed
 
 
 def main() -> None:
@@ -165,6 +184,10 @@ def main() -> None:
                 }
             needed = sample_bytes(scene)
             report["bytes_the_sample_needs"] = round(needed)
+            report["prediction_windows_per_s"] = {
+                "local": round(windows_per_s(scene, str(scene), Path(tmp) / "local.tif"), 2),
+                "remote": round(windows_per_s(scene, url, Path(tmp) / "remote.tif"), 2),
+            }
     print(json.dumps(report, indent=2))
 
 

@@ -27,8 +27,11 @@ def main() -> None:
     parser.add_argument("--forest", help="rf_baseline.py --split val output (JSON)")
     parser.add_argument("--output", required=True)
     args = parser.parse_args()
-    metrics = sorted(Path(args.run).glob("logs/version_*/metrics.csv"))[-1]
-    rows = [r for r in csv.DictReader(open(metrics)) if r.get("val_AverageJaccardIndex")]
+    rows = []  # the fit's log (a later `test` writes its own version folder)
+    for metrics in sorted(Path(args.run).glob("logs/version_*/metrics.csv")):
+        rows = rows or [
+            r for r in csv.DictReader(open(metrics)) if r.get("val_AverageJaccardIndex")
+        ]
     prefix = "val_ClasswiseJaccardIndex_"
     names = [k[len(prefix) :] for k in rows[0] if k.startswith(prefix)]
     epochs = len(rows)

@@ -84,11 +84,18 @@ def handler(folder: Path, traffic: Traffic) -> type[BaseHTTPRequestHandler]:
     return RangeHandler
 
 
+class QuietServer(ThreadingHTTPServer):
+    """Clients that hang up early (GDAL closing a connection) are not errors here."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass
+
+
 @contextmanager
 def serve(folder: Path) -> Iterator[tuple[str, Traffic]]:
     """Serve ``folder`` on a free port of 127.0.0.1: (base URL, traffic counters)."""
     traffic = Traffic()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler(folder, traffic))
+    server = QuietServer(("127.0.0.1", 0), handler(folder, traffic))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

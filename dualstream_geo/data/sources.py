@@ -8,6 +8,7 @@ uses that to read every stream on its own grid.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import warnings
@@ -134,7 +135,12 @@ class GeoRaster(RasterDataset):
         """Local paths are searched (folders with ``filename_glob``) as TorchGeo does;
         remote paths are files as given: opening them never lists a folder."""
         listed = [self.paths] if isinstance(self.paths, str | os.PathLike) else self.paths
-        files = {str(p) for p in listed if is_remote(p)}
+        files = {
+            str(p)
+            for p in listed
+            if is_remote(p)
+            and fnmatch.fnmatch(os.path.basename(str(p).split("?")[0]), self.filename_glob)
+        }
         for path in listed:
             if not is_remote(path):
                 found = find_files(path, self.filename_glob)
