@@ -242,9 +242,16 @@ def predict_on_ranks(
         done_before = group.gather(start - share.start)
         bar = GroupProgress(group, grid.height, sum(done_before)) if rank == 0 else None
         outcome: str | None = None
+        written = [start]
+
+        def report(rows: int, height: int) -> None:
+            # The runner reports the rows done so far; the store counts the new ones.
+            group.add_progress(rows - written[0])
+            written[0] = rows
+
         try:
             if start < share.stop:
-                run(parts, start, share.stop, lambda rows, _: group.add_progress(rows - start))
+                run(parts, start, share.stop, report)
         except Exception as caught:  # reported by rank 0 with the other ranks' outcome
             outcome = f"rank {rank}: {caught}"
         finally:
