@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from ..data.grid import Grid
 from ..errors import DualStreamError
 from .locking import output_lock
-from .outputs import check_interrupted_parts, resumable_rows
+from .outputs import check_interrupted_parts, interrupted_files, resumable_rows
 from .writer import OutputSpec, assemble, create_partial, finalize, rank_part
 
 #: ``run(parts, first row, end row, progress)``: compute and write rows [first, end) into
@@ -269,8 +269,6 @@ def predict_on_ranks(
                 every = [rank_part(spec, r, world_size) for r in range(world_size)]
                 assemble(spec, grid, every, shares)
                 finalize(spec)
-                for part in every:
-                    for leftover in (part.partial, part.progress):
-                        if os.path.exists(leftover):
-                            os.remove(leftover)
+                for leftover in interrupted_files(spec):  # every rank's part
+                    os.remove(leftover)
         group.gather(None)  # the other ranks return once the output exists

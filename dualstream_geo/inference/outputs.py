@@ -76,10 +76,6 @@ def check_output_paths(
             raise DualStreamError(f"output folder {os.path.dirname(real)} does not exist")
         if not os.access(os.path.dirname(real), os.W_OK):
             raise DualStreamError(f"output folder {os.path.dirname(real)} is not writable")
-        if os.path.exists(spec.partial) and not resume and not overwrite:
-            raise DualStreamError(
-                f"{spec.partial} exists from an interrupted run; pass --resume or --overwrite"
-            )
 
 
 def resumable_rows(spec: OutputSpec, signature: dict[str, Any]) -> int:
