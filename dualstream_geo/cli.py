@@ -16,6 +16,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 from .data.datamodule import DualStreamDataModule
 from .errors import DualStreamError
 from .inference.distributed import PeerStopped
+from .memory import keep_freed_memory
 from .torchfiles import load_torch_file
 from .training.task import DualStreamSegmentation
 
@@ -181,6 +182,7 @@ USAGE = """usage: dualstream-geo {fit,validate,test,predict,evaluate,import-orig
 def main(argv: list[str] | None = None) -> int:
     """Entry point; bad input ends with one ``error:`` line and exit status 2."""
     args = list(sys.argv[1:] if argv is None else argv)
+    keep_freed_memory()
     if not args or args[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if args else 2

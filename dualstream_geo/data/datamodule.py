@@ -40,6 +40,11 @@ class DualStreamDataModule(GeoDataModule):
     training, in order for val/test; TorchGeo ``PreChippedGeoSampler``), as the original
     project does with its 512 px tiles; ``patch_size`` is then only checked against them.
 
+    ``eval_patch_size`` (default ``patch_size``): the val/test windows, side by side without
+    overlap, so every pixel is scored once whatever the size. Windows larger than the training
+    patches give each scored pixel more context, as whole-scene prediction does; the pixels
+    scored are the same.
+
     ``sampler_seed`` makes the random patches reproducible (new ones every epoch, the same
     sequence every run); None draws from the operating system. ``focus_classes``: centre
     ``focus_fraction`` of the training patches on pixels of these (rare) classes.
@@ -77,6 +82,7 @@ class DualStreamDataModule(GeoDataModule):
         normalization: Literal["dataset", "original"] = "dataset",
         stats_path: str | None = None,
         patch_size: int = 256,
+        eval_patch_size: int | None = None,
         batch_size: int = 8,
         length: int | None = None,
         num_workers: int = 0,
@@ -99,6 +105,11 @@ class DualStreamDataModule(GeoDataModule):
             )
         if patch_size % 32:
             raise DualStreamError(f"patch_size must be a multiple of 32, got {patch_size}")
+        if eval_patch_size is not None and (eval_patch_size < 32 or eval_patch_size % 32):
+            raise DualStreamError(
+                f"eval_patch_size must be a multiple of 32 (or null: patch_size), got "
+                f"{eval_patch_size}"
+            )
         if patch_size % air_scale:
             raise DualStreamError(
                 f"patch_size {patch_size} is not divisible by air_scale {air_scale}"
@@ -308,7 +319,8 @@ class DualStreamDataModule(GeoDataModule):
     def _eval_sampler(self, dataset: DualStreamGeoDataset) -> Any:
         if self.hparams["sampler"] == "tiles":
             return PreChippedGeoSampler(dataset, shuffle=False)
-        return GriddedPatchSampler(dataset, size=self.patch_size, stride=self.patch_size)
+        size = self.hparams["eval_patch_size"] or self.patch_size
+        return GriddedPatchSampler(dataset, size=size, stride=size)
 
     def _default_length(self, dataset: DualStreamGeoDataset) -> int:
         # About one pass over the training area per epoch.

@@ -12,6 +12,8 @@ from timm.layers import GroupNorm1
 from timm.models.convnext import ConvNeXtBlock
 from torch import Tensor, nn
 
+from .detail import ImageDetail
+
 
 def conv_gn_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> nn.Sequential:
     return nn.Sequential(
@@ -92,8 +94,13 @@ class BoundaryRefinement(nn.Module):
 
 
 class LiteDecoder(nn.Module):
-    """Fused features [H/4, H/8, H/16, H/32] -> {"final": (B, K, H, W),
-    "aux_f2": (B, K, H/8, W/8), "aux_f3": (B, K, H/16, W/16)}."""
+    """Fused features [H/4, H/8, H/16, H/32] (and the image (B, C, H, W) when
+    ``image_channels`` > 0) -> {"final": (B, K, H, W), "aux_f2": (B, K, H/8, W/8),
+    "aux_f3": (B, K, H/16, W/16)}.
+
+    ``image_channels`` > 0 merges full-resolution image features into the last map before
+    boundary refinement (:class:`~dualstream_geo.models.detail.ImageDetail`).
+    """
 
     def __init__(
         self,
@@ -101,6 +108,7 @@ class LiteDecoder(nn.Module):
         num_outputs: int,
         aspp_channels: int = 256,
         channels: tuple[int, int, int, int] = (128, 96, 64, 16),
+        image_channels: int = 0,
     ) -> None:
         super().__init__()
         c1, c2, c3, c4 = encoder_channels
@@ -113,14 +121,20 @@ class LiteDecoder(nn.Module):
         self.up1 = UpBlock(d2, c1, d1)
         self.upsample = nn.Sequential(LearnableUpsample(d1, d0), LearnableUpsample(d0, d0))
         self.boundary = BoundaryRefinement(d0)
-        self.classifier = nn.Conv2d(d0, num_outputs, 1)
+        self.image_detail = ImageDetail(image_channels, d0) if image_channels else None
+        width = self.image_detail.out_channels if self.image_detail is not None else d0
+        self.classifier = nn.Conv2d(width, num_outputs, 1)
         self.aux_f3 = nn.Conv2d(d3, num_outputs, 1)
         self.aux_f2 = nn.Conv2d(d2, num_outputs, 1)
 
-    def forward(self, features: list[Tensor]) -> dict[str, Tensor]:
+    def forward(self, features: list[Tensor], image: Tensor | None = None) -> dict[str, Tensor]:
         f1, f2, f3, f4 = features
         x3 = self.up3(self.aspp(f4), f3)
         x2 = self.up2(x3, f2)
         x1 = self.up1(x2, f1)
         x0 = self.boundary(self.upsample(x1))
+        if self.image_detail is not None:
+            if image is None:
+                raise ValueError("this decoder merges the image: pass image (B, C, H, W)")
+            x0 = self.image_detail(image, x0)
         return {"final": self.classifier(x0), "aux_f2": self.aux_f2(x2), "aux_f3": self.aux_f3(x3)}

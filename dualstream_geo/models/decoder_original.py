@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from timm.layers import GroupNorm1
 from torch import Tensor, nn
 
+from .detail import ImageDetail
 from .layers import BasicConv, conv_norm_act, convnext_block
 
 
@@ -84,7 +85,10 @@ class OriginalDecoder(nn.Module):
     reads the boundary-refinement branch (BasicConv, ConvNeXt block, BasicConv); the
     original computes that branch but classifies the un-refined map, so imported
     checkpoints set it False (the branch is then not computed and its weights stay frozen).
-    Names follow the original's state dict.
+    ``image_channels`` > 0 (not in the original; off by default) merges full-resolution
+    image features into the 32-channel map before boundary refinement
+    (:class:`~dualstream_geo.models.detail.ImageDetail`). Names follow the original's state
+    dict.
     """
 
     def __init__(
@@ -94,6 +98,7 @@ class OriginalDecoder(nn.Module):
         use_boundary_refine: bool = True,
         aspp_channels: int = 256,
         skip_channels: int = 64,
+        image_channels: int = 0,
     ) -> None:
         super().__init__()
         c1, c2, c3, c4 = encoder_channels
@@ -121,7 +126,9 @@ class OriginalDecoder(nn.Module):
         self.boundary_refine = nn.Sequential(
             BasicConv(32, 32), convnext_block(32), BasicConv(32, 32)
         )
-        self.final_classifier_v8 = nn.Conv2d(32, num_outputs, 1)
+        self.image_detail = ImageDetail(image_channels, 32) if image_channels else None
+        width = self.image_detail.out_channels if self.image_detail is not None else 32
+        self.final_classifier_v8 = nn.Conv2d(width, num_outputs, 1)
         if not use_boundary_refine:
             self.boundary_refine.requires_grad_(False)
 
@@ -129,7 +136,7 @@ class OriginalDecoder(nn.Module):
         branches = [self.conv_1x1, self.atrous_6, self.atrous_12, self.atrous_18, self.image_pool]
         return self.concat_conv(torch.cat([branch(f4) for branch in branches], dim=1))
 
-    def forward(self, features: list[Tensor]) -> dict[str, Tensor]:
+    def forward(self, features: list[Tensor], image: Tensor | None = None) -> dict[str, Tensor]:
         f1, f2, f3, f4 = features
         coarse = _resize(self.aspp(f4), f3)
         r3 = self.refinement_conv_f3(
@@ -146,6 +153,10 @@ class OriginalDecoder(nn.Module):
         full = self.up_conv_2(self.up_conv_1(r1))
         if self.use_boundary_refine:
             full = self.boundary_refine(full)
+        if self.image_detail is not None:
+            if image is None:
+                raise ValueError("this decoder merges the image: pass image (B, C, H, W)")
+            full = self.image_detail(image, full)
         return {
             "final": self.final_classifier_v8(full),
             "aux_f2": self.aux_classifier_f2(r2),

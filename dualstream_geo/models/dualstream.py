@@ -59,6 +59,10 @@ class DualStreamDFormer(nn.Module):
     which gives the original's numbers). ``preset="lite"`` is a cheaper variant of the same
     structure for CPU work and large-scale inference.
 
+    ``image_detail`` merges full-resolution image features into the decoder's last map
+    (:mod:`~dualstream_geo.models.detail`; not part of the original architecture): for
+    classes a few pixels wide, which the encoders' 1/4-resolution features blur.
+
     ``air=None`` (air data missing) feeds an "air absent" input through the same path:
     learned in the lite preset; zeros in the original preset, which is what the original's
     scaling makes of a constant or unreadable air file. ``modality_dropout`` replaces the
@@ -80,6 +84,7 @@ class DualStreamDFormer(nn.Module):
         modality_dropout: float = 0.0,
         use_boundary_refine: bool = True,
         gate_twice: bool = False,
+        image_detail: bool = False,
     ) -> None:
         super().__init__()
         if task not in TASKS:
@@ -105,6 +110,7 @@ class DualStreamDFormer(nn.Module):
         self.modality_dropout = modality_dropout
         self.air_reduction = 8
         outputs = 1 if task == "binary" else num_classes
+        detail = in_channels if image_detail else 0
 
         self.vision_encoder: SegformerEncoder = build_encoder(  # type: ignore[assignment]
             vision_encoder, in_channels=in_channels, drop_path_rate=drop_path_rate
@@ -119,6 +125,7 @@ class DualStreamDFormer(nn.Module):
                 widths,  # type: ignore[arg-type]
                 outputs,
                 use_boundary_refine=use_boundary_refine,
+                image_channels=detail,
             )
             # Not a parameter: the original model has none besides its modules' weights.
             self.register_buffer("air_absent", torch.zeros(1, air_channels, 1, 1), False)
@@ -130,7 +137,7 @@ class DualStreamDFormer(nn.Module):
                 drop_path_rate=drop_path_rate,
             )
             self.fusion = lite_fusion(widths, widths, drop_path_rate=drop_path_rate)
-            self.decoder = LiteDecoder(widths, outputs)  # type: ignore[arg-type]
+            self.decoder = LiteDecoder(widths, outputs, image_channels=detail)  # type: ignore[arg-type]
             self.air_absent = nn.Parameter(torch.zeros(1, air_channels, 1, 1))
         if vision_weights is not None:
             load_weights(
@@ -202,4 +209,4 @@ class DualStreamDFormer(nn.Module):
         self._check(image, air)
         vision = self.vision_encoder(image)
         air_features = self.air_encoder(self._air_input(image, air))
-        return self.decoder(self.fusion(vision, air_features))
+        return self.decoder(self.fusion(vision, air_features), image)

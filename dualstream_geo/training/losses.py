@@ -60,8 +60,43 @@ class BinaryLovaszProbabilityLoss(nn.Module):
         return torch.stack(losses).mean()
 
 
+class CrossEntropy(nn.Module):
+    """Cross-entropy averaged over the labelled pixels: softmax (multiclass, torch's
+    ``cross_entropy``) or sigmoid (binary, torch's ``binary_cross_entropy_with_logits``).
+
+    logits (B, K, H, W) multiclass or (B, H, W) binary, target (B, H, W) -> scalar; 0 when no
+    pixel is labelled. smp's ``SoftCrossEntropyLoss`` averages over every pixel, ignored ones
+    included, so a patch half outside its split would weigh half as much.
+    ``class_weights`` (K,) weight each class's pixels (multiclass; torch's weighted mean).
+    """
+
+    class_weights: Tensor | None
+
+    def __init__(
+        self, mode: str, ignore_index: int = 255, class_weights: list[float] | None = None
+    ) -> None:
+        super().__init__()
+        self.binary = mode == "binary"
+        self.ignore_index = ignore_index
+        weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+        self.register_buffer("class_weights", weights, persistent=False)
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        if not self.binary:
+            if not (target != self.ignore_index).any():
+                return logits.sum() * 0.0
+            return F.cross_entropy(
+                logits, target, weight=self.class_weights, ignore_index=self.ignore_index
+            )
+        keep = target != self.ignore_index
+        if not keep.any():
+            return logits.sum() * 0.0
+        return F.binary_cross_entropy_with_logits(logits[keep], target[keep].to(logits.dtype))
+
+
 class SegmentationLoss(nn.Module):
-    """Weighted sum of Focal, Lovasz and Dice on one logit map, ``ignore_index`` honoured.
+    """Weighted sum of cross-entropy, Focal, Lovasz and Dice on one logit map,
+    ``ignore_index`` honoured.
 
     logits (B, K, H, W) (K = 1 for binary), target (B, H, W) int64 -> scalar.
     ``lovasz_form="original"`` (binary only) uses :class:`BinaryLovaszProbabilityLoss`.
@@ -77,6 +112,8 @@ class SegmentationLoss(nn.Module):
         focal_alpha: float | None = 0.25,
         focal_gamma: float = 2.0,
         lovasz_form: str = "smp",
+        ce_weight: float = 0.0,
+        class_weights: list[float] | None = None,
     ) -> None:
         super().__init__()
         if lovasz_form not in LOVASZ_FORMS:
@@ -86,6 +123,7 @@ class SegmentationLoss(nn.Module):
         self.terms = nn.ModuleDict()
         self.weights: dict[str, float] = {}
         candidates = {
+            "ce": (ce_weight, lambda: CrossEntropy(mode, ignore_index, class_weights)),
             "focal": (
                 focal_weight,
                 lambda: FocalLoss(
@@ -107,7 +145,7 @@ class SegmentationLoss(nn.Module):
                 self.terms[name] = build()
                 self.weights[name] = weight
         if not self.terms:
-            raise ValueError("at least one of focal/lovasz/dice weight must be > 0")
+            raise ValueError("at least one of ce/focal/lovasz/dice weight must be > 0")
         self.binary = mode == "binary"
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:

@@ -21,7 +21,7 @@ from .checkpointing import BestCheckpoint, EpochSeeds, last_checkpoint
 from .curves import TrainingCurves
 from .finetuning import TwoStageFinetuning
 from .losses import LOVASZ_FORMS, DeepSupervisionLoss, SegmentationLoss
-from .schedule import SCHEDULES, build_schedule
+from .schedule import INTERVALS, SCHEDULES, build_schedule
 
 PARTS = ("vision_encoder", "air_encoder", "fusion", "decoder")
 #: Parts frozen for the first epochs: their parameters join the optimiser frozen.
@@ -49,8 +49,9 @@ class DualStreamSegmentation(SemanticSegmentation):
     initialises the whole model from a project checkpoint (e.g. one written by
     ``dualstream-geo import-original``) or an original full-model state dict.
 
-    Loss: ``focal_weight`` x Focal(alpha, gamma) + ``lovasz_weight`` x Lovasz +
-    ``dice_weight`` x Dice (segmentation_models_pytorch; ``lovasz_form="original"``: the
+    Loss: ``ce_weight`` x cross-entropy + ``focal_weight`` x Focal(alpha, gamma) +
+    ``lovasz_weight`` x Lovasz + ``dice_weight`` x Dice (focal, Lovasz, Dice from
+    segmentation_models_pytorch; ``lovasz_form="original"``: the
     original's Lovasz on probabilities, per image), on the final head and the two auxiliary
     heads (upsampled to the label size) weighted by ``aux_weights``.
 
@@ -86,11 +87,14 @@ class DualStreamSegmentation(SemanticSegmentation):
         air_weights: str | None = None,
         use_boundary_refine: bool = True,
         gate_twice: bool = False,
+        image_detail: bool = False,
         drop_path_rate: float = 0.1,
         modality_dropout: float = 0.0,
         focal_weight: float = 0.5,
         lovasz_weight: float = 0.5,
         dice_weight: float = 0.0,
+        ce_weight: float = 0.0,
+        class_weights: list[float] | None = None,
         focal_alpha: float | None = 0.25,
         focal_gamma: float = 2.0,
         lovasz_form: Literal["smp", "original"] = "smp",
@@ -100,7 +104,8 @@ class DualStreamSegmentation(SemanticSegmentation):
         lr_multipliers: dict[str, float] | None = None,
         weight_decay: float = 1e-5,
         freeze_epochs: int = 2,
-        lr_schedule: Literal["cosine", "original"] = "cosine",
+        lr_schedule: Literal["cosine", "original", "warmup_cosine"] = "cosine",
+        warmup_epochs: float = 1.0,
         min_lr: float = 1e-6,
         monitor: str = "val_AverageJaccardIndex",
         checkpoint_every_n_steps: int | None = None,
@@ -144,6 +149,7 @@ class DualStreamSegmentation(SemanticSegmentation):
             modality_dropout=h["modality_dropout"],
             use_boundary_refine=h["use_boundary_refine"],
             gate_twice=h["gate_twice"],
+            image_detail=h["image_detail"],
         )
         if h["weights"]:
             load_model_weights(self.model, h["weights"])
@@ -174,6 +180,8 @@ class DualStreamSegmentation(SemanticSegmentation):
             focal_weight=h["focal_weight"],
             lovasz_weight=h["lovasz_weight"],
             dice_weight=h["dice_weight"],
+            ce_weight=h["ce_weight"],
+            class_weights=h["class_weights"],
             focal_alpha=h["focal_alpha"],
             focal_gamma=h["focal_gamma"],
             lovasz_form=h["lovasz_form"],
@@ -227,16 +235,23 @@ class DualStreamSegmentation(SemanticSegmentation):
             self.param_groups(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"]
         )
         epochs = self.trainer.max_epochs if self._trainer is not None else None
+        epochs = epochs if epochs and epochs > 0 else 1
+        name = self.hparams["lr_schedule"]
+        steps = 1
+        if INTERVALS[name] == "step" and self._trainer is not None:
+            steps = max(1, int(self.trainer.estimated_stepping_batches))
         scheduler = build_schedule(
             optimizer,
-            self.hparams["lr_schedule"],
-            max_epochs=epochs if epochs and epochs > 0 else 1,
+            name,
+            max_epochs=epochs,
             frozen_epochs=self.hparams["freeze_epochs"],
             min_lr=self.hparams["min_lr"],
+            total_steps=steps,
+            warmup_steps=round(self.hparams["warmup_epochs"] * steps / epochs),
         )
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
+            "lr_scheduler": {"scheduler": scheduler, "interval": INTERVALS[name]},
         }
 
     # -- steps ---------------------------------------------------------------------------
@@ -245,9 +260,10 @@ class DualStreamSegmentation(SemanticSegmentation):
 
     def _scores(self, outputs: dict[str, Tensor]) -> Tensor:
         """What the metrics take: target probabilities (B, H, W) for a binary task (thresholded
-        at 0.5, i.e. logit > 0), logits (B, K, H, W) otherwise."""
-        logits = outputs["final"].float()
-        return logits[:, 0].sigmoid() if self.hparams["task"] == "binary" else logits
+        at 0.5, i.e. logit > 0), class indices (B, H, W) otherwise: the argmax once, which
+        each of the fifteen metrics would otherwise take again from the logits."""
+        logits = outputs["final"].detach().float()
+        return logits[:, 0].sigmoid() if self.hparams["task"] == "binary" else logits.argmax(1)
 
     def _shared_step(self, batch: dict[str, Any], split: str) -> Tensor:
         outputs = self(batch["image"], batch.get("air"))
