@@ -18,6 +18,7 @@ from rasterio.features import geometry_mask
 from ..errors import DualStreamError
 from .grid import Grid, open_raster
 from .join import DualStreamGeoDataset
+from .labels import scan_labels
 from .normalize import STATS_SIDE, decimated_read
 from .sources import GeoRaster
 
@@ -84,15 +85,9 @@ def _region_grid(dataset: DualStreamGeoDataset, side: int) -> tuple[Any, Grid, A
 def has_labels(dataset: DualStreamGeoDataset, side: int = STATS_SIDE) -> bool:
     """True when a dataset's mask has a labelled pixel inside its index (and ``label_roi``),
     scanned on a grid of at most ``side`` px a side."""
-    mask = dataset.mask
-    if mask is None:
+    if dataset.mask is None:
         return True
-    region, grid, box = _region_grid(dataset, side)
-    files = dataset._files(len(dataset._indexes) - 1, box)  # type: ignore[attr-defined]
-    classes = mask.to_classes(mask.read(files, grid, Resampling.nearest)[0])
-    roi = dataset.label_roi
-    inside = ~geometry_mask([roi if roi is not None else region], classes.shape, grid.transform)
-    return bool(((classes != mask.ignore_index) & inside).any())
+    return bool((scan_labels(dataset, side) != dataset.mask.ignore_index).any())
 
 
 def check_air_over_region(

@@ -17,6 +17,7 @@ from ..errors import DualStreamError
 from .augment import DualStreamAugmentation
 from .checks import check_air_over_region, has_labels
 from .join import DualStreamGeoDataset, collate_samples
+from .labels import class_counts
 from .layout import SceneSet, build_dataset, scene_set
 from .normalize import BandStats, DatasetStats, Normalize, OriginalScaling
 from .ranks import RankLocal, RankShard, process_rank
@@ -39,11 +40,6 @@ class DualStreamDataModule(GeoDataModule):
     ``sampler="tiles"`` reads whole image files instead, one sample per file (shuffled for
     training, in order for val/test; TorchGeo ``PreChippedGeoSampler``), as the original
     project does with its 512 px tiles; ``patch_size`` is then only checked against them.
-
-    ``eval_patch_size`` (default ``patch_size``): the val/test windows, side by side without
-    overlap, so every pixel is scored once whatever the size. Windows larger than the training
-    patches give each scored pixel more context, as whole-scene prediction does; the pixels
-    scored are the same.
 
     ``sampler_seed`` makes the random patches reproducible (new ones every epoch, the same
     sequence every run); None draws from the operating system. ``focus_classes``: centre
@@ -82,7 +78,6 @@ class DualStreamDataModule(GeoDataModule):
         normalization: Literal["dataset", "original"] = "dataset",
         stats_path: str | None = None,
         patch_size: int = 256,
-        eval_patch_size: int | None = None,
         batch_size: int = 8,
         length: int | None = None,
         num_workers: int = 0,
@@ -105,11 +100,6 @@ class DualStreamDataModule(GeoDataModule):
             )
         if patch_size % 32:
             raise DualStreamError(f"patch_size must be a multiple of 32, got {patch_size}")
-        if eval_patch_size is not None and (eval_patch_size < 32 or eval_patch_size % 32):
-            raise DualStreamError(
-                f"eval_patch_size must be a multiple of 32 (or null: patch_size), got "
-                f"{eval_patch_size}"
-            )
         if patch_size % air_scale:
             raise DualStreamError(
                 f"patch_size {patch_size} is not divisible by air_scale {air_scale}"
@@ -319,8 +309,7 @@ class DualStreamDataModule(GeoDataModule):
     def _eval_sampler(self, dataset: DualStreamGeoDataset) -> Any:
         if self.hparams["sampler"] == "tiles":
             return PreChippedGeoSampler(dataset, shuffle=False)
-        size = self.hparams["eval_patch_size"] or self.patch_size
-        return GriddedPatchSampler(dataset, size=size, stride=size)
+        return GriddedPatchSampler(dataset, size=self.patch_size, stride=self.patch_size)
 
     def _default_length(self, dataset: DualStreamGeoDataset) -> int:
         # About one pass over the training area per epoch.
@@ -328,6 +317,11 @@ class DualStreamDataModule(GeoDataModule):
         size = self.patch_size if isinstance(self.patch_size, int) else self.patch_size[0]
         patch_area = (size * dataset.res[0]) * (size * dataset.res[1])
         return max(self.batch_size, int(area / patch_area))
+
+    def class_counts(self, num_classes: int) -> np.ndarray:
+        """(num_classes,) labelled pixels of each class in the training split (its cells only),
+        counted on a decimated grid (:func:`~dualstream_geo.data.labels.class_counts`)."""
+        return class_counts(self.datasets()["train"], num_classes)
 
     @property
     def band_names(self) -> tuple[str, ...]:

@@ -46,20 +46,3 @@ def class_counts(
     classes = scan_labels(dataset, side)
     classes = classes[(classes >= 0) & (classes < num_classes)]
     return np.bincount(classes, minlength=num_classes).astype(np.int64)
-
-
-def balanced_weights(counts: np.ndarray, power: float) -> np.ndarray:
-    """Class weights ``(median frequency / frequency) ** power`` (median-frequency balancing,
-    Eigen & Fergus 2015, softened by ``power``: 0 = no weighting, 1 = full), scaled so that
-    the mean weight over the pixels is 1 (the loss keeps its scale). A class with no pixel
-    gets the largest weight of the others (it cannot occur in training, and must not make the
-    weights infinite). ``counts`` (K,) -> (K,) float64."""
-    counts = np.asarray(counts, dtype=np.float64)
-    if counts.sum() <= 0:
-        raise ValueError("balanced_weights needs at least one labelled pixel")
-    frequency = counts / counts.sum()
-    present = frequency > 0
-    weights = np.zeros_like(frequency)
-    weights[present] = (np.median(frequency[present]) / frequency[present]) ** power
-    weights[~present] = weights[present].max()
-    return weights / float((weights * frequency).sum())

@@ -52,7 +52,8 @@ class PredictionMeta:
 
 def load_checkpoint(checkpoint: PathLike) -> tuple[Any, PredictionMeta]:
     """The task and its :class:`PredictionMeta` from a training checkpoint."""
-    from ..training.task import CHECKPOINT_KEY, DualStreamSegmentation
+    from ..training.metadata import CHECKPOINT_KEY
+    from ..training.task import DualStreamSegmentation
 
     path = str(checkpoint)
     if not os.path.isfile(path):

@@ -98,8 +98,9 @@ class LiteDecoder(nn.Module):
     ``image_channels`` > 0) -> {"final": (B, K, H, W), "aux_f2": (B, K, H/8, W/8),
     "aux_f3": (B, K, H/16, W/16)}.
 
-    ``image_channels`` > 0 merges full-resolution image features into the last map before
-    boundary refinement (:class:`~dualstream_geo.models.detail.ImageDetail`).
+    ``image_channels`` > 0 merges full-resolution image features into the last map after
+    boundary refinement (:class:`~dualstream_geo.models.detail.ImageDetail`), and adds the
+    image path's own logits as ``"aux_detail"`` (B, K, H, W).
     """
 
     def __init__(
@@ -121,7 +122,9 @@ class LiteDecoder(nn.Module):
         self.up1 = UpBlock(d2, c1, d1)
         self.upsample = nn.Sequential(LearnableUpsample(d1, d0), LearnableUpsample(d0, d0))
         self.boundary = BoundaryRefinement(d0)
-        self.image_detail = ImageDetail(image_channels, d0) if image_channels else None
+        self.image_detail = (
+            ImageDetail(image_channels, d0, num_outputs=num_outputs) if image_channels else None
+        )
         width = self.image_detail.out_channels if self.image_detail is not None else d0
         self.classifier = nn.Conv2d(width, num_outputs, 1)
         self.aux_f3 = nn.Conv2d(d3, num_outputs, 1)
@@ -133,8 +136,9 @@ class LiteDecoder(nn.Module):
         x2 = self.up2(x3, f2)
         x1 = self.up1(x2, f1)
         x0 = self.boundary(self.upsample(x1))
+        outputs = {"aux_f2": self.aux_f2(x2), "aux_f3": self.aux_f3(x3)}
         if self.image_detail is not None:
             if image is None:
                 raise ValueError("this decoder merges the image: pass image (B, C, H, W)")
-            x0 = self.image_detail(image, x0)
-        return {"final": self.classifier(x0), "aux_f2": self.aux_f2(x2), "aux_f3": self.aux_f3(x3)}
+            x0, outputs["aux_detail"] = self.image_detail(image, x0)  # type: ignore[assignment]
+        return {"final": self.classifier(x0), **outputs}

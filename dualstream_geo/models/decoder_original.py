@@ -86,9 +86,9 @@ class OriginalDecoder(nn.Module):
     original computes that branch but classifies the un-refined map, so imported
     checkpoints set it False (the branch is then not computed and its weights stay frozen).
     ``image_channels`` > 0 (not in the original; off by default) merges full-resolution
-    image features into the 32-channel map before boundary refinement
-    (:class:`~dualstream_geo.models.detail.ImageDetail`). Names follow the original's state
-    dict.
+    image features into the 32-channel map after boundary refinement and adds the image
+    path's own logits as ``"aux_detail"`` (:class:`~dualstream_geo.models.detail.ImageDetail`).
+    Names follow the original's state dict.
     """
 
     def __init__(
@@ -126,7 +126,9 @@ class OriginalDecoder(nn.Module):
         self.boundary_refine = nn.Sequential(
             BasicConv(32, 32), convnext_block(32), BasicConv(32, 32)
         )
-        self.image_detail = ImageDetail(image_channels, 32) if image_channels else None
+        self.image_detail = (
+            ImageDetail(image_channels, 32, num_outputs=num_outputs) if image_channels else None
+        )
         width = self.image_detail.out_channels if self.image_detail is not None else 32
         self.final_classifier_v8 = nn.Conv2d(width, num_outputs, 1)
         if not use_boundary_refine:
@@ -153,12 +155,9 @@ class OriginalDecoder(nn.Module):
         full = self.up_conv_2(self.up_conv_1(r1))
         if self.use_boundary_refine:
             full = self.boundary_refine(full)
+        outputs = {"aux_f2": self.aux_classifier_f2(r2), "aux_f3": self.aux_classifier_f3(r3)}
         if self.image_detail is not None:
             if image is None:
                 raise ValueError("this decoder merges the image: pass image (B, C, H, W)")
-            full = self.image_detail(image, full)
-        return {
-            "final": self.final_classifier_v8(full),
-            "aux_f2": self.aux_classifier_f2(r2),
-            "aux_f3": self.aux_classifier_f3(r3),
-        }
+            full, outputs["aux_detail"] = self.image_detail(image, full)  # type: ignore[assignment]
+        return {"final": self.final_classifier_v8(full), **outputs}

@@ -21,10 +21,14 @@ from .layers import conv_norm_act
 class ImageDetail(nn.Module):
     """Merge full-resolution image features into the decoder's full-resolution map.
 
-    image (B, C, H, W), decoded (B, D, H, W) -> (B, ``channels``, H, W). The image goes
+    image (B, C, H, W), decoded (B, D, H, W) -> merged (B, ``channels``, H, W) and, with
+    ``num_outputs``, logits (B, ``num_outputs``, H, W) of the image path alone. The image goes
     through one 3x3 conv-GroupNorm(1)-GELU per entry of ``dilations`` (``channels`` wide;
-    dilations 1, 2, 4, 8 see 31 x 31 pixels at full resolution for the cost of four 3x3
-    layers), is concatenated with ``decoded`` and mixed by a 3x3 conv-GroupNorm(1)-GELU.
+    dilations 1, 1, 2, 4, 8 see 33 x 33 pixels at full resolution for the cost of five 3x3
+    layers) and is concatenated with ``decoded``, then mixed by a 1x1 conv-GroupNorm(1)-GELU.
+    The image path's own head is a deep-supervision head: trained on the labels by itself,
+    the path must learn each pixel's class from its spectrum and surroundings, rather than
+    lean on the encoders' context, which on a single scene fits the training cells sooner.
     """
 
     def __init__(
@@ -33,6 +37,7 @@ class ImageDetail(nn.Module):
         decoder_channels: int,
         channels: int = 64,
         dilations: Sequence[int] = (1, 1, 2, 4, 8),
+        num_outputs: int | None = None,
     ) -> None:
         super().__init__()
         widths = [image_channels, *[channels] * len(dilations)]
@@ -43,8 +48,10 @@ class ImageDetail(nn.Module):
             )
         )
         self.merge = conv_norm_act(decoder_channels + channels, channels, 1)
+        self.head = nn.Conv2d(channels, num_outputs, 1) if num_outputs else None
         self.out_channels = channels
 
-    def forward(self, image: Tensor, decoded: Tensor) -> Tensor:
+    def forward(self, image: Tensor, decoded: Tensor) -> tuple[Tensor, Tensor | None]:
         detail = self.encode(image.to(decoded.dtype))
-        return self.merge(torch.cat([decoded, detail], dim=1))
+        logits = self.head(detail) if self.head is not None else None
+        return self.merge(torch.cat([decoded, detail], dim=1)), logits

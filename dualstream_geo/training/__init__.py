@@ -4,8 +4,9 @@ task, and importing the original project's weights (``imported``)."""
 from .checkpointing import BestCheckpoint, EpochSeeds, last_checkpoint
 from .finetuning import TwoStageFinetuning
 from .losses import BinaryLovaszProbabilityLoss, DeepSupervisionLoss, SegmentationLoss
+from .metadata import CHECKPOINT_KEY
 from .schedule import build_schedule
-from .task import CHECKPOINT_KEY, DualStreamSegmentation
+from .task import DualStreamSegmentation
 
 __all__ = [
     "CHECKPOINT_KEY",

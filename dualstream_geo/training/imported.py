@@ -19,7 +19,8 @@ import torch
 
 from ..errors import DualStreamError
 from ..models import DualStreamDFormer
-from .task import CHECKPOINT_KEY, DualStreamSegmentation
+from .metadata import CHECKPOINT_KEY
+from .task import DualStreamSegmentation
 
 ORIGINAL_CLASSES = ["background", "target"]
 ORIGINAL_COLORS = [[40, 40, 40], [230, 25, 75]]

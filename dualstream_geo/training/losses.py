@@ -11,12 +11,33 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from segmentation_models_pytorch.losses import DiceLoss, FocalLoss, LovaszLoss
 from torch import Tensor, nn
 
 LOVASZ_FORMS = ("smp", "original")
+#: The heads a model may return, and their default weights (aux_detail: models with the
+#: full-resolution image path only).
+HEAD_WEIGHTS = {"final": 1.0, "aux_f2": 0.3, "aux_f3": 0.15, "aux_detail": 0.5}
+
+
+def balanced_weights(counts: np.ndarray, power: float) -> np.ndarray:
+    """Class weights ``(median frequency / frequency) ** power`` (median-frequency balancing,
+    Eigen & Fergus 2015, softened by ``power``: 0 = no weighting, 1 = full), scaled so that
+    the mean weight over the pixels is 1 (the loss keeps its scale). A class with no pixel
+    gets the largest weight of the others (it cannot occur in training, and must not make the
+    weights infinite). ``counts`` (K,) -> (K,) float64."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if counts.sum() <= 0:
+        raise ValueError("balanced_weights needs at least one labelled pixel")
+    frequency = counts / counts.sum()
+    present = frequency > 0
+    weights = np.zeros_like(frequency)
+    weights[present] = (np.median(frequency[present]) / frequency[present]) ** power
+    weights[~present] = weights[present].max()
+    return weights / float((weights * frequency).sum())
 
 
 def lovasz_grad(sorted_truth: Tensor) -> Tensor:
@@ -67,7 +88,8 @@ class CrossEntropy(nn.Module):
     logits (B, K, H, W) multiclass or (B, H, W) binary, target (B, H, W) -> scalar; 0 when no
     pixel is labelled. smp's ``SoftCrossEntropyLoss`` averages over every pixel, ignored ones
     included, so a patch half outside its split would weigh half as much.
-    ``class_weights`` (K,) weight each class's pixels (multiclass; torch's weighted mean).
+    ``class_weights`` (K; 2 for binary: background, target) weight each class's pixels: the
+    loss is the weighted mean over the labelled pixels.
     """
 
     class_weights: Tensor | None
@@ -78,20 +100,32 @@ class CrossEntropy(nn.Module):
         super().__init__()
         self.binary = mode == "binary"
         self.ignore_index = ignore_index
-        weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
-        self.register_buffer("class_weights", weights, persistent=False)
+        self.set_class_weights(class_weights)
+
+    def set_class_weights(self, class_weights: list[float] | None) -> None:
+        self.class_weights = (
+            torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+        )
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        weights = self.class_weights
+        if weights is not None:
+            weights = weights.to(logits.device)
         if not self.binary:
             if not (target != self.ignore_index).any():
                 return logits.sum() * 0.0
-            return F.cross_entropy(
-                logits, target, weight=self.class_weights, ignore_index=self.ignore_index
-            )
+            return F.cross_entropy(logits, target, weight=weights, ignore_index=self.ignore_index)
         keep = target != self.ignore_index
         if not keep.any():
             return logits.sum() * 0.0
-        return F.binary_cross_entropy_with_logits(logits[keep], target[keep].to(logits.dtype))
+        truth = target[keep]
+        losses = F.binary_cross_entropy_with_logits(
+            logits[keep], truth.to(logits.dtype), reduction="none"
+        )
+        if weights is None:
+            return losses.mean()
+        pixel_weights = weights[truth]
+        return (losses * pixel_weights).sum() / pixel_weights.sum()
 
 
 class SegmentationLoss(nn.Module):
@@ -148,6 +182,13 @@ class SegmentationLoss(nn.Module):
             raise ValueError("at least one of ce/focal/lovasz/dice weight must be > 0")
         self.binary = mode == "binary"
 
+    def set_class_weights(self, class_weights: list[float] | None) -> None:
+        """Weights of the cross-entropy term, per class."""
+        term = self.terms["ce"] if "ce" in self.terms else None
+        if term is None:
+            raise ValueError("class weights weight the cross-entropy: set ce_weight > 0")
+        term.set_class_weights(class_weights)  # type: ignore[operator]
+
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         if self.binary:
             logits = logits[:, 0]
@@ -156,7 +197,9 @@ class SegmentationLoss(nn.Module):
 
 class DeepSupervisionLoss(nn.Module):
     """Loss over the model's heads: each head's logits are upsampled to the label size
-    (bilinear) and weighted by ``head_weights`` (final 1.0, aux_f2 0.3, aux_f3 0.15)."""
+    (bilinear) and weighted by ``head_weights`` (final 1.0, aux_f2 0.3, aux_f3 0.15, and
+    aux_detail for models with the full-resolution image path); a head the model does not
+    have is skipped."""
 
     def __init__(self, loss: SegmentationLoss, head_weights: Mapping[str, float]) -> None:
         super().__init__()
@@ -166,8 +209,8 @@ class DeepSupervisionLoss(nn.Module):
     def forward(self, outputs: Mapping[str, Tensor], target: Tensor) -> Tensor:
         total = target.new_zeros((), dtype=outputs["final"].dtype)
         for head, weight in self.head_weights.items():
-            if weight == 0:
-                continue
+            if weight == 0 or head not in outputs:
+                continue  # e.g. "aux_detail" of a model without the image path
             logits = outputs[head]
             if logits.shape[-2:] != target.shape[-2:]:
                 logits = F.interpolate(

@@ -41,7 +41,8 @@ def _warmup_cosine_factor(
 ) -> float:
     if step < warmup_steps:
         return (step + 1) / warmup_steps
-    position = min(1.0, (step - warmup_steps) / max(1, total_steps - 1 - warmup_steps))
+    # the last warm-up step is the peak: the cosine starts one step below it
+    position = min(1.0, (step + 1 - warmup_steps) / max(1, total_steps - warmup_steps))
     cosine = (1 + math.cos(math.pi * position)) / 2
     return (min_lr + (base - min_lr) * cosine) / base
 

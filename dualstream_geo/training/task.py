@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 from torch.optim import AdamW
 from torchgeo.tasks import SemanticSegmentation
@@ -19,27 +19,20 @@ from ..models import PRESETS, DualStreamDFormer
 from ..models.weights import load_model_weights
 from .checkpointing import BestCheckpoint, EpochSeeds, last_checkpoint
 from .curves import TrainingCurves
+from .defaults import PARTS, freeze_epochs, lr_multipliers
 from .finetuning import TwoStageFinetuning
-from .losses import LOVASZ_FORMS, DeepSupervisionLoss, SegmentationLoss
+from .losses import (
+    HEAD_WEIGHTS,
+    LOVASZ_FORMS,
+    DeepSupervisionLoss,
+    SegmentationLoss,
+    balanced_weights,
+)
+from .metadata import CHECKPOINT_KEY, DEFAULT_COLORS, prediction_metadata
 from .schedule import INTERVALS, SCHEDULES, build_schedule
 
-PARTS = ("vision_encoder", "air_encoder", "fusion", "decoder")
 #: Parts frozen for the first epochs: their parameters join the optimiser frozen.
 FREEZABLE = ("vision_encoder", "air_encoder")
-DEFAULT_COLORS = (
-    (0, 0, 0),
-    (230, 25, 75),
-    (60, 180, 75),
-    (255, 225, 25),
-    (0, 130, 200),
-    (245, 130, 48),
-    (145, 30, 180),
-    (70, 240, 240),
-    (240, 50, 230),
-    (210, 245, 60),
-)
-#: The checkpoint entry that carries everything prediction needs.
-CHECKPOINT_KEY = "dualstream_geo"
 
 
 class DualStreamSegmentation(SemanticSegmentation):
@@ -53,11 +46,18 @@ class DualStreamSegmentation(SemanticSegmentation):
     ``lovasz_weight`` x Lovasz + ``dice_weight`` x Dice (focal, Lovasz, Dice from
     segmentation_models_pytorch; ``lovasz_form="original"``: the
     original's Lovasz on probabilities, per image), on the final head and the two auxiliary
-    heads (upsampled to the label size) weighted by ``aux_weights``.
+    heads (upsampled to the label size) weighted by ``aux_weights`` (and the full-resolution
+    image path's head ``aux_detail``, 0.5, with ``image_detail``). ``class_weights`` weight
+    the cross-entropy per class; ``class_balance`` p > 0 computes them from the training
+    labels as ``(median frequency / frequency) ** p`` (:func:`~dualstream_geo.training.
+    losses.balanced_weights`; 0.3 keeps the common classes' accuracy while rare ones are
+    predicted at all).
 
     Optimiser: AdamW with one parameter group per part (vision encoder, air encoder, fusion,
     decoder), each at ``lr`` x its multiplier, created up front. The encoders are frozen for
-    the first ``freeze_epochs`` epochs (:class:`TwoStageFinetuning`); frozen parameters get
+    the first ``freeze_epochs`` epochs (:class:`TwoStageFinetuning`); unset, 2 when an
+    encoder starts from pretrained weights and 0 from random weights
+    (:mod:`~dualstream_geo.training.defaults`). Frozen parameters get
     no gradient, so AdamW neither updates nor decays them and their moments start when they
     are unfrozen. ``lr_schedule``: see :mod:`~dualstream_geo.training.schedule`.
     Checkpoints: the best ``monitor`` (``best.ckpt``; for a binary task
@@ -69,6 +69,9 @@ class DualStreamSegmentation(SemanticSegmentation):
 
     #: Every argument is a hyper-parameter (TorchGeo skips ``weights``; here it is a path).
     ignore = None
+    criterion: DeepSupervisionLoss
+    #: The weights ``class_balance`` computed (None without it).
+    balanced_class_weights: list[float] | None = None
 
     def __init__(
         self,
@@ -95,6 +98,7 @@ class DualStreamSegmentation(SemanticSegmentation):
         dice_weight: float = 0.0,
         ce_weight: float = 0.0,
         class_weights: list[float] | None = None,
+        class_balance: float = 0.0,
         focal_alpha: float | None = 0.25,
         focal_gamma: float = 2.0,
         lovasz_form: Literal["smp", "original"] = "smp",
@@ -103,7 +107,7 @@ class DualStreamSegmentation(SemanticSegmentation):
         lr: float = 3e-4,
         lr_multipliers: dict[str, float] | None = None,
         weight_decay: float = 1e-5,
-        freeze_epochs: int = 2,
+        freeze_epochs: int | None = None,
         lr_schedule: Literal["cosine", "original", "warmup_cosine"] = "cosine",
         warmup_epochs: float = 1.0,
         min_lr: float = 1e-6,
@@ -127,6 +131,20 @@ class DualStreamSegmentation(SemanticSegmentation):
         if lr_multipliers is not None and set(lr_multipliers) - set(PARTS):
             raise DualStreamError(
                 f"lr_multipliers keys must be among {PARTS}, got {sorted(lr_multipliers)}"
+            )
+        if aux_weights is not None and set(aux_weights) - set(HEAD_WEIGHTS):
+            raise DualStreamError(
+                f"aux_weights keys must be among {tuple(HEAD_WEIGHTS)}, got {sorted(aux_weights)}"
+            )
+        if class_weights is not None and len(class_weights) != num_classes:
+            raise DualStreamError(
+                f"class_weights has {len(class_weights)} values for num_classes={num_classes}"
+            )
+        if class_balance < 0:
+            raise DualStreamError(f"class_balance must be >= 0, got {class_balance}")
+        if (class_weights is not None or class_balance > 0) and ce_weight <= 0:
+            raise DualStreamError(
+                "class_weights / class_balance weight the cross-entropy: set ce_weight > 0"
             )
         # SemanticSegmentation.__init__ builds an smp model from its own arguments; the
         # BaseTask initialiser (hparams, configure_models/losses/metrics) is what applies here.
@@ -160,6 +178,7 @@ class DualStreamSegmentation(SemanticSegmentation):
             absent.requires_grad_(False)
 
     def setup(self, stage: str) -> None:
+        self._balance_classes()
         trainer = self._trainer
         if trainer is None or trainer.world_size < 2:
             return
@@ -171,6 +190,31 @@ class DualStreamSegmentation(SemanticSegmentation):
             )
             return
         self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+
+    def _balance_classes(self) -> None:
+        """``class_balance``: class weights from the training labels' class frequencies."""
+        power = self.hparams["class_balance"]
+        if not power or self.hparams["class_weights"] is not None:
+            return
+        datamodule = getattr(self._trainer, "datamodule", None)
+        if datamodule is None or not hasattr(datamodule, "class_counts"):
+            raise DualStreamError(
+                "class_balance needs the DualStreamDataModule (its training labels give the "
+                "class frequencies); or give class_weights"
+            )
+        counts = datamodule.class_counts(self.hparams["num_classes"])
+        weights = balanced_weights(counts, power).tolist()
+        self.criterion.loss.set_class_weights(weights)
+        self.balanced_class_weights = weights
+        rank_zero_info(
+            f"class weights (class_balance {power}): "
+            + ", ".join(f"{n} {w:.2f}" for n, w in zip(self.class_names, weights, strict=True))
+        )
+
+    @property
+    def frozen_epochs(self) -> int:
+        """Epochs with frozen encoders (``freeze_epochs``, or its default)."""
+        return freeze_epochs(self.hparams)
 
     def configure_losses(self) -> None:
         h = self.hparams
@@ -186,7 +230,7 @@ class DualStreamSegmentation(SemanticSegmentation):
             focal_gamma=h["focal_gamma"],
             lovasz_form=h["lovasz_form"],
         )
-        heads = {"final": 1.0, "aux_f2": 0.3, "aux_f3": 0.15, **(h["aux_weights"] or {})}
+        heads = {**HEAD_WEIGHTS, **(h["aux_weights"] or {})}
         self.criterion = DeepSupervisionLoss(loss, heads)
 
     def configure_metrics(self) -> None:
@@ -200,7 +244,7 @@ class DualStreamSegmentation(SemanticSegmentation):
         root = self.trainer.default_root_dir if self._trainer is not None else "."
         folder = os.path.join(root, "checkpoints")
         return [
-            TwoStageFinetuning(self.hparams["freeze_epochs"]),
+            TwoStageFinetuning(self.frozen_epochs),
             EpochSeeds(),
             BestCheckpoint(
                 dirpath=folder,
@@ -215,8 +259,7 @@ class DualStreamSegmentation(SemanticSegmentation):
 
     def param_groups(self) -> list[dict[str, Any]]:
         """One AdamW group per model part, at ``lr`` times that part's multiplier."""
-        multipliers = {"vision_encoder": 0.1, "air_encoder": 0.5, "fusion": 1.0, "decoder": 1.0}
-        multipliers.update(self.hparams["lr_multipliers"] or {})
+        multipliers = lr_multipliers(self.hparams)
         groups = []
         for part in PARTS:
             params = list(getattr(self.model, part).parameters())
@@ -244,7 +287,7 @@ class DualStreamSegmentation(SemanticSegmentation):
             optimizer,
             name,
             max_epochs=epochs,
-            frozen_epochs=self.hparams["freeze_epochs"],
+            frozen_epochs=self.frozen_epochs,
             min_lr=self.hparams["min_lr"],
             total_steps=steps,
             warmup_steps=round(self.hparams["warmup_epochs"] * steps / epochs),
@@ -338,23 +381,4 @@ class DualStreamSegmentation(SemanticSegmentation):
         datamodule = (
             getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
         )
-        meta: dict[str, Any] = {
-            "band_names": list(self.hparams["band_names"]),
-            "class_names": self.class_names,
-            "class_colors": [list(c) for c in self.class_colors],
-            "use_air": self.hparams["use_air"],
-            "air_channels": self.hparams["air_channels"],
-            "air_scale": self.model.air_reduction,
-            "preset": self.hparams["preset"],
-            "normalization": "dataset",
-        }
-        if datamodule is not None and "normalization" in getattr(datamodule, "hparams", {}):
-            if datamodule.stats is not None:
-                meta["stats"] = datamodule.stats.to_dict()
-            meta["patch_size"] = datamodule.patch_size
-            meta["air_scale"] = datamodule.hparams["air_scale"]
-            # How the image files are read: one file per band, and their nodata value.
-            meta["band_files"] = datamodule.hparams["band_files"]
-            meta["image_nodata"] = datamodule.hparams["image_nodata"]
-            meta["normalization"] = datamodule.hparams["normalization"]
-        checkpoint[CHECKPOINT_KEY] = meta
+        checkpoint[CHECKPOINT_KEY] = prediction_metadata(self, datamodule)
