@@ -4,7 +4,7 @@ glibc gives freed blocks of more than a few megabytes back to the operating syst
 are ``mmap``-ed, or trimmed off the top of the heap), so the next training step that
 allocates the same activations faults every page in again: on 2 cores this tripled the
 time of a training forward pass of the lite model with 64 px patches (``benchmarks/
-bench_memory.py``). Keeping freed memory in the process removes that cost; the price is
+bench_cpu_memory.py``). Keeping freed memory in the process removes that cost; the price is
 that the process's resident size stays at its peak instead of shrinking between steps.
 """
 

@@ -1,50 +1,73 @@
-"""Per-class validation IoU of a Zion run against training time, beside the random forest
-scored on the same validation pixels: where the model passes the forest, and where a
-longer run is still going.
+"""Per-class test IoU of a run against its training time, beside the random forest scored on
+the same test pixels: where the model passes the forest, and where a longer run is still
+going.
 
-    python experiments/rf_baseline.py --config experiments/zion.yaml --split val > rf_val.json
-    python experiments/learning_curve.py --run runs/zion --minutes 12.5 --forest rf_val.json \
-        --output experiments/zion_learning_curve.png
+The run must keep every epoch's weights (``--model.keep_epoch_checkpoints true``); each
+``checkpoints/epochs/epoch=N.ckpt`` is scored with the task's own test loop on the config's
+test cells, and placed at its wall time since the fit started (the checkpoint file's
+modification time against the run's first log file). The scores are written beside the PNG
+as JSON. Scoring the test cells once per epoch reports the run; it chooses nothing.
+
+    dualstream-geo fit --config experiments/zion.yaml --model.keep_epoch_checkpoints true
+    python experiments/rf_baseline.py --config experiments/zion.yaml > rf_test.json
+    python experiments/learning_curve.py --config experiments/zion.yaml --run runs/zion \
+        --forest rf_test.json --output experiments/zion_learning_curve.png
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
+import sys
 from pathlib import Path
+from typing import Any
 
 import matplotlib
+from lightning.pytorch import Trainer
+from scoring import load_experiment
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+PREFIX = "test_ClasswiseJaccardIndex_"
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--run", required=True, help="the run's default_root_dir")
-    parser.add_argument("--minutes", type=float, required=True, help="the fit's wall time")
-    parser.add_argument("--forest", help="rf_baseline.py --split val output (JSON)")
-    parser.add_argument("--output", required=True)
-    args = parser.parse_args()
-    rows = []  # the fit's log (a later `test` writes its own version folder)
-    for metrics in sorted(Path(args.run).glob("logs/version_*/metrics.csv")):
-        rows = rows or [
-            r for r in csv.DictReader(open(metrics)) if r.get("val_AverageJaccardIndex")
-        ]
-    prefix = "val_ClasswiseJaccardIndex_"
-    names = [k[len(prefix) :] for k in rows[0] if k.startswith(prefix)]
-    epochs = len(rows)
-    minutes = [args.minutes * (i + 1) / epochs for i in range(epochs)]
-    forest = json.loads(Path(args.forest).read_text()) if args.forest else None
+
+def score_epochs(configs: list[str], run: Path) -> list[dict[str, Any]]:
+    """Minutes since the fit started and test scores of every epoch checkpoint of ``run``."""
+    checkpoints = sorted((run / "checkpoints" / "epochs").glob("epoch=*.ckpt"))
+    starts = sorted(run.glob("logs/version_*/hparams.yaml"))
+    if not checkpoints or not starts:
+        sys.exit(
+            f"learning_curve.py: {run} has no checkpoints/epochs/ (fit it with "
+            "--model.keep_epoch_checkpoints true)"
+        )
+    start = starts[0].stat().st_mtime
+    datamodule, task = load_experiment(configs)
+    trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    rows = []
+    for checkpoint in checkpoints:
+        scores = trainer.test(task, datamodule=datamodule, ckpt_path=str(checkpoint), verbose=False)
+        minutes = (checkpoint.stat().st_mtime - start) / 60
+        rows.append({"checkpoint": checkpoint.name, "minutes": round(minutes, 2), **scores[0]})
+        print(
+            f"{checkpoint.name}: mean IoU {scores[0]['test_AverageJaccardIndex']:.3f}",
+            file=sys.stderr,
+            flush=True,
+        )
+    return rows
+
+
+def plot(rows: list[dict[str, Any]], forest: dict[str, Any] | None, output: str) -> None:
+    names = [key[len(PREFIX) :] for key in rows[0] if key.startswith(PREFIX)]
+    minutes = [row["minutes"] for row in rows]
     columns = 3
-    fig, axes = plt.subplots(
-        (len(names) + 1 + columns - 1) // columns, columns, figsize=(12, 9), sharex=True
-    )
     panels = [*names, "mean IoU"]
+    fig, axes = plt.subplots(
+        (len(panels) + columns - 1) // columns, columns, figsize=(12, 9), sharex=True
+    )
     for ax, name in zip(axes.flat, panels, strict=False):
-        key = f"{prefix}{name}" if name != "mean IoU" else "val_AverageJaccardIndex"
-        ax.plot(minutes, [float(r[key]) for r in rows], marker=".", label="DualStream-DFormer")
+        key = f"{PREFIX}{name}" if name != "mean IoU" else "test_AverageJaccardIndex"
+        ax.plot(minutes, [row[key] for row in rows], marker=".", label="DualStream-DFormer")
         if forest:
             value = forest["mean_iou"] if name == "mean IoU" else forest["per_class_iou"][name]
             ax.axhline(value, color="tab:green", linestyle="--", label="random forest")
@@ -55,10 +78,25 @@ def main() -> None:
         ax.axis("off")
     axes.flat[0].legend(loc="upper left", fontsize=8)
     for ax in axes[-1]:
-        ax.set_xlabel("training time (minutes, 2 CPU cores)")
-    fig.suptitle("Zion: validation IoU per class against training time")
+        ax.set_xlabel("training time (minutes since the fit started)")
+    fig.suptitle("Test IoU per class against training time (one point per epoch)")
     fig.tight_layout()
-    fig.savefig(args.output, dpi=100)
+    fig.savefig(output, dpi=100)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", action="append", required=True)
+    parser.add_argument("--run", required=True, help="the run's default_root_dir")
+    parser.add_argument("--forest", help="rf_baseline.py output (JSON) on the same split")
+    parser.add_argument("--output", required=True, help="the PNG; its scores go beside as .json")
+    args = parser.parse_args()
+    rows = score_epochs(args.config, Path(args.run))
+    forest = json.loads(Path(args.forest).read_text()) if args.forest else None
+    plot(rows, forest, args.output)
+    Path(args.output).with_suffix(".json").write_text(json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":

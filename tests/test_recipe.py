@@ -167,6 +167,7 @@ def test_warmup_cosine_steps_and_encoders_train_from_the_first_epoch(
         warmup_epochs=1,
         ce_weight=1.0,
         class_balance=0.5,
+        keep_epoch_checkpoints=True,
     )
     assert task.frozen_epochs == 0  # no pretrained weights: nothing to freeze
     rates = Rates()
@@ -196,6 +197,13 @@ def test_warmup_cosine_steps_and_encoders_train_from_the_first_epoch(
     assert expected[1] > expected[0]  # the target is the rarer class of the demo
     meta = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["dualstream_geo"]
     np.testing.assert_allclose(meta["class_weights"], expected)
+    epochs = sorted((tmp_path / "checkpoints" / "epochs").glob("*.ckpt"))
+    assert [p.name for p in epochs] == ["epoch=00.ckpt", "epoch=01.ckpt", "epoch=02.ckpt"]
+    first, final = (torch.load(p, weights_only=True) for p in (epochs[0], epochs[-1]))
+    assert "optimizer_states" not in final and final["epoch"] == 2
+    name = "model.decoder.classifier.weight"
+    torch.testing.assert_close(final["state_dict"][name], task.state_dict()[name])
+    assert not torch.equal(first["state_dict"][name], final["state_dict"][name])
 
 
 def test_frozen_epochs_default_and_bad_settings() -> None:

@@ -49,6 +49,20 @@ def last_checkpoint(dirpath: str, every_n_steps: int | None = None) -> ModelChec
     )
 
 
+def epoch_checkpoints(dirpath: str) -> ModelCheckpoint:
+    """``epoch=N.ckpt`` for every epoch, weights only (no optimiser state): for scoring a run
+    epoch by epoch afterwards (a learning curve), not for resuming."""
+    return ModelCheckpoint(
+        dirpath=dirpath,
+        filename="{epoch:02d}",
+        monitor=None,
+        save_top_k=-1,
+        every_n_epochs=1,
+        save_weights_only=True,
+        enable_version_counter=False,
+    )
+
+
 class EpochSeeds(Callback):
     """Reseed Python, NumPy and torch at the start of every training epoch from (seed,
     epoch, rank); the seed is the run's ``seed_everything`` value (``PL_GLOBAL_SEED``).

@@ -17,7 +17,7 @@ from torchmetrics import MetricCollection
 from ..errors import DualStreamError
 from ..models import PRESETS, DualStreamDFormer
 from ..models.weights import load_model_weights
-from .checkpointing import BestCheckpoint, EpochSeeds, last_checkpoint
+from .checkpointing import BestCheckpoint, EpochSeeds, epoch_checkpoints, last_checkpoint
 from .curves import TrainingCurves
 from .defaults import PARTS, freeze_epochs, lr_multipliers
 from .finetuning import TwoStageFinetuning
@@ -62,7 +62,9 @@ class DualStreamSegmentation(SemanticSegmentation):
     are unfrozen. ``lr_schedule``: see :mod:`~dualstream_geo.training.schedule`.
     Checkpoints: the best ``monitor`` (``best.ckpt``; for a binary task
     ``val_AverageJaccardIndex`` is the target-class IoU) and ``last.ckpt`` at the end of every
-    epoch (and every ``checkpoint_every_n_steps`` steps when given); each epoch is seeded
+    epoch (and every ``checkpoint_every_n_steps`` steps when given); with
+    ``keep_epoch_checkpoints`` also the weights of every epoch (``checkpoints/epochs/``, for
+    a learning curve); each epoch is seeded
     from (seed, epoch), so resuming from ``last.ckpt`` continues exactly
     (:mod:`~dualstream_geo.training.checkpointing`).
     """
@@ -113,6 +115,7 @@ class DualStreamSegmentation(SemanticSegmentation):
         min_lr: float = 1e-6,
         monitor: str = "val_AverageJaccardIndex",
         checkpoint_every_n_steps: int | None = None,
+        keep_epoch_checkpoints: bool = False,
     ) -> None:
         if task == "binary" and num_classes != 2:
             raise DualStreamError(
@@ -243,7 +246,7 @@ class DualStreamSegmentation(SemanticSegmentation):
     def configure_callbacks(self) -> list[Callback]:
         root = self.trainer.default_root_dir if self._trainer is not None else "."
         folder = os.path.join(root, "checkpoints")
-        return [
+        callbacks: list[Callback] = [
             TwoStageFinetuning(self.frozen_epochs),
             EpochSeeds(),
             BestCheckpoint(
@@ -256,6 +259,9 @@ class DualStreamSegmentation(SemanticSegmentation):
             last_checkpoint(folder, self.hparams["checkpoint_every_n_steps"]),
             TrainingCurves(os.path.join(root, "training_curves.png")),
         ]
+        if self.hparams["keep_epoch_checkpoints"]:
+            callbacks.append(epoch_checkpoints(os.path.join(folder, "epochs")))
+        return callbacks
 
     def param_groups(self) -> list[dict[str, Any]]:
         """One AdamW group per model part, at ``lr`` times that part's multiplier."""

@@ -1,0 +1,117 @@
+"""A plain full-resolution CNN for an experiment config: what a small convolutional network
+with no downsampling learns from the same patches, loss and budget as the model.
+
+Five 3 x 3 convolutions of 64 channels (dilations 1, 1, 2, 4, 8: a 33 px receptive field),
+GroupNorm and GELU, then a 1 x 1 classifier; every pixel is predicted at the image's own
+resolution. It is trained on the datamodule's training patches (its sampler and
+augmentation, seeded) with the task's loss settings read from the config: cross-entropy
+with the class weights ``class_balance`` computes from the training labels, AdamW at the
+config's learning rate. Test pixels and scores are the task's, as in ``rf_baseline.py``.
+
+    python experiments/cnn_baseline.py --config experiments/zion.yaml [--epochs 24]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from scoring import Scores, load_experiment
+from torch import Tensor, nn
+
+from dualstream_geo.memory import keep_freed_memory
+from dualstream_geo.training.losses import balanced_weights
+
+
+def conv_block(in_channels: int, out_channels: int, dilation: int) -> nn.Sequential:
+    """(B, in, H, W) -> (B, out, H, W): 3 x 3 convolution, GroupNorm, GELU."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=dilation, dilation=dilation),
+        nn.GroupNorm(1, out_channels),
+        nn.GELU(),
+    )
+
+
+class FullResolutionCNN(nn.Sequential):
+    """Image (B, C, H, W) -> logits (B, K, H, W), no downsampling."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        channels: int = 64,
+        dilations: tuple[int, ...] = (1, 1, 2, 4, 8),
+    ) -> None:
+        inputs = [in_channels, *[channels] * (len(dilations) - 1)]
+        blocks = [conv_block(i, channels, d) for i, d in zip(inputs, dilations, strict=True)]
+        super().__init__(*blocks, nn.Conv2d(channels, num_classes, 1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", action="append", required=True)
+    parser.add_argument("--epochs", type=int, default=24)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    keep_freed_memory()
+    start = time.perf_counter()
+    datamodule, task = load_experiment(args.config)
+    hparams = task.hparams
+    if hparams["task"] != "multiclass":
+        sys.exit("cnn_baseline.py: model.task must be multiclass")
+    classes, ignore = hparams["num_classes"], hparams["ignore_index"]
+    torch.manual_seed(args.seed)
+    datamodule.setup("fit")
+    weights = None
+    if hparams["class_balance"] > 0:
+        counts = datamodule.class_counts(classes)
+        weights = torch.tensor(
+            balanced_weights(counts, hparams["class_balance"]), dtype=torch.float32
+        )
+    elif hparams["class_weights"] is not None:
+        weights = torch.tensor(hparams["class_weights"], dtype=torch.float32)
+    network = FullResolutionCNN(len(hparams["band_names"]), classes)
+    optimizer = torch.optim.AdamW(network.parameters(), hparams["lr"], weight_decay=1e-4)
+    augment = datamodule.train_aug
+    for epoch in range(args.epochs):
+        datamodule.train_sampler.sampler.set_epoch(epoch)
+        for batch in datamodule.train_dataloader():
+            batch = augment(batch) if augment is not None else batch
+            loss = F.cross_entropy(
+                network(batch["image"]), batch["mask"], weight=weights, ignore_index=ignore
+            )
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        print(f"epoch {epoch}: loss {float(loss):.3f}", file=sys.stderr, flush=True)
+    trained = time.perf_counter()
+    datamodule.setup("test")
+    network.eval()
+    scores = Scores(classes, ignore)
+    with torch.no_grad():
+        for batch in datamodule.test_dataloader():
+            prediction: Tensor = network(batch["image"]).argmax(1)
+            keep = batch["mask"] != ignore
+            scores.update(prediction[keep], batch["mask"][keep])
+    result = {
+        "model": f"full-resolution CNN ({args.epochs} epochs)",
+        "parameters": sum(p.numel() for p in network.parameters()),
+        "class_weights": None if weights is None else [round(w, 3) for w in weights.tolist()],
+        "split": "test",
+        **scores.compute(task.class_names),
+        "seconds": {
+            "train": round(trained - start, 1),
+            "total": round(time.perf_counter() - start, 1),
+        },
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
