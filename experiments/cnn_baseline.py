@@ -14,13 +14,12 @@ config's learning rate. Test pixels and scores are the task's, as in ``rf_baseli
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
 import torch
 import torch.nn.functional as F
-from scoring import Scores, load_experiment
+from scoring import Scores, load_experiment, print_result
 from torch import Tensor, nn
 
 from dualstream_geo.memory import keep_freed_memory
@@ -99,18 +98,16 @@ def main() -> None:
             prediction: Tensor = network(batch["image"]).argmax(1)
             keep = batch["mask"] != ignore
             scores.update(prediction[keep], batch["mask"][keep])
-    result = {
-        "model": f"full-resolution CNN ({args.epochs} epochs)",
-        "parameters": sum(p.numel() for p in network.parameters()),
-        "class_weights": None if weights is None else [round(w, 3) for w in weights.tolist()],
-        "split": "test",
-        **scores.compute(task.class_names),
-        "seconds": {
-            "train": round(trained - start, 1),
-            "total": round(time.perf_counter() - start, 1),
-        },
-    }
-    print(json.dumps(result, indent=2))
+    print_result(
+        f"full-resolution CNN ({args.epochs} epochs)",
+        "test",
+        scores,
+        task.class_names,
+        start,
+        trained,
+        parameters=sum(p.numel() for p in network.parameters()),
+        class_weights=None if weights is None else [round(w, 3) for w in weights.tolist()],
+    )
 
 
 if __name__ == "__main__":

@@ -15,12 +15,11 @@ original values, and the bands' 3 x 3 means).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import numpy as np
 import torch
-from scoring import Scores, load_experiment
+from scoring import Scores, load_experiment, print_result
 from sklearn.ensemble import RandomForestClassifier
 from torch import Tensor
 from torch.nn.functional import avg_pool2d
@@ -89,17 +88,15 @@ def main() -> None:
         x, y = labelled(batch, ignore, stats, args.features)
         if len(y):
             scores.update(torch.from_numpy(forest.predict(x)), torch.from_numpy(y))
-    result = {
-        "model": f"random forest ({args.trees} trees, depth {args.depth}, {args.features})",
-        "training_pixels": int(len(chosen)),
-        "split": args.split,
-        **scores.compute(task.class_names),
-        "seconds": {
-            "train": round(trained - start, 1),
-            "total": round(time.perf_counter() - start, 1),
-        },
-    }
-    print(json.dumps(result, indent=2))
+    print_result(
+        f"random forest ({args.trees} trees, depth {args.depth}, {args.features})",
+        args.split,
+        scores,
+        task.class_names,
+        start,
+        trained,
+        training_pixels=int(len(chosen)),
+    )
 
 
 if __name__ == "__main__":

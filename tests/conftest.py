@@ -5,12 +5,19 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
+
+if TYPE_CHECKING:
+    from lightning.pytorch import Callback, Trainer
+
+    from dualstream_geo.data.datamodule import DualStreamDataModule
+    from dualstream_geo.training import DualStreamSegmentation
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
@@ -52,6 +59,54 @@ def pixel_centres(transform: Affine, height: int, width: int) -> tuple[np.ndarra
     return np.asarray(xs), np.asarray(ys)
 
 
+def demo_datamodule(demo_root: Path, tmp_path: Path, **settings: Any) -> DualStreamDataModule:
+    """The demo scenes as two classes, 8 patches of 64 px per epoch; ``settings`` override."""
+    from dualstream_geo.data import DEMO_CLASS_MAP
+    from dualstream_geo.data.datamodule import DualStreamDataModule
+
+    defaults = {
+        "root": str(demo_root),
+        "class_map": DEMO_CLASS_MAP,
+        "patch_size": 64,
+        "batch_size": 4,
+        "length": 8,
+        "stats_path": str(tmp_path / "stats.json"),
+    }
+    return DualStreamDataModule(**{**defaults, **settings})
+
+
+def tiny(
+    demo_root: Path, tmp_path: Path, **model: Any
+) -> tuple[DualStreamSegmentation, DualStreamDataModule]:
+    """A 2-class task (``model`` overrides its settings) and 8 demo patches per epoch."""
+    from dualstream_geo.training import DualStreamSegmentation
+
+    datamodule = demo_datamodule(demo_root, tmp_path, augment=False)
+    settings = {
+        "num_classes": 2,
+        "labels": ["background", "target"],
+        "vision_encoder": "segformer-b0",
+        "lr": 1e-3,
+    }
+    return DualStreamSegmentation(**{**settings, **model}), datamodule
+
+
+def trainer(tmp_path: Path, epochs: int, callbacks: list[Callback] | None = None) -> Trainer:
+    """A quiet CPU trainer writing to ``tmp_path``: no logger, no bar, 2 validation batches."""
+    from lightning.pytorch import Trainer
+
+    return Trainer(
+        max_epochs=epochs,
+        default_root_dir=str(tmp_path),
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=callbacks or [],
+        limit_val_batches=2,
+    )
+
+
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from dualstream_geo.data import make_demo_scenes
@@ -74,21 +129,13 @@ LAND_COVER = {11: 0, 41: 1, 52: 2, 71: 3, 90: 4, 95: 4}
 @pytest.fixture(scope="session")
 def checkpoint(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A briefly trained 5-class land-cover model (about 45 s on 2 CPU cores)."""
-    from lightning.pytorch import Trainer, seed_everything
+    from lightning.pytorch import seed_everything
 
-    from dualstream_geo.data.datamodule import DualStreamDataModule
     from dualstream_geo.training import DualStreamSegmentation
 
     root = tmp_path_factory.mktemp("predict_model")
     seed_everything(0, verbose=False)
-    datamodule = DualStreamDataModule(
-        root=str(demo_root),
-        class_map=LAND_COVER,
-        patch_size=64,
-        batch_size=8,
-        length=96,
-        stats_path=str(root / "stats.json"),
-    )
+    datamodule = demo_datamodule(demo_root, root, class_map=LAND_COVER, batch_size=8, length=96)
     task = DualStreamSegmentation(
         num_classes=5,
         labels=["water", "forest", "shrub", "grass", "plot"],
@@ -97,15 +144,7 @@ def checkpoint(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
         lr=2e-3,
         freeze_epochs=0,
     )
-    Trainer(
-        max_epochs=10,
-        default_root_dir=str(root),
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=2,
-    ).fit(task, datamodule)
+    trainer(root, epochs=10).fit(task, datamodule)
     return root / "checkpoints" / "last.ckpt"
 
 

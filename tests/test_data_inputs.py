@@ -28,7 +28,7 @@ from dualstream_geo.data.checks import check_air_values
 from dualstream_geo.data.datamodule import DualStreamDataModule
 from dualstream_geo.errors import DualStreamError
 
-from .conftest import NODATA_SCENE, write_raster
+from .conftest import NODATA_SCENE, demo_datamodule, write_raster
 
 UTM = "EPSG:32652"
 
@@ -147,14 +147,7 @@ def test_original_layout_without_aux_georeferencing(tmp_path: Path) -> None:
 
 # -- datamodule ------------------------------------------------------------------------------
 def test_datamodule_geographic_split_and_normalisation(demo_root: Path, tmp_path: Path) -> None:
-    dm = DualStreamDataModule(
-        root=str(demo_root),
-        class_map=DEMO_CLASS_MAP,
-        patch_size=64,
-        batch_size=4,
-        length=8,
-        stats_path=str(tmp_path / "stats.json"),
-    )
+    dm = demo_datamodule(demo_root, tmp_path)
     dm.setup("fit")
     assert json.loads((tmp_path / "stats.json").read_text())["air"]["bands"][0] == "gems_01"
     splits = dm.datasets()
@@ -198,6 +191,26 @@ def test_augmentation_is_identical_on_image_mask_and_air() -> None:
         assert torch.equal(out["air"][b, 0].round(), centre_rows)
         moved += int(not torch.equal(out["mask"][b], mask[b]))
     assert moved > 0
+
+
+def test_intensity_augmentation_can_be_turned_off(demo_root: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    changed = {}
+    for intensity in (True, False):
+        dm = demo_datamodule(demo_root, tmp_path, augment_intensity=intensity)
+        dm.setup("fit")
+        assert dm.train_aug is not None
+        batch = next(iter(dm.train_dataloader()))
+        image = batch["image"].clone()
+        out = dm.train_aug(batch)["image"]
+        # Flips and rotations only move pixels (kornia's rotation warp adds rounding noise):
+        # each patch keeps its values.
+        same = [
+            torch.allclose(a.flatten().sort().values, b.flatten().sort().values, atol=1e-4)
+            for a, b in zip(image, out, strict=True)
+        ]
+        changed[intensity] = not all(same)
+    assert changed == {True: True, False: False}
 
 
 # -- bad input ------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Training from scratch: the full-resolution image path, cross-entropy with class weights,
-class balance from the training labels, the warm-up schedule, the frozen-epoch default and
-the CPU memory setting."""
+class balance from the training labels, the warm-up schedule, the frozen-epoch default,
+the CPU memory setting and test-time augmentation in the test step."""
 
 from __future__ import annotations
 
@@ -14,20 +14,21 @@ import pytest
 import shapely
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
+from torch import Tensor
 
-from dualstream_geo.data import DEMO_CLASS_MAP, DualStreamGeoDataset, LandCoverMask, SatelliteImage
-from dualstream_geo.data.datamodule import DualStreamDataModule
+from dualstream_geo.data import DualStreamGeoDataset, LandCoverMask, SatelliteImage
 from dualstream_geo.data.labels import class_counts
 from dualstream_geo.errors import DualStreamError
 from dualstream_geo.memory import keep_freed_memory
 from dualstream_geo.models import DualStreamDFormer
 from dualstream_geo.models.detail import ImageDetail
+from dualstream_geo.models.tta import tta_mean
 from dualstream_geo.training import DualStreamSegmentation, SegmentationLoss
 from dualstream_geo.training.defaults import freeze_epochs
 from dualstream_geo.training.losses import CrossEntropy, balanced_weights
 
-from .conftest import ZION
+from .conftest import ZION, tiny, trainer
 
 
 @pytest.mark.parametrize("preset", ["original", "lite"])
@@ -147,21 +148,10 @@ def test_warmup_cosine_steps_and_encoders_train_from_the_first_epoch(
             if trainer.current_epoch == 0:
                 self._snap(module)
 
-    datamodule = DualStreamDataModule(
-        root=str(demo_root),
-        class_map=DEMO_CLASS_MAP,
-        patch_size=64,
-        batch_size=4,
-        length=8,
-        stats_path=str(tmp_path / "stats.json"),
-        augment=False,
-    )
-    task = DualStreamSegmentation(
-        num_classes=2,
-        labels=["background", "target"],
-        vision_encoder="segformer-b0",
+    task, datamodule = tiny(
+        demo_root,
+        tmp_path,
         preset="lite",
-        lr=1e-3,
         min_lr=1e-5,
         lr_schedule="warmup_cosine",
         warmup_epochs=1,
@@ -171,16 +161,7 @@ def test_warmup_cosine_steps_and_encoders_train_from_the_first_epoch(
     )
     assert task.frozen_epochs == 0  # no pretrained weights: nothing to freeze
     rates = Rates()
-    Trainer(
-        max_epochs=3,
-        default_root_dir=str(tmp_path),
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=1,
-        callbacks=[rates],
-    ).fit(task, datamodule)
+    trainer(tmp_path, epochs=3, callbacks=[rates]).fit(task, datamodule)
     # 2 steps per epoch, 6 in all: warm-up 1e-3 / 2, 1e-3, then a cosine to min_lr
     lrs = rates.lrs
     assert len(lrs) == 6
@@ -225,3 +206,42 @@ def test_frozen_epochs_default_and_bad_settings() -> None:
 
 def test_keep_freed_memory_on_linux() -> None:
     assert keep_freed_memory() is sys.platform.startswith("linux")
+
+
+def test_d4_test_time_augmentation_makes_the_scores_equivariant() -> None:
+    torch.manual_seed(0)
+    task = DualStreamSegmentation(num_classes=3, preset="lite", vision_encoder="segformer-b0")
+    task.eval()
+    image, air = torch.randn(1, 4, 64, 64), torch.randn(1, 48, 8, 8)
+
+    def turn(x: Tensor) -> Tensor:
+        return torch.rot90(x, 1, dims=(-2, -1))
+
+    with torch.no_grad():
+        plain = task.probabilities(image, air)
+        plain_turned = task.probabilities(turn(image), turn(air))
+        d4 = tta_mean(task.probabilities, image, air, "d4")
+        d4_turned = tta_mean(task.probabilities, turn(image), turn(air), "d4")
+    # The mean over the whole group commutes with turning the input; one pass does not.
+    torch.testing.assert_close(d4_turned, turn(d4), atol=1e-5, rtol=1e-4)
+    assert (plain_turned - turn(plain)).abs().max() > 1e-3
+    torch.testing.assert_close(d4.sum(1), torch.ones(1, 64, 64))
+
+
+def test_test_step_scores_the_augmented_probabilities(demo_root: Path, tmp_path: Path) -> None:
+    seed_everything(0, verbose=False)
+    task, datamodule = tiny(demo_root, tmp_path, preset="lite", test_tta="flip")
+    datamodule.setup("test")
+    batch = next(iter(datamodule.test_dataloader()))
+    task.eval()
+    with torch.no_grad():
+        scores = task._augmented_scores(batch, "flip")
+        probabilities = tta_mean(task.probabilities, batch["image"], batch["air"], "flip")
+    assert torch.equal(scores, probabilities.argmax(1))
+    first = trainer(tmp_path, epochs=1).test(task, datamodule)[0]
+    task.hparams["test_tta"] = "none"
+    plain = trainer(tmp_path, epochs=1).test(task, datamodule)[0]
+    assert first["test_loss"] == pytest.approx(plain["test_loss"])  # the plain pass's loss
+    assert first["test_OverallAccuracy"] != plain["test_OverallAccuracy"]
+    with pytest.raises(DualStreamError, match="test_tta must be one of"):
+        DualStreamSegmentation(test_tta="d8")  # type: ignore[arg-type]

@@ -20,41 +20,9 @@ from dualstream_geo.demo import FULL
 from dualstream_geo.training import DualStreamSegmentation, SegmentationLoss
 from dualstream_geo.training.losses import DeepSupervisionLoss
 
+from .conftest import tiny, trainer
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def tiny(
-    demo_root: Path, tmp_path: Path, **model: Any
-) -> tuple[DualStreamSegmentation, DualStreamDataModule]:
-    datamodule = DualStreamDataModule(
-        root=str(demo_root),
-        class_map=DEMO_CLASS_MAP,
-        patch_size=64,
-        batch_size=4,
-        length=8,
-        stats_path=str(tmp_path / "stats.json"),
-        augment=False,
-    )
-    settings = {
-        "num_classes": 2,
-        "labels": ["background", "target"],
-        "vision_encoder": "segformer-b0",
-        "lr": 1e-3,
-    }
-    return DualStreamSegmentation(**{**settings, **model}), datamodule
-
-
-def trainer(tmp_path: Path, epochs: int, callbacks: list[Callback] | None = None) -> Trainer:
-    return Trainer(
-        max_epochs=epochs,
-        default_root_dir=str(tmp_path),
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        callbacks=callbacks or [],
-        limit_val_batches=2,
-    )
 
 
 class Snapshots(Callback):

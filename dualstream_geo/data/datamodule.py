@@ -50,6 +50,11 @@ class DualStreamDataModule(GeoDataModule):
     reused); image and air are standardised with them. ``"original"``: the original
     project's scaling (:class:`~dualstream_geo.data.normalize.OriginalScaling`), for its
     checkpoints and recipe.
+
+    ``augment``: random flips and 90-degree rotations of every stream, and with
+    ``augment_intensity`` brightness, contrast and noise on the image
+    (:class:`~dualstream_geo.data.augment.DualStreamAugmentation`): intensity jitter stands
+    for differences between scenes and sensors; a single calibrated scene may not need it.
     """
 
     def __init__(
@@ -82,6 +87,7 @@ class DualStreamDataModule(GeoDataModule):
         length: int | None = None,
         num_workers: int = 0,
         augment: bool = True,
+        augment_intensity: bool = True,
     ) -> None:
         if batch_size < 1:
             raise DualStreamError(f"batch_size must be >= 1, got {batch_size}")
@@ -124,7 +130,7 @@ class DualStreamDataModule(GeoDataModule):
             raise DualStreamError("no training scenes: give root (with a train split) or train")
         self.scenes = {"train": train, "val": val, "test": test}
         self.collate_fn = collate_samples  # type: ignore[assignment]
-        self.train_aug = DualStreamAugmentation() if augment else None
+        self.train_aug = DualStreamAugmentation(intensity=augment_intensity) if augment else None
         self.aug = _identity
         self.stats: DatasetStats | None = None
         self._splits: dict[str, DualStreamGeoDataset] = {}

@@ -1,7 +1,8 @@
 """Whole-scene inference: sliding windows, blending, streaming GeoTIFF output."""
 
+from ..models.tta import tta_transforms
 from .predictor import KINDS, PredictionMeta, ScenePredictor, scene_grid
-from .tiling import strips, tta_transforms, window_weights
+from .tiling import strips, window_weights
 
 __all__ = [
     "KINDS",

@@ -10,9 +10,10 @@ from jsonargparse import ArgumentParser
 from ..data.layout import georef_fallback
 from ..data.sources import GEMS, AirPollution, SatelliteImage
 from ..errors import DualStreamError
+from ..models.tta import TTAS
 from .distributed import RankGroup, check_devices, launch_local, wait_for
 from .predictor import KINDS, ScenePredictor
-from .tiling import BLENDS, TTAS
+from .tiling import BLENDS
 
 
 def predict_parser() -> ArgumentParser:

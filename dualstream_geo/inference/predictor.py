@@ -29,6 +29,7 @@ from ..data.remote import redact_text
 from ..data.sources import GEMS, AirPollution, GeoRaster, SatelliteImage
 from ..errors import DualStreamError
 from ..models import DualStreamDFormer
+from ..models.tta import TTAS, tta_mean
 from .budget import check_window_memory, window_side
 from .distributed import RankGroup, predict_on_ranks
 from .locking import output_lock
@@ -40,7 +41,7 @@ from .outputs import (
     resumable_rows,
 )
 from .reading import WindowDataset, prefetch, scene_grid
-from .tiling import BLENDS, TTAS, strips, tta_transforms, window_weights
+from .tiling import BLENDS, strips, window_weights
 from .writer import (
     CLASS_NODATA,
     PROBABILITY_SCALE,
@@ -163,24 +164,17 @@ class ScenePredictor:
     @torch.inference_mode()
     def probabilities(self, image: Tensor, air: Tensor | None) -> Tensor:
         """(B, C, H, W) probabilities averaged over the TTA transforms."""
-        total: Tensor | None = None
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16)
-        transforms = tta_transforms(self.tta)
-        for forward, inverse in transforms:
+
+        def once(image: Tensor, air: Tensor | None) -> Tensor:
             with autocast:
-                logits = self.model(forward(image), forward(air) if air is not None else None)[
-                    "final"
-                ]
+                logits = self.model(image, air)["final"]
             logits = logits.float()
-            probs = (
-                torch.cat([1 - logits.sigmoid(), logits.sigmoid()], 1)
-                if self.model.task == "binary"
-                else logits.softmax(1)
-            )
-            probs = inverse(probs)
-            total = probs if total is None else total + probs
-        assert total is not None
-        return total / len(transforms)
+            if self.model.task == "binary":
+                return torch.cat([1 - logits.sigmoid(), logits.sigmoid()], 1)
+            return logits.softmax(1)
+
+        return tta_mean(once, image, air, self.tta)
 
     # -- prediction ----------------------------------------------------------------------
     def predict(

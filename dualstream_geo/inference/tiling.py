@@ -1,16 +1,12 @@
-"""Sliding windows over an output grid, blending weights and test-time augmentation."""
+"""Sliding windows over an output grid and their blending weights."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-from torch import Tensor
 
 BLENDS = ("hann", "linear", "none")
-TTAS = ("none", "flip", "d4")
 
 
 def window_starts(size: int, tile: int, stride: int) -> list[int]:
@@ -66,26 +62,3 @@ def window_weights(window: Window, height: int, width: int, blend: str) -> np.nd
     rows = ramp(window.size, blend, window.row <= 0, window.row + window.size >= height)
     cols = ramp(window.size, blend, window.col <= 0, window.col + window.size >= width)
     return rows[:, None] * cols[None, :]
-
-
-def _d4(k: int, flip: bool) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
-    def forward(x: Tensor) -> Tensor:
-        x = torch.flip(x, dims=(-1,)) if flip else x
-        return torch.rot90(x, k, dims=(-2, -1))
-
-    def inverse(x: Tensor) -> Tensor:
-        x = torch.rot90(x, -k, dims=(-2, -1))
-        return torch.flip(x, dims=(-1,)) if flip else x
-
-    return forward, inverse
-
-
-def tta_transforms(tta: str) -> list[tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]]:
-    """(forward, inverse) pairs on (..., H, W) tensors: identity; + flips; or all of D4."""
-    if tta == "none":
-        return [_d4(0, False)]
-    if tta == "flip":
-        return [_d4(0, False), _d4(0, True), _d4(2, True)]  # identity, horizontal, vertical
-    if tta == "d4":
-        return [_d4(k, flip) for k in range(4) for flip in (False, True)]
-    raise ValueError(f"tta must be one of {TTAS}, got {tta!r}")

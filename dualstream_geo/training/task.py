@@ -16,6 +16,7 @@ from torchmetrics import MetricCollection
 
 from ..errors import DualStreamError
 from ..models import PRESETS, DualStreamDFormer
+from ..models.tta import TTAS, tta_mean
 from ..models.weights import load_model_weights
 from .checkpointing import BestCheckpoint, EpochSeeds, epoch_checkpoints, last_checkpoint
 from .curves import TrainingCurves
@@ -57,16 +58,18 @@ class DualStreamSegmentation(SemanticSegmentation):
     decoder), each at ``lr`` x its multiplier, created up front. The encoders are frozen for
     the first ``freeze_epochs`` epochs (:class:`TwoStageFinetuning`); unset, 2 when an
     encoder starts from pretrained weights and 0 from random weights
-    (:mod:`~dualstream_geo.training.defaults`). Frozen parameters get
-    no gradient, so AdamW neither updates nor decays them and their moments start when they
-    are unfrozen. ``lr_schedule``: see :mod:`~dualstream_geo.training.schedule`.
+    (:mod:`~dualstream_geo.training.defaults`). Frozen parameters get no gradient, so AdamW
+    neither updates nor decays them and their moments start when they are unfrozen.
+    ``lr_schedule``: see :mod:`~dualstream_geo.training.schedule`.
+
     Checkpoints: the best ``monitor`` (``best.ckpt``; for a binary task
     ``val_AverageJaccardIndex`` is the target-class IoU) and ``last.ckpt`` at the end of every
     epoch (and every ``checkpoint_every_n_steps`` steps when given); with
     ``keep_epoch_checkpoints`` also the weights of every epoch (``checkpoints/epochs/``, for
-    a learning curve); each epoch is seeded
-    from (seed, epoch), so resuming from ``last.ckpt`` continues exactly
-    (:mod:`~dualstream_geo.training.checkpointing`).
+    a learning curve); each epoch is seeded from (seed, epoch), so resuming from
+    ``last.ckpt`` continues exactly (:mod:`~dualstream_geo.training.checkpointing`).
+    ``test_tta`` (``flip``, ``d4``): test scores from probabilities averaged over flips and
+    rotations (:mod:`~dualstream_geo.models.tta`); ``test_loss`` stays the plain pass's.
     """
 
     #: Every argument is a hyper-parameter (TorchGeo skips ``weights``; here it is a path).
@@ -116,6 +119,7 @@ class DualStreamSegmentation(SemanticSegmentation):
         monitor: str = "val_AverageJaccardIndex",
         checkpoint_every_n_steps: int | None = None,
         keep_epoch_checkpoints: bool = False,
+        test_tta: Literal["none", "flip", "d4"] = "none",
     ) -> None:
         if task == "binary" and num_classes != 2:
             raise DualStreamError(
@@ -127,6 +131,8 @@ class DualStreamSegmentation(SemanticSegmentation):
             raise DualStreamError(f"lovasz_form must be one of {LOVASZ_FORMS}, got {lovasz_form!r}")
         if lovasz_form == "original" and task != "binary":
             raise DualStreamError("lovasz_form='original' needs task='binary'")
+        if test_tta not in TTAS:
+            raise DualStreamError(f"test_tta must be one of {TTAS}, got {test_tta!r}")
         if lr_schedule not in SCHEDULES:
             raise DualStreamError(f"lr_schedule must be one of {SCHEDULES}, got {lr_schedule!r}")
         if labels is not None and len(labels) != num_classes:
@@ -314,11 +320,19 @@ class DualStreamSegmentation(SemanticSegmentation):
         logits = outputs["final"].detach().float()
         return logits[:, 0].sigmoid() if self.hparams["task"] == "binary" else logits.argmax(1)
 
-    def _shared_step(self, batch: dict[str, Any], split: str) -> Tensor:
+    def _augmented_scores(self, batch: dict[str, Any], tta: str) -> Tensor:
+        """:meth:`_scores` from the probabilities averaged over the ``tta`` transforms."""
+        probabilities = tta_mean(self.probabilities, batch["image"], batch.get("air"), tta)
+        if self.hparams["task"] == "binary":
+            return probabilities[:, 1]
+        return probabilities.argmax(1)
+
+    def _shared_step(self, batch: dict[str, Any], split: str, tta: str = "none") -> Tensor:
         outputs = self(batch["image"], batch.get("air"))
         target = batch["mask"]
         loss = self.criterion(outputs, target)
-        getattr(self, f"{split}_metrics")(self._scores(outputs), target)
+        scores = self._scores(outputs) if tta == "none" else self._augmented_scores(batch, tta)
+        getattr(self, f"{split}_metrics")(scores, target)
         self.log(
             f"{split}_loss",
             loss,
@@ -336,7 +350,7 @@ class DualStreamSegmentation(SemanticSegmentation):
         self._shared_step(batch, "val")
 
     def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._shared_step(batch, "test")
+        self._shared_step(batch, "test", tta=self.hparams["test_tta"])
 
     def on_train_epoch_end(self) -> None:
         self._log_metrics(self.train_metrics)
