@@ -85,6 +85,11 @@ def check_checkpoint_file(path: str | None) -> None:
         raise DualStreamError(f"--ckpt_path {path}: not a training checkpoint (no state_dict)")
 
 
+#: Model settings of evaluation only: ``test --model.test_tta d4 --ckpt_path C`` uses d4
+#: whatever the checkpoint was trained with.
+EVALUATION_SETTINGS = ("test_tta",)
+
+
 class DualStreamCLI(LightningCLI):
     """LightningCLI with ``fit``, ``validate`` and ``test`` for the dual-stream task."""
 
@@ -140,6 +145,14 @@ class DualStreamCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         if subcommand:
             check_checkpoint_file(self.config[subcommand].get("ckpt_path"))
+            # ...and puts them over the command's own. Settings that only change how a run is
+            # evaluated are the command's: kept here, given back to the model before the run.
+            model = self.config[subcommand].get("model") or {}
+            self.evaluation_settings = {k: model[k] for k in EVALUATION_SETTINGS if k in model}
+
+    def _evaluate(self) -> None:
+        self._check()
+        self.model.hparams.update(getattr(self, "evaluation_settings", {}))
 
     def before_fit(self) -> None:
         self._check()
@@ -154,7 +167,7 @@ class DualStreamCLI(LightningCLI):
                 )
             config["ckpt_path"] = path
 
-    before_validate = before_test = _check
+    before_validate = before_test = _evaluate
 
 
 def run_lightning(args: list[str] | None) -> None:

@@ -2,13 +2,15 @@
 with no downsampling learns from the same patches, loss and budget as the model.
 
 Five 3 x 3 convolutions of 64 channels (dilations 1, 1, 2, 4, 8: a 33 px receptive field),
-GroupNorm and GELU, then a 1 x 1 classifier; every pixel is predicted at the image's own
-resolution. It is trained on the datamodule's training patches (its sampler and
-augmentation, seeded) with the task's loss settings read from the config: cross-entropy
-with the class weights ``class_balance`` computes from the training labels, AdamW at the
-config's learning rate. Test pixels and scores are the task's, as in ``rf_baseline.py``.
+GroupNorm(1) over the patch (``--norm patch``) or LayerNorm over each pixel's channels
+(``--norm pixel``, as the model's image path) and GELU, then a 1 x 1 classifier; every
+pixel is predicted at the image's own resolution. It is trained on the datamodule's
+training patches (its sampler and augmentation, seeded) with the task's loss settings read
+from the config: cross-entropy with the class weights ``class_balance`` computes from the
+training labels, AdamW at the config's learning rate. Test pixels and scores are the
+task's, as in ``rf_baseline.py``.
 
-    python experiments/cnn_baseline.py --config experiments/zion.yaml [--epochs 24]
+    python experiments/cnn_baseline.py --config experiments/zion.yaml [--epochs 24] [--norm pixel]
 """
 
 from __future__ import annotations
@@ -20,17 +22,19 @@ import time
 import torch
 import torch.nn.functional as F
 from scoring import Scores, load_experiment, print_result
+from timm.layers import LayerNorm2d
 from torch import Tensor, nn
 
 from dualstream_geo.memory import keep_freed_memory
 from dualstream_geo.training.losses import balanced_weights
 
 
-def conv_block(in_channels: int, out_channels: int, dilation: int) -> nn.Sequential:
-    """(B, in, H, W) -> (B, out, H, W): 3 x 3 convolution, GroupNorm, GELU."""
+def conv_block(in_channels: int, out_channels: int, dilation: int, norm: str) -> nn.Sequential:
+    """(B, in, H, W) -> (B, out, H, W): 3 x 3 convolution, GroupNorm(1) over the patch or
+    LayerNorm over each pixel (``norm`` ``patch`` / ``pixel``), GELU."""
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, 3, padding=dilation, dilation=dilation),
-        nn.GroupNorm(1, out_channels),
+        nn.GroupNorm(1, out_channels) if norm == "patch" else LayerNorm2d(out_channels),
         nn.GELU(),
     )
 
@@ -44,9 +48,10 @@ class FullResolutionCNN(nn.Sequential):
         num_classes: int,
         channels: int = 64,
         dilations: tuple[int, ...] = (1, 1, 2, 4, 8),
+        norm: str = "patch",
     ) -> None:
         inputs = [in_channels, *[channels] * (len(dilations) - 1)]
-        blocks = [conv_block(i, channels, d) for i, d in zip(inputs, dilations, strict=True)]
+        blocks = [conv_block(i, channels, d, norm) for i, d in zip(inputs, dilations, strict=True)]
         super().__init__(*blocks, nn.Conv2d(channels, num_classes, 1))
 
 
@@ -57,6 +62,7 @@ def main() -> None:
     parser.add_argument("--config", action="append", required=True)
     parser.add_argument("--epochs", type=int, default=24)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--norm", choices=("patch", "pixel"), default="patch")
     args = parser.parse_args()
     keep_freed_memory()
     start = time.perf_counter()
@@ -75,7 +81,7 @@ def main() -> None:
         )
     elif hparams["class_weights"] is not None:
         weights = torch.tensor(hparams["class_weights"], dtype=torch.float32)
-    network = FullResolutionCNN(len(hparams["band_names"]), classes)
+    network = FullResolutionCNN(len(hparams["band_names"]), classes, norm=args.norm)
     optimizer = torch.optim.AdamW(network.parameters(), hparams["lr"], weight_decay=1e-4)
     augment = datamodule.train_aug
     for epoch in range(args.epochs):
@@ -99,7 +105,7 @@ def main() -> None:
             keep = batch["mask"] != ignore
             scores.update(prediction[keep], batch["mask"][keep])
     print_result(
-        f"full-resolution CNN ({args.epochs} epochs)",
+        f"full-resolution CNN ({args.epochs} epochs, {args.norm} norm)",
         "test",
         scores,
         task.class_names,

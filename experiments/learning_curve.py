@@ -6,7 +6,8 @@ The run must keep every epoch's weights (``--model.keep_epoch_checkpoints true``
 ``checkpoints/epochs/epoch=N.ckpt`` is scored with the task's own test loop on the config's
 test cells, and placed at its wall time since the fit started (the checkpoint file's
 modification time against the run's first log file). The scores are written beside the PNG
-as JSON. Scoring the test cells once per epoch reports the run; it chooses nothing.
+as JSON. Scoring the test cells once per epoch reports the run; it chooses nothing. Each
+epoch is scored on the plain pass unless ``--tta`` says otherwise (``d4`` takes 8 passes).
 
     dualstream-geo fit --config experiments/zion.yaml --model.keep_epoch_checkpoints true
     python experiments/rf_baseline.py --config experiments/zion.yaml > rf_test.json
@@ -26,14 +27,17 @@ import matplotlib
 from lightning.pytorch import Trainer
 from scoring import load_experiment
 
+from dualstream_geo.models.tta import TTAS
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 PREFIX = "test_ClasswiseJaccardIndex_"
 
 
-def score_epochs(configs: list[str], run: Path) -> list[dict[str, Any]]:
-    """Minutes since the fit started and test scores of every epoch checkpoint of ``run``."""
+def score_epochs(configs: list[str], run: Path, tta: str) -> list[dict[str, Any]]:
+    """Minutes since the fit started and test scores of every epoch checkpoint of ``run``,
+    with test-time augmentation ``tta`` instead of the config's ``test_tta``."""
     checkpoints = sorted((run / "checkpoints" / "epochs").glob("epoch=*.ckpt"))
     starts = sorted(run.glob("logs/version_*/hparams.yaml"))
     if not checkpoints or not starts:
@@ -43,6 +47,7 @@ def score_epochs(configs: list[str], run: Path) -> list[dict[str, Any]]:
         )
     start = starts[0].stat().st_mtime
     datamodule, task = load_experiment(configs)
+    task.hparams["test_tta"] = tta
     trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
     rows = []
     for checkpoint in checkpoints:
@@ -92,8 +97,11 @@ def main() -> None:
     parser.add_argument("--run", required=True, help="the run's default_root_dir")
     parser.add_argument("--forest", help="rf_baseline.py output (JSON) on the same split")
     parser.add_argument("--output", required=True, help="the PNG; its scores go beside as .json")
+    parser.add_argument(
+        "--tta", choices=TTAS, default="none", help="test-time augmentation (default: none)"
+    )
     args = parser.parse_args()
-    rows = score_epochs(args.config, Path(args.run))
+    rows = score_epochs(args.config, Path(args.run), args.tta)
     forest = json.loads(Path(args.forest).read_text()) if args.forest else None
     plot(rows, forest, args.output)
     Path(args.output).with_suffix(".json").write_text(json.dumps(rows, indent=2))

@@ -67,7 +67,7 @@ def test_baselines_score_the_same_test_pixels(crop_config: list[str]) -> None:
     forest = baseline(
         "rf_baseline.py", crop_config, "--trees", "10", "--depth", "8", "--pixels", "5000"
     )
-    cnn = baseline("cnn_baseline.py", crop_config, "--epochs", "1")
+    cnn = baseline("cnn_baseline.py", crop_config, "--epochs", "1", "--norm", "pixel")
     for result in (majority, forest, cnn):
         check_definitions(result)
     assert majority["pixels"] == forest["pixels"] == cnn["pixels"] > 1000
@@ -81,3 +81,4 @@ def test_baselines_score_the_same_test_pixels(crop_config: list[str]) -> None:
     assert sum(v > 0.1 for v in forest["per_class_iou"].values()) >= 2
     assert forest["mean_iou"] > majority["mean_iou"]
     assert cnn["parameters"] > 100_000 and len(cnn["class_weights"]) == 8
+    assert cnn["model"] == "full-resolution CNN (1 epochs, pixel norm)"

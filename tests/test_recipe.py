@@ -63,6 +63,14 @@ def test_image_detail_head_reads_the_image_only() -> None:
     assert merged.shape == (1, 8, 32, 32) and logits is not None and logits.shape == (1, 3, 32, 32)
     torch.testing.assert_close(logits, logits_other)  # the head sees the image path alone
     assert not torch.allclose(merged, merged_other)  # the merge sees both
+    # Each pixel is normalised on its own: a change beyond the receptive field (3 px for
+    # dilations 1, 2) leaves it exactly as it was (a per-patch norm would not).
+    far = image.clone()
+    far[..., 16:, 16:] += 5.0
+    far_merged, far_logits = detail(far, decoded)
+    assert far_logits is not None and not torch.equal(far_logits, logits)
+    torch.testing.assert_close(far_logits[..., :12, :12], logits[..., :12, :12], rtol=0, atol=0)
+    torch.testing.assert_close(far_merged[..., :12, :12], merged[..., :12, :12], rtol=0, atol=0)
 
 
 def test_cross_entropy_averages_over_labelled_pixels_with_class_weights() -> None:

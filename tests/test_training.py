@@ -182,19 +182,25 @@ def test_fit_through_cli_with_demo_yaml(demo_root: Path, tmp_path: Path) -> None
         float(r["val_AverageJaccardIndex"]) for r in metrics if r.get("val_AverageJaccardIndex")
     ]
     assert len(ious) == 2 and all(0 <= v <= 1 for v in ious)
-    code = run_cli(
-        [
-            "test",
-            "--config",
-            str(REPO / "experiments" / "demo.yaml"),
-            f"--data.root={demo_root}",
-            f"--trainer.default_root_dir={root}",
-            f"--data.stats_path={root / 'stats.json'}",
-            f"--ckpt_path={root / 'checkpoints' / 'best.ckpt'}",
-            "--trainer.enable_progress_bar=false",
-        ]
-    )
-    assert code == 0
+    test = [
+        "test",
+        "--config",
+        str(REPO / "experiments" / "demo.yaml"),
+        f"--data.root={demo_root}",
+        f"--trainer.default_root_dir={root}",
+        f"--data.stats_path={root / 'stats.json'}",
+        f"--ckpt_path={root / 'checkpoints' / 'best.ckpt'}",
+        "--trainer.enable_progress_bar=false",
+    ]
+    scores = []
+    for tta in ("none", "d4"):
+        # The checkpoint says test_tta none; the test command's setting is the one used.
+        assert run_cli([*test, f"--model.test_tta={tta}"]) == 0
+        logs = max(root.glob("logs/version_*"), key=lambda p: int(p.name.split("_")[1]))
+        (row,) = [r for r in csv.DictReader(open(logs / "metrics.csv")) if r.get("test_loss")]
+        scores.append(row)
+    assert float(scores[0]["test_loss"]) == pytest.approx(float(scores[1]["test_loss"]))
+    assert scores[0]["test_OverallAccuracy"] != scores[1]["test_OverallAccuracy"]
 
 
 def test_demo_yaml_matches_the_demo_budget() -> None:

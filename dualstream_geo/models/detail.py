@@ -6,6 +6,10 @@ the classifier only through the stride-4 stem. At 30 m, land cover is largely de
 by pixel and by its immediate surroundings (a river, a road, a riparian strip is one to three
 pixels wide), so the decoder's last map is merged with features computed from the image at
 full resolution, as BiSeNet's spatial path or U-Net's first skip provide.
+
+Its layers normalise each pixel over its channels (LayerNorm2d), not a whole patch
+(GroupNorm(1), as the decoders do): a per-patch norm makes a pixel's features depend on
+the rest of the patch, while its own spectrum is what decides its class here.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from timm.layers import LayerNorm2d
 from torch import Tensor, nn
 
 from .layers import conv_norm_act
@@ -23,9 +28,9 @@ class ImageDetail(nn.Module):
 
     image (B, C, H, W), decoded (B, D, H, W) -> merged (B, ``channels``, H, W) and, with
     ``num_outputs``, logits (B, ``num_outputs``, H, W) of the image path alone. The image goes
-    through one 3x3 conv-GroupNorm(1)-GELU per entry of ``dilations`` (``channels`` wide;
+    through one 3x3 conv-LayerNorm2d-GELU per entry of ``dilations`` (``channels`` wide;
     dilations 1, 1, 2, 4, 8 see 33 x 33 pixels at full resolution for the cost of five 3x3
-    layers) and is concatenated with ``decoded``, then mixed by a 1x1 conv-GroupNorm(1)-GELU.
+    layers) and is concatenated with ``decoded``, then mixed by a 1x1 conv-LayerNorm2d-GELU.
     The image path's own head is a deep-supervision head: trained on the labels by itself,
     the path must learn each pixel's class from its spectrum and surroundings, rather than
     lean on the encoders' context, which on a single scene fits the training cells sooner.
@@ -43,11 +48,11 @@ class ImageDetail(nn.Module):
         widths = [image_channels, *[channels] * len(dilations)]
         self.encode = nn.Sequential(
             *(
-                conv_norm_act(widths[i], widths[i + 1], 3, dilation)
+                conv_norm_act(widths[i], widths[i + 1], 3, dilation, norm=LayerNorm2d)
                 for i, dilation in enumerate(dilations)
             )
         )
-        self.merge = conv_norm_act(decoder_channels + channels, channels, 1)
+        self.merge = conv_norm_act(decoder_channels + channels, channels, 1, norm=LayerNorm2d)
         self.head = nn.Conv2d(channels, num_outputs, 1) if num_outputs else None
         self.out_channels = channels
 

@@ -8,6 +8,8 @@ only fix the arguments so that every preset builds the same block the same way.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from timm.layers import GroupNorm1
 from timm.models.convnext import ConvNeXtBlock
 from torch import Tensor, nn
@@ -54,9 +56,14 @@ class BasicConv(nn.Module):
 
 
 def conv_norm_act(
-    in_channels: int, out_channels: int, kernel_size: int = 1, dilation: int = 1
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int = 1,
+    dilation: int = 1,
+    norm: Callable[[int], nn.Module] = GroupNorm1,
 ) -> nn.Sequential:
-    """[0] conv (no bias, "same" padding) -> [1] GroupNorm(1) -> [2] GELU, as a Sequential."""
+    """[0] conv (no bias, "same" padding) -> [1] ``norm`` (GroupNorm(1)) -> [2] GELU, as a
+    Sequential."""
     return nn.Sequential(
         nn.Conv2d(
             in_channels,
@@ -66,6 +73,6 @@ def conv_norm_act(
             dilation=dilation,
             bias=False,
         ),
-        GroupNorm1(out_channels),
+        norm(out_channels),
         nn.GELU(),
     )

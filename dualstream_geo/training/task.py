@@ -192,7 +192,7 @@ class DualStreamSegmentation(SemanticSegmentation):
         if trainer is None or trainer.world_size < 2:
             return
         if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.modules()):
-            return  # both presets normalise with GroupNorm: nothing to synchronise
+            return  # GroupNorm and LayerNorm only: nothing to synchronise
         if trainer.strategy.root_device.type == "cpu":
             rank_zero_warn(
                 "BatchNorm statistics stay per process: SyncBatchNorm needs GPUs", stacklevel=1
