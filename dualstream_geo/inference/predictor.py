@@ -29,6 +29,7 @@ from ..data.remote import redact_text
 from ..data.sources import GEMS, AirPollution, GeoRaster, SatelliteImage
 from ..errors import DualStreamError
 from ..models import DualStreamDFormer
+from ..models.dualstream import class_probabilities
 from ..models.tta import TTAS, tta_mean
 from .budget import check_window_memory, window_side
 from .distributed import RankGroup, predict_on_ranks
@@ -169,10 +170,7 @@ class ScenePredictor:
         def once(image: Tensor, air: Tensor | None) -> Tensor:
             with autocast:
                 logits = self.model(image, air)["final"]
-            logits = logits.float()
-            if self.model.task == "binary":
-                return torch.cat([1 - logits.sigmoid(), logits.sigmoid()], 1)
-            return logits.softmax(1)
+            return class_probabilities(logits, self.model.task)
 
         return tta_mean(once, image, air, self.tta)
 

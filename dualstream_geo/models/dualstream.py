@@ -44,6 +44,16 @@ def original_fusion(
     )
 
 
+def class_probabilities(logits: Tensor, task: str) -> Tensor:
+    """Final logits (B, K, H, W) -> probabilities (B, C, H, W), in float32: a softmax, or
+    for the binary task's one logit (background, target) = (1 - sigmoid, sigmoid)."""
+    logits = logits.float()
+    if task == "binary":
+        target = logits.sigmoid()
+        return torch.cat([1 - target, target], dim=1)
+    return logits.softmax(dim=1)
+
+
 class DualStreamDFormer(nn.Module):
     """Image (B, in_channels, H, W) + air (B, air_channels, H/8, W/8) -> logits.
 

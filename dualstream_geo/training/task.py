@@ -6,7 +6,6 @@ import os
 from collections.abc import Sequence
 from typing import Any, Literal
 
-import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
@@ -16,6 +15,7 @@ from torchmetrics import MetricCollection
 
 from ..errors import DualStreamError
 from ..models import PRESETS, DualStreamDFormer
+from ..models.dualstream import class_probabilities
 from ..models.tta import TTAS, tta_mean
 from ..models.weights import load_model_weights
 from .checkpointing import BestCheckpoint, EpochSeeds, epoch_checkpoints, last_checkpoint
@@ -377,11 +377,7 @@ class DualStreamSegmentation(SemanticSegmentation):
 
     def probabilities(self, image: Tensor, air: Tensor | None) -> Tensor:
         """Class probabilities (B, num_classes, H, W); binary gives (background, target)."""
-        logits = self(image, air)["final"].float()
-        if self.hparams["task"] == "binary":
-            target = logits.sigmoid()
-            return torch.cat([1 - target, target], dim=1)
-        return logits.softmax(dim=1)
+        return class_probabilities(self(image, air)["final"], self.hparams["task"])
 
     # -- metadata for prediction ---------------------------------------------------------
     @property
