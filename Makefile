@@ -27,7 +27,7 @@ lint: $(STAMP)
 
 # Notebooks run with a smaller budget (DUALSTREAM_NOTEBOOK_QUICK) and fail the suite on error.
 test: lint
-	DUALSTREAM_NOTEBOOK_QUICK=1 HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q -p no:cacheprovider tests --nbmake notebooks
+	DUALSTREAM_NOTEBOOK_QUICK=1 HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q -p no:cacheprovider --durations=15 tests --nbmake notebooks
 
 # The declared transformers floor (4.57, the original project's version): the model tests
 # against it, installed beside the venv (needs the package index).
