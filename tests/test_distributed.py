@@ -113,7 +113,8 @@ def callbacks_config(path: Path, *callbacks: tuple[str, dict[str, object]]) -> s
     return f"--config={path}"
 
 
-def validate(demo_root: Path, root: Path, checkpoint: Path, devices: int) -> dict[str, float]:
+def validate(demo_root: Path, root: Path, checkpoint: Path) -> dict[str, float]:
+    """``validate`` of ``checkpoint`` in one process: the validation metrics it logged."""
     args = [
         "validate",
         "--config",
@@ -124,7 +125,7 @@ def validate(demo_root: Path, root: Path, checkpoint: Path, devices: int) -> dic
         "--model.vision_encoder=segformer-b0",
         "--model.preset=lite",
         "--trainer.accelerator=cpu",
-        f"--trainer.devices={devices}",
+        "--trainer.devices=1",
         "--trainer.strategy=ddp",
         "--trainer.enable_progress_bar=false",
         f"--ckpt_path={checkpoint}",
@@ -132,15 +133,17 @@ def validate(demo_root: Path, root: Path, checkpoint: Path, devices: int) -> dic
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    rows = list(csv.DictReader(open(next(root.glob("logs/version_*/metrics.csv")))))
+    return logged_validation(root)
+
+
+def logged_validation(root: Path, epoch: int | None = None) -> dict[str, float]:
+    """The validation metrics a run under ``root`` logged last, or at the end of ``epoch``."""
+    rows = [
+        r
+        for r in csv.DictReader(open(next(root.glob("logs/version_*/metrics.csv"))))
+        if r.get("val_loss") and (epoch is None or r["epoch"] == str(epoch))
+    ]
     return {k: float(v) for k, v in rows[-1].items() if k.startswith("val_") and v}
-
-
-def logged_validation(root: Path, epoch: int) -> dict[str, float]:
-    """The validation metrics a fit under ``root`` logged at the end of ``epoch``."""
-    rows = csv.DictReader(open(next(root.glob("logs/version_*/metrics.csv"))))
-    row = next(r for r in rows if r["epoch"] == str(epoch) and r.get("val_loss"))
-    return {k: float(v) for k, v in row.items() if k.startswith("val_") and v}
 
 
 def test_ddp_fit_shares_patches_matches_metrics_and_resumes(
@@ -175,7 +178,7 @@ def test_ddp_fit_shares_patches_matches_metrics_and_resumes(
     # The fit validated the best checkpoint's weights on its 2 processes: 1 process scores
     # that checkpoint the same.
     best = whole / "checkpoints" / "best.ckpt"
-    one = validate(demo_root, tmp_path / "val1", best, 1)
+    one = validate(demo_root, tmp_path / "val1", best)
     two = logged_validation(whole, torch.load(best, weights_only=False)["epoch"])
     ious = [k for k in one if "Jaccard" in k or "Accuracy" in k]
     assert ious and all(one[k] == pytest.approx(two[k], abs=1e-6) for k in ious)
