@@ -55,10 +55,16 @@ class SaveConfigBesideCheckpoints(SaveConfigCallback):
 def check_consistency(task: DualStreamSegmentation, datamodule: DualStreamDataModule) -> None:
     """Model, data and any checkpoint agree on bands, classes and the air grid."""
     h, d = task.hparams, datamodule.hparams
-    if len(d["bands"]) != h["in_channels"]:
+    channels = tuple(name.lower() for name in (*d["bands"], *d["indices"]))
+    if len(channels) != h["in_channels"]:
         raise DualStreamError(
             f"the model expects {h['in_channels']} image bands {tuple(h['band_names'])}, the data "
-            f"provides {len(d['bands'])} {tuple(d['bands'])}"
+            f"provides {len(channels)} {channels}"
+        )
+    if d["indices"] and tuple(name.lower() for name in h["band_names"]) != channels:
+        # The predictor reads the bands before the indices and computes the indices again.
+        raise DualStreamError(
+            f"model.band_names must be the data's bands, then its indices: {list(channels)}"
         )
     if d["class_map"]:
         top = max(d["class_map"].values())

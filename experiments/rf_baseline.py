@@ -4,8 +4,9 @@ classifier, trained and scored on exactly the pixels the model sees.
 Training pixels are drawn from one epoch of the datamodule's training patches (seeded),
 test pixels are every labelled pixel of the test split's patches, and the scores are the
 task's (per-class IoU, mean IoU, micro-averaged "overall" IoU, overall accuracy).
-Features: ``bands`` (the normalised bands), or ``context`` (bands, NDVI from the bands'
-original values, and the bands' 3 x 3 means).
+Features: ``bands``, the model's own input channels (the normalised bands, then the
+spectral indices the config's ``data.indices`` appends: NDVI and NDWI in zion.yaml), or
+``context``, those and their 3 x 3 means.
 
     python experiments/rf_baseline.py --config experiments/zion.yaml [--features context]
     python experiments/rf_baseline.py --config experiments/zion.yaml \
@@ -24,30 +25,20 @@ from sklearn.ensemble import RandomForestClassifier
 from torch import Tensor
 from torch.nn.functional import avg_pool2d
 
-from dualstream_geo.data.normalize import DatasetStats
 
-
-def pixel_features(image: Tensor, stats: DatasetStats | None, kind: str) -> Tensor:
-    """(B, F, H, W) features of a normalised image batch (B, C, H, W)."""
+def pixel_features(image: Tensor, kind: str) -> Tensor:
+    """(B, F, H, W) features of a normalised image batch (B, C, H, W): its channels (the
+    bands, then any spectral indices the datamodule appends) and, for ``context``, their
+    3 x 3 means."""
     if kind == "bands":
         return image
-    # NDVI needs the bands' original values, not their normalised ones.
-    assert stats is not None, "context features need dataset statistics"
-    mean = torch.tensor(stats.image.mean)[:, None, None]
-    std = torch.tensor(stats.image.std)[:, None, None]
-    raw = image * std + mean
-    names = list(stats.image.bands)
-    red, nir = raw[:, names.index("red")], raw[:, names.index("nir")]
-    ndvi = ((nir - red) / (nir + red).clamp_min(1e-6))[:, None]
     means = avg_pool2d(image, 3, stride=1, padding=1, count_include_pad=False)
-    return torch.cat([image, ndvi, means], dim=1)
+    return torch.cat([image, means], dim=1)
 
 
-def labelled(
-    batch: dict[str, Tensor], ignore: int, stats: DatasetStats | None, kind: str
-) -> tuple[np.ndarray, np.ndarray]:
+def labelled(batch: dict[str, Tensor], ignore: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """(pixels, F) features and (pixels,) labels of the batch's labelled valid pixels."""
-    features = pixel_features(batch["image"], stats, kind)
+    features = pixel_features(batch["image"], kind)
     keep = batch["mask"] != ignore
     if "valid" in batch:
         keep &= batch["valid"].bool()
@@ -70,8 +61,7 @@ def main() -> None:
     datamodule, task = load_experiment(args.config)
     classes, ignore = task.hparams["num_classes"], task.hparams["ignore_index"]
     datamodule.setup("fit")
-    stats = datamodule.stats
-    parts = [labelled(b, ignore, stats, args.features) for b in datamodule.train_dataloader()]
+    parts = [labelled(b, ignore, args.features) for b in datamodule.train_dataloader()]
     features = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
     rng = np.random.default_rng(args.seed)
@@ -85,7 +75,7 @@ def main() -> None:
     loader = datamodule.test_dataloader() if args.split == "test" else datamodule.val_dataloader()
     scores = Scores(classes, ignore)
     for batch in loader:
-        x, y = labelled(batch, ignore, stats, args.features)
+        x, y = labelled(batch, ignore, args.features)
         if len(y):
             scores.update(torch.from_numpy(forest.predict(x)), torch.from_numpy(y))
     print_result(

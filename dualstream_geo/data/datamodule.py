@@ -16,6 +16,7 @@ from torchgeo.samplers import GriddedPatchSampler, PreChippedGeoSampler
 from ..errors import DualStreamError
 from .augment import DualStreamAugmentation
 from .checks import check_air_over_region, has_labels
+from .indices import check_indices
 from .join import DualStreamGeoDataset, collate_samples
 from .labels import class_counts
 from .layout import SceneSet, build_dataset, scene_set
@@ -51,6 +52,10 @@ class DualStreamDataModule(GeoDataModule):
     project's scaling (:class:`~dualstream_geo.data.normalize.OriginalScaling`), for its
     checkpoints and recipe.
 
+    ``indices``: spectral indices (``ndvi``, ``ndwi``, ...: :mod:`~dualstream_geo.data.indices`)
+    computed from the named ``bands`` and appended to the image after them, standardised
+    with their own statistics: the model then takes ``len(bands) + len(indices)`` channels.
+
     ``augment``: random flips and 90-degree rotations of every stream, and with
     ``augment_intensity`` brightness, contrast and noise on the image
     (:class:`~dualstream_geo.data.augment.DualStreamAugmentation`): intensity jitter stands
@@ -73,6 +78,7 @@ class DualStreamDataModule(GeoDataModule):
         focus_classes: list[int] | None = None,
         focus_fraction: float = 0.5,
         bands: Sequence[str] = ("blue", "green", "red", "nir"),
+        indices: Sequence[str] = (),
         band_files: Sequence[str] | None = None,
         image_nodata: float | None = None,
         class_map: dict[int, int] | None = None,
@@ -104,6 +110,9 @@ class DualStreamDataModule(GeoDataModule):
             raise DualStreamError(
                 f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}"
             )
+        check_indices(indices, bands)
+        if indices and normalization != "dataset":
+            raise DualStreamError("indices need normalization 'dataset' (the original has none)")
         if patch_size % 32:
             raise DualStreamError(f"patch_size must be a multiple of 32, got {patch_size}")
         if patch_size % air_scale:
@@ -153,13 +162,22 @@ class DualStreamDataModule(GeoDataModule):
     def compute_stats(self, dataset: DualStreamGeoDataset) -> DatasetStats:
         """Load ``stats_path`` if it exists, else compute from ``dataset`` (and save)."""
         path = self.hparams["stats_path"]
+        indices = [index.lower() for index in self.hparams["indices"]]
         if path and os.path.exists(path):
-            return DatasetStats.load(path)
-        image = BandStats.from_source(dataset.image, self.hparams["bands"])
+            stats = DatasetStats.load(path)
+            if stats.index_names != indices:
+                raise DualStreamError(
+                    f"stats_path {path}: computed for indices {stats.index_names}, the data asks "
+                    f"for {indices}; delete it or give another stats_path"
+                )
+            return stats
+        bands = self.hparams["bands"]
+        image = BandStats.from_source(dataset.image, bands)
         air = None
         if dataset.air:
             air = BandStats.concat(BandStats.from_source(a) for a in dataset.air)
-        stats = DatasetStats(image, air)
+        index_stats = BandStats.from_indices(dataset.image, bands, indices) if indices else None
+        stats = DatasetStats(image, air, index_stats)
         if path:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             stats.save(path)

@@ -7,7 +7,7 @@ import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -17,6 +17,7 @@ from torch import Tensor
 
 from ..errors import DualStreamError
 from .grid import open_raster
+from .indices import SpectralIndices
 
 if TYPE_CHECKING:
     from .sources import GeoRaster
@@ -99,6 +100,44 @@ class BandStats:
         )
 
     @classmethod
+    def from_indices(
+        cls, source: GeoRaster, bands: Sequence[str], indices: Sequence[str]
+    ) -> BandStats:
+        """Statistics of the spectral ``indices`` of ``source``'s bands (named ``bands``) over
+        every file, from the same decimated reads as :meth:`from_source`.
+
+        Raises:
+            DualStreamError: the band files of one scene differ in size.
+        """
+        compute = SpectralIndices(indices, bands)
+        values = []
+        for filepath in source.index.filepath:
+            reads = [
+                decimated_read(open_raster(source.resolve(path)), indexes, source.nodata)
+                for path, indexes in source.channel_files(filepath)
+            ]
+            if len({read.shape[1] for read in reads}) > 1:
+                raise DualStreamError(
+                    f"{filepath}: its band files differ in size; indices need aligned bands"
+                )
+            raw = np.concatenate(reads)
+            index = compute(torch.from_numpy(raw)[:, None]).squeeze(1).numpy()
+            index[:, np.isnan(raw).any(0)] = np.nan
+            values.append(index)
+        data = np.concatenate(values, 1).astype(np.float64)
+        finite = ~np.isnan(data)
+        if not finite.any(1).all():
+            raise DualStreamError(f"{type(source).__name__}: an index has no valid pixels")
+        mean = np.nanmean(data, 1)
+        return cls(
+            bands=list(compute.names),
+            mean=mean.tolist(),
+            std=np.maximum(np.nanstd(data, 1), 1e-6).tolist(),
+            min=np.nanmin(data, 1).tolist(),
+            max=np.nanmax(data, 1).tolist(),
+        )
+
+    @classmethod
     def concat(cls, parts: Iterable[BandStats]) -> BandStats:
         """Channel-wise concatenation (e.g. GEMS then AirPollution)."""
         parts = list(parts)
@@ -112,16 +151,23 @@ class BandStats:
 
 @dataclass
 class DatasetStats:
-    """Statistics of both streams, saved to and loaded from JSON."""
+    """Statistics of both streams and of any spectral indices appended to the image, saved
+    to and loaded from JSON."""
 
     image: BandStats
     air: BandStats | None
+    indices: BandStats | None = None
 
     def save(self, path: str | os.PathLike[str]) -> None:
         tmp = f"{path}.tmp"
         with open(tmp, "w") as f:
-            json.dump({"image": asdict(self.image), "air": self.air and asdict(self.air)}, f)
+            json.dump(self.to_dict(), f)
         os.replace(tmp, path)
+
+    @property
+    def index_names(self) -> list[str]:
+        """The spectral indices appended to the image, in channel order (none: [])."""
+        return list(self.indices.bands) if self.indices is not None else []
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> DatasetStats:
@@ -135,29 +181,44 @@ class DatasetStats:
             ) from None
 
     @classmethod
-    def from_dict(cls, raw: dict[str, dict[str, list[float]] | None]) -> DatasetStats:
-        image = raw["image"]
+    def from_dict(cls, raw: dict[str, dict[str, Any] | None]) -> DatasetStats:
+        image, air, indices = (raw.get(key) for key in ("image", "air", "indices"))
         if image is None:
             raise DualStreamError("statistics have no 'image' entry")
-        return cls(BandStats(**image), BandStats(**raw["air"]) if raw.get("air") else None)  # type: ignore[arg-type]
+        return cls(
+            BandStats(**image),
+            BandStats(**air) if air else None,
+            BandStats(**indices) if indices else None,
+        )
 
     def to_dict(self) -> dict[str, object]:
-        return {"image": asdict(self.image), "air": self.air and asdict(self.air)}
+        out: dict[str, object] = {"image": asdict(self.image), "air": self.air and asdict(self.air)}
+        if self.indices is not None:
+            out["indices"] = asdict(self.indices)
+        return out
 
 
 class Normalize:
     """Sample transform: normalise ``image`` and ``air`` with dataset statistics.
 
+    With index statistics, the spectral indices are computed from the raw bands and
+    appended, standardised, after them: ``image`` (C, H, W) becomes (C + I, H, W).
     Invalid (nodata) image pixels are set to 0 after normalisation, i.e. the band mean.
     """
 
     def __init__(self, stats: DatasetStats) -> None:
         self.stats = stats
+        self.indices = (
+            SpectralIndices(stats.index_names, stats.image.bands) if stats.indices else None
+        )
 
     def __call__(self, sample: dict[str, object]) -> dict[str, object]:
         image = sample["image"]
         assert isinstance(image, Tensor)
-        image = self.stats.image.normalize(image)
+        raw = image
+        image = self.stats.image.normalize(raw)
+        if self.indices is not None and self.stats.indices is not None:
+            image = torch.cat([image, self.stats.indices.normalize(self.indices(raw))], -3)
         valid = sample.get("valid")
         if isinstance(valid, Tensor):
             image = image * valid.to(image.dtype)

@@ -20,7 +20,11 @@ PathLike = str | os.PathLike[str]
 
 @dataclass
 class PredictionMeta:
-    """What prediction needs besides weights (stored in checkpoints by the training task)."""
+    """What prediction needs besides weights (stored in checkpoints by the training task).
+
+    ``band_names``: the bands read from the image; any spectral indices in ``stats`` are
+    computed from them and appended by :meth:`transform`.
+    """
 
     band_names: tuple[str, ...]
     class_names: list[str]
@@ -34,6 +38,11 @@ class PredictionMeta:
     image_nodata: float | None = None
     #: ``dataset`` (standardised with ``stats``) or ``original`` (the original's scaling).
     normalization: str = "dataset"
+
+    @property
+    def index_names(self) -> list[str]:
+        """The spectral indices the model takes after the bands (none: [])."""
+        return self.stats.index_names if self.stats is not None else []
 
     def transform(self) -> Callable[[dict[str, Any]], dict[str, Any]]:
         """The sample transform the model was trained with."""
@@ -122,8 +131,11 @@ def meta_from_task(
             "give a checkpoint (ScenePredictor.from_checkpoint) or "
             "meta=PredictionMeta(...) with band statistics"
         )
+    # A model's band names end with the indices the transform appends (check_consistency).
+    channels = tuple(hparams["band_names"])
+    indices = stats.index_names if stats is not None else []
     return PredictionMeta(
-        band_names=tuple(hparams["band_names"]),
+        band_names=channels[: len(channels) - len(indices)],
         class_names=list(task.class_names),
         class_colors=list(task.class_colors),
         stats=stats,

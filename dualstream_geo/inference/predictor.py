@@ -125,9 +125,10 @@ class ScenePredictor:
                 band_files=meta.band_files,
                 nodata=meta.image_nodata,
             )
-        if len(image.all_bands) != self.model.in_channels:
+        bands = self.model.in_channels - len(meta.index_names)
+        if len(image.all_bands) != bands:
             raise DualStreamError(
-                f"the checkpoint expects {self.model.in_channels} bands {meta.band_names}, "
+                f"the checkpoint expects {bands} bands {meta.band_names}, "
                 f"the image source has {len(image.all_bands)}"
             )
         sources: list[GeoRaster] = []
