@@ -24,15 +24,14 @@ def step_times(preset: str, patch: int, batch: int, steps: int, detail: bool) ->
     from dualstream_geo.training import DualStreamSegmentation
 
     torch.manual_seed(0)
+    from dualstream_geo.data import ClassSpec, InputSpec
+    from dualstream_geo.training import LossSettings
+
     task = DualStreamSegmentation(
-        num_classes=8,
+        input_spec=InputSpec(classes=ClassSpec(names=tuple(f"c{i}" for i in range(8)))),
         preset=preset,
-        labels=[f"c{i}" for i in range(8)],
-        use_air=False,
         image_detail=detail,
-        ce_weight=1.0,
-        focal_weight=0.0,
-        lovasz_weight=0.0,
+        loss=LossSettings(ce_weight=1.0, focal_weight=0.0, lovasz_weight=0.0),
     )
     task.train()
     optimizer = torch.optim.AdamW(task.parameters(), 1e-4)
@@ -52,9 +51,11 @@ def step_times(preset: str, patch: int, batch: int, steps: int, detail: bool) ->
 
 
 def metric_times(repeats: int = 5) -> dict[str, float]:
+    from dualstream_geo.data import ClassSpec, InputSpec
     from dualstream_geo.training import DualStreamSegmentation
 
-    task = DualStreamSegmentation(num_classes=8, labels=[f"c{i}" for i in range(8)])
+    classes = ClassSpec(names=tuple(f"c{i}" for i in range(8)))
+    task = DualStreamSegmentation(input_spec=InputSpec(classes=classes))
     logits = torch.randn(16, 8, 64, 64)
     mask = torch.randint(0, 8, (16, 64, 64))
     result = {}

@@ -38,8 +38,9 @@ from dualstream_geo.data import (
     SatelliteImage,
     make_demo_scenes,
 )
+from dualstream_geo.data.spec import ClassSpec, InputSpec, original_aux
 from dualstream_geo.data.synthetic import SceneSpec
-from dualstream_geo.inference import PredictionMeta, ScenePredictor, strips
+from dualstream_geo.inference import ScenePredictor, strips
 from dualstream_geo.inference.reading import WindowDataset, scene_grid
 from dualstream_geo.training import DualStreamSegmentation
 
@@ -56,7 +57,6 @@ def predictor(
     if checkpoint:
         return ScenePredictor.from_checkpoint(checkpoint, tile=tile, overlap=overlap, blend=blend)
     torch.manual_seed(0)
-    task = DualStreamSegmentation(num_classes=2, labels=["background", "target"])
     air = BandStats.concat(
         [
             BandStats.from_source(GEMS(scene / "gems")),
@@ -64,10 +64,11 @@ def predictor(
         ]
     )
     stats = DatasetStats(BandStats.from_source(SatelliteImage(scene / "image")), air)
-    meta = PredictionMeta(
-        ("blue", "green", "red", "nir"), ["background", "target"], [(0, 0, 0), (255, 0, 0)], stats
+    spec = InputSpec(
+        classes=ClassSpec(colors=((0, 0, 0), (255, 0, 0))), aux=original_aux(), stats=stats
     )
-    return ScenePredictor(task, tile=tile, overlap=overlap, blend=blend, batch_size=4, meta=meta)
+    task = DualStreamSegmentation(input_spec=spec)
+    return ScenePredictor(task, tile=tile, overlap=overlap, blend=blend, batch_size=4)
 
 
 def predict(p: ScenePredictor, scene: Path, output: Path, kind: str = "class") -> float:

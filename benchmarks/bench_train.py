@@ -17,7 +17,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from dualstream_geo.cli import default_precision
-from dualstream_geo.data import DEMO_CLASS_MAP, make_demo_scenes
+from dualstream_geo.data import DEMO_CLASS_MAP, ClassSpec, make_demo_scenes
 from dualstream_geo.data.datamodule import DualStreamDataModule
 from dualstream_geo.training import DualStreamSegmentation
 
@@ -51,14 +51,15 @@ class StepTimer(Callback):
 def run(root: Path, workers: int, samples: int, patch: int, batch: int) -> dict[str, float]:
     datamodule = DualStreamDataModule(
         root=str(root),
-        class_map=DEMO_CLASS_MAP,
+        classes=ClassSpec(map=DEMO_CLASS_MAP),
+        aux="original",
         patch_size=patch,
         batch_size=batch,
         length=samples,
         num_workers=workers,
         stats_path=str(root / "stats.json"),
     )
-    task = DualStreamSegmentation(num_classes=2, freeze_epochs=0)
+    task = DualStreamSegmentation(input_spec=datamodule.input_spec, freeze_epochs=0)
     timer = StepTimer()
     trainer = Trainer(
         max_epochs=1,

@@ -17,7 +17,9 @@ from .data.datamodule import DualStreamDataModule
 from .errors import DualStreamError
 from .inference.distributed import PeerStopped
 from .memory import keep_freed_memory
+from .paths import check_folder_writable, check_output
 from .torchfiles import load_torch_file
+from .training.stored import read_checkpoint, read_spec, task_hparams
 from .training.task import DualStreamSegmentation
 
 
@@ -52,34 +54,116 @@ class SaveConfigBesideCheckpoints(SaveConfigCallback):
         )
 
 
-def check_consistency(task: DualStreamSegmentation, datamodule: DualStreamDataModule) -> None:
-    """Model, data and any checkpoint agree on bands, classes and the air grid."""
-    h, d = task.hparams, datamodule.hparams
-    channels = tuple(name.lower() for name in (*d["bands"], *d["indices"]))
-    if len(channels) != h["in_channels"]:
+def config_inputs(config: Any) -> list[str]:
+    """Every local path a parsed ``fit`` config reads: its config files, the data's paths
+    (splits and aux sources) and the model's initial weights."""
+    inputs = [str(path) for path in config.get("config") or []]
+    data = config.get("data") or {}
+    for split in ("train", "val", "test"):
+        scenes = data.get(split)
+        if scenes:
+            inputs += [*(scenes.get("image") or []), *(scenes.get("mask") or [])]
+            inputs += [p for paths in (scenes.get("aux") or {}).values() for p in paths]
+    aux = data.get("aux")
+    if isinstance(aux, list):
+        inputs += [p for source in aux for p in (source.get("paths") or [])]
+    model = config.get("model") or {}
+    inputs += [model[k] for k in ("weights", "vision_weights", "air_weights") if model.get(k)]
+    return [str(path) for path in inputs]
+
+
+def check_run_folder(config: Any) -> None:
+    """A ``fit`` run's folder (``trainer.default_root_dir``) can take its files, and none of
+    them (config.yaml, best/last.ckpt, training_curves.png) replaces an input.
+
+    Raises:
+        DualStreamError: naming the folder or the input.
+    """
+    flag = "--trainer.default_root_dir"
+    root = (config.get("trainer") or {}).get("default_root_dir") or "."
+    check_output(root, [], flag, "folder", replaced=False)
+    inputs = config_inputs(config)
+    folder = os.path.join(root, "checkpoints")
+    written = [os.path.join(folder, name) for name in ("config.yaml", "best.ckpt", "last.ckpt")]
+    for path in [*written, os.path.join(root, "training_curves.png")]:
+        check_output(path, inputs, flag)
+    existing = os.path.abspath(root)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    check_folder_writable(existing, flag)
+
+
+#: Model settings that define the architecture: a resumed run must keep them.
+ARCHITECTURE = (
+    "task",
+    "preset",
+    "vision_encoder",
+    "use_boundary_refine",
+    "gate_twice",
+    "image_detail",
+)
+
+
+def check_resumable(
+    checkpoint: dict[str, Any], hparams: dict[str, Any], config: Any, path: str
+) -> None:
+    """``fit --ckpt_path``: the checkpoint is of this config's model and has epochs left.
+
+    Raises:
+        DualStreamError: another architecture (the settings named), or no epoch left.
+    """
+    model = config.get("model") or {}
+    different = [
+        f"{key} {hparams[key]!r} (the config: {model.get(key)!r})"
+        for key in ARCHITECTURE
+        if key in hparams and key in model and hparams[key] != model.get(key)
+    ]
+    if different:
         raise DualStreamError(
-            f"the model expects {h['in_channels']} image bands {tuple(h['band_names'])}, the data "
-            f"provides {len(channels)} {channels}"
+            f"--ckpt_path {path} is of another model: {'; '.join(different)}; resume with the "
+            "run's own config, or start from its weights with --model.weights"
         )
-    if d["indices"] and tuple(name.lower() for name in h["band_names"]) != channels:
-        # The predictor reads the bands before the indices and computes the indices again.
+    loop = (checkpoint.get("loops") or {}).get("fit_loop") or {}
+    done = ((loop.get("epoch_progress") or {}).get("current") or {}).get("processed")
+    epochs = (config.get("trainer") or {}).get("max_epochs")
+    if done is not None and epochs is not None and epochs > 0 and done >= epochs:
         raise DualStreamError(
-            f"model.band_names must be the data's bands, then its indices: {list(channels)}"
+            f"--ckpt_path {path} has trained {done} epoch(s) and --trainer.max_epochs is "
+            f"{epochs}: nothing to resume; raise max_epochs, or start from its weights with "
+            "--model.weights"
         )
-    if d["class_map"]:
-        top = max(d["class_map"].values())
-        if top >= h["num_classes"] and top != d["ignore_index"]:
+
+
+def check_trainer(config: Any) -> None:
+    """Trainer settings Lightning would fail on with a traceback, or that would start more
+    processes than the machine has cores.
+
+    Raises:
+        DualStreamError: naming the setting.
+    """
+    trainer = config.get("trainer") or {}
+    epochs = trainer.get("max_epochs")
+    if epochs is not None and epochs != -1 and epochs < 1:
+        raise DualStreamError(f"--trainer.max_epochs must be >= 1 (or -1: no limit), got {epochs}")
+    devices = trainer.get("devices")
+    accelerator = str(trainer.get("accelerator") or "auto")
+    cuda = torch.cuda.is_available()
+    if accelerator in ("gpu", "cuda") and not cuda:
+        raise DualStreamError(
+            f"--trainer.accelerator {accelerator}: this machine has no GPU (use cpu or auto)"
+        )
+    if isinstance(devices, int) or (isinstance(devices, str) and devices.lstrip("-").isdigit()):
+        count = int(devices)
+        if count == 0 or count < -1:
             raise DualStreamError(
-                f"class_map maps to class {top}, but num_classes is {h['num_classes']} "
-                f"(classes 0..{h['num_classes'] - 1})"
+                f"--trainer.devices must be >= 1, -1 (all) or auto, got {devices}"
             )
-    if d["use_air"] != h["use_air"]:
-        raise DualStreamError(f"data use_air={d['use_air']} but model use_air={h['use_air']}")
-    if d["air_scale"] != task.model.air_reduction:
-        raise DualStreamError(
-            f"air_scale {d['air_scale']} does not match the model's air grid "
-            f"(1/{task.model.air_reduction})"
-        )
+        cores = os.cpu_count() or 1
+        if not cuda and count > cores:
+            raise DualStreamError(
+                f"--trainer.devices {count}: this machine has no GPU and {cores} CPU core(s); "
+                f"give at most {cores} processes"
+            )
 
 
 def check_checkpoint_file(path: str | None) -> None:
@@ -112,6 +196,10 @@ class DualStreamCLI(LightningCLI):
         kwargs.setdefault("exit_on_error", False)
         return super().init_parser(**kwargs)
 
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # What the model sees is defined once, by the data: the task gets its input spec.
+        parser.link_arguments("data.input_spec", "model.input_spec", apply_on="instantiate")
+
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         # Default loggers go under the run's own default_root_dir, known only after parsing.
         config = self._get(self.config_init, "trainer", default={})
@@ -119,12 +207,9 @@ class DualStreamCLI(LightningCLI):
             kwargs["logger"] = default_loggers(config.get("default_root_dir") or ".")
         return super().instantiate_trainer(**kwargs)
 
-    def _check(self) -> None:
-        check_consistency(self.model, self.datamodule)  # type: ignore[arg-type]
-
     def _run_subcommand(self, subcommand: str) -> None:
         folder = os.path.join(self.trainer.default_root_dir, "checkpoints")
-        stats = self.datamodule.hparams.get("stats_path") if self.datamodule else None
+        stats = self.datamodule.stats_path if self.datamodule else None
         # Files this run creates before its first checkpoint: removed if it fails before one.
         fresh = [
             p
@@ -144,6 +229,37 @@ class DualStreamCLI(LightningCLI):
                 raise KeyboardInterrupt from None
             raise
 
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI's own reader puts the checkpoint's hyper-parameters over the config as
+        # they are; here they are converted first (checkpoints written before the input spec
+        # hold settings that are the data's now). Private in LightningCLI, hence the override.
+        if not self.config.get("subcommand"):
+            return
+        subcommand = self.config.subcommand
+        config = self.config[subcommand]
+        path = config.get("ckpt_path")
+        if not path or not os.path.isfile(path):
+            return
+        checkpoint = read_checkpoint(path)
+        hparams = task_hparams(checkpoint)
+        if subcommand == "fit":
+            # Resuming continues this config's run: a checkpoint of another model, or of a
+            # run already finished, is refused instead of silently replacing the config.
+            check_resumable(checkpoint, hparams, config, path)
+            return
+        if hparams:
+            update = {subcommand: {"model": hparams}}
+            self.config = self.parser.parse_object(update, self.config)
+
+    def before_instantiate_classes(self) -> None:
+        # Before any class is built (and any weights loaded): the run folder takes new files
+        # and none of them replaces an input.
+        subcommand = self.config.get("subcommand")
+        if subcommand:
+            check_trainer(self.config[subcommand])
+        if subcommand == "fit":
+            check_run_folder(self.config["fit"])
+
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         super().parse_arguments(parser, args)
         # LightningCLI reads hyper-parameters from --ckpt_path right after parsing: check the
@@ -157,11 +273,32 @@ class DualStreamCLI(LightningCLI):
             self.evaluation_settings = {k: model[k] for k in EVALUATION_SETTINGS if k in model}
 
     def _evaluate(self) -> None:
-        self._check()
         self.model.hparams.update(getattr(self, "evaluation_settings", {}))
+        subcommand = self.config.get("subcommand")
+        config = self.config_init[subcommand]
+        path = config.get("ckpt_path")
+        if path in ("last", "best"):
+            # The run folder's own file: never Lightning's silent fallback to the weights the
+            # model was built with.
+            named = os.path.join(self.trainer.default_root_dir, "checkpoints", f"{path}.ckpt")
+            if not os.path.isfile(named):
+                raise DualStreamError(
+                    f"--ckpt_path {path}: no {named} (set --trainer.default_root_dir to the "
+                    "run's folder, or give the checkpoint's path)"
+                )
+            path = config["ckpt_path"] = named
+        if not path and not self.model.hparams.get("weights"):
+            raise DualStreamError(
+                f"{subcommand} scores a trained model: give --ckpt_path CHECKPOINT (without it "
+                "the model's random weights would be scored)"
+            )
+        if path and os.path.isfile(path):
+            # Scored as trained: the checkpoint's statistics normalise the data.
+            spec = read_spec(read_checkpoint(path), path)
+            self.datamodule.adopt(spec, path)
+            self.model.input_spec = self.datamodule.input_spec
 
     def before_fit(self) -> None:
-        self._check()
         config = self.config_init["fit"]
         if config.get("ckpt_path") == "last":
             # The run's own last.ckpt; never silently start again from epoch 0.
@@ -198,6 +335,19 @@ USAGE = """usage: dualstream-geo {fit,validate,test,predict,evaluate,import-orig
 """
 
 
+def user_error(error: BaseException) -> DualStreamError | None:
+    """The :class:`DualStreamError` that ``error`` is, or that caused it (jsonargparse wraps
+    what a config class refuses into its own errors)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, DualStreamError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; bad input ends with one ``error:`` line and exit status 2."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -227,19 +377,24 @@ def main(argv: list[str] | None = None) -> int:
         # ``args`` makes Lightning warn with the whole argv).
         run_lightning(args if argv is not None else None)
     except ArgumentError as error:
-        message = " ".join(str(error).split())
-        print(
-            f"dualstream-geo: error: {message} (see dualstream-geo {args[0]} --help)",
-            file=sys.stderr,
-        )
+        refused = user_error(error)
+        message = str(refused) if refused else " ".join(str(error).split())
+        hint = "" if refused else f" (see dualstream-geo {args[0]} --help)"
+        print(f"dualstream-geo: error: {message}{hint}", file=sys.stderr)
         return 2
     except PeerStopped as stop:  # another rank failed and reports why
         return stop.code
-    except (DualStreamError, FileNotFoundError) as error:
-        # FileNotFoundError: e.g. a --ckpt_path that does not exist (raised by Lightning).
+    except (ValueError, FileNotFoundError) as error:
+        # FileNotFoundError: e.g. a --ckpt_path that does not exist (raised by Lightning);
+        # a ValueError of jsonargparse's around a setting our classes refused.
+        cause: Exception | None = (
+            error if isinstance(error, FileNotFoundError) else user_error(error)
+        )
+        if cause is None:
+            raise
         rank = os.environ.get("RANK", "0")
         where = f"rank {rank}: " if rank != "0" else ""
-        print(f"dualstream-geo: error: {where}{error}", file=sys.stderr)
+        print(f"dualstream-geo: error: {where}{cause}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("dualstream-geo: interrupted", file=sys.stderr)

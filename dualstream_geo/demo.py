@@ -17,9 +17,15 @@ import numpy as np
 
 from .data import DEMO_CLASS_MAP, DEMO_CLASS_NAMES, make_demo_scenes
 from .data.datamodule import DualStreamDataModule
+from .data.spec import ClassSpec, InputSpec, original_aux
 from .errors import DualStreamError
+from .paths import check_folder_writable, check_output
 
 CLASS_COLORS = [(40, 40, 40), (230, 25, 75)]
+#: The demo's classes: the target plots (raw 90) against everything else.
+DEMO_CLASSES = ClassSpec(
+    names=tuple(DEMO_CLASS_NAMES), colors=tuple(CLASS_COLORS), map=dict(DEMO_CLASS_MAP)
+)
 
 
 @dataclass(frozen=True)
@@ -41,23 +47,21 @@ QUICK = DemoBudget(epochs=2, freeze_epochs=1, samples_per_epoch=16)
 def build(
     data_root: Path, out: Path, budget: DemoBudget, use_air: bool, preset: str = "original"
 ) -> tuple[Any, DualStreamDataModule]:
-    """The task and datamodule of one demo model."""
+    """The task and datamodule of one demo model (with the original preset's aux stream, or
+    the image alone)."""
     from .training import DualStreamSegmentation
 
     datamodule = DualStreamDataModule(
         root=str(data_root),
-        class_map=DEMO_CLASS_MAP,
-        use_air=use_air,
+        classes=DEMO_CLASSES,
+        aux="original" if use_air else None,
         patch_size=budget.patch_size,
         batch_size=budget.batch_size,
         length=budget.samples_per_epoch,
         stats_path=str(out / "stats.json"),
     )
     task = DualStreamSegmentation(
-        num_classes=len(DEMO_CLASS_NAMES),
-        labels=list(DEMO_CLASS_NAMES),
-        class_colors=CLASS_COLORS,
-        use_air=use_air,
+        input_spec=datamodule.input_spec,
         preset=preset,  # type: ignore[arg-type]
         lr=budget.lr,
         freeze_epochs=budget.freeze_epochs,
@@ -98,9 +102,10 @@ def preview(data_root: Path, prediction: Path, path: Path) -> None:
 
     from .data.layout import build_dataset, scene_set
 
-    scenes = scene_set(str(data_root), "test")
+    scenes = scene_set(str(data_root), "test", aux_names=["gems", "air_pollution"])
     assert scenes is not None
-    dataset = build_dataset(scenes, class_map=DEMO_CLASS_MAP)
+    spec = InputSpec(classes=DEMO_CLASSES, aux=original_aux())
+    dataset = build_dataset(scenes, spec)
     with rasterio.open(prediction) as src:
         classes = src.read(1)
         left, bottom, right, top = src.bounds
@@ -141,7 +146,7 @@ def predict_scene(data_root: Path, checkpoint: Path, output: Path) -> Path:
     )
     return predictor.predict(
         image=[str(test / "image")],
-        air=[str(test / "gems"), str(test / "air")],
+        aux={"gems": [str(test / "gems")], "air_pollution": [str(test / "air")]},
         output=str(output),
         overwrite=True,
     )
@@ -214,8 +219,12 @@ def demo_main(argv: list[str]) -> int:
     )
     args = parser.parse_args(argv)
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise DualStreamError(f"--out {out} exists and is not a folder")
+    check_output(out, [], "--out", "folder", replaced=False)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DualStreamError(f"--out {out}: cannot be created ({error.strerror})") from None
+    check_folder_writable(out, "--out")
     budget = QUICK if args.quick else FULL
     start = time.time()
     data_root = out / "data"

@@ -70,18 +70,17 @@ def main() -> None:
     hparams = task.hparams
     if hparams["task"] != "multiclass":
         sys.exit("cnn_baseline.py: model.task must be multiclass")
-    classes, ignore = hparams["num_classes"], hparams["ignore_index"]
+    spec, loss = task.input_spec, task.loss_settings
+    classes, ignore = spec.num_classes, spec.ignore_index
     torch.manual_seed(args.seed)
     datamodule.setup("fit")
     weights = None
-    if hparams["class_balance"] > 0:
+    if loss.class_balance > 0:
         counts = datamodule.class_counts(classes)
-        weights = torch.tensor(
-            balanced_weights(counts, hparams["class_balance"]), dtype=torch.float32
-        )
-    elif hparams["class_weights"] is not None:
-        weights = torch.tensor(hparams["class_weights"], dtype=torch.float32)
-    network = FullResolutionCNN(len(hparams["band_names"]), classes, norm=args.norm)
+        weights = torch.tensor(balanced_weights(counts, loss.class_balance), dtype=torch.float32)
+    elif loss.class_weights is not None:
+        weights = torch.tensor(loss.class_weights, dtype=torch.float32)
+    network = FullResolutionCNN(spec.in_channels, classes, norm=args.norm)
     optimizer = torch.optim.AdamW(network.parameters(), hparams["lr"], weight_decay=1e-4)
     augment = datamodule.train_aug
     for epoch in range(args.epochs):

@@ -22,7 +22,7 @@ def main() -> None:
     parser.add_argument("--config", action="append", required=True)
     args = parser.parse_args()
     datamodule, task = load_experiment(args.config)
-    classes, ignore = task.hparams["num_classes"], task.hparams["ignore_index"]
+    classes, ignore = task.input_spec.num_classes, task.input_spec.ignore_index
     datamodule.setup("fit")
     counts = torch.zeros(classes, dtype=torch.long)
     for batch in datamodule.train_dataloader():

@@ -59,7 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     start = time.perf_counter()
     datamodule, task = load_experiment(args.config)
-    classes, ignore = task.hparams["num_classes"], task.hparams["ignore_index"]
+    classes, ignore = task.input_spec.num_classes, task.input_spec.ignore_index
     datamodule.setup("fit")
     parts = [labelled(b, ignore, args.features) for b in datamodule.train_dataloader()]
     features = np.concatenate([p[0] for p in parts])

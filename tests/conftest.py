@@ -60,13 +60,15 @@ def pixel_centres(transform: Affine, height: int, width: int) -> tuple[np.ndarra
 
 
 def demo_datamodule(demo_root: Path, tmp_path: Path, **settings: Any) -> DualStreamDataModule:
-    """The demo scenes as two classes, 8 patches of 64 px per epoch; ``settings`` override."""
-    from dualstream_geo.data import DEMO_CLASS_MAP
+    """The demo scenes (image + the original preset's aux stream) as two classes, 8 patches
+    of 64 px per epoch; ``settings`` override."""
+    from dualstream_geo.data import DEMO_CLASS_MAP, ClassSpec
     from dualstream_geo.data.datamodule import DualStreamDataModule
 
     defaults = {
         "root": str(demo_root),
-        "class_map": DEMO_CLASS_MAP,
+        "classes": ClassSpec(names=("background", "target"), map=DEMO_CLASS_MAP),
+        "aux": "original",
         "patch_size": 64,
         "batch_size": 4,
         "length": 8,
@@ -83,8 +85,7 @@ def tiny(
 
     datamodule = demo_datamodule(demo_root, tmp_path, augment=False)
     settings = {
-        "num_classes": 2,
-        "labels": ["background", "target"],
+        "input_spec": datamodule.input_spec,
         "vision_encoder": "segformer-b0",
         "lr": 1e-3,
     }
@@ -131,14 +132,15 @@ def checkpoint(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     """A briefly trained 5-class land-cover model (about 45 s on 2 CPU cores)."""
     from lightning.pytorch import seed_everything
 
+    from dualstream_geo.data import ClassSpec
     from dualstream_geo.training import DualStreamSegmentation
 
     root = tmp_path_factory.mktemp("predict_model")
     seed_everything(0, verbose=False)
-    datamodule = demo_datamodule(demo_root, root, class_map=LAND_COVER, batch_size=8, length=96)
+    classes = ClassSpec(names=("water", "forest", "shrub", "grass", "plot"), map=LAND_COVER)
+    datamodule = demo_datamodule(demo_root, root, classes=classes, batch_size=8, length=96)
     task = DualStreamSegmentation(
-        num_classes=5,
-        labels=["water", "forest", "shrub", "grass", "plot"],
+        input_spec=datamodule.input_spec,
         preset="lite",  # inference is what is tested here; the lite preset trains fastest
         vision_encoder="segformer-b0",
         lr=2e-3,

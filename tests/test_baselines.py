@@ -26,7 +26,7 @@ def crop_config(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
         "trainer": {"max_epochs": 1, "default_root_dir": str(root / "run")},
         "data": {
             "train": {"image": [str(ZION)], "mask": [str(ZION / "nlcd.tif")]},
-            "split_grid": 3,
+            "split": {"grid": 3},
             "patch_size": 32,
             "length": 32,
             "batch_size": 8,

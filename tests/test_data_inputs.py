@@ -18,6 +18,7 @@ from dualstream_geo.data import (
     GEMS,
     AirPollution,
     BandStats,
+    ClassSpec,
     DatasetStats,
     DualStreamGeoDataset,
     LandCoverMask,
@@ -26,6 +27,7 @@ from dualstream_geo.data import (
 from dualstream_geo.data.augment import DualStreamAugmentation
 from dualstream_geo.data.checks import check_air_values
 from dualstream_geo.data.datamodule import DualStreamDataModule
+from dualstream_geo.data.settings import SamplingSettings
 from dualstream_geo.errors import DualStreamError
 
 from .conftest import NODATA_SCENE, demo_datamodule, write_raster
@@ -69,9 +71,10 @@ def test_original_scaling_and_whole_tiles(tmp_path: Path) -> None:
     dm = DualStreamDataModule(
         root=str(tmp_path),
         layout="original",
-        class_map={90: 1},
+        classes=ClassSpec(map={90: 1}),
+        aux="original",
         normalization="original",
-        sampler="tiles",
+        sampling=SamplingSettings(kind="tiles"),
         patch_size=128,
         batch_size=2,
         augment=False,
@@ -132,7 +135,8 @@ def test_original_layout_without_aux_georeferencing(tmp_path: Path) -> None:
         dm = DualStreamDataModule(
             root=str(tmp_path),
             layout="original",
-            class_map={90: 1},
+            classes=ClassSpec(map={90: 1}),
+            aux="original",
             patch_size=64,
             batch_size=2,
             length=4,
@@ -222,7 +226,7 @@ def test_bad_api_arguments_are_clear_errors(demo_root: Path, tmp_path: Path) -> 
         DualStreamGeoDataset(image, GEMS(demo_root / "train" / "gems"), air_fill=[0.0] * 5)
     with pytest.raises(DualStreamError, match="image must be a SatelliteImage source"):
         DualStreamGeoDataset(str(demo_root / "train" / "image"), None)  # type: ignore[arg-type]
-    with pytest.raises(DualStreamError, match="air sources must be GEMS / AirPollution"):
+    with pytest.raises(DualStreamError, match="air sources must be raster sources"):
         DualStreamGeoDataset(image, ["gems/"])  # type: ignore[list-item]
     for bad, message in (
         ({"batch_size": 0}, "batch_size must be >= 1, got 0"),
@@ -285,7 +289,9 @@ def test_sources_that_do_not_overlap(tmp_path: Path) -> None:
         tile_transform(500_000, 4_160_000, 80),
     )
     with pytest.raises(
-        DualStreamError, match=r"sources do not overlap.*SatelliteImage \(330000.*GEMS \(500000"
+        DualStreamError,
+        match=r"GEMS \(.*GEMS_a.tif\) does not overlap the image: its bounds 500000.* "
+        r"against the image's 330000",
     ):
         DualStreamGeoDataset(SatelliteImage(tmp_path / "img"), [GEMS(tmp_path / "gems")])
 
@@ -339,7 +345,7 @@ def test_empty_air_image_or_labels_are_errors(tmp_path: Path) -> None:
     write_raster(
         tmp_path / "train" / "label" / "a.tif", np.full((1, 128, 128), 20, np.uint8), UTM, transform
     )
-    air = np.ones((12, 16, 16), np.float32)
+    air = np.random.default_rng(0).random((12, 16, 16)).astype(np.float32)
     air_transform = tile_transform(330_000, 4_160_000, 80)
     write_raster(tmp_path / "train" / "gems" / "GEMS_a.tif", air, UTM, air_transform)
     for gas in ("CO", "NO2", "SO2"):
@@ -353,6 +359,7 @@ def test_empty_air_image_or_labels_are_errors(tmp_path: Path) -> None:
             patch_size=64,
             batch_size=2,
             length=2,
+            aux="original",
             **kwargs,  # type: ignore[arg-type]
         )
         dm.setup("fit")
@@ -360,12 +367,12 @@ def test_empty_air_image_or_labels_are_errors(tmp_path: Path) -> None:
 
     # Labels: raw 20 is not in the class map and unmapped values are ignored: nothing to learn.
     with pytest.raises(DualStreamError, match="the train split has no labelled pixel"):
-        datamodule(class_map={90: 1}, unmapped="ignore")
+        datamodule(classes=ClassSpec(map={90: 1}, unmapped="ignore"))
     empty = air.copy()
     empty[3] = np.nan
     write_raster(tmp_path / "train" / "gems" / "GEMS_a.tif", empty, UTM, air_transform)
-    with pytest.raises(DualStreamError, match=r"GEMS_a.tif: band 4 holds no valid value"):
-        datamodule(class_map={20: 1})
+    with pytest.raises(DualStreamError, match=r"GEMS_a.tif: band 4 of GEMS holds no valid value"):
+        datamodule(classes=ClassSpec(map={20: 1}))
     write_raster(tmp_path / "train" / "gems" / "GEMS_a.tif", air, UTM, air_transform)
     write_raster(
         tmp_path / "train" / "image" / "a.tif",
@@ -375,11 +382,11 @@ def test_empty_air_image_or_labels_are_errors(tmp_path: Path) -> None:
         nodata=0,
     )
     with pytest.raises(DualStreamError, match=r"a.tif hold no valid pixel"):
-        datamodule(class_map={20: 1})
+        datamodule(classes=ClassSpec(map={20: 1}))
 
 
 def test_patch_size_must_be_multiple_of_32(demo_root: Path) -> None:
-    with pytest.raises(DualStreamError, match="patch_size must be a multiple of 32, got 100"):
+    with pytest.raises(DualStreamError, match="patch_size must be a positive multiple of 32, got 100"):
         DualStreamDataModule(root=str(demo_root), patch_size=100)
 
 
@@ -440,7 +447,9 @@ def test_air_is_checked_over_the_region_it_serves(tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match="50.0% of the values are NaN"):
         check_air_values(gems)  # the file as a whole: half valid
     ds = DualStreamGeoDataset(SatelliteImage(tmp_path / "img"), [gems])
-    with pytest.raises(DualStreamError, match=r"GEMS_a.tif: GEMS band 1 holds no valid value over"):
+    with pytest.raises(
+        DualStreamError, match=r"GEMS_a.tif: GEMS channel 1 \(gems_01\) holds no valid value over"
+    ):
         check_air_over_region(ds)
     air[:, :4, 8:] = 1.0  # the scene's top half now valid
     shutil.rmtree(tmp_path / "gems")

@@ -3,7 +3,9 @@ checkpoints that predict from the bands alone, and bad settings."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,6 +18,8 @@ from dualstream_geo.data.datamodule import DualStreamDataModule
 from dualstream_geo.data.indices import SpectralIndices
 from dualstream_geo.data.layout import SceneSet
 from dualstream_geo.data.normalize import BandStats, DatasetStats, Normalize
+from dualstream_geo.data.settings import SplitSettings
+from dualstream_geo.data.spec import ClassSpec, ImageSpec
 from dualstream_geo.errors import DualStreamError
 from dualstream_geo.inference import ScenePredictor
 
@@ -55,21 +59,23 @@ def test_spectral_indices_are_normalised_differences_of_the_named_bands() -> Non
 
 
 def test_datamodule_appends_indices_standardised_with_their_statistics(tmp_path: Path) -> None:
-    datamodule = DualStreamDataModule(
-        train=SceneSet(image=[str(ZION)], mask=[str(ZION / "nlcd.tif")]),
-        bands=BANDS,
-        band_files=BAND_FILES,
-        image_nodata=65535,
-        indices=["ndvi", "ndwi"],
-        use_air=False,
-        unmapped="ignore",
-        class_map={v: v - 1 for v in range(1, 9)},
-        split_grid=3,
-        patch_size=64,
-        batch_size=4,
-        length=4,
-        stats_path=str(tmp_path / "stats.json"),
+    settings: dict[str, Any] = {
+        "train": SceneSet(image=[str(ZION)], mask=[str(ZION / "nlcd.tif")]),
+        "classes": ClassSpec(
+            names=tuple(f"class_{v}" for v in range(1, 9)),
+            map={v: v - 1 for v in range(1, 9)},
+            unmapped="ignore",
+        ),
+        "split": SplitSettings(grid=3),
+        "patch_size": 64,
+        "batch_size": 4,
+        "length": 4,
+        "stats_path": str(tmp_path / "stats.json"),
+    }
+    image_spec = ImageSpec(
+        bands=BANDS, band_files=BAND_FILES, nodata=65535, indices=("ndvi", "ndwi")
     )
+    datamodule = DualStreamDataModule(image=image_spec, **settings)
     datamodule.setup("fit")
     stats = datamodule.stats
     assert stats is not None and stats.indices is not None
@@ -95,10 +101,8 @@ def test_datamodule_appends_indices_standardised_with_their_statistics(tmp_path:
     assert torch.allclose(appended[keep], expected[keep], atol=1e-4)
 
     # A statistics file computed without these indices is not reused silently.
-    plain = DualStreamDataModule(
-        **{**datamodule.hparams, "indices": [], "train": datamodule.scenes["train"]}
-    )
-    with pytest.raises(DualStreamError, match=r"stats_path .*stats.json: computed for indices"):
+    plain = DualStreamDataModule(image=replace(image_spec, indices=()), **settings)
+    with pytest.raises(DualStreamError, match=r"stats_path .*stats.json: statistics are computed "):
         plain.setup("fit")
 
 
@@ -128,7 +132,7 @@ def test_normalize_zeroes_indices_of_nodata_pixels() -> None:
 )
 def test_bad_indices_are_one_clear_error(indices: list[str], message: str) -> None:
     with pytest.raises(DualStreamError, match=message):
-        DualStreamDataModule(train=None, bands=BANDS, indices=indices)
+        DualStreamDataModule(train=None, image=ImageSpec(bands=BANDS, indices=tuple(indices)))
 
 
 def test_checkpoint_with_indices_predicts_from_the_bands(
@@ -140,7 +144,7 @@ def test_checkpoint_with_indices_predicts_from_the_bands(
         "trainer": {"max_epochs": 1, "default_root_dir": str(tmp_path / "run")},
         "data": {
             "train": {"image": [str(ZION)], "mask": [str(ZION / "nlcd.tif")]},
-            "split_grid": 3,
+            "split": {"grid": 3},
             "patch_size": 32,
             "length": 16,
             "batch_size": 8,
@@ -150,17 +154,16 @@ def test_checkpoint_with_indices_predicts_from_the_bands(
     crop = tmp_path / "crop.yaml"
     crop.write_text(yaml.safe_dump(override))
     config = ["--config", str(REPO / "experiments" / "zion.yaml"), "--config", str(crop)]
-    # Model channels that do not end with the data's indices stop before any work.
-    swapped = "--model.band_names=[blue,green,red,nir,ndwi,ndvi]"
-    assert main(["fit", *config, swapped]) == 2
-    assert "model.band_names must be the data's bands, then its indices" in capsys.readouterr().err
+    # An index the bands cannot give stops before any work.
+    assert main(["fit", *config, "--data.image.indices=[ndvi,mndwi]"]) == 2
+    assert "mndwi needs bands named green and swir" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
     assert main(["fit", *config]) == 0
     checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
     predictor = ScenePredictor.from_checkpoint(checkpoint, tile=128)
-    assert predictor.meta.band_names == BANDS
-    assert predictor.meta.index_names == ["ndvi", "ndwi"]
+    assert predictor.spec.image.bands == BANDS
+    assert predictor.spec.channel_names == (*BANDS, "ndvi", "ndwi")
     assert predictor.model.in_channels == 6
     output = predictor.predict([ZION], None, tmp_path / "map.tif")
     with rasterio.open(output) as written, rasterio.open(ZION / "landsat_b2.tif") as band:

@@ -16,11 +16,13 @@ from affine import Affine
 
 from dualstream_geo.cli import main
 from dualstream_geo.data.normalize import OriginalScaling
+from dualstream_geo.data.spec import InputSpec, original_aux
 from dualstream_geo.errors import DualStreamError
 from dualstream_geo.models import DualStreamDFormer
 from dualstream_geo.models.vision import installed_layout_is_v5, segformer_key_v4, segformer_key_v5
 from dualstream_geo.training.losses import BinaryLovaszProbabilityLoss, SegmentationLoss
 from dualstream_geo.training.schedule import build_schedule
+from dualstream_geo.training.stored import read_spec
 
 from . import original_reference as ref
 from .conftest import write_raster
@@ -356,15 +358,19 @@ def test_imported_checkpoint_initialises_training(original_file: Path, tmp_path:
     assert main(["import-original", str(original_file), "--output", str(ckpt)]) == 0
     for weights in (ckpt, original_file):
         task = DualStreamSegmentation(
-            task="binary", weights=str(weights), use_boundary_refine=False
+            input_spec=InputSpec(aux=original_aux()),
+            task="binary",
+            weights=str(weights),
+            use_boundary_refine=False,
         )
         expected = DualStreamDFormer.from_original(original_file).state_dict()
         for name, value in task.model.state_dict().items():
             assert torch.equal(value, expected[name]), name
     raw = torch.load(ckpt, weights_only=True)
-    meta = raw["dualstream_geo"]
-    assert meta["normalization"] == "original" and meta["class_names"] == ["background", "target"]
-    assert meta["air_order"] == ["GEMS", "CO", "NO2", "SO2"]
+    spec = read_spec(raw, ckpt)
+    assert spec.normalization == "original" and spec.class_names == ["background", "target"]
+    assert spec.aux_names == ["gems", "air_pollution"] and spec.aux_channels == 48
+    assert spec.aux_channel_names[:13] == [*(f"gems_{i:02d}" for i in range(1, 13)), "co_01"]
     assert raw["hyper_parameters"]["preset"] == "original"
 
 
@@ -452,7 +458,7 @@ def test_imported_checkpoint_validates_and_fine_tunes_with_the_parity_config(
     assert main(["validate", *common, f"--ckpt_path={ckpt}"]) == 0
     assert main(["fit", *common, f"--model.weights={ckpt}", "--trainer.max_epochs=1"]) == 0
     best = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
-    assert best["dualstream_geo"]["normalization"] == "original"
+    assert read_spec(best, "last.ckpt").normalization == "original"
     # Frozen for the first epoch: the fine-tuned encoders still hold the imported weights.
     imported = torch.load(ckpt, weights_only=True)["state_dict"]
     key = "model.air_encoder.stem_conv.conv.weight"

@@ -190,7 +190,7 @@ def test_resume_after_interruption_gives_the_same_file(
 
 
 def input_fingerprint_of(checkpoint: Path, scene: dict[str, Path]) -> list[list[object]]:
-    from dualstream_geo.inference.meta import input_fingerprint
+    from dualstream_geo.inference.fingerprint import input_fingerprint
 
     predictor = ScenePredictor.from_checkpoint(checkpoint, tile=128)
     return input_fingerprint(predictor.dataset([scene["image"]], [scene["gems"], scene["air"]]))
@@ -277,7 +277,9 @@ def test_bad_input_writes_nothing(checkpoint: Path, scene: dict[str, Path], tmp_
         "EPSG:4326",
         Affine(0.01, 0, 10, 0, -0.01, 10),
     )
-    with pytest.raises(DualStreamError, match="sources do not overlap"):
+    with pytest.raises(
+        DualStreamError, match=r"GEMS \(.*GEMS_far.tif\) does not overlap the image"
+    ):
         ScenePredictor.from_checkpoint(checkpoint).predict(
             [scene["image"]], [far, scene["air"]], tmp_path / "y.tif"
         )
@@ -363,8 +365,7 @@ def test_window_is_bounded_by_the_scene_and_by_memory(
 ) -> None:
     """``--tile 65536`` on a 384 px scene runs with 384 px windows; on a scene as large as
     the window, a window that cannot fit in memory is refused before any is computed."""
-    from dualstream_geo.data import BandStats, DatasetStats
-    from dualstream_geo.inference import PredictionMeta
+    from dualstream_geo.data import BandStats, ClassSpec, DatasetStats, InputSpec
     from dualstream_geo.training import DualStreamSegmentation
 
     output = predict(checkpoint, scene, tmp_path / "clamped.tif", tile=65536)
@@ -383,15 +384,12 @@ def test_window_is_bounded_by_the_scene_and_by_memory(
         block = rasterio.windows.Window(0, 0, 256, 256)
         dst.write(np.full((4, 256, 256), 1000, dtype="uint16"), window=block)
     band = BandStats(["blue", "green", "red", "nir"], [1000.0] * 4, [1.0] * 4, [0.0] * 4, [1.0] * 4)
-    meta = PredictionMeta(
-        ("blue", "green", "red", "nir"),
-        ["a", "b"],
-        [(0, 0, 0), (9, 9, 9)],
-        DatasetStats(band, None),
-        use_air=False,
+    spec = InputSpec(
+        classes=ClassSpec(names=("a", "b"), colors=((0, 0, 0), (9, 9, 9))),
+        stats=DatasetStats(band, None),
     )
-    task = DualStreamSegmentation(use_air=False, preset="lite", vision_encoder="segformer-b0")
-    large = ScenePredictor(task, tile=side, batch_size=8, meta=meta, device="cpu")
+    task = DualStreamSegmentation(input_spec=spec, preset="lite", vision_encoder="segformer-b0")
+    large = ScenePredictor(task, tile=side, batch_size=8, device="cpu")
     with pytest.raises(DualStreamError, match=r"--tile 8192 with --batch-size 8 needs about 6\d\d"):
         large.predict([image], None, tmp_path / "large.tif")
     assert not list(tmp_path.glob("large.tif*"))

@@ -19,16 +19,20 @@ from torch import Tensor
 
 from dualstream_geo.data import DualStreamGeoDataset, LandCoverMask, SatelliteImage
 from dualstream_geo.data.labels import class_counts
+from dualstream_geo.data.spec import ClassSpec, InputSpec, original_aux
 from dualstream_geo.errors import DualStreamError
 from dualstream_geo.memory import keep_freed_memory
 from dualstream_geo.models import DualStreamDFormer
 from dualstream_geo.models.detail import ImageDetail
 from dualstream_geo.models.tta import tta_mean
-from dualstream_geo.training import DualStreamSegmentation, SegmentationLoss
+from dualstream_geo.training import DualStreamSegmentation, LossSettings, SegmentationLoss
 from dualstream_geo.training.defaults import freeze_epochs
 from dualstream_geo.training.losses import CrossEntropy, balanced_weights
 
 from .conftest import ZION, tiny, trainer
+
+#: Three classes, with the original preset's 48 aux channels.
+THREE_CLASSES = InputSpec(classes=ClassSpec(names=("a", "b", "c")), aux=original_aux())
 
 
 @pytest.mark.parametrize("preset", ["original", "lite"])
@@ -163,8 +167,7 @@ def test_warmup_cosine_steps_and_encoders_train_from_the_first_epoch(
         min_lr=1e-5,
         lr_schedule="warmup_cosine",
         warmup_epochs=1,
-        ce_weight=1.0,
-        class_balance=0.5,
+        loss=LossSettings(ce_weight=1.0, class_balance=0.5),
         keep_epoch_checkpoints=True,
     )
     assert task.frozen_epochs == 0  # no pretrained weights: nothing to freeze
@@ -201,15 +204,15 @@ def test_frozen_epochs_default_and_bad_settings() -> None:
     assert freeze_epochs({"weights": "original.ckpt"}) == 2
     assert freeze_epochs({"vision_weights": "mit-b1", "freeze_epochs": 0}) == 0
     assert freeze_epochs({"freeze_epochs": 3}) == 3
-    base = {"num_classes": 3, "vision_encoder": "segformer-b0", "preset": "lite"}
+    base = {"input_spec": THREE_CLASSES, "vision_encoder": "segformer-b0", "preset": "lite"}
     for settings, message in [
         ({"aux_weights": {"aux_f4": 1.0}}, "aux_weights keys"),
-        ({"class_weights": [1.0, 2.0]}, "class_weights has 2 values"),
+        ({"class_weights": (1.0, 2.0), "ce_weight": 1.0}, "class_weights has 2 values"),
         ({"class_balance": 0.3}, "ce_weight > 0"),
         ({"class_balance": -1.0, "ce_weight": 1.0}, "class_balance must be >= 0"),
     ]:
         with pytest.raises(DualStreamError, match=message):
-            DualStreamSegmentation(**base, **settings)  # type: ignore[arg-type]
+            DualStreamSegmentation(**base, loss=LossSettings(**settings))  # type: ignore[arg-type]
 
 
 def test_keep_freed_memory_on_linux() -> None:
@@ -218,7 +221,9 @@ def test_keep_freed_memory_on_linux() -> None:
 
 def test_d4_test_time_augmentation_makes_the_scores_equivariant() -> None:
     torch.manual_seed(0)
-    task = DualStreamSegmentation(num_classes=3, preset="lite", vision_encoder="segformer-b0")
+    task = DualStreamSegmentation(
+        input_spec=THREE_CLASSES, preset="lite", vision_encoder="segformer-b0"
+    )
     task.eval()
     image, air = torch.randn(1, 4, 64, 64), torch.randn(1, 48, 8, 8)
 

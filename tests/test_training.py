@@ -17,7 +17,7 @@ from dualstream_geo.data import DEMO_CLASS_MAP
 from dualstream_geo.data.augment import DualStreamAugmentation
 from dualstream_geo.data.datamodule import DualStreamDataModule
 from dualstream_geo.demo import FULL
-from dualstream_geo.training import DualStreamSegmentation, SegmentationLoss
+from dualstream_geo.training import DualStreamSegmentation, SegmentationLoss, read_spec
 from dualstream_geo.training.losses import DeepSupervisionLoss
 
 from .conftest import tiny, trainer
@@ -86,15 +86,16 @@ def test_two_stage_schedule_and_learning_rates(demo_root: Path, tmp_path: Path) 
         tmp_path / "checkpoints" / "last.ckpt"
     ).exists()
     assert (tmp_path / "training_curves.png").stat().st_size > 1000
-    meta = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=True)["dualstream_geo"]
-    assert meta["band_names"] == ["blue", "green", "red", "nir"] and meta["class_names"] == [
-        "background",
-        "target",
-    ]
+    stored = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=True)
+    spec = read_spec(stored, "best.ckpt")
+    assert spec.image.bands == ("blue", "green", "red", "nir")
+    assert spec.class_names == ["background", "target"]
+    assert spec.aux_names == ["gems", "air_pollution"] and spec.aux_channels == 48
+    assert spec.aux_scale == 8 and spec.stats is not None and spec.stats.air is not None
+    assert spec.stats.air.bands == spec.aux_channel_names and len(spec.stats.air.mean) == 48
+    # What defines the inputs is stored once, not repeated among the hyper-parameters.
     assert (
-        meta["air_scale"] == 8
-        and meta["patch_size"] == 64
-        and len(meta["stats"]["air"]["mean"]) == 48
+        not {"num_classes", "labels", "band_names", "use_air"} & stored["hyper_parameters"].keys()
     )
 
 
@@ -214,7 +215,9 @@ def test_demo_yaml_matches_the_demo_budget() -> None:
         FULL.patch_size,
         FULL.batch_size,
     )
-    assert {int(k): v for k, v in config["data"]["class_map"].items()} == DEMO_CLASS_MAP
+    classes = config["data"]["classes"]
+    assert {int(k): v for k, v in classes["map"].items()} == DEMO_CLASS_MAP
+    assert config["data"]["aux"] == "original"
 
 
 def test_aihub_yaml_builds_on_original_layout(tmp_path: Path) -> None:
@@ -235,18 +238,21 @@ def test_aihub_yaml_builds_on_original_layout(tmp_path: Path) -> None:
             "--trainer.precision=32-true",
         ],
     )
-    h, d = cli.model.hparams, cli.datamodule.hparams
+    h, d = cli.model.hparams, cli.datamodule
+    loss = cli.model.loss_settings
     assert (h["preset"], h["task"], h["use_boundary_refine"]) == ("original", "binary", False)
     assert (h["lr"], h["weight_decay"], h["freeze_epochs"], h["min_lr"]) == (3e-4, 1e-5, 2, 1e-6)
-    assert (h["focal_weight"], h["lovasz_weight"], h["focal_alpha"], h["focal_gamma"]) == (
+    assert (loss.focal_weight, loss.lovasz_weight, loss.focal_alpha, loss.focal_gamma) == (
         0.5,
         0.5,
         0.25,
         2.0,
     )
-    assert (h["lovasz_form"], h["lr_schedule"]) == ("original", "original")
-    assert h["aux_weights"] == {"final": 1.0, "aux_f2": 0.3, "aux_f3": 0.15}
-    assert (d["normalization"], d["sampler"], d["augment"]) == ("original", "tiles", False)
+    assert (loss.lovasz_form, h["lr_schedule"]) == ("original", "original")
+    assert loss.aux_weights == {"final": 1.0, "aux_f2": 0.3, "aux_f3": 0.15}
+    spec = cli.model.input_spec
+    assert (spec.normalization, d.sampling.kind, d.train_aug) == ("original", "tiles", None)
+    assert spec.aux_names == ["gems", "air_pollution"] and spec.minmax_groups() == [12] * 4
     assert cli.trainer.max_epochs == 42 and (d.patch_size, d.batch_size) == (512, 4)
     assert cli.trainer.gradient_clip_val is None
     assert [g["lr"] for g in cli.model.param_groups()] == pytest.approx([3e-5, 1.5e-4, 3e-4, 3e-4])
@@ -272,15 +278,17 @@ def demo_fit(demo_root: Path, root: Path, *extra: str) -> list[str]:
 def test_cli_errors_are_one_line(
     demo_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = demo_fit(demo_root, tmp_path, "--data.class_map={90: 2}")
+    args = demo_fit(demo_root, tmp_path, "--data.classes.map={90: 2}")
     assert run_cli(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith(
-        "dualstream-geo: error: class_map maps to class 2, but num_classes is 2"
+        "dualstream-geo: error: classes.map maps to class 2, but classes.names has 2 classes"
     )
     assert not (tmp_path / "checkpoints" / "last.ckpt").exists()
     # Failing after the statistics were computed: nothing of the failed run is left.
-    assert run_cli([*args[:-1], "--data.class_map={999: 1}", "--data.unmapped=ignore"]) == 2
+    assert (
+        run_cli([*args[:-1], "--data.classes.map={999: 1}", "--data.classes.unmapped=ignore"]) == 2
+    )
     assert "the train split has no labelled pixel" in capsys.readouterr().err
     assert not (tmp_path / "stats.json").exists()
     assert not (tmp_path / "checkpoints" / "config.yaml").exists()

@@ -1,17 +1,13 @@
-"""Data layer: raster sources, the dual-stream join, statistics, demo scenes, datamodule."""
+"""Data layer: raster sources, named aux sources, the input spec, the dual-stream join,
+statistics, demo scenes, datamodule."""
 
+from .auxiliary import GEMS, AirPollution, AuxRaster, aux_source
 from .grid import Grid
 from .join import DualStreamGeoDataset, collate_samples
 from .normalize import BandStats, DatasetStats, Normalize
 from .remote import configure_gdal
-from .sources import (
-    GEMS,
-    IGNORE_INDEX,
-    AirPollution,
-    GeoRaster,
-    LandCoverMask,
-    SatelliteImage,
-)
+from .sources import IGNORE_INDEX, GeoRaster, LandCoverMask, SatelliteImage
+from .spec import AuxSpec, ClassSpec, ImageSpec, InputSpec
 from .synthetic import DEMO_CLASS_MAP, DEMO_CLASS_NAMES, make_demo_scenes
 
 configure_gdal()
@@ -22,14 +18,20 @@ __all__ = [
     "GEMS",
     "IGNORE_INDEX",
     "AirPollution",
+    "AuxRaster",
+    "AuxSpec",
     "BandStats",
+    "ClassSpec",
     "DatasetStats",
     "DualStreamGeoDataset",
     "GeoRaster",
     "Grid",
+    "ImageSpec",
+    "InputSpec",
     "LandCoverMask",
     "Normalize",
     "SatelliteImage",
+    "aux_source",
     "collate_samples",
     "make_demo_scenes",
 ]

@@ -19,7 +19,7 @@ from ..errors import DualStreamError
 from .grid import Grid, open_raster
 from .join import DualStreamGeoDataset
 from .labels import scan_labels
-from .normalize import STATS_SIDE, decimated_read
+from .normalize import STATS_SIDE, BandStats, decimated_read
 from .sources import GeoRaster
 
 #: Share of nodata/NaN air values above which a file is worth a warning.
@@ -35,13 +35,14 @@ def check_air_values(source: GeoRaster) -> None:
     """
     for entry in source.index.filepath:
         for path, indexes in source.channel_files(entry):
-            values = decimated_read(open_raster(source.resolve(path)), indexes, source.nodata)
-            empty = np.isnan(values)
+            raw = decimated_read(open_raster(source.resolve(path)), indexes, source.nodata)
+            empty = np.isnan(source.convert(raw))
             if empty.all(axis=1).any():
-                band = int(np.flatnonzero(empty.all(axis=1))[0]) + 1
+                band = indexes[int(np.flatnonzero(empty.all(axis=1))[0])]
+                what = " after its log transform" if not np.isnan(raw).all(axis=1).any() else ""
                 raise DualStreamError(
-                    f"{path}: band {band} holds no valid value (all NaN or nodata); "
-                    "fix the file or leave it out"
+                    f"{path}: band {band} of {source.label} holds no valid value{what} (all "
+                    "NaN or nodata); fix the file or leave it out"
                 )
             share = float(empty.mean())
             if share > FILL_WARNING:
@@ -108,15 +109,17 @@ def check_air_over_region(
         values = source.read(files, grid, Resampling.nearest)[:, inside]
         empty = np.isnan(values)
         if empty.all(axis=1).any():
-            band = int(np.flatnonzero(empty.all(axis=1))[0]) + 1
+            channel = int(np.flatnonzero(empty.all(axis=1))[0])
+            names = getattr(source, "all_bands", ())
+            name = f" ({names[channel]})" if channel < len(names) else ""
             raise DualStreamError(
-                f"{files[0]}: {type(source).__name__} band {band} holds no valid value over "
-                f"{what} (all NaN or nodata there); fix the file or leave it out"
+                f"{files[0]}: {source.label} channel {channel + 1}{name} holds no valid value "
+                f"over {what} (all NaN or nodata there); fix the file or leave it out"
             )
         share = float(empty.mean())
         if share > FILL_WARNING:
             warnings.warn(
-                f"{type(source).__name__} ({files[0]}): {share:.1%} of the values over {what} "
+                f"{source.label} ({files[0]}): {share:.1%} of the values over {what} "
                 "are NaN or nodata; they are filled (band mean, or zeros under the original "
                 "scaling)",
                 stacklevel=2,
@@ -132,7 +135,52 @@ def check_air_coverage(dataset: DualStreamGeoDataset) -> None:
         covered = dataset._indexes[i].geometry.union_all().intersection(scene).area / scene.area
         if covered < 0.999:
             warnings.warn(
-                f"{type(source).__name__} covers {covered:.1%} of the scene; "
+                f"{source.label} covers {covered:.1%} of the scene; "
                 "the rest is filled with the band means",
                 stacklevel=3,
             )
+
+
+#: Band means further than this many training standard deviations away: a warning.
+SHIFT_WARNING_SD = 4.0
+#: Band means more than this many times smaller or larger than the training data's (or of
+#: the other sign) in most bands: another scaling or sensor, refused unless allowed.
+SCALE_REFUSAL = 10.0
+
+
+def check_value_shift(source: GeoRaster, trained: BandStats, allow: bool = False) -> None:
+    """The scene's values must look like the training data's (decimated reads).
+
+    Warns (one line, the bands and how far) where a band's mean lies more than
+    ``SHIFT_WARNING_SD`` training standard deviations from the training mean.
+
+    Raises:
+        DualStreamError: in most bands the mean is ``SCALE_REFUSAL`` times smaller or larger
+            than in training, or of the other sign (8-bit data for a 16-bit model,
+            reflectance scaled by 1/10000, an offset of -20000), unless ``allow``.
+    """
+    scene = BandStats.from_source(source, trained.bands)
+    far, rescaled = [], []
+    for name, mean, train_mean, train_std in zip(
+        trained.bands, scene.mean, trained.mean, trained.std, strict=True
+    ):
+        distance = abs(mean - train_mean) / max(train_std, 1e-12)
+        if distance > SHIFT_WARNING_SD:
+            far.append(
+                f"{name} {mean:.4g} (trained {train_mean:.4g} +- {train_std:.3g}: "
+                f"{distance:.1f} sd)"
+            )
+        ratio = mean / train_mean if train_mean else 1.0
+        if ratio <= 0 or not 1 / SCALE_REFUSAL <= ratio <= SCALE_REFUSAL:
+            rescaled.append(f"{name} {mean:.4g} vs {train_mean:.4g}")
+    if len(rescaled) * 2 > len(trained.bands) and not allow:
+        raise DualStreamError(
+            f"{source.label}: the values cannot be the training data's sensor and scaling "
+            f"(band means {'; '.join(rescaled)}); rescale the image, or pass "
+            "--allow-input-shift to predict anyway"
+        )
+    if far:
+        warnings.warn(
+            f"{source.label}: band means far from the training data: {'; '.join(far)}",
+            stacklevel=2,
+        )

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Literal
 
 import numpy as np
@@ -15,51 +16,66 @@ from torchgeo.samplers import GriddedPatchSampler, PreChippedGeoSampler
 
 from ..errors import DualStreamError
 from .augment import DualStreamAugmentation
+from .auxiliary import aux_source, resolved
 from .checks import check_air_over_region, has_labels
-from .indices import check_indices
 from .join import DualStreamGeoDataset, collate_samples
 from .labels import class_counts
-from .layout import SceneSet, build_dataset, scene_set
-from .normalize import BandStats, DatasetStats, Normalize, OriginalScaling
+from .layout import SceneSet, build_dataset, scene_set, split_aux
+from .normalize import BandStats, DatasetStats
 from .ranks import RankLocal, RankShard, process_rank
 from .sampling import EpochPatchSampler, FocusPatchSampler
-
-NORMALIZATIONS = ("dataset", "original")
-SAMPLERS = ("random", "tiles")
+from .settings import SamplingSettings, SplitSettings
+from .spec import AuxSpec, ClassSpec, ImageSpec, InputSpec, aux_from_dict, check_stats, original_aux
 
 
 class DualStreamDataModule(GeoDataModule):
-    """Train/val/test loaders of image + air + mask patches from georeferenced scenes.
+    """Train/val/test loaders of image + aux + mask patches from georeferenced scenes.
 
-    Splits come from ``root`` (``layout="scenes"``: ``<root>/{train,val,test}/{image,label,
-    gems,air}``; ``layout="original"``: the original project's tile folders) or from explicit
-    :class:`SceneSet` paths. Without a validation set, ``val_fraction`` of the training
+    What the model sees is the :class:`~dualstream_geo.data.spec.InputSpec` built here from
+    ``image``, ``classes``, ``aux``, ``aux_scale`` and ``normalization`` (with the band
+    statistics once the training data is read): :attr:`input_spec`, which LightningCLI
+    links into the task and every checkpoint stores.
+
+    Splits come from ``root`` (``layout="scenes"``: ``<root>/{train,val,test}/{image,label}``
+    and a folder per aux source, ``gems`` / ``air`` for the original preset;
+    ``layout="original"``: the original project's tile folders) or from explicit
+    :class:`SceneSet` paths. Without a validation set, ``split.val_fraction`` of the training
     scenes' area is held out by TorchGeo grid-cell assignment; labels outside a split's cells
     are ignored, so a validation patch never scores training pixels. Training patches are
-    drawn by ``RandomPatchSampler``, val/test patches by ``GriddedPatchSampler``.
+    drawn at random (``sampling``), val/test patches by ``GriddedPatchSampler``;
+    ``sampling.kind="tiles"`` reads whole image files instead, one sample per file, as the
+    original project does with its 512 px tiles (``patch_size`` is then only checked).
 
-    ``sampler="tiles"`` reads whole image files instead, one sample per file (shuffled for
-    training, in order for val/test; TorchGeo ``PreChippedGeoSampler``), as the original
-    project does with its 512 px tiles; ``patch_size`` is then only checked against them.
+    Args:
+        root: folder of the splits (``layout``), or None with explicit ``train`` (``val``,
+            ``test``) scene sets.
+        layout: ``scenes`` or ``original``.
+        train: the training split's paths (default: from ``root``).
+        val: the validation split's paths (default: from ``root``, else held out).
+        test: the test split's paths (default: from ``root``, else held out).
+        split: grid-cell hold-out (:class:`~dualstream_geo.data.settings.SplitSettings`).
+        sampling: how training patches are drawn
+            (:class:`~dualstream_geo.data.settings.SamplingSettings`).
+        image: the image bands, files, nodata and indices (:class:`ImageSpec`).
+        classes: class names, colours, the label map and ignore index (:class:`ClassSpec`).
+        aux: the named aux sources (:class:`AuxSpec` list), ``"original"`` for the original
+            project's GEMS + CO/NO2/SO2 files, or None for the image alone.
+        aux_scale: aux pixels are ``aux_scale`` image pixels wide (the model takes 8).
+        normalization: ``dataset``: band statistics from the training sources (decimated
+            reads), saved to ``stats_path`` when given (an existing file there is reused);
+            ``original``: the original project's scaling, for its checkpoints and recipe.
+        stats_path: where the statistics are kept.
+        patch_size: training and evaluation patch side in image pixels (a multiple of 32).
+        batch_size: samples per batch and process.
+        length: training patches per epoch (None: about one pass over the training area).
+        num_workers: loader processes.
+        augment: random flips and 90-degree rotations of every stream
+            (:class:`~dualstream_geo.data.augment.DualStreamAugmentation`).
+        augment_intensity: also brightness, contrast and noise on the image: for
+            differences between scenes and sensors; a single calibrated scene may not need it.
 
-    ``sampler_seed`` makes the random patches reproducible (new ones every epoch, the same
-    sequence every run); None draws from the operating system. ``focus_classes``: centre
-    ``focus_fraction`` of the training patches on pixels of these (rare) classes.
-
-    ``normalization="dataset"``: band statistics are computed from the training sources once
-    (decimated reads) and saved to ``stats_path`` when given (an existing file there is
-    reused); image and air are standardised with them. ``"original"``: the original
-    project's scaling (:class:`~dualstream_geo.data.normalize.OriginalScaling`), for its
-    checkpoints and recipe.
-
-    ``indices``: spectral indices (``ndvi``, ``ndwi``, ...: :mod:`~dualstream_geo.data.indices`)
-    computed from the named ``bands`` and appended to the image after them, standardised
-    with their own statistics: the model then takes ``len(bands) + len(indices)`` channels.
-
-    ``augment``: random flips and 90-degree rotations of every stream, and with
-    ``augment_intensity`` brightness, contrast and noise on the image
-    (:class:`~dualstream_geo.data.augment.DualStreamAugmentation`): intensity jitter stands
-    for differences between scenes and sensors; a single calibrated scene may not need it.
+    Raises:
+        DualStreamError: a bad setting, naming it.
     """
 
     def __init__(
@@ -69,23 +85,12 @@ class DualStreamDataModule(GeoDataModule):
         train: SceneSet | None = None,
         val: SceneSet | None = None,
         test: SceneSet | None = None,
-        val_fraction: float = 0.2,
-        test_fraction: float = 0.0,
-        split_grid: int = 4,
-        split_seed: int = 0,
-        sampler: Literal["random", "tiles"] = "random",
-        sampler_seed: int | None = 0,
-        focus_classes: list[int] | None = None,
-        focus_fraction: float = 0.5,
-        bands: Sequence[str] = ("blue", "green", "red", "nir"),
-        indices: Sequence[str] = (),
-        band_files: Sequence[str] | None = None,
-        image_nodata: float | None = None,
-        class_map: dict[int, int] | None = None,
-        unmapped: Literal["background", "ignore"] = "background",
-        ignore_index: int = 255,
-        use_air: bool = True,
-        air_scale: int = 8,
+        split: SplitSettings | None = None,
+        sampling: SamplingSettings | None = None,
+        image: ImageSpec | None = None,
+        classes: ClassSpec | None = None,
+        aux: list[AuxSpec] | Literal["original"] | None = None,
+        aux_scale: int = 8,
         normalization: Literal["dataset", "original"] = "dataset",
         stats_path: str | None = None,
         patch_size: int = 256,
@@ -104,23 +109,23 @@ class DualStreamDataModule(GeoDataModule):
             )
         if num_workers < 0:
             raise DualStreamError(f"num_workers must be >= 0, got {num_workers}")
-        if sampler not in SAMPLERS:
-            raise DualStreamError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
-        if normalization not in NORMALIZATIONS:
+        if patch_size < 32 or patch_size % 32:
+            raise DualStreamError(f"patch_size must be a positive multiple of 32, got {patch_size}")
+        if aux_scale < 1 or patch_size % aux_scale:
             raise DualStreamError(
-                f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}"
+                f"patch_size {patch_size} is not divisible by aux_scale {aux_scale}"
             )
-        check_indices(indices, bands)
-        if indices and normalization != "dataset":
-            raise DualStreamError("indices need normalization 'dataset' (the original has none)")
-        if patch_size % 32:
-            raise DualStreamError(f"patch_size must be a multiple of 32, got {patch_size}")
-        if patch_size % air_scale:
-            raise DualStreamError(
-                f"patch_size {patch_size} is not divisible by air_scale {air_scale}"
-            )
-        if not 0.0 <= val_fraction < 1.0 or not 0.0 <= test_fraction < 1.0:
-            raise DualStreamError("val_fraction and test_fraction must lie in [0, 1)")
+        self.split = split or SplitSettings()
+        self.sampling = sampling or SamplingSettings()
+        self.stats_path = stats_path
+        self._spec = InputSpec(
+            image=image or ImageSpec(),
+            classes=classes or ClassSpec(),
+            aux=aux_specs(aux),
+            aux_scale=aux_scale,
+            normalization=normalization,
+        )
+        self._resolved = False
         super().__init__(
             DualStreamGeoDataset,
             batch_size=batch_size,
@@ -128,109 +133,135 @@ class DualStreamDataModule(GeoDataModule):
             length=length,
             num_workers=num_workers,
         )
-        self.save_hyperparameters(ignore=["train", "val", "test"])
+        names = self._spec.aux_names
         if root is not None:
             if not os.path.isdir(root):
                 raise DualStreamError(f"root {root!r} is not a folder")
-            train = train or scene_set(root, "train", layout)
-            val = val or scene_set(root, "val", layout)
-            test = test or scene_set(root, "test", layout)
+            train = train or scene_set(root, "train", layout, names)
+            val = val or scene_set(root, "val", layout, names)
+            test = test or scene_set(root, "test", layout, names)
         if train is None:
             raise DualStreamError("no training scenes: give root (with a train split) or train")
         self.scenes = {"train": train, "val": val, "test": test}
         self.collate_fn = collate_samples  # type: ignore[assignment]
         self.train_aug = DualStreamAugmentation(intensity=augment_intensity) if augment else None
         self.aug = _identity
-        self.stats: DatasetStats | None = None
         self._splits: dict[str, DualStreamGeoDataset] = {}
 
+    # -- the input spec ------------------------------------------------------------------
+    @property
+    def input_spec(self) -> InputSpec:
+        """What the model sees: the aux channels resolved from the training files, with the
+        band statistics once known (from ``stats_path`` or the training data)."""
+        if not self._resolved:
+            spec = self._spec
+            if spec.aux:
+                train = self.scenes["train"]
+                assert train is not None
+                aux = []
+                for source_spec in split_aux(train, spec, "train"):
+                    source = aux_source(source_spec, train.georef_fallback)  # type: ignore[arg-type]
+                    aux.append(resolved(source_spec, source))
+                spec = replace(spec, aux=tuple(aux))
+            path = self.stats_path
+            if spec.normalization == "dataset" and path and os.path.exists(path):
+                spec = spec.with_stats(_load_stats(path, spec))
+            self._spec, self._resolved = spec, True
+        return self._spec
+
+    @property
+    def stats(self) -> DatasetStats | None:
+        """The band statistics (None until the training data is read, or without them)."""
+        return self._spec.stats
+
+    def adopt(self, spec: InputSpec, source: str) -> None:
+        """Normalise with the statistics of ``spec`` (a checkpoint's, named ``source``), after
+        checking that it reads the same inputs as this data.
+
+        Raises:
+            DualStreamError: the checkpoint's inputs differ from the data's (named).
+        """
+        mine = self.input_spec
+        differences = spec.differences(mine)
+        if differences:
+            raise DualStreamError(
+                f"{source} was trained on other inputs than the data gives: "
+                + "; ".join(differences)
+            )
+        self._spec = replace(mine, stats=spec.stats)
+        self._splits = {}
+
     # -- datasets ------------------------------------------------------------------------
-    def _build(self, scenes: SceneSet) -> DualStreamGeoDataset:
-        h = self.hparams
-        return build_dataset(
-            scenes,
-            bands=h["bands"],
-            band_files=h["band_files"],
-            class_map=h["class_map"],
-            unmapped=h["unmapped"],
-            ignore_index=h["ignore_index"],
-            use_air=h["use_air"],
-            air_scale=h["air_scale"],
-            image_nodata=h["image_nodata"],
-        )
+    def _build(self, scenes: SceneSet, split: str) -> DualStreamGeoDataset:
+        return build_dataset(scenes, self.input_spec, split)
 
     def compute_stats(self, dataset: DualStreamGeoDataset) -> DatasetStats:
-        """Load ``stats_path`` if it exists, else compute from ``dataset`` (and save)."""
-        path = self.hparams["stats_path"]
-        indices = [index.lower() for index in self.hparams["indices"]]
+        """Load ``stats_path`` if it exists, else compute from ``dataset`` (and save).
+
+        Raises:
+            DualStreamError: the file describes other channels, or an aux channel is
+                constant over the training data.
+        """
+        spec = self.input_spec
+        path = self.stats_path
         if path and os.path.exists(path):
-            stats = DatasetStats.load(path)
-            if stats.index_names != indices:
-                raise DualStreamError(
-                    f"stats_path {path}: computed for indices {stats.index_names}, the data asks "
-                    f"for {indices}; delete it or give another stats_path"
-                )
-            return stats
-        bands = self.hparams["bands"]
+            return _load_stats(path, spec)
+        bands = spec.image.bands
         image = BandStats.from_source(dataset.image, bands)
         air = None
         if dataset.air:
             air = BandStats.concat(BandStats.from_source(a) for a in dataset.air)
+        indices = [index.lower() for index in spec.image.indices]
         index_stats = BandStats.from_indices(dataset.image, bands, indices) if indices else None
         stats = DatasetStats(image, air, index_stats)
+        check_stats(spec, stats)
         if path:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             stats.save(path)
         return stats
 
     def _prepare(self, dataset: DualStreamGeoDataset) -> DualStreamGeoDataset:
-        if self.hparams["normalization"] == "original":
-            dataset.transforms = OriginalScaling()
-            # NaN reaches the scaling, which zeroes that file as the original does.
-            dataset.air_fill = np.full(dataset.air_channels, np.nan, dtype=np.float32)
-            return dataset
-        assert self.stats is not None
-        dataset.transforms = Normalize(self.stats)
-        if self.stats.air is not None:
-            # Missing air then normalises to 0, the band mean.
-            dataset.air_fill = np.asarray(self.stats.air.mean, dtype=np.float32)
+        spec = self.input_spec
+        dataset.transforms = spec.transform()
+        dataset.set_air_fill(spec.aux_fill())
         return dataset
 
     def datasets(self) -> dict[str, DualStreamGeoDataset]:
         """Build (once) the joined dataset of every split; the first call validates all inputs."""
         if self._splits:
             return self._splits
-        h = self.hparams
+        spec = self.input_spec
         assert self.scenes["train"] is not None
-        train = self._build(self.scenes["train"])
-        if h["normalization"] == "dataset":
-            self.stats = self.compute_stats(train)
+        train = self._build(self.scenes["train"], "train")
+        if spec.normalization == "dataset" and spec.stats is None:
+            self._spec = spec.with_stats(self.compute_stats(train))
         splits = {"train": train}
         fractions = {
-            "val": h["val_fraction"] if self.scenes["val"] is None else 0.0,
-            "test": h["test_fraction"] if self.scenes["test"] is None else 0.0,
+            "val": self.split.val_fraction if self.scenes["val"] is None else 0.0,
+            "test": self.split.test_fraction if self.scenes["test"] is None else 0.0,
         }
         held_out = [name for name, f in fractions.items() if f > 0]
         if held_out:
             parts = random_grid_cell_assignment(
                 train,
                 [1 - sum(fractions.values()), *(fractions[n] for n in held_out)],
-                grid_size=h["split_grid"],
-                generator=torch.Generator().manual_seed(h["split_seed"]),
+                grid_size=self.split.grid,
+                generator=torch.Generator().manual_seed(self.split.seed),
             )
             for name, part in zip(["train", *held_out], parts, strict=True):
                 assert isinstance(part, DualStreamGeoDataset)
                 part.label_roi = part.index.geometry.union_all()
                 splits[name] = part
         for name in ("val", "test"):
-            if self.scenes[name] is not None:
-                splits[name] = self._build(self.scenes[name])  # type: ignore[arg-type]
+            scenes = self.scenes[name]
+            if scenes is not None:
+                splits[name] = self._build(scenes, name)
         for name, dataset in splits.items():
             check_air_over_region(dataset, f"the {name} split")
             if not has_labels(dataset):
                 raise DualStreamError(
                     f"the {name} split has no labelled pixel (every label is ignored or nodata "
-                    "there); check class_map / unmapped, or the split fractions"
+                    "there); check classes.map / classes.unmapped, or the split fractions"
                 )
         self._splits = {name: self._prepare(ds) for name, ds in splits.items()}
         return self._splits
@@ -239,7 +270,7 @@ class DualStreamDataModule(GeoDataModule):
     def prepare_data(self) -> None:
         # Lightning calls this on one process per node before setup: the statistics file is
         # computed there once, and the other ranks load it instead of racing to write it.
-        if self.hparams["normalization"] == "dataset" and self.hparams["stats_path"]:
+        if self._spec.normalization == "dataset" and self.stats_path:
             self.datasets()
 
     def _rank(self) -> tuple[int, int]:
@@ -252,12 +283,12 @@ class DualStreamDataModule(GeoDataModule):
     def setup(self, stage: str) -> None:
         splits = self.datasets()
         size = self.patch_size
-        tiles = self.hparams["sampler"] == "tiles"
+        tiles = self.sampling.kind == "tiles"
         rank, world_size = self._rank()
         if stage == "fit":
             self.train_dataset = splits["train"]
             length = self.length or self._default_length(splits["train"])
-            seed = self.hparams["sampler_seed"]
+            seed = self.sampling.seed
             if tiles:
                 # The same shuffle on every rank (one seed), shared out: each tile once.
                 generator = torch.Generator().manual_seed(seed) if seed is not None else None
@@ -268,18 +299,26 @@ class DualStreamDataModule(GeoDataModule):
                     pad=True,
                 )
             else:
-                per_rank = {"seed": seed, "rank": rank, "world_size": world_size}
                 sampler = (
                     FocusPatchSampler(
                         splits["train"],
                         size=size,
                         length=length,
-                        classes=self.hparams["focus_classes"],
-                        fraction=self.hparams["focus_fraction"],
-                        **per_rank,
+                        classes=list(self.sampling.focus_classes or ()),
+                        fraction=self.sampling.focus_fraction,
+                        seed=seed,
+                        rank=rank,
+                        world_size=world_size,
                     )
-                    if self.hparams["focus_classes"]
-                    else EpochPatchSampler(splits["train"], size=size, length=length, **per_rank)
+                    if self.sampling.focus_classes
+                    else EpochPatchSampler(
+                        splits["train"],
+                        size=size,
+                        length=length,
+                        seed=seed,
+                        rank=rank,
+                        world_size=world_size,
+                    )
                 )
                 self.train_sampler = RankLocal(  # type: ignore[assignment]
                     sampler, rank=rank, world_size=world_size
@@ -301,7 +340,7 @@ class DualStreamDataModule(GeoDataModule):
 
     def train_dataloader(self) -> DataLoader[dict[str, Any]]:
         super().train_dataloader()  # TorchGeo's checks of the dataset and sampler
-        tiles = self.hparams["sampler"] == "tiles"
+        tiles = self.sampling.kind == "tiles"
         return DataLoader(
             self.train_dataset,  # type: ignore[arg-type]
             batch_size=self.batch_size,
@@ -331,7 +370,7 @@ class DualStreamDataModule(GeoDataModule):
             return super().on_after_batch_transfer(batch, dataloader_idx)
 
     def _eval_sampler(self, dataset: DualStreamGeoDataset) -> Any:
-        if self.hparams["sampler"] == "tiles":
+        if self.sampling.kind == "tiles":
             return PreChippedGeoSampler(dataset, shuffle=False)
         return GriddedPatchSampler(dataset, size=self.patch_size, stride=self.patch_size)
 
@@ -347,10 +386,32 @@ class DualStreamDataModule(GeoDataModule):
         counted on a decimated grid (:func:`~dualstream_geo.data.labels.class_counts`)."""
         return class_counts(self.datasets()["train"], num_classes)
 
-    @property
-    def band_names(self) -> tuple[str, ...]:
-        return tuple(self.hparams["bands"])
-
 
 def _identity(batch: dict[str, Any]) -> dict[str, Any]:
     return batch
+
+
+def aux_specs(aux: Sequence[AuxSpec | Mapping[str, Any]] | str | None) -> tuple[AuxSpec, ...]:
+    """The named aux sources of a datamodule's ``aux`` setting.
+
+    Raises:
+        DualStreamError: an unknown preset name.
+    """
+    if aux is None:
+        return ()
+    if isinstance(aux, str):
+        if aux != "original":
+            raise DualStreamError(f"aux must be a list of sources or 'original', got {aux!r}")
+        return original_aux()
+    return tuple(a if isinstance(a, AuxSpec) else aux_from_dict(a) for a in aux)
+
+
+def _load_stats(path: str, spec: InputSpec) -> DatasetStats:
+    stats = DatasetStats.load(path)
+    try:
+        check_stats(spec, stats)
+    except DualStreamError as error:
+        raise DualStreamError(
+            f"stats_path {path}: {error}; delete it or give another stats_path"
+        ) from None
+    return stats

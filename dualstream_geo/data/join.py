@@ -42,9 +42,11 @@ class DualStreamGeoDataset(GeoDataset):
     * ``valid`` (H, W) bool, false where the image has no data,
     * ``bounds`` (4,) float64 ``xmin, ymin, xmax, ymax``, and ``crs`` (rasterio CRS).
 
-    Every source is reprojected on the fly from its own CRS (bilinear for image and air,
-    nearest for the mask). Air nodata/NaN is filled with ``air_fill`` (per channel; the
-    datamodule passes the band means, so filled pixels normalise to 0). Image nodata sets
+    Every source is reprojected on the fly from its own CRS (bilinear for the image, nearest
+    for the mask, each air source with its own ``resampling``: bilinear for GEMS and
+    AirPollution, an :class:`~dualstream_geo.data.auxiliary.AuxRaster`'s as configured).
+    Air nodata/NaN is filled with ``air_fill`` (per channel; the datamodule passes the band
+    means, so filled pixels normalise to 0). Image nodata sets
     ``valid`` false and the mask to ``ignore_index`` there. With ``air=None`` no ``air`` key
     is returned (the model's air-absent path).
     """
@@ -64,7 +66,10 @@ class DualStreamGeoDataset(GeoDataset):
             raise DualStreamError(f"image must be a SatelliteImage source, got {image!r}")
         for source in [air] if isinstance(air, GeoRaster) else list(air or []):
             if not isinstance(source, GeoRaster):
-                raise DualStreamError(f"air sources must be GEMS / AirPollution, got {source!r}")
+                raise DualStreamError(
+                    f"air sources must be raster sources (AuxRaster, GEMS, AirPollution), "
+                    f"got {source!r}"
+                )
         if mask is not None and not isinstance(mask, LandCoverMask):
             raise DualStreamError(f"mask must be a LandCoverMask source, got {mask!r}")
         self.image = image
@@ -75,14 +80,7 @@ class DualStreamGeoDataset(GeoDataset):
         #: Labels outside this geometry (image CRS) are ignored: set on geographic splits.
         self.label_roi: shapely.Geometry | None = None
         self.air_channels = sum(a.num_channels for a in self.air)
-        fill = np.asarray(air_fill, dtype=np.float32)
-        if fill.ndim > 1 or fill.size not in (1, self.air_channels):
-            raise DualStreamError(
-                f"air_fill must be one value or {self.air_channels} (one per air channel), "
-                f"got {fill.size}"
-            )
-        fill = np.broadcast_to(fill, (self.air_channels,))
-        self.air_fill = fill.copy()
+        self.set_air_fill(air_fill)
         self.grid_crs = CRS.from_user_input(image.crs)
         self._res = image.res
 
@@ -93,13 +91,20 @@ class DualStreamGeoDataset(GeoDataset):
             (shapely.STRtree(i.geometry.values), i.filepath.to_numpy()) for i in self._indexes
         ]
         footprint = self._indexes[0].geometry
-        for other in self._indexes[1:]:
-            footprint = footprint.intersection(other.geometry.union_all())
+        scene = footprint.union_all()
+        for source, other in zip(sources[1:], self._indexes[1:], strict=True):
+            covered = other.geometry.union_all()
+            if covered.intersection(scene).area <= 0:
+                raise DualStreamError(
+                    f"{source.label} ({other.filepath.iloc[0]}) does not overlap the image: its "
+                    f"bounds {_bounds(other)} against the image's {_bounds(self._indexes[0])} "
+                    f"(in {image.crs.name})"
+                )
+            footprint = footprint.intersection(covered)
         keep = np.asarray(~footprint.is_empty & (footprint.area > 0))
         if not keep.any():
             listed = "; ".join(
-                f"{type(s).__name__} ({', '.join(f'{v:.3f}' for v in idx.total_bounds)})"
-                for s, idx in zip(sources, self._indexes, strict=True)
+                f"{s.label} ({_bounds(idx)})" for s, idx in zip(sources, self._indexes, strict=True)
             )
             raise DualStreamError(f"sources do not overlap (bounds in {image.crs.name}): {listed}")
         self.index = gpd.GeoDataFrame(
@@ -108,6 +113,20 @@ class DualStreamGeoDataset(GeoDataset):
             index=self._indexes[0].index[keep],
             crs=image.crs,
         )
+
+    def set_air_fill(self, air_fill: float | Sequence[float]) -> None:
+        """What missing air values become: one value, or one per air channel.
+
+        Raises:
+            DualStreamError: another number of values.
+        """
+        fill = np.asarray(air_fill, dtype=np.float32)
+        if fill.ndim > 1 or fill.size not in (1, self.air_channels):
+            raise DualStreamError(
+                f"air_fill must be one value or {self.air_channels} (one per air channel), "
+                f"got {fill.size}"
+            )
+        self.air_fill = np.broadcast_to(fill, (self.air_channels,)).copy()
 
     def _files(self, source: int, box: shapely.Polygon) -> list[str]:
         tree, paths = self._trees[source]
@@ -170,7 +189,7 @@ class DualStreamGeoDataset(GeoDataset):
     def _read_air(self, grid: Grid) -> np.ndarray:
         box = shapely.box(*grid.bounds)
         parts = [
-            source.read(self._files(i + 1, box), grid, Resampling.bilinear)
+            source.read(self._files(i + 1, box), grid, source.resampling)
             for i, source in enumerate(self.air)
         ]
         air = np.concatenate(parts)
@@ -178,3 +197,7 @@ class DualStreamGeoDataset(GeoDataset):
         if bad.any():
             air[bad] = np.broadcast_to(self.air_fill[:, None, None], air.shape)[bad]
         return air
+
+
+def _bounds(index: gpd.GeoDataFrame) -> str:
+    return ", ".join(f"{v:.3f}" for v in index.total_bounds)

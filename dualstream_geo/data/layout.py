@@ -7,7 +7,7 @@ import glob
 import os
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,9 +15,11 @@ import rasterio
 from affine import Affine
 
 from ..errors import DualStreamError
+from .auxiliary import aux_source, resolved
 from .checks import check_air_values, check_image_values
 from .join import DualStreamGeoDataset
-from .sources import GEMS, AirPollution, Georef, LandCoverMask, SatelliteImage, has_georeferencing
+from .sources import Georef, LandCoverMask, SatelliteImage, has_georeferencing
+from .spec import AuxSpec, InputSpec
 
 #: Original layout folders per split: image, label, GEMS, air pollution.
 ORIGINAL_FOLDERS = {
@@ -26,38 +28,45 @@ ORIGINAL_FOLDERS = {
 }
 #: Scene-folder layout (what ``make_demo_scenes`` writes): <root>/<split>/<sub>/.
 SCENE_FOLDERS = ("image", "label", "gems", "air")
+#: Folders of the original preset's aux sources in the scene layout (others: their name).
+SCENE_AUX_FOLDERS = {"gems": "gems", "air_pollution": "air"}
 _AUX_NAME = re.compile(r"^(?:GEMS_|AIR_Pollution_(?:CO|NO2|SO2)_)?(?P<name>.+)\.tiff?$")
 
 
 @dataclass
 class SceneSet:
-    """Paths (files or folders) of one split's sources; ``mask``/air may be absent."""
+    """Paths (files or folders) of one split's sources: the image, the labels (``mask``) and
+    the aux sources' own paths by name (``aux``: a source not named here reads the paths of
+    its :class:`~dualstream_geo.data.spec.AuxSpec`)."""
 
     image: list[str]
     mask: list[str] | None = None
-    gems: list[str] | None = None
-    air_pollution: list[str] | None = None
+    aux: dict[str, list[str]] | None = None
     #: Set by the original layout for tiles without georeferencing: path -> (crs, transform).
     georef_fallback: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def has_air(self) -> bool:
-        return bool(self.gems or self.air_pollution)
 
+def scene_set(
+    root: str, split: str, layout: str = "scenes", aux_names: Sequence[str] = ()
+) -> SceneSet | None:
+    """The split's :class:`SceneSet` under ``root``, or None when the split has no folder.
 
-def scene_set(root: str, split: str, layout: str = "scenes") -> SceneSet | None:
-    """The split's :class:`SceneSet` under ``root``, or None when the split has no folder."""
+    Its ``aux`` holds the folder of each of ``aux_names`` that exists: ``<split>/<name>``,
+    and for the original preset's sources ``<split>/gems`` and ``<split>/air`` (scenes),
+    ``t_gems`` / ``t_ap`` and ``v_gems`` / ``v_ap`` (original).
+    """
     if layout == "scenes":
         folder = os.path.join(root, split)
         if not os.path.isdir(folder):
             return None
-        paths = [os.path.join(folder, sub) for sub in SCENE_FOLDERS]
-        exists = [p if os.path.isdir(p) else None for p in paths]
+        image, label = (os.path.join(folder, sub) for sub in SCENE_FOLDERS[:2])
+        folders = {
+            name: os.path.join(folder, SCENE_AUX_FOLDERS.get(name, name)) for name in aux_names
+        }
         return SceneSet(
-            image=[paths[0]],
-            mask=[exists[1]] if exists[1] else None,
-            gems=[exists[2]] if exists[2] else None,
-            air_pollution=[exists[3]] if exists[3] else None,
+            image=[image],
+            mask=[label] if os.path.isdir(label) else None,
+            aux={name: [path] for name, path in folders.items() if os.path.isdir(path)},
         )
     if layout == "original":
         if split not in ORIGINAL_FOLDERS:
@@ -69,7 +78,13 @@ def scene_set(root: str, split: str, layout: str = "scenes") -> SceneSet | None:
             if not os.path.isdir(folder):
                 raise DualStreamError(f"{folder}: missing folder of the original layout")
         fallback = original_georef_fallback(image, [label, gems, air])
-        return SceneSet([image], [label], [gems], [air], georef_fallback=fallback)
+        aux = {"gems": [gems], "air_pollution": [air]}
+        return SceneSet(
+            [image],
+            [label],
+            {name: paths for name, paths in aux.items() if name in aux_names},
+            georef_fallback=fallback,
+        )
     raise DualStreamError(f"layout must be 'scenes' or 'original', got {layout!r}")
 
 
@@ -133,41 +148,58 @@ def original_georef_fallback(
     return georef_fallback([image_folder], folders)
 
 
-def build_dataset(
-    scenes: SceneSet,
-    bands: Sequence[str] = ("blue", "green", "red", "nir"),
-    band_files: Sequence[str] | None = None,
-    class_map: Mapping[int, int] | None = None,
-    unmapped: str = "background",
-    ignore_index: int = 255,
-    use_air: bool = True,
-    air_scale: int = 8,
-    image_nodata: float | None = None,
-) -> DualStreamGeoDataset:
-    """The joined dataset of one split (sources validated, overlap checked)."""
+def split_aux(scenes: SceneSet, spec: InputSpec, split: str = "") -> list[AuxSpec]:
+    """The spec's aux sources with this split's paths.
+
+    Raises:
+        DualStreamError: a source without paths, or a split naming a source the spec lacks.
+    """
+    own = scenes.aux or {}
+    unknown = sorted(set(own) - set(spec.aux_names))
+    if unknown and spec.aux:
+        raise DualStreamError(
+            f"the {split or 'data'} split names aux source {unknown[0]!r}, which data.aux does "
+            f"not define (it has: {', '.join(spec.aux_names)})"
+        )
+    sources = []
+    for source in spec.aux:
+        paths = own.get(source.name) or list(source.paths)
+        if not paths:
+            where = f"the {split} split" if split else "the data"
+            raise DualStreamError(
+                f"aux source {source.name!r} has no paths for {where}: give its paths in "
+                "data.aux (or the split's aux)"
+            )
+        sources.append(source.with_paths(paths))
+    return sources
+
+
+def build_dataset(scenes: SceneSet, spec: InputSpec, split: str = "") -> DualStreamGeoDataset:
+    """The joined dataset of one split (sources validated, overlap checked) as ``spec``
+    defines it; its aux sources must give the spec's channels when the spec names them."""
     fallback: Georef = scenes.georef_fallback  # type: ignore[assignment]
-    image = SatelliteImage(scenes.image, bands=bands, band_files=band_files, nodata=image_nodata)
+    image = SatelliteImage(
+        scenes.image,
+        bands=spec.image.bands,
+        band_files=spec.image.band_files,
+        nodata=spec.image.nodata,
+    )
     mask = None
     if scenes.mask:
+        classes = spec.classes
         mask = LandCoverMask(
             scenes.mask,
-            class_map=class_map,
-            unmapped=unmapped,
-            ignore_index=ignore_index,
+            class_map=classes.map,
+            unmapped=classes.unmapped,
+            ignore_index=classes.ignore_index,
             georef_fallback=fallback,
         )
     air = []
-    if use_air:
-        if not (scenes.gems and scenes.air_pollution):
-            raise DualStreamError(
-                f"use_air is set but GEMS ({scenes.gems}) or air-pollution "
-                f"({scenes.air_pollution}) paths are missing"
-            )
-        air = [
-            GEMS(scenes.gems, georef_fallback=fallback),
-            AirPollution(scenes.air_pollution, georef_fallback=fallback),
-        ]
+    for source_spec in split_aux(scenes, spec, split):
+        source = aux_source(source_spec, fallback)
+        resolved(source_spec, source)
+        air.append(source)
     check_image_values(image)
     for source in air:
         check_air_values(source)
-    return DualStreamGeoDataset(image, air or None, mask, air_scale=air_scale)
+    return DualStreamGeoDataset(image, air or None, mask, air_scale=spec.aux_scale)

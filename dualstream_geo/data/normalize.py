@@ -73,9 +73,8 @@ class BandStats:
         for filepath in source.index.filepath:
             first = 0
             for path, indexes in source.channel_files(filepath):
-                values = decimated_read(
-                    open_raster(source.resolve(path)), indexes, source.nodata
-                ).astype(np.float64)
+                raw = decimated_read(open_raster(source.resolve(path)), indexes, source.nodata)
+                values = source.convert(raw).astype(np.float64)
                 if np.isinf(values).any():
                     raise DualStreamError(f"{path}: contains inf values; fix or mask the file")
                 part = slice(first, first + len(indexes))
@@ -87,7 +86,7 @@ class BandStats:
                 high[part] = np.maximum(high[part], np.nanmax(values, 1, initial=-np.inf))
                 first += len(indexes)
         if (count == 0).any():
-            raise DualStreamError(f"{type(source).__name__}: a band has no valid pixels")
+            raise DualStreamError(f"{source.label}: a band has no valid pixels")
         mean = total / count
         std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
         names = list(bands or getattr(source, "all_bands", None) or range(source.num_channels))
@@ -238,12 +237,15 @@ class OriginalScaling:
 
     * image: ``floor(x / 256) / 255`` per band (uint16 truncated to uint8, then to [0, 1]);
       invalid pixels 0;
-    * air: each file's 12 bands (channels 12 k ... 12 k + 11) min-max scaled jointly over the
-      sample, with one min and one max: ``(x - min) / (max - min)``, all zeros when
-      ``max - min <= 1e-6`` or when any value is NaN (the original's NaN propagates into its
-      min and max). Over a whole scene this is done per window, as the original does per
-      tile.
+    * air: the channels of each file (``groups``: channels per file in order; default 12
+      each, the original's files) min-max scaled jointly over the sample, with one min and
+      one max: ``(x - min) / (max - min)``, all zeros when ``max - min <= 1e-6`` or when any
+      value is NaN (the original's NaN propagates into its min and max). Over a whole scene
+      this is done per window, as the original does per tile.
     """
+
+    def __init__(self, groups: Sequence[int] | None = None) -> None:
+        self.groups = list(groups) if groups else None
 
     def __call__(self, sample: dict[str, object]) -> dict[str, object]:
         image = sample["image"]
@@ -255,17 +257,23 @@ class OriginalScaling:
         sample["image"] = image
         air = sample.get("air")
         if isinstance(air, Tensor):
-            sample["air"] = minmax_per_file(air)
+            sample["air"] = minmax_per_file(air, self.groups)
         return sample
 
 
-def minmax_per_file(air: Tensor, bands: int = AIR_FILE_BANDS) -> Tensor:
-    """(C, H, W) with C a multiple of ``bands``: each group of ``bands`` channels min-max
-    scaled with one min and one max (zeros when constant or holding NaN)."""
-    groups = air.reshape(-1, bands * air.shape[-2] * air.shape[-1]).to(torch.float64)
-    low = groups.min(dim=1, keepdim=True).values
-    high = groups.max(dim=1, keepdim=True).values
-    span = high - low
-    usable = (span > 1e-6) & ~torch.isnan(span)
-    scaled = torch.where(usable, (groups - low) / torch.where(usable, span, 1.0), 0.0)
-    return scaled.to(air.dtype).reshape(air.shape)
+def minmax_per_file(air: Tensor, groups: Sequence[int] | None = None) -> Tensor:
+    """(C, H, W): each group of channels (``groups``: their sizes in order; default groups
+    of 12) min-max scaled with one min and one max (zeros when constant or holding NaN)."""
+    sizes = list(groups) if groups else [AIR_FILE_BANDS] * (air.shape[-3] // AIR_FILE_BANDS)
+    if sum(sizes) != air.shape[-3]:
+        raise DualStreamError(f"{air.shape[-3]} air channels do not split into files of {sizes}")
+    parts = []
+    for part in torch.split(air, sizes, dim=-3):
+        values = part.reshape(1, -1).to(torch.float64)
+        low = values.min(dim=1, keepdim=True).values
+        high = values.max(dim=1, keepdim=True).values
+        span = high - low
+        usable = (span > 1e-6) & ~torch.isnan(span)
+        scaled = torch.where(usable, (values - low) / torch.where(usable, span, 1.0), 0.0)
+        parts.append(scaled.to(air.dtype).reshape(part.shape))
+    return torch.cat(parts, dim=-3)

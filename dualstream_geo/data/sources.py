@@ -1,4 +1,5 @@
-"""The four raster sources: satellite image, land-cover mask, GEMS and air pollution.
+"""The raster sources: :class:`GeoRaster`, the satellite image and the land-cover mask (the
+aux stream's sources live in :mod:`~dualstream_geo.data.auxiliary`).
 
 Each is a TorchGeo :class:`~torchgeo.datasets.RasterDataset` (file discovery, spatial index,
 CRS handling) that also validates its files up front and can read itself onto any
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import re
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -37,8 +37,6 @@ from .stac import read_items, stac_files
 from .vrt import band_xml, dataset_xml
 
 IGNORE_INDEX = 255
-GEMS_BANDS = tuple(f"gems_{i:02d}" for i in range(1, 13))
-POLLUTANTS = ("CO", "NO2", "SO2")
 
 #: Per-file georeferencing for tiles that carry none: path -> (crs, transform).
 Georef = Mapping[str, tuple[CRS, Affine]]
@@ -106,17 +104,16 @@ class GeoRaster(RasterDataset):
         self.georef_fallback = dict(georef_fallback or {})
         self._vrt = {p: georeferenced_vrt(p, c, t) for p, (c, t) in self.georef_fallback.items()}
         paths = source_paths(paths)
+        listed = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
+        missing = [str(p) for p in listed if not is_remote(p) and not os.path.exists(p)]
+        if missing:
+            # Every path given must be there: a mosaic missing one file is not the scene.
+            raise DualStreamError(f"{self.label}: {missing[0]} does not exist")
         try:
             super().__init__(paths, crs=crs, res=res, transforms=transforms, cache=cache)
         except DatasetNotFoundError:
-            listed = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
-            missing = [str(p) for p in listed if not is_remote(p) and not os.path.exists(p)]
-            if missing:
-                raise DualStreamError(
-                    f"{type(self).__name__}: {missing[0]} does not exist"
-                ) from None
             raise DualStreamError(
-                f"{type(self).__name__}: no rasters matching {self.filename_glob!r} in {paths!r}"
+                f"{self.label}: no rasters matching {self.filename_glob!r} in {paths!r}"
             ) from None
 
     @classmethod
@@ -156,6 +153,19 @@ class GeoRaster(RasterDataset):
     def channel_files(self, filepath: str) -> list[tuple[str, list[int]]]:
         """The files and 1-based band indexes that make up the channels of one index entry."""
         return [(filepath, list(range(1, self.num_channels + 1)))]
+
+    @property
+    def label(self) -> str:
+        """How messages name the source."""
+        return type(self).__name__
+
+    def convert(self, values: np.ndarray) -> np.ndarray:
+        """Raw values (C, ...) float32, NaN = nodata -> the values the stream carries.
+
+        The identity here; an aux source may take logarithms (:class:`~dualstream_geo.data.
+        auxiliary.AuxRaster`). Statistics and checks see converted values, like samples.
+        """
+        return values
 
     def _validate(self, filepath: str) -> None:
         for path, indexes in self.channel_files(filepath):
@@ -208,7 +218,7 @@ class GeoRaster(RasterDataset):
                 except rasterio.errors.RasterioIOError as error:  # e.g. a network failure
                     raise DualStreamError(describe_error(path, error)) from None
                 first += len(indexes)
-        return out
+        return self.convert(out)
 
     def __getitem__(self, index: GeoSlice) -> Sample:
         """Read on the dataset's own grid (CRS and res), TorchGeo style; NaN marks no data."""
@@ -270,6 +280,13 @@ class SatelliteImage(GeoRaster):
         return [(os.path.join(folder, head + band + tail), [1]) for band in self.band_files]
 
     def _check_bands(self, path: str, src: DatasetReader, indexes: list[int]) -> None:
+        t = src.transform
+        if t.b or t.d:
+            # Windows, the output grid and its COG follow the image's own north-up grid.
+            raise DualStreamError(
+                f"{path}: the image has a rotated geotransform ({t.a:g}, {t.b:g} / {t.d:g}, "
+                f"{t.e:g}); warp it north-up first, e.g. gdalwarp {path} northup.tif"
+            )
         exact = self.band_files is None and band_indexes_exact(self.file_band_indexes)
         if exact and src.count != self.num_channels:
             raise DualStreamError(
@@ -366,42 +383,3 @@ class LandCoverMask(GeoRaster):
         sample = super().__getitem__(index)
         sample["mask"] = torch.from_numpy(self.to_classes(sample["mask"].numpy()))
         return sample
-
-
-class GEMS(GeoRaster):
-    """GEMS satellite products: 12 bands per file (``GEMS_<name>.tif``)."""
-
-    filename_glob = "GEMS_*.tif"
-    num_channels = 12
-    all_bands = GEMS_BANDS
-    stac_prefix = "GEMS_"
-
-
-class AirPollution(GeoRaster):
-    """CO, NO2 and SO2 maps, 12 bands each (``AIR_Pollution_{CO,NO2,SO2}_<name>.tif``): 36
-    channels in that order. The index holds the first pollutant's files; the others are
-    found by name beside them."""
-
-    num_channels = 36
-    all_bands = tuple(f"{p.lower()}_{i:02d}" for p in POLLUTANTS for i in range(1, 13))
-    _pattern: ClassVar[re.Pattern[str]] = re.compile(r"_(CO|NO2|SO2)_")
-    stac_prefix = "AIR_Pollution_"
-    stac_groups = POLLUTANTS
-
-    def __init__(
-        self,
-        paths: Path | Iterable[Path],
-        filename_glob: str = "AIR_Pollution_CO_*.tif",
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(paths, filename_glob=filename_glob, **kwargs)
-
-    def channel_files(self, filepath: str) -> list[tuple[str, list[int]]]:
-        folder, name = os.path.split(filepath)
-        match = self._pattern.search(name)
-        if match is None:
-            raise DualStreamError(f"{filepath}: name lacks _CO_/_NO2_/_SO2_")
-        head, tail = name[: match.start()], name[match.end() :]
-        return [
-            (os.path.join(folder, f"{head}_{p}_{tail}"), list(range(1, 13))) for p in POLLUTANTS
-        ]

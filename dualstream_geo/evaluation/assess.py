@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import rasterio
+import shapely
 from pyproj import CRS as ProjCRS
 from pyproj import Geod
 from rasterio.enums import Resampling
@@ -121,7 +123,13 @@ def assess(
     mask = LandCoverMask(
         str(reference), class_map=class_map, unmapped="ignore", ignore_index=ignore_index
     )
-    with rasterio.open(prediction) as src:
+    try:
+        src = rasterio.open(prediction)
+    except rasterio.errors.RasterioIOError as error:
+        raise DualStreamError(
+            f"--prediction {prediction}: not a readable raster ({error})"
+        ) from None
+    with src:
         if src.count != 1 or not np.issubdtype(np.dtype(src.dtypes[0]), np.integer):
             raise DualStreamError(
                 f"--prediction {prediction}: expected one band of class indices, got "
@@ -131,17 +139,29 @@ def assess(
             raise DualStreamError(f"--prediction {prediction}: raster has no CRS")
         names = list(class_names or class_names_of(src, class_map))
         k = len(names)
+        check_class_map(class_map, names, ignore_index)
         grid = Grid(src.crs, src.transform, src.height, src.width)
+        check_overlap(mask, grid, prediction, str(reference))
         files = list(mask.index.filepath)
         confusion = np.zeros(k * k, dtype=np.int64)
         areas = np.zeros((2, k))
         excluded = 0
+        unknown: dict[int, int] = {}
         for window in blocks(src.height, src.width):
-            predicted = src.read(1, window=window).astype(np.int64)
             block = Grid(
                 grid.crs, src.window_transform(window), int(window.height), int(window.width)
             )
-            truth = mask.to_classes(mask.read(files, block, Resampling.nearest)[0])
+            try:
+                predicted = src.read(1, window=window).astype(np.int64)
+                raw = mask.read(files, block, Resampling.nearest)[0]
+            except rasterio.errors.RasterioError as error:
+                raise DualStreamError(
+                    f"{prediction} or {reference}: corrupt or unreadable raster ({error})"
+                ) from None
+            truth = mask.to_classes(raw)
+            foreign = (truth != ignore_index) & ((truth < 0) | (truth >= k))
+            for value, count in zip(*np.unique(truth[foreign], return_counts=True), strict=True):
+                unknown[int(value)] = unknown.get(int(value), 0) + int(count)
             valid = (truth != ignore_index) & (truth >= 0) & (truth < k)
             if src.nodata is not None:
                 valid &= predicted != int(src.nodata)
@@ -160,6 +180,20 @@ def assess(
             if errors is not None:
                 errors.write(error_codes(predicted, truth, valid, k), window=window)
     matrix = confusion.reshape(k, k)
+    if unknown:
+        listed = ", ".join(f"{v}: {n}" for v, n in sorted(unknown.items())[:8])
+        message = (
+            f"--reference {reference}: values that are no class of the prediction (0-{k - 1}) "
+            f"were excluded (value: pixels) {{{listed}}}; give --class-map to map them"
+        )
+        if not matrix.sum():
+            raise DualStreamError(message.replace("were excluded", "are all it holds there"))
+        warnings.warn(message, stacklevel=2)
+    if not matrix.sum():
+        raise DualStreamError(
+            f"--reference {reference}: no pixel to compare with --prediction {prediction} (the "
+            "reference is nodata or ignored wherever the prediction has classes)"
+        )
     return Assessment(
         class_names=names,
         accuracy=Accuracy.from_confusion(matrix),
@@ -167,6 +201,38 @@ def assess(
         compared_pixels=int(matrix.sum()),
         excluded_pixels=excluded,
     )
+
+
+def check_class_map(
+    class_map: Mapping[int, int] | None, names: Sequence[str], ignore_index: int
+) -> None:
+    """A class map may only send raw values to the prediction's classes (or to ignore).
+
+    Raises:
+        DualStreamError: a class the prediction does not have (named with its raw value).
+    """
+    for raw, target in sorted((class_map or {}).items()):
+        if target != ignore_index and not 0 <= target < len(names):
+            raise DualStreamError(
+                f"--class-map sends {raw} to class {target}, but the prediction's classes are "
+                f"0-{len(names) - 1} ({', '.join(names)})"
+            )
+
+
+def check_overlap(mask: LandCoverMask, grid: Grid, prediction: str, reference: str) -> None:
+    """The reference must cover some of the prediction.
+
+    Raises:
+        DualStreamError: the two footprints do not overlap (both bounds named).
+    """
+    footprint = mask.index.to_crs(grid.crs).geometry.union_all()
+    if footprint.intersection(shapely.box(*grid.bounds)).area <= 0:
+        theirs = ", ".join(f"{v:.6g}" for v in footprint.bounds)
+        mine = ", ".join(f"{v:.6g}" for v in grid.bounds)
+        raise DualStreamError(
+            f"--reference {reference} does not overlap --prediction {prediction} (bounds in "
+            f"the prediction's CRS: {theirs} against {mine})"
+        )
 
 
 def error_codes(predicted: np.ndarray, truth: np.ndarray, valid: np.ndarray, k: int) -> np.ndarray:

@@ -42,7 +42,13 @@ def evaluate_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     class_map = read_class_map(args.class_map) if args.class_map else None
     result = evaluate(
-        args.prediction, args.reference, args.output, class_map, args.ignore, args.overwrite
+        args.prediction,
+        args.reference,
+        args.output,
+        class_map,
+        args.ignore,
+        args.overwrite,
+        inputs=[args.class_map] if args.class_map else [],
     )
     a = result.accuracy
 

@@ -6,14 +6,16 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
 import rasterio.shutil
 
 from ..errors import DualStreamError
+from ..paths import check_folder_writable, check_output, describe_write_error
 from .assess import EXCLUDED, Assessment, assess, class_names_of
 
 ERROR_CATEGORIES = ("true negative", "true positive", "false positive", "false negative")
@@ -99,6 +101,17 @@ def _errors_pam(names: list[str]) -> str:
     return f"<PAMDataset>\n{bands}</PAMDataset>\n"
 
 
+def strict_json(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None."""
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def evaluate(
     prediction: str | os.PathLike[str],
     reference: str | os.PathLike[str],
@@ -106,23 +119,31 @@ def evaluate(
     class_map: Mapping[int, int] | None = None,
     ignore_index: int = 255,
     overwrite: bool = False,
+    inputs: Sequence[str] = (),
 ) -> Assessment:
     """Assess ``prediction`` against ``reference`` and write the report to the folder
     ``output``: ``report.json``, ``report.md``, ``confusion.png`` and ``errors.tif`` (one
     band per class: 0 true negative, 1 true positive, 2 false positive, 3 false negative,
     255 not compared; category names in ``errors.tif.aux.xml``). The folder is written
-    whole or not at all (built beside it, then renamed)."""
+    whole or not at all (built beside it, then renamed). ``inputs``: other files the
+    command read (a class-map file), which the output may not replace either."""
     out = Path(output)
     if not os.path.isfile(prediction):
         raise DualStreamError(f"--prediction {prediction} does not exist")
     if not os.path.exists(reference):
         raise DualStreamError(f"--reference {reference} does not exist")
-    if out.exists() and not out.is_dir():
-        raise DualStreamError(f"--output {out} exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise DualStreamError(f"--output {out} is not empty; pass --overwrite to replace it")
-    if not out.absolute().parent.is_dir():
-        raise DualStreamError(f"--output folder {out.absolute().parent} does not exist")
+    # The folder is replaced whole: it may not be, hold or lie inside an input.
+    real = Path(check_output(out, [prediction, reference, *inputs], "--output", "folder"))
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise DualStreamError(f"--output {out} is not empty; pass --overwrite to replace it")
+        if not (out / "report.json").is_file():
+            # --overwrite replaces an earlier report, never a folder of other files.
+            raise DualStreamError(
+                f"--output {out} holds files but no report.json: it is not a report folder, "
+                "and is not replaced; choose another folder"
+            )
+    check_folder_writable(real.parent, "--output")
     with rasterio.open(prediction) as src:
         profile = {
             "driver": "GTiff",
@@ -138,7 +159,7 @@ def evaluate(
             "compress": "deflate",
             "BIGTIFF": "IF_SAFER",
         }
-    building = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    building = real.with_name(f".{real.name}.{os.getpid()}.partial")
     shutil.rmtree(building, ignore_errors=True)
     building.mkdir()
     try:
@@ -163,21 +184,18 @@ def evaluate(
         )
         errors_path.with_suffix(".tmp.tif").unlink()
         (building / "errors.tif.aux.xml").write_text(_errors_pam(names))
+        report = {"prediction": str(prediction), "reference": str(reference)}
         (building / "report.json").write_text(
-            json.dumps(
-                {
-                    "prediction": str(prediction),
-                    "reference": str(reference),
-                    **assessment.to_dict(),
-                },
-                indent=2,
-            )
+            # Strict JSON: a score that is undefined (a class never seen) is null, not NaN.
+            json.dumps(strict_json({**report, **assessment.to_dict()}), indent=2, allow_nan=False)
         )
         (building / "report.md").write_text(markdown(assessment, str(prediction), str(reference)))
         confusion_png(assessment, building / "confusion.png")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(building, out)
+        if real.exists():
+            shutil.rmtree(real)
+        os.replace(building, real)
+    except OSError as error:
+        raise DualStreamError(describe_write_error(out, error)) from None
     finally:
         shutil.rmtree(building, ignore_errors=True)
     return assessment

@@ -1,12 +1,11 @@
 """Whole-scene inference: sliding windows, blending, streaming GeoTIFF output."""
 
 from ..models.tta import tta_transforms
-from .predictor import KINDS, PredictionMeta, ScenePredictor, scene_grid
+from .predictor import KINDS, ScenePredictor, scene_grid
 from .tiling import strips, window_weights
 
 __all__ = [
     "KINDS",
-    "PredictionMeta",
     "ScenePredictor",
     "scene_grid",
     "strips",

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
+from typing import Any
 
 import torch
 from jsonargparse import ArgumentParser
 
+from ..data.auxiliary import aux_source
 from ..data.layout import georef_fallback
-from ..data.sources import GEMS, AirPollution, SatelliteImage
+from ..data.sources import SatelliteImage
 from ..errors import DualStreamError
 from ..models.tta import TTAS
 from .distributed import RankGroup, check_devices, launch_local, wait_for
@@ -22,9 +25,29 @@ def predict_parser() -> ArgumentParser:
     )
     parser.add_argument("--checkpoint", required=True, help="training checkpoint (.ckpt)")
     parser.add_argument("--image", required=True, nargs="+", help="image files or folders")
-    parser.add_argument("--gems", nargs="*", default=[], help="GEMS files or folders")
     parser.add_argument(
-        "--air-pollution", nargs="*", default=[], help="air-pollution files or folders"
+        "--aux",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="an aux source the checkpoint names, and a file, folder, URL or STAC Item of it "
+        "(repeat for more sources or more files of one source)",
+    )
+    parser.add_argument(
+        "--aux-assets",
+        action="append",
+        default=[],
+        metavar="NAME=ASSETS",
+        help="the STAC assets (comma-separated) holding the bands of aux source NAME",
+    )
+    parser.add_argument(
+        "--gems", nargs="*", default=[], help="shorthand of --aux gems=PATH (original preset)"
+    )
+    parser.add_argument(
+        "--air-pollution",
+        nargs="*",
+        default=[],
+        help="shorthand of --aux air_pollution=PATH (original preset)",
     )
     parser.add_argument(
         "--assets",
@@ -32,8 +55,10 @@ def predict_parser() -> ArgumentParser:
         help="--image names STAC Items (JSON files or URLs): the assets holding the bands, in "
         "band order, e.g. blue,green,red,nir",
     )
-    parser.add_argument("--gems-assets", default=None, help="STAC assets of --gems Items")
-    parser.add_argument("--air-assets", default=None, help="STAC assets of --air-pollution Items")
+    parser.add_argument("--gems-assets", default=None, help="shorthand of --aux-assets gems=...")
+    parser.add_argument(
+        "--air-assets", default=None, help="shorthand of --aux-assets air_pollution=..."
+    )
     parser.add_argument("--output", required=True, help="output GeoTIFF")
     parser.add_argument("--tile", type=int, default=512)
     parser.add_argument("--overlap", type=float, default=0.25)
@@ -54,6 +79,12 @@ def predict_parser() -> ArgumentParser:
         default=1,
         help="processes sharing the scene on this machine (one per GPU when CUDA is present); "
         "under torchrun, RANK and WORLD_SIZE come from the environment",
+    )
+    parser.add_argument(
+        "--allow-input-shift",
+        action="store_true",
+        help="predict an image whose values cannot come from the training data's sensor and "
+        "scaling (refused by default)",
     )
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--overwrite", action="store_true")
@@ -78,32 +109,38 @@ def predict_main(argv: list[str]) -> int:
         precision=args.precision,
         device=device,
     )
-    air = None
-    if args.gems or args.air_pollution:
-        if not (args.gems and args.air_pollution):
-            raise DualStreamError("give both --gems and --air-pollution (or neither)")
-        if bool(args.gems_assets) != bool(args.air_assets):
-            raise DualStreamError("give both --gems-assets and --air-assets (or neither)")
-        if args.gems_assets:
-            air = [
-                GEMS.from_stac(args.gems, args.gems_assets.split(",")),
-                AirPollution.from_stac(args.air_pollution, args.air_assets.split(",")),
-            ]
+    spec = predictor.spec
+    paths, assets = named_pairs(args.aux, "--aux"), named_pairs(args.aux_assets, "--aux-assets")
+    for name, given in (("gems", args.gems), ("air_pollution", args.air_pollution)):
+        if given:
+            paths.setdefault(name, []).extend(given)
+    for name, given in (("gems", args.gems_assets), ("air_pollution", args.air_assets)):
+        if given:
+            assets.setdefault(name, []).append(given)
+    for name in assets:
+        if name not in paths:
+            raise DualStreamError(f"--aux-assets {name}: give the Items with --aux {name}=PATH")
+    aux: dict[str, Any] = {}
+    for name, given in paths.items():
+        if name in assets and name in spec.aux_names:
+            listed = [a for part in assets[name] for a in part.split(",") if a]
+            source = spec.aux_source(name).with_paths(given)
+            aux[name] = aux_source(replace(source, assets=tuple(listed)))
         else:
-            # Original-layout air tiles may carry no georeferencing: the image tile's footprint.
-            fallback = georef_fallback(args.image, [*args.gems, *args.air_pollution])
-            air = [
-                GEMS(args.gems, georef_fallback=fallback),  # type: ignore[arg-type]
-                AirPollution(args.air_pollution, georef_fallback=fallback),  # type: ignore[arg-type]
-            ]
+            aux[name] = given
+    # Original-layout air tiles may carry no georeferencing: the image tile's footprint.
+    local = [p for name, given in paths.items() if name not in assets for p in given]
+    fallback = georef_fallback(args.image, local) if local and not args.assets else None
     image = args.image
     if args.assets:
-        meta = predictor.meta
         image = SatelliteImage.from_stac(
-            args.image, args.assets.split(","), bands=meta.band_names, nodata=meta.image_nodata
+            args.image,
+            args.assets.split(","),
+            bands=spec.image.bands,
+            nodata=spec.image.nodata,
         )
     # Inputs are checked before other ranks start: a bad input is one line, from here.
-    dataset = predictor.dataset(image, air)
+    dataset = predictor.dataset(image, aux, fallback, allow_shift=args.allow_input_shift)
     children = launch_local(argv, args.devices) if launch else []
     group = None
     try:
@@ -126,3 +163,20 @@ def predict_main(argv: list[str]) -> int:
     if group is None or group.rank == 0:
         print(f"wrote {path}")
     return 0
+
+
+def named_pairs(values: list[str], flag: str) -> dict[str, list[str]]:
+    """``NAME=VALUE`` arguments by name, in order (a name may repeat).
+
+    Raises:
+        DualStreamError: a value without ``NAME=``.
+    """
+    pairs: dict[str, list[str]] = {}
+    for value in values:
+        name, sep, rest = value.partition("=")
+        if not sep or not name or not rest:
+            raise DualStreamError(
+                f"{flag} {value!r}: expected NAME=VALUE, e.g. {flag} elevation=dem.tif"
+            )
+        pairs.setdefault(name.strip(), []).append(rest)
+    return pairs

@@ -35,8 +35,10 @@ from .writer import OutputSpec, assemble, create_partial, finalize, rank_part
 #: ``parts``; ``progress(rows written so far, scene height)`` after each strip.
 RowRunner = Callable[[list[OutputSpec], int, int, Callable[[int, int], None]], None]
 
-#: How long a rank waits for the others at the start and at the end of the scene.
+#: How long a rank waits for the others at the end of the scene.
 TIMEOUT = timedelta(hours=6)
+#: How long ranks wait for each other to start (``DUALSTREAM_JOIN_TIMEOUT`` seconds).
+JOIN_TIMEOUT = timedelta(seconds=float(os.environ.get("DUALSTREAM_JOIN_TIMEOUT", "600")))
 
 
 class PeerStopped(Exception):
@@ -73,7 +75,29 @@ class RankGroup:
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
         if world_size < 2:
             return None
-        store, rank, world_size = next(dist.rendezvous("env://", timeout=TIMEOUT))
+        missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
+        if missing:
+            raise DualStreamError(
+                f"WORLD_SIZE={world_size} is set but {', '.join(missing)} not: start the ranks "
+                "with torchrun (or --devices N), or unset WORLD_SIZE to predict on one process"
+            )
+        rank = int(os.environ["RANK"])
+        address = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
+        if rank == 0:
+            print(
+                f"dualstream-geo: rank 0 of {world_size} waiting up to "
+                f"{JOIN_TIMEOUT.total_seconds():.0f} s for the other ranks at {address}",
+                file=sys.stderr,
+            )
+        try:
+            store, rank, world_size = next(dist.rendezvous("env://", timeout=JOIN_TIMEOUT))
+        except (RuntimeError, ValueError) as error:  # a timeout, a refused or bad address
+            detail = str(error).strip().splitlines()[0][:120] if str(error).strip() else ""
+            raise DualStreamError(
+                f"rank {rank} of {world_size}: the other ranks did not join at {address} within "
+                f"{JOIN_TIMEOUT.total_seconds():.0f} s ({detail}); unset WORLD_SIZE to predict "
+                "on one process"
+            ) from None
         dist.init_process_group(
             "gloo",
             store=dist.PrefixStore("dualstream_geo", store),
@@ -141,12 +165,19 @@ def _free_port() -> int:
 
 
 def check_devices(devices: int) -> None:
-    """``--devices N``: at least one, and no more GPUs than there are."""
+    """``--devices N``: at least one, no more GPUs than there are, and without a GPU no more
+    processes than CPU cores."""
     if devices < 1:
         raise DualStreamError(f"--devices must be >= 1, got {devices}")
     if torch.cuda.is_available() and devices > torch.cuda.device_count():
         raise DualStreamError(
             f"--devices {devices}: this machine has {torch.cuda.device_count()} GPU(s)"
+        )
+    cores = os.cpu_count() or 1
+    if not torch.cuda.is_available() and devices > cores:
+        raise DualStreamError(
+            f"--devices {devices}: this machine has no GPU and {cores} CPU core(s); give at "
+            f"most {cores} processes"
         )
 
 

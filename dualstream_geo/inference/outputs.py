@@ -10,6 +10,7 @@ from typing import Any
 
 from ..data.join import DualStreamGeoDataset
 from ..errors import DualStreamError
+from ..paths import check_folder_writable, check_output
 from .writer import (
     CLASS_NODATA,
     PROBABILITY_SCALE,
@@ -56,26 +57,42 @@ def output_specs(
     return specs
 
 
+def prediction_inputs(dataset: DualStreamGeoDataset) -> list[str]:
+    """Every local file and folder a prediction reads (the sources' paths as given and the
+    files they resolve to)."""
+    inputs: set[str] = set()
+    for source in [dataset.image, *dataset.air]:
+        given = source.paths
+        inputs.update(str(p) for p in ([given] if isinstance(given, str | os.PathLike) else given))
+        for entry in source.index.filepath:
+            inputs.update(p for p, _ in source.channel_files(entry))
+    return sorted(inputs)
+
+
+def check_output_names(specs: list[OutputSpec], inputs: Sequence[str]) -> None:
+    """Before anything is written (the lock included): every output is a plain file name in
+    a writable folder that neither is, holds nor lies inside an input.
+
+    Raises:
+        DualStreamError: naming the output and the input or folder.
+    """
+    for spec in specs:
+        real = check_output(spec.path, inputs, "--output")
+        if Path(spec.path).suffix.lower() not in (".tif", ".tiff"):
+            raise DualStreamError(
+                f"--output {spec.path}: predict writes a GeoTIFF; give a .tif file name"
+            )
+        check_folder_writable(os.path.dirname(real), "--output")
+
+
 def check_output_paths(
     specs: list[OutputSpec], dataset: DualStreamGeoDataset, overwrite: bool, resume: bool
 ) -> None:
     """Every output is a writable file name, not an input, and not silently replaced."""
-    inputs: set[str] = set()
-    for source in [dataset.image, *dataset.air]:
-        for entry in source.index.filepath:
-            inputs.update(os.path.realpath(p) for p, _ in source.channel_files(entry))
+    check_output_names(specs, prediction_inputs(dataset))
     for spec in specs:
-        real = os.path.realpath(spec.path)
-        if real in inputs:
-            raise DualStreamError(f"output {spec.path} is one of the inputs; choose another path")
-        if os.path.isdir(spec.path):
-            raise DualStreamError(f"output {spec.path} is a folder; give a file name")
         if os.path.exists(spec.path) and not overwrite:
             raise DualStreamError(f"output {spec.path} exists; pass --overwrite to replace it")
-        if not os.path.isdir(os.path.dirname(real)):
-            raise DualStreamError(f"output folder {os.path.dirname(real)} does not exist")
-        if not os.access(os.path.dirname(real), os.W_OK):
-            raise DualStreamError(f"output folder {os.path.dirname(real)} is not writable")
 
 
 def resumable_rows(spec: OutputSpec, signature: dict[str, Any]) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import partial
@@ -22,23 +23,29 @@ from ..data.checks import (
     check_air_over_region,
     check_air_values,
     check_image_values,
+    check_value_shift,
 )
 from ..data.grid import Grid
 from ..data.join import DualStreamGeoDataset, collate_samples
 from ..data.remote import redact_text
-from ..data.sources import GEMS, AirPollution, GeoRaster, SatelliteImage
+from ..data.sources import Georef, SatelliteImage
+from ..data.spec import InputSpec
 from ..errors import DualStreamError
 from ..models import DualStreamDFormer
 from ..models.dualstream import class_probabilities
 from ..models.tta import TTAS, tta_mean
+from ..training.stored import file_sha256, load_task
 from .budget import check_window_memory, window_side
 from .distributed import RankGroup, predict_on_ranks
+from .fingerprint import input_fingerprint
+from .inputs import AuxInputs, scene_aux, scene_image
 from .locking import output_lock
-from .meta import PredictionMeta, input_fingerprint, load_checkpoint, meta_from_task
 from .outputs import (
     check_interrupted_parts,
+    check_output_names,
     check_output_paths,
     output_specs,
+    prediction_inputs,
     resumable_rows,
 )
 from .reading import WindowDataset, prefetch, scene_grid
@@ -75,7 +82,7 @@ class ScenePredictor:
         tta: str = "none",
         device: str | torch.device | None = None,
         workers: int = 0,
-        meta: PredictionMeta | None = None,
+        spec: InputSpec | None = None,
         precision: str = "auto",
     ) -> None:
         if tile <= 0 or tile % 32:
@@ -92,71 +99,83 @@ class ScenePredictor:
             raise DualStreamError(f"tta must be one of {TTAS}, got {tta!r}")
         if batch_size < 1:
             raise DualStreamError(f"batch_size must be >= 1, got {batch_size}")
-        self.meta = meta or meta_from_task(model_or_task)
+        spec = spec or getattr(model_or_task, "input_spec", None)
+        if not isinstance(spec, InputSpec):
+            raise DualStreamError(
+                "give a checkpoint (ScenePredictor.from_checkpoint), a trained task, or the "
+                "model with spec=InputSpec(...) carrying band statistics"
+            )
+        self.spec: InputSpec = spec
         model = getattr(model_or_task, "model", model_or_task)
         if not isinstance(model, DualStreamDFormer):
             raise DualStreamError(
                 f"expected a DualStreamDFormer or its task, got {type(model).__name__}"
             )
         self.model: DualStreamDFormer = model
+        self.checkpoint = ""
+        self.checkpoint_sha256 = ""
         self.tile, self.overlap, self.batch_size = tile, overlap, batch_size
         self.blend, self.tta, self.workers = blend, tta, workers
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         # bf16 autocast on CUDA unless fp32 is asked for (e.g. to reproduce another
         # implementation's probabilities exactly); the CPU always computes in fp32.
         self.bf16 = self.device.type == "cuda" and precision in ("auto", "bf16")
+        if precision == "bf16" and not self.bf16:
+            warnings.warn(
+                f"precision bf16: bf16 autocast needs a CUDA device; {self.device} computes "
+                "in fp32",
+                stacklevel=2,
+            )
         self.model.eval().to(self.device)
 
     @classmethod
     def from_checkpoint(cls, checkpoint: PathLike, **kwargs: Any) -> ScenePredictor:
-        """Load a training checkpoint (weights, bands, statistics, classes)."""
-        task, meta = load_checkpoint(checkpoint)
-        return cls(task, meta=meta, **kwargs)
+        """Load a training checkpoint (weights and the input spec: bands, statistics,
+        aux sources, classes)."""
+        predictor = cls(load_task(checkpoint), **kwargs)
+        predictor.checkpoint = str(checkpoint)
+        predictor.checkpoint_sha256 = file_sha256(checkpoint)
+        return predictor
 
     # -- inputs --------------------------------------------------------------------------
-    def dataset(self, image: SatelliteImage | Sequence[PathLike], air: Any) -> DualStreamGeoDataset:
-        """The joined, checked inputs of a scene: image source or paths, air sources or
-        paths (GEMS and air pollution)."""
-        meta = self.meta
-        if not isinstance(image, SatelliteImage):
-            image = SatelliteImage(
-                [str(p) for p in image],
-                bands=meta.band_names,
-                band_files=meta.band_files,
-                nodata=meta.image_nodata,
-            )
-        bands = self.model.in_channels - len(meta.index_names)
-        if len(image.all_bands) != bands:
-            raise DualStreamError(
-                f"the checkpoint expects {bands} bands {meta.band_names}, "
-                f"the image source has {len(image.all_bands)}"
-            )
-        sources: list[GeoRaster] = []
-        if meta.use_air:
-            if not air:
-                raise DualStreamError(
-                    "the checkpoint uses the air stream: give GEMS and air-pollution paths"
-                )
-            if all(isinstance(a, GeoRaster) for a in air):
-                sources = list(air)
-            else:
-                paths = [str(p) for p in air]
-                sources = [GEMS(paths), AirPollution(paths)]
-            channels = sum(s.num_channels for s in sources)
-            if channels != self.model.air_channels:
-                raise DualStreamError(
-                    f"air sources give {channels} channels, "
-                    f"the checkpoint expects {self.model.air_channels}"
-                )
+    def dataset(
+        self,
+        image: SatelliteImage | Sequence[PathLike],
+        aux: AuxInputs = None,
+        fallback: Georef | None = None,
+        allow_shift: bool = False,
+    ) -> DualStreamGeoDataset:
+        """The joined, checked inputs of a scene.
+
+        Args:
+            image: the image source, or its files or folders.
+            aux: the aux sources or their paths by name (``{"elevation": [...]}``); sources
+                in the spec's order; or the paths of the original preset's GEMS and
+                air-pollution files together.
+            fallback: footprints for original-layout tiles without georeferencing.
+            allow_shift: predict an image whose values cannot be the training data's
+                sensor and scaling (:func:`~dualstream_geo.data.checks.check_value_shift`).
+
+        Returns:
+            The scene's dataset, normalised as the model was trained.
+
+        Raises:
+            DualStreamError: an input that does not fit the checkpoint, named.
+        """
+        spec = self.spec
+        image = scene_image(spec, image)
+        sources = scene_aux(spec, aux, fallback)
         check_image_values(image)
+        if spec.stats is not None and spec.normalization == "dataset":
+            check_value_shift(image, spec.stats.image, allow_shift)
         for source in sources:
             check_air_values(source)
         dataset = DualStreamGeoDataset(
             image,
             sources or None,
-            air_scale=meta.air_scale,
-            air_fill=meta.air_fill(),
-            transforms=meta.transform(),
+            air_scale=spec.aux_scale,
+            air_fill=spec.aux_fill(),
+            transforms=spec.transform(),
         )
         check_air_coverage(dataset)
         check_air_over_region(dataset)
@@ -179,7 +198,7 @@ class ScenePredictor:
     def predict(
         self,
         image: DualStreamGeoDataset | SatelliteImage | Sequence[PathLike],
-        air: Sequence[GeoRaster] | Sequence[PathLike] | None,
+        aux: AuxInputs,
         output: PathLike,
         kind: str = "class",
         overwrite: bool = False,
@@ -189,8 +208,8 @@ class ScenePredictor:
     ) -> Path:
         """Predict the scene of ``image`` to ``output`` and return its path.
 
-        ``image``/``air`` are sources or paths (files or folders), or ``image`` is what
-        :meth:`dataset` made of them. ``kind``: ``class``
+        ``image``/``aux`` are sources or paths (files or folders; see :meth:`dataset`), or
+        ``image`` is what :meth:`dataset` made of them. ``kind``: ``class``
         (uint8 classes with a colour table), ``probabilities`` (uint8, value/254 per class)
         or ``both`` (``<output>`` and ``<stem>_probabilities.tif``). ``progress_callback``
         receives (rows written, scene height) after each strip. ``group``: this process is
@@ -199,13 +218,13 @@ class ScenePredictor:
         if kind not in KINDS:
             raise DualStreamError(f"kind must be one of {KINDS}, got {kind!r}")
         output = str(output)
-        dataset = image if isinstance(image, DualStreamGeoDataset) else self.dataset(image, air)
+        dataset = image if isinstance(image, DualStreamGeoDataset) else self.dataset(image, aux)
         grid = scene_grid(dataset.image)
         tile = window_side(self.tile, grid.height, grid.width)
         check_window_memory(tile, self.batch_size, self.device)
         settings = {
-            "checkpoint": os.path.abspath(self.meta.checkpoint) if self.meta.checkpoint else "",
-            "checkpoint_sha256": self.meta.checkpoint_sha256,
+            "checkpoint": os.path.abspath(self.checkpoint) if self.checkpoint else "",
+            "checkpoint_sha256": self.checkpoint_sha256,
             "tile": str(tile),
             "overlap": str(self.overlap),
             "blend": self.blend,
@@ -218,8 +237,10 @@ class ScenePredictor:
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         specs = output_specs(
-            output, kind, self.meta.class_names, self.meta.class_colors, {**settings, **provenance}
+            output, kind, self.spec.class_names, self.spec.class_colors, {**settings, **provenance}
         )
+        # Before the lock or any file is created: an output may never replace an input.
+        check_output_names(specs, [*prediction_inputs(dataset), self.checkpoint])
         signature = {
             **settings,
             "kind": kind,
@@ -291,7 +312,7 @@ class ScenePredictor:
             num_workers=self.workers,
             collate_fn=collate_samples,
         )
-        classes = len(self.meta.class_names)
+        classes = self.spec.num_classes
         span = max(width, tile)
         scores = np.zeros((classes, tile, span), dtype=np.float32)
         weights = np.zeros((tile, span), dtype=np.float32)

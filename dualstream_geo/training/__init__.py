@@ -4,8 +4,9 @@ task, and importing the original project's weights (``imported``)."""
 from .checkpointing import BestCheckpoint, EpochSeeds, last_checkpoint
 from .finetuning import TwoStageFinetuning
 from .losses import BinaryLovaszProbabilityLoss, DeepSupervisionLoss, SegmentationLoss
-from .metadata import CHECKPOINT_KEY
 from .schedule import build_schedule
+from .settings import LossSettings
+from .stored import CHECKPOINT_KEY, load_task, read_spec, store_spec
 from .task import DualStreamSegmentation
 
 __all__ = [
@@ -15,8 +16,12 @@ __all__ = [
     "DeepSupervisionLoss",
     "DualStreamSegmentation",
     "EpochSeeds",
+    "LossSettings",
     "SegmentationLoss",
     "TwoStageFinetuning",
     "build_schedule",
     "last_checkpoint",
+    "load_task",
+    "read_spec",
+    "store_spec",
 ]

@@ -3,8 +3,8 @@
 The written checkpoint is an ordinary one: ``predict``, ``validate`` and ``test`` take it as
 it is, and ``fit --model.weights`` fine-tunes from it. It carries preset ``original`` with
 the boundary branch off (as the original predicts), the binary head, classes
-background/target, the air order GEMS, CO, NO2, SO2, and the original's input scaling as
-its normalisation (``original``).
+background/target, the original's aux sources (``gems``: GEMS; ``air_pollution``: CO, NO2,
+SO2) and the original's input scaling as its normalisation (``original``).
 """
 
 from __future__ import annotations
@@ -17,30 +17,53 @@ from typing import Any
 import lightning
 import torch
 
+from ..data.spec import ClassSpec, ImageSpec, InputSpec, original_aux
 from ..errors import DualStreamError
 from ..models import DualStreamDFormer
-from .metadata import CHECKPOINT_KEY
+from ..paths import check_folder_writable, check_output, describe_write_error
+from .settings import LossSettings
+from .stored import store_spec
 from .task import DualStreamSegmentation
 
 ORIGINAL_CLASSES = ["background", "target"]
 ORIGINAL_COLORS = [[40, 40, 40], [230, 25, 75]]
-AIR_ORDER = ["GEMS", "CO", "NO2", "SO2"]
 PathLike = str | os.PathLike[str]
 
 
+def imported_spec(model: DualStreamDFormer) -> InputSpec:
+    """What an imported model sees: its bands, the original's aux stream (GEMS, CO, NO2,
+    SO2) and scaling, classes background/target for the binary head."""
+    binary = model.task == "binary"
+    names = ORIGINAL_CLASSES if binary else [f"class_{i}" for i in range(model.num_classes)]
+    return InputSpec(
+        image=ImageSpec(bands=model.band_names),
+        classes=ClassSpec(
+            names=tuple(names),
+            colors=tuple(tuple(c) for c in ORIGINAL_COLORS) if binary else None,  # type: ignore[misc]
+        ),
+        aux=original_aux(),
+        normalization="original",
+    )
+
+
 def imported_task(model: DualStreamDFormer) -> DualStreamSegmentation:
-    """The training task around an imported model, with the original's recipe settings."""
+    """The training task around an imported model, with the original's recipe settings.
+
+    Raises:
+        DualStreamError: an air encoder of another width than the original's 48 channels.
+    """
+    spec = imported_spec(model)
+    if model.air_channels != spec.aux_channels:
+        raise DualStreamError(
+            f"the original weights take {model.air_channels} air channels; the original's "
+            f"files give {spec.aux_channels} (GEMS 12 + CO, NO2, SO2 12 each)"
+        )
     task = DualStreamSegmentation(
-        num_classes=model.num_classes,
+        input_spec=spec,
         task=model.task,  # type: ignore[arg-type]
-        labels=ORIGINAL_CLASSES if model.task == "binary" else None,
-        class_colors=ORIGINAL_COLORS if model.task == "binary" else None,  # type: ignore[arg-type]
-        in_channels=model.in_channels,
-        air_channels=model.air_channels,
-        band_names=model.band_names,
         preset="original",
         use_boundary_refine=False,
-        lovasz_form="original" if model.task == "binary" else "smp",
+        loss=LossSettings(lovasz_form="original" if model.task == "binary" else "smp"),
         lr_schedule="original",
     )
     task.model.load_state_dict(model.state_dict())
@@ -56,12 +79,10 @@ def import_original(
 ) -> Path:
     """Convert the original's state dict(s) to a project checkpoint at ``output``."""
     output = Path(output)
-    if output.is_dir():
-        raise DualStreamError(f"--output {output} is a folder; give a file name (.ckpt)")
+    real = Path(check_output(output, [weights, air_encoder, vision_encoder], "--output"))
     if output.exists() and not overwrite:
         raise DualStreamError(f"--output {output} exists; pass --overwrite to replace it")
-    if not output.absolute().parent.is_dir():
-        raise DualStreamError(f"--output folder {output.absolute().parent} does not exist")
+    check_folder_writable(real.parent, "--output")
     model = DualStreamDFormer.from_original(weights, air_encoder, vision_encoder)
     task = imported_task(model)
     checkpoint: dict[str, Any] = {
@@ -70,25 +91,15 @@ def import_original(
         "pytorch-lightning_version": lightning.__version__,
         "epoch": 0,
         "global_step": 0,
-        CHECKPOINT_KEY: {
-            "band_names": list(model.band_names),
-            "class_names": task.class_names,
-            "class_colors": [list(c) for c in task.class_colors],
-            "use_air": True,
-            "air_channels": model.air_channels,
-            "air_scale": model.air_reduction,
-            "air_order": AIR_ORDER,
-            "preset": "original",
-            "normalization": "original",
-            "imported_from": [
-                os.path.basename(str(p)) for p in (weights, air_encoder, vision_encoder) if p
-            ],
-        },
     }
-    partial = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    imported_from = [os.path.basename(str(p)) for p in (weights, air_encoder, vision_encoder) if p]
+    store_spec(checkpoint, task.input_spec, imported_from=imported_from)
+    partial = real.with_name(f".{real.name}.{os.getpid()}.tmp")
     try:
         torch.save(checkpoint, partial)
-        os.replace(partial, output)
+        os.replace(partial, real)
+    except OSError as error:
+        raise DualStreamError(describe_write_error(output, error)) from None
     finally:
         partial.unlink(missing_ok=True)
     return output

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from typing import Any, Literal
 
 from lightning.pytorch.callbacks import Callback
@@ -13,6 +12,7 @@ from torch.optim import AdamW
 from torchgeo.tasks import SemanticSegmentation
 from torchmetrics import MetricCollection
 
+from ..data.spec import MODEL_AUX_SCALE, InputSpec
 from ..errors import DualStreamError
 from ..models import PRESETS, DualStreamDFormer
 from ..models.dualstream import class_probabilities
@@ -22,72 +22,77 @@ from .checkpointing import BestCheckpoint, EpochSeeds, epoch_checkpoints, last_c
 from .curves import TrainingCurves
 from .defaults import PARTS, freeze_epochs, lr_multipliers
 from .finetuning import TwoStageFinetuning
-from .losses import (
-    HEAD_WEIGHTS,
-    LOVASZ_FORMS,
-    DeepSupervisionLoss,
-    SegmentationLoss,
-    balanced_weights,
-)
-from .metadata import CHECKPOINT_KEY, DEFAULT_COLORS, prediction_metadata
+from .losses import HEAD_WEIGHTS, DeepSupervisionLoss, SegmentationLoss, balanced_weights
 from .schedule import INTERVALS, SCHEDULES, build_schedule
+from .settings import LossSettings
+from .stored import store_spec
 
 #: Parts frozen for the first epochs: their parameters join the optimiser frozen.
 FREEZABLE = ("vision_encoder", "air_encoder")
 
 
 class DualStreamSegmentation(SemanticSegmentation):
-    """Semantic segmentation of image + air batches with DualStream-DFormer.
+    """Semantic segmentation of image + aux batches with DualStream-DFormer.
 
-    Model: ``preset`` ``original`` (the original architecture) or ``lite``; ``weights``
-    initialises the whole model from a project checkpoint (e.g. one written by
-    ``dualstream-geo import-original``) or an original full-model state dict.
+    What the model sees (image channels, aux channels, classes, ignore index) is
+    ``input_spec`` (:class:`~dualstream_geo.data.spec.InputSpec`, linked from the
+    datamodule by the CLI); the spec, with the band statistics of the training data, is
+    stored in every checkpoint (:mod:`~dualstream_geo.training.stored`).
 
-    Loss: ``ce_weight`` x cross-entropy + ``focal_weight`` x Focal(alpha, gamma) +
-    ``lovasz_weight`` x Lovasz + ``dice_weight`` x Dice (focal, Lovasz, Dice from
-    segmentation_models_pytorch; ``lovasz_form="original"``: the
-    original's Lovasz on probabilities, per image), on the final head and the two auxiliary
-    heads (upsampled to the label size) weighted by ``aux_weights`` (and the full-resolution
-    image path's head ``aux_detail``, 0.5, with ``image_detail``). ``class_weights`` weight
-    the cross-entropy per class; ``class_balance`` p > 0 computes them from the training
-    labels as ``(median frequency / frequency) ** p`` (:func:`~dualstream_geo.training.
-    losses.balanced_weights`; 0.3 keeps the common classes' accuracy while rare ones are
-    predicted at all).
+    Args:
+        input_spec: the inputs and classes (default: 4 bands, 2 classes, image only).
+        task: ``binary`` (one sigmoid channel; two classes) or ``multiclass`` (softmax).
+        preset: ``original`` (the original architecture) or ``lite``.
+        vision_encoder: ``segformer-b0`` ... ``segformer-b5``.
+        weights: initialise the whole model from a project checkpoint (e.g. one written by
+            ``dualstream-geo import-original``) or an original full-model state dict.
+        vision_weights: pretrained SegFormer weights (directory, hub id or state dict).
+        air_weights: pretrained air-encoder weights (a state dict).
+        use_boundary_refine: the original preset's classifier reads the boundary branch.
+        gate_twice: the original preset evaluates its stage 1-2 gate twice.
+        image_detail: a full-resolution image path in the decoder (aux head ``aux_detail``).
+        drop_path_rate: stochastic depth of the encoders.
+        modality_dropout: probability of replacing a training sample's aux stream by the
+            model's "aux absent" input.
+        loss: the loss terms, their weights and the head weights
+            (:class:`~dualstream_geo.training.settings.LossSettings`).
+        lr: base learning rate; each part (vision encoder, air encoder, fusion, decoder)
+            trains at ``lr`` x its ``lr_multipliers`` entry (default 0.1, 0.5, 1, 1).
+        lr_multipliers: per-part learning-rate multipliers.
+        weight_decay: AdamW weight decay.
+        freeze_epochs: epochs with frozen encoders (default: 2 when an encoder starts from
+            pretrained weights, 0 from random weights; :mod:`~dualstream_geo.training.defaults`).
+        lr_schedule: ``cosine``, ``original`` or ``warmup_cosine``
+            (:mod:`~dualstream_geo.training.schedule`).
+        warmup_epochs: warm-up length of ``warmup_cosine``.
+        min_lr: the schedule's floor.
+        monitor: the metric ``best.ckpt`` keeps (``val_loss`` is minimised); for a binary
+            task ``val_AverageJaccardIndex`` is the target-class IoU.
+        checkpoint_every_n_steps: also write ``last.ckpt`` every n steps.
+        keep_epoch_checkpoints: keep every epoch's weights (``checkpoints/epochs/``).
+        test_tta: test scores from probabilities averaged over flips (``flip``) or all
+            eight flips and rotations (``d4``); ``test_loss`` stays the plain pass's.
 
-    Optimiser: AdamW with one parameter group per part (vision encoder, air encoder, fusion,
-    decoder), each at ``lr`` x its multiplier, created up front. The encoders are frozen for
-    the first ``freeze_epochs`` epochs (:class:`TwoStageFinetuning`); unset, 2 when an
-    encoder starts from pretrained weights and 0 from random weights
-    (:mod:`~dualstream_geo.training.defaults`). Frozen parameters get no gradient, so AdamW
-    neither updates nor decays them and their moments start when they are unfrozen.
-    ``lr_schedule``: see :mod:`~dualstream_geo.training.schedule`.
+    Frozen parameters get no gradient, so AdamW neither updates nor decays them and their
+    moments start when they are unfrozen. Each epoch is seeded from (seed, epoch), so
+    resuming from ``last.ckpt`` continues exactly
+    (:mod:`~dualstream_geo.training.checkpointing`).
 
-    Checkpoints: the best ``monitor`` (``best.ckpt``; for a binary task
-    ``val_AverageJaccardIndex`` is the target-class IoU) and ``last.ckpt`` at the end of every
-    epoch (and every ``checkpoint_every_n_steps`` steps when given); with
-    ``keep_epoch_checkpoints`` also the weights of every epoch (``checkpoints/epochs/``, for
-    a learning curve); each epoch is seeded from (seed, epoch), so resuming from
-    ``last.ckpt`` continues exactly (:mod:`~dualstream_geo.training.checkpointing`).
-    ``test_tta`` (``flip``, ``d4``): test scores from probabilities averaged over flips and
-    rotations (:mod:`~dualstream_geo.models.tta`); ``test_loss`` stays the plain pass's.
+    Raises:
+        DualStreamError: settings that do not fit together, naming them.
     """
 
-    #: Every argument is a hyper-parameter (TorchGeo skips ``weights``; here it is a path).
-    ignore = None
+    #: The spec is stored by :mod:`~dualstream_geo.training.stored`, not as a hyper-parameter
+    #: (checkpoints are read with ``weights_only``, which admits plain values only).
+    ignore = ("input_spec",)
     criterion: DeepSupervisionLoss
-    #: The weights ``class_balance`` computed (None without it).
+    #: The weights ``loss.class_balance`` computed (None without it).
     balanced_class_weights: list[float] | None = None
 
     def __init__(
         self,
-        num_classes: int = 2,
+        input_spec: InputSpec | None = None,
         task: Literal["binary", "multiclass"] = "multiclass",
-        labels: list[str] | None = None,
-        class_colors: list[tuple[int, int, int]] | None = None,
-        in_channels: int = 4,
-        air_channels: int = 48,
-        band_names: Sequence[str] = ("blue", "green", "red", "nir"),
-        use_air: bool = True,
         preset: Literal["original", "lite"] = "original",
         vision_encoder: str = "segformer-b1",
         weights: str | None = None,
@@ -98,17 +103,7 @@ class DualStreamSegmentation(SemanticSegmentation):
         image_detail: bool = False,
         drop_path_rate: float = 0.1,
         modality_dropout: float = 0.0,
-        focal_weight: float = 0.5,
-        lovasz_weight: float = 0.5,
-        dice_weight: float = 0.0,
-        ce_weight: float = 0.0,
-        class_weights: list[float] | None = None,
-        class_balance: float = 0.0,
-        focal_alpha: float | None = 0.25,
-        focal_gamma: float = 2.0,
-        lovasz_form: Literal["smp", "original"] = "smp",
-        aux_weights: dict[str, float] | None = None,
-        ignore_index: int = 255,
+        loss: LossSettings | None = None,
         lr: float = 3e-4,
         lr_multipliers: dict[str, float] | None = None,
         weight_decay: float = 1e-5,
@@ -121,40 +116,51 @@ class DualStreamSegmentation(SemanticSegmentation):
         keep_epoch_checkpoints: bool = False,
         test_tta: Literal["none", "flip", "d4"] = "none",
     ) -> None:
+        self.input_spec = input_spec or InputSpec()
+        settings = loss if isinstance(loss, LossSettings) else LossSettings(**(loss or {}))
+        num_classes = self.input_spec.num_classes
         if task == "binary" and num_classes != 2:
             raise DualStreamError(
-                f"task='binary' needs num_classes=2 (background, target), got {num_classes}"
+                f"task='binary' needs 2 classes (background, target), the data has {num_classes}"
             )
         if preset not in PRESETS:
             raise DualStreamError(f"preset must be one of {PRESETS}, got {preset!r}")
-        if lovasz_form not in LOVASZ_FORMS:
-            raise DualStreamError(f"lovasz_form must be one of {LOVASZ_FORMS}, got {lovasz_form!r}")
-        if lovasz_form == "original" and task != "binary":
-            raise DualStreamError("lovasz_form='original' needs task='binary'")
+        if settings.lovasz_form == "original" and task != "binary":
+            raise DualStreamError("loss.lovasz_form='original' needs task='binary'")
         if test_tta not in TTAS:
             raise DualStreamError(f"test_tta must be one of {TTAS}, got {test_tta!r}")
         if lr_schedule not in SCHEDULES:
             raise DualStreamError(f"lr_schedule must be one of {SCHEDULES}, got {lr_schedule!r}")
-        if labels is not None and len(labels) != num_classes:
-            raise DualStreamError(f"labels has {len(labels)} names for num_classes={num_classes}")
         if lr_multipliers is not None and set(lr_multipliers) - set(PARTS):
             raise DualStreamError(
                 f"lr_multipliers keys must be among {PARTS}, got {sorted(lr_multipliers)}"
             )
-        if aux_weights is not None and set(aux_weights) - set(HEAD_WEIGHTS):
+        if settings.class_weights is not None and len(settings.class_weights) != num_classes:
             raise DualStreamError(
-                f"aux_weights keys must be among {tuple(HEAD_WEIGHTS)}, got {sorted(aux_weights)}"
+                f"loss.class_weights has {len(settings.class_weights)} values for "
+                f"{num_classes} classes"
             )
-        if class_weights is not None and len(class_weights) != num_classes:
+        if not lr > 0:
+            raise DualStreamError(f"lr must be > 0, got {lr}")
+        for name, value in (
+            ("min_lr", min_lr),
+            ("weight_decay", weight_decay),
+            ("warmup_epochs", warmup_epochs),
+        ):
+            if not value >= 0:
+                raise DualStreamError(f"{name} must be >= 0, got {value}")
+        if not 0.0 <= drop_path_rate < 1.0:
+            raise DualStreamError(f"drop_path_rate must lie in [0, 1), got {drop_path_rate}")
+        if freeze_epochs is not None and freeze_epochs < 0:
+            raise DualStreamError(f"freeze_epochs must be >= 0, got {freeze_epochs}")
+        if self.input_spec.aux_scale != MODEL_AUX_SCALE:
             raise DualStreamError(
-                f"class_weights has {len(class_weights)} values for num_classes={num_classes}"
+                f"aux_scale {self.input_spec.aux_scale}: DualStreamDFormer reads the aux stream "
+                f"at 1/{MODEL_AUX_SCALE} of the image (set data.aux_scale {MODEL_AUX_SCALE})"
             )
-        if class_balance < 0:
-            raise DualStreamError(f"class_balance must be >= 0, got {class_balance}")
-        if (class_weights is not None or class_balance > 0) and ce_weight <= 0:
-            raise DualStreamError(
-                "class_weights / class_balance weight the cross-entropy: set ce_weight > 0"
-            )
+        self.loss_settings = settings
+        # Saved as plain values (the frame's locals are what save_hyperparameters reads).
+        loss = settings.as_dict()  # type: ignore[assignment]
         # SemanticSegmentation.__init__ builds an smp model from its own arguments; the
         # BaseTask initialiser (hparams, configure_models/losses/metrics) is what applies here.
         super(SemanticSegmentation, self).__init__()
@@ -162,12 +168,13 @@ class DualStreamSegmentation(SemanticSegmentation):
     # -- construction --------------------------------------------------------------------
     def configure_models(self) -> None:
         h = self.hparams
+        spec = self.input_spec
         self.model = DualStreamDFormer(
-            num_classes=h["num_classes"],
+            num_classes=spec.num_classes,
             task=h["task"],
-            in_channels=h["in_channels"],
-            air_channels=h["air_channels"],
-            band_names=h["band_names"],
+            in_channels=spec.in_channels,
+            air_channels=spec.model_aux_channels,
+            band_names=spec.channel_names,
             preset=h["preset"],
             vision_encoder=h["vision_encoder"],
             vision_weights=h["vision_weights"],
@@ -181,13 +188,12 @@ class DualStreamSegmentation(SemanticSegmentation):
         if h["weights"]:
             load_model_weights(self.model, h["weights"])
         absent = self.model.air_absent
-        if h["use_air"] and not h["modality_dropout"] and isinstance(absent, nn.Parameter):
+        if spec.uses_aux and not h["modality_dropout"] and isinstance(absent, nn.Parameter):
             # Every training batch carries air, so the learned "air absent" input takes no part
             # in any loss: it does not train (and DDP would stop on a parameter without grad).
             absent.requires_grad_(False)
 
-    def setup(self, stage: str) -> None:
-        self._balance_classes()
+    def _sync_batchnorm(self) -> None:
         trainer = self._trainer
         if trainer is None or trainer.world_size < 2:
             return
@@ -201,17 +207,17 @@ class DualStreamSegmentation(SemanticSegmentation):
         self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
 
     def _balance_classes(self) -> None:
-        """``class_balance``: class weights from the training labels' class frequencies."""
-        power = self.hparams["class_balance"]
-        if not power or self.hparams["class_weights"] is not None:
+        """``loss.class_balance``: class weights from the training labels' frequencies."""
+        power = self.loss_settings.class_balance
+        if not power or self.loss_settings.class_weights is not None:
             return
         datamodule = getattr(self._trainer, "datamodule", None)
         if datamodule is None or not hasattr(datamodule, "class_counts"):
             raise DualStreamError(
-                "class_balance needs the DualStreamDataModule (its training labels give the "
-                "class frequencies); or give class_weights"
+                "loss.class_balance needs the DualStreamDataModule (its training labels give "
+                "the class frequencies); or give loss.class_weights"
             )
-        counts = datamodule.class_counts(self.hparams["num_classes"])
+        counts = datamodule.class_counts(self.input_spec.num_classes)
         weights = balanced_weights(counts, power).tolist()
         self.criterion.loss.set_class_weights(weights)
         self.balanced_class_weights = weights
@@ -226,28 +232,38 @@ class DualStreamSegmentation(SemanticSegmentation):
         return freeze_epochs(self.hparams)
 
     def configure_losses(self) -> None:
-        h = self.hparams
+        settings = self.loss_settings
         loss = SegmentationLoss(
-            h["task"],
-            ignore_index=h["ignore_index"],
-            focal_weight=h["focal_weight"],
-            lovasz_weight=h["lovasz_weight"],
-            dice_weight=h["dice_weight"],
-            ce_weight=h["ce_weight"],
-            class_weights=h["class_weights"],
-            focal_alpha=h["focal_alpha"],
-            focal_gamma=h["focal_gamma"],
-            lovasz_form=h["lovasz_form"],
+            self.hparams["task"],
+            ignore_index=self.input_spec.ignore_index,
+            focal_weight=settings.focal_weight,
+            lovasz_weight=settings.lovasz_weight,
+            dice_weight=settings.dice_weight,
+            ce_weight=settings.ce_weight,
+            class_weights=list(settings.class_weights) if settings.class_weights else None,
+            focal_alpha=settings.focal_alpha,
+            focal_gamma=settings.focal_gamma,
+            lovasz_form=settings.lovasz_form,
         )
-        heads = {**HEAD_WEIGHTS, **(h["aux_weights"] or {})}
+        heads = {**HEAD_WEIGHTS, **(settings.aux_weights or {})}
         self.criterion = DeepSupervisionLoss(loss, heads)
 
     def configure_metrics(self) -> None:
-        # TorchGeo's metrics read num_labels (multilabel only); it is not an argument here,
-        # and must not be saved as one (checkpoint hparams are parsed back by the CLI).
-        self.hparams["num_labels"] = None
-        super().configure_metrics()
-        del self.hparams["num_labels"]
+        # TorchGeo's metrics read the classes from the hyper-parameters; here they are the
+        # spec's, and must not be saved as hyper-parameters (the CLI parses those back).
+        spec = self.input_spec
+        borrowed = {
+            "num_classes": spec.num_classes,
+            "num_labels": None,
+            "ignore_index": spec.ignore_index,
+            "labels": spec.class_names,
+        }
+        self.hparams.update(borrowed)
+        try:
+            super().configure_metrics()
+        finally:
+            for key in borrowed:
+                del self.hparams[key]
 
     def configure_callbacks(self) -> list[Callback]:
         root = self.trainer.default_root_dir if self._trainer is not None else "."
@@ -311,7 +327,7 @@ class DualStreamSegmentation(SemanticSegmentation):
 
     # -- steps ---------------------------------------------------------------------------
     def forward(self, image: Tensor, air: Tensor | None = None) -> dict[str, Tensor]:  # type: ignore[override]
-        return self.model(image, air if self.hparams["use_air"] else None)
+        return self.model(image, air if self.input_spec.uses_aux else None)
 
     def _scores(self, outputs: dict[str, Tensor]) -> Tensor:
         """What the metrics take: target probabilities (B, H, W) for a binary task (thresholded
@@ -379,22 +395,33 @@ class DualStreamSegmentation(SemanticSegmentation):
         """Class probabilities (B, num_classes, H, W); binary gives (background, target)."""
         return class_probabilities(self(image, air)["final"], self.hparams["task"])
 
-    # -- metadata for prediction ---------------------------------------------------------
+    # -- what the checkpoint carries ----------------------------------------------------
     @property
     def class_names(self) -> list[str]:
-        return list(
-            self.hparams["labels"] or [f"class_{i}" for i in range(self.hparams["num_classes"])]
-        )
+        return self.input_spec.class_names
 
     @property
     def class_colors(self) -> list[tuple[int, int, int]]:
-        colors = self.hparams["class_colors"]
-        if colors:
-            return [tuple(c) for c in colors]  # type: ignore[misc]
-        return [DEFAULT_COLORS[i % len(DEFAULT_COLORS)] for i in range(self.hparams["num_classes"])]
+        return self.input_spec.class_colors
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self._trainer, "datamodule", None)
+        spec = getattr(datamodule, "input_spec", None)
+        if isinstance(spec, InputSpec):
+            differences = self.input_spec.differences(spec)
+            if differences:
+                raise DualStreamError(
+                    "the model was built for other inputs than the data gives: "
+                    + "; ".join(differences)
+                )
+            # The data's spec carries the band statistics once it has read the training data.
+            self.input_spec = spec
+        self._balance_classes()
+        self._sync_batchnorm()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        datamodule = (
-            getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-        )
-        checkpoint[CHECKPOINT_KEY] = prediction_metadata(self, datamodule)
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
+        spec = getattr(datamodule, "input_spec", None)
+        if isinstance(spec, InputSpec):
+            self.input_spec = spec
+        store_spec(checkpoint, self.input_spec, class_weights=self.balanced_class_weights)

@@ -65,6 +65,14 @@ def main() -> None:
             )
         crop(zion / name, HERE / "zion" / name, window)
     shutil.copy(zion / "nlcd.tif.aux.xml", HERE / "zion" / "nlcd.tif.aux.xml")
+    # The SRTM elevation (EPSG:4326, 3 arc-seconds) over the crop, four DEM pixels of margin:
+    # the aux stream's 240 m grid over the crop reads it whole.
+    with rasterio.open(zion / "srtm.tif") as src:
+        left, bottom, right, top = transform_bounds(crs, src.crs, *bounds)
+        window = from_bounds(left, bottom, right, top, src.transform)
+        window = window.round_offsets().round_lengths()
+        window = Window(window.col_off - 4, window.row_off - 4, window.width + 8, window.height + 8)
+    crop(zion / "srtm.tif", HERE / "zion" / "srtm.tif", window)
     crop(SHARED / "nodata" / "RGB.byte.tif", HERE / "nodata" / "RGB.byte.tif", NODATA_WINDOW)
 
 

@@ -1,0 +1,156 @@
+"""AuxRaster: any coarse raster as a named source of the aux stream."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from rasterio.enums import Resampling
+from rasterio.io import DatasetReader
+from torchgeo.datasets.utils import Path
+
+from ...errors import DualStreamError
+from ..sources import GeoRaster
+from ..spec import AuxSpec
+
+
+class AuxRaster(GeoRaster):
+    """A named coarse raster of the aux stream: elevation, a pollutant map, a climate grid.
+
+    Any GDAL raster in any CRS, local or remote (a TorchGeo ``RasterDataset``: files,
+    folders with ``filename_glob``, URLs; :meth:`from_stac` for STAC Items). It is read onto
+    the aux grid of each sample with its own ``resampling``.
+
+    Channels: ``bands`` picks bands by 1-based index or by band description (default: every
+    band of the first file); every file of the source must have them. The channel of a
+    one-band file is called ``name``; otherwise each is ``<name>_<description>`` (or
+    ``<name>_<index>`` where a band has no description), e.g. ``no2_2020-01``.
+
+    Args:
+        paths: files, folders or URLs.
+        name: the source's name (:class:`~dualstream_geo.data.spec.AuxSpec`).
+        bands: 1-based band indexes or band descriptions; None for every band.
+        nodata: nodata value overriding the files' own.
+        resampling: a GDAL warp method: ``average`` (continuous values), ``nearest`` or
+            ``mode`` (categories), ``bilinear``, ...
+        transform: ``log`` takes the natural logarithm (values <= 0 become nodata).
+        filename_glob: the files of a folder that belong to the source.
+        **kwargs: further :class:`~dualstream_geo.data.sources.GeoRaster` arguments.
+
+    Raises:
+        DualStreamError: a bad name, band, resampling or transform, naming the source and
+            the file.
+    """
+
+    def __init__(
+        self,
+        paths: Path | Iterable[Path],
+        name: str,
+        bands: Sequence[int | str] | None = None,
+        nodata: float | None = None,
+        resampling: str = "average",
+        transform: str = "none",
+        filename_glob: str = "*.tif",
+        **kwargs: Any,
+    ) -> None:
+        self.spec = AuxSpec(
+            name,
+            bands=tuple(bands) if bands is not None else None,
+            nodata=nodata,
+            resampling=resampling,
+            transform=transform,  # type: ignore[arg-type]
+        )
+        self.name = name
+        self.read_indexes: list[int] | None = None
+        self.all_bands: tuple[str, ...] = ()
+        self._resolved_from = ""
+        super().__init__(paths, nodata=nodata, filename_glob=filename_glob, **kwargs)
+
+    @property
+    def label(self) -> str:
+        return f"aux source {self.name!r}"
+
+    @property
+    def resampling(self) -> Resampling:
+        return Resampling[self.spec.resampling]
+
+    def convert(self, values: np.ndarray) -> np.ndarray:
+        if self.spec.transform == "log":
+            with np.errstate(invalid="ignore", divide="ignore"):
+                values = np.where(values > 0, np.log(np.maximum(values, 1e-30)), np.nan)
+            return values.astype(np.float32, copy=False)
+        return values
+
+    # -- bands ---------------------------------------------------------------------------
+    def channel_files(self, filepath: str) -> list[tuple[str, list[int]]]:
+        if self.read_indexes is None:
+            raise DualStreamError(f"{self.label}: bands not resolved (no file opened yet)")
+        return [(filepath, self.read_indexes)]
+
+    def _validate(self, filepath: str) -> None:
+        if self.read_indexes is None:
+            # The first file indexed fixes the bands; the others are checked against it.
+            from ..grid import open_raster
+
+            try:
+                src = open_raster(self.resolve(filepath))
+            except Exception:  # unreadable: the base validation says why, in one line
+                return super()._validate(filepath)
+            self._resolve(filepath, src)
+        super()._validate(filepath)
+
+    def _indexes_in(self, path: str, src: DatasetReader) -> list[int]:
+        requested = self.spec.bands
+        if requested is None:
+            return list(range(1, src.count + 1))
+        descriptions = [d or "" for d in src.descriptions]
+        indexes = []
+        for band in requested:
+            if isinstance(band, int):
+                if band > src.count:
+                    raise DualStreamError(
+                        f"{path}: {self.label} band {band} is out of range (the file has "
+                        f"{src.count} band(s))"
+                    )
+                indexes.append(band)
+            elif band in descriptions:
+                indexes.append(descriptions.index(band) + 1)
+            else:
+                listed = ", ".join(repr(d) for d in descriptions if d) or "none"
+                raise DualStreamError(
+                    f"{path}: {self.label} has no band described {band!r} (descriptions: {listed})"
+                )
+        return indexes
+
+    def _resolve(self, path: str, src: DatasetReader) -> None:
+        indexes = self._indexes_in(path, src)
+        descriptions = [d or "" for d in src.descriptions]
+        labels = [_label(descriptions[i - 1]) or str(i) for i in indexes]
+        if len(set(labels)) < len(labels):
+            labels = [str(i) for i in indexes]
+        self.read_indexes = indexes
+        self.num_channels = len(indexes)
+        # A one-band file is the source itself; a band picked from several keeps its label.
+        single = len(indexes) == 1 and src.count == 1
+        self.all_bands = (self.name,) if single else tuple(f"{self.name}_{x}" for x in labels)
+        self._resolved_from = path
+
+    def _check_bands(self, path: str, src: DatasetReader, indexes: list[int]) -> None:
+        mine = self._indexes_in(path, src)
+        if self.spec.bands is None and src.count != self.num_channels:
+            raise DualStreamError(
+                f"{path}: {self.label} has {src.count} band(s), {self._resolved_from} has "
+                f"{self.num_channels}: the files of a source need the same bands"
+            )
+        if mine != indexes:
+            raise DualStreamError(
+                f"{path}: {self.label} finds its bands {list(self.spec.bands or [])} at "
+                f"{mine}, {self._resolved_from} at {indexes}"
+            )
+
+
+def _label(description: str) -> str:
+    """A band description as part of a channel name (spaces become '_')."""
+    return re.sub(r"\s+", "_", description.strip())

@@ -1,0 +1,52 @@
+"""Settings of the datamodule that are not part of the input spec: how the training area is
+split and how patches are drawn."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ..errors import DualStreamError
+
+SAMPLERS = ("random", "tiles")
+
+
+@dataclass(frozen=True)
+class SplitSettings:
+    """Hold-out by TorchGeo grid cells (``random_grid_cell_assignment``) where a split has
+    no scenes of its own: ``val_fraction`` and ``test_fraction`` of the training area's
+    ``grid`` x ``grid`` cells, drawn with ``seed``."""
+
+    val_fraction: float = 0.2
+    test_fraction: float = 0.0
+    grid: int = 4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.val_fraction < 1.0 or not 0.0 <= self.test_fraction < 1.0:
+            raise DualStreamError("split.val_fraction and split.test_fraction must lie in [0, 1)")
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise DualStreamError("split.val_fraction + split.test_fraction must stay below 1")
+        if self.grid < 1:
+            raise DualStreamError(f"split.grid must be >= 1, got {self.grid}")
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How training patches are drawn: ``kind`` ``random`` (TorchGeo random patches, new
+    ones every epoch from ``seed``; None draws from the operating system) or ``tiles`` (each
+    image file whole, once per epoch, as the original project does); ``focus_classes``:
+    centre ``focus_fraction`` of the random patches on pixels of these (rare) classes."""
+
+    kind: Literal["random", "tiles"] = "random"
+    seed: int | None = 0
+    focus_classes: tuple[int, ...] | None = None
+    focus_fraction: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.kind not in SAMPLERS:
+            raise DualStreamError(f"sampling.kind must be one of {SAMPLERS}, got {self.kind!r}")
+        if not 0.0 <= self.focus_fraction <= 1.0:
+            raise DualStreamError(
+                f"sampling.focus_fraction must lie in [0, 1], got {self.focus_fraction}"
+            )

@@ -1,0 +1,477 @@
+"""InputSpec: everything that defines what the model sees, as one frozen object.
+
+The datamodule builds it from its settings (image bands, classes, the named aux sources,
+the aux grid, the normalisation and its statistics); the task builds the model from it;
+every checkpoint stores it (:meth:`InputSpec.to_dict`) and ``predict`` / ``validate`` /
+``test`` read it back (:meth:`InputSpec.from_dict`). Nothing else repeats these settings.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+from rasterio.enums import Resampling
+
+from ..errors import DualStreamError
+from .indices import check_indices
+from .normalize import DatasetStats, Normalize, OriginalScaling
+
+#: Colours of classes a config gives none for (class 0 black, then distinct hues).
+DEFAULT_COLORS = (
+    (0, 0, 0),
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+)
+NORMALIZATIONS = ("dataset", "original")
+#: How aux values are changed before statistics: ``log`` for quantities spanning decades.
+VALUE_TRANSFORMS = ("none", "log")
+#: The model's air encoder reads the aux stream at 1/8 of the image (DESIGN.md).
+MODEL_AUX_SCALE = 8
+#: Width of the model's air-absent input when the spec has no aux source: the original's
+#: 48 channels, so that an image-only model is the original architecture (its weights load,
+#: and its parameters are initialised in the same order as before named sources existed).
+ABSENT_AUX_CHANNELS = 48
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """The image stream: ``bands`` in file order (one multi-band file per scene, or one file
+    per band named by the ``band_files`` tokens, e.g. ``[_b2, _b3, _b4, _b5]``), the
+    files' ``nodata`` when they carry none, and spectral ``indices`` computed from the
+    bands and appended after them (:mod:`~dualstream_geo.data.indices`)."""
+
+    bands: tuple[str, ...] = ("blue", "green", "red", "nir")
+    band_files: tuple[str, ...] | None = None
+    nodata: float | None = None
+    indices: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.bands:
+            raise DualStreamError("image.bands is empty: name the image bands in file order")
+        if self.band_files is not None and len(self.band_files) != len(self.bands):
+            raise DualStreamError(
+                f"image.band_files has {len(self.band_files)} entries, image.bands "
+                f"{len(self.bands)}"
+            )
+        check_indices(self.indices, self.bands)
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """What the model takes: the bands, then the indices."""
+        return (*self.bands, *(index.lower() for index in self.indices))
+
+
+@dataclass(frozen=True)
+class ClassSpec:
+    """The classes: ``names`` (their count is the model's number of classes), ``colors``
+    (RGB, one per class; default a fixed palette), how raw label values become classes
+    (``map``: raw value -> class index; values not in it go to class 0 with
+    ``unmapped: background`` or are ignored with ``unmapped: ignore``; without a map the raw
+    values are the classes) and the ``ignore_index`` of unknown pixels."""
+
+    names: tuple[str, ...] = ("background", "target")
+    colors: tuple[tuple[int, int, int], ...] | None = None
+    map: dict[int, int] | None = None
+    unmapped: Literal["background", "ignore"] = "background"
+    ignore_index: int = 255
+
+    def __post_init__(self) -> None:
+        if len(self.names) < 2:
+            raise DualStreamError(f"classes.names must name at least 2 classes, got {self.names}")
+        if self.colors is not None and len(self.colors) != len(self.names):
+            raise DualStreamError(
+                f"classes.colors has {len(self.colors)} colours for {len(self.names)} classes"
+            )
+        if self.unmapped not in ("background", "ignore"):
+            raise DualStreamError(
+                f"classes.unmapped must be 'background' or 'ignore', got {self.unmapped!r}"
+            )
+        top = max(self.map.values(), default=0) if self.map else 0
+        if top >= len(self.names) and top != self.ignore_index:
+            raise DualStreamError(
+                f"classes.map maps to class {top}, but classes.names has {len(self.names)} "
+                f"classes (0..{len(self.names) - 1})"
+            )
+
+    @property
+    def palette(self) -> list[tuple[int, int, int]]:
+        """One RGB colour per class: ``colors``, or the default palette."""
+        if self.colors:
+            return [(int(r), int(g), int(b)) for r, g, b in self.colors]
+        return [DEFAULT_COLORS[i % len(DEFAULT_COLORS)] for i in range(len(self.names))]
+
+
+@dataclass(frozen=True)
+class AuxSpec:
+    """One named source of the aux (coarse) stream.
+
+    Args:
+        name: what the source is (``elevation``, ``no2``); names its channels.
+        paths: files, folders, URLs or STAC Items (with ``assets``); shared by every split
+            unless a split names its own (``SceneSet.aux``).
+        bands: 1-based band indexes or band descriptions to read; None reads every band.
+        nodata: the files' nodata value when they carry none (or another one).
+        resampling: how the source is read onto the aux grid: ``average`` for continuous
+            values, ``nearest`` or ``mode`` for categories (any GDAL warp method).
+        transform: ``log``: the natural logarithm of the values (values <= 0 become
+            nodata), for quantities spanning decades such as column densities.
+        format: ``raster`` (any GDAL raster); ``original_gems`` / ``original_air``: the
+            original dataset's ``GEMS_*`` and ``AIR_Pollution_{CO,NO2,SO2}_*`` files.
+        filename_glob: which files of a folder belong to the source.
+        assets: the STAC assets holding the bands, when ``paths`` are STAC Items.
+        channels: the channel names, resolved from the files (stored in checkpoints).
+    """
+
+    name: str
+    paths: tuple[str, ...] = ()
+    bands: tuple[int | str, ...] | None = None
+    nodata: float | None = None
+    resampling: str = "average"
+    transform: Literal["none", "log"] = "none"
+    format: Literal["raster", "original_gems", "original_air"] = "raster"
+    filename_glob: str | None = None
+    assets: tuple[str, ...] | None = None
+    channels: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise DualStreamError(
+                f"aux source name {self.name!r}: use letters, digits, '_', '-' or '.', "
+                "starting with a letter"
+            )
+        if self.resampling not in Resampling.__members__:
+            raise DualStreamError(
+                f"aux source {self.name!r}: resampling {self.resampling!r} is not a GDAL "
+                f"method ({', '.join(Resampling.__members__)})"
+            )
+        if self.transform not in VALUE_TRANSFORMS:
+            raise DualStreamError(
+                f"aux source {self.name!r}: transform must be one of {VALUE_TRANSFORMS}, "
+                f"got {self.transform!r}"
+            )
+        if self.bands is not None:
+            if not self.bands:
+                raise DualStreamError(f"aux source {self.name!r}: bands is empty")
+            bad = [b for b in self.bands if isinstance(b, int) and b < 1]
+            if bad:
+                raise DualStreamError(
+                    f"aux source {self.name!r}: band {bad[0]} (bands count from 1)"
+                )
+
+    @property
+    def num_channels(self) -> int:
+        if self.channels is None:
+            raise DualStreamError(f"aux source {self.name!r}: channels not resolved yet")
+        return len(self.channels)
+
+    def with_paths(self, paths: Sequence[str]) -> AuxSpec:
+        """The same source read from other files (a split's own, or prediction inputs)."""
+        return replace(self, paths=tuple(str(p) for p in paths))
+
+    def settings(self) -> dict[str, Any]:
+        """What defines the source's values, without where its files are."""
+        out = asdict(self)
+        out.pop("paths")
+        out.pop("assets")
+        return out
+
+
+def original_aux(
+    gems: Sequence[str] = (), air_pollution: Sequence[str] = ()
+) -> tuple[AuxSpec, ...]:
+    """The original project's aux stream as named sources: GEMS (12 channels) and the
+    CO, NO2 and SO2 maps (12 each), read bilinearly as the original preset always was."""
+    from .auxiliary.original import GEMS_BANDS, POLLUTANT_BANDS
+
+    return (
+        AuxSpec(
+            "gems",
+            tuple(gems),
+            resampling="bilinear",
+            format="original_gems",
+            channels=GEMS_BANDS,
+        ),
+        AuxSpec(
+            "air_pollution",
+            tuple(air_pollution),
+            resampling="bilinear",
+            format="original_air",
+            channels=POLLUTANT_BANDS,
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What defines the model's inputs and outputs (see the module docstring).
+
+    ``aux`` empty means image only (the model's air-absent input). ``stats`` (band
+    statistics of the image, its indices and the aux channels) joins the spec when the
+    training data is set up; a spec without them can build a model but not normalise data.
+    """
+
+    image: ImageSpec = field(default_factory=ImageSpec)
+    classes: ClassSpec = field(default_factory=ClassSpec)
+    aux: tuple[AuxSpec, ...] = ()
+    aux_scale: int = MODEL_AUX_SCALE
+    normalization: Literal["dataset", "original"] = "dataset"
+    stats: DatasetStats | None = None
+
+    def __post_init__(self) -> None:
+        if self.aux_scale < 1:
+            raise DualStreamError(f"aux_scale must be >= 1, got {self.aux_scale}")
+        if self.normalization not in NORMALIZATIONS:
+            raise DualStreamError(
+                f"normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}"
+            )
+        if self.image.indices and self.normalization != "dataset":
+            raise DualStreamError("indices need normalization 'dataset' (the original has none)")
+        seen: set[str] = set()
+        for source in self.aux:
+            if source.name in seen:
+                raise DualStreamError(f"aux source {source.name!r} is named twice")
+            seen.add(source.name)
+
+    # -- derived sizes and names ---------------------------------------------------------
+    @property
+    def in_channels(self) -> int:
+        return len(self.image.channels)
+
+    @property
+    def channel_names(self) -> tuple[str, ...]:
+        return self.image.channels
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes.names)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.classes.names)
+
+    @property
+    def class_colors(self) -> list[tuple[int, int, int]]:
+        return self.classes.palette
+
+    @property
+    def ignore_index(self) -> int:
+        return self.classes.ignore_index
+
+    @property
+    def uses_aux(self) -> bool:
+        return bool(self.aux)
+
+    @property
+    def aux_names(self) -> list[str]:
+        return [source.name for source in self.aux]
+
+    @property
+    def aux_channel_names(self) -> list[str]:
+        return [channel for source in self.aux for channel in (source.channels or ())]
+
+    @property
+    def aux_channels(self) -> int:
+        """Channels of the aux stream (0 without aux sources)."""
+        return sum(source.num_channels for source in self.aux)
+
+    @property
+    def model_aux_channels(self) -> int:
+        """The model's air-encoder input width (see ``ABSENT_AUX_CHANNELS``)."""
+        return self.aux_channels if self.aux else ABSENT_AUX_CHANNELS
+
+    def aux_source(self, name: str) -> AuxSpec:
+        for source in self.aux:
+            if source.name == name:
+                return source
+        listed = ", ".join(self.aux_names) or "none"
+        raise DualStreamError(f"no aux source named {name!r} (the spec has: {listed})")
+
+    # -- normalisation -------------------------------------------------------------------
+    def transform(self) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        """The sample transform the model is trained and predicts with."""
+        if self.normalization == "original":
+            return OriginalScaling(self.minmax_groups())  # type: ignore[return-value]
+        if self.stats is None:
+            raise DualStreamError("normalization 'dataset' needs band statistics")
+        return Normalize(self.stats)  # type: ignore[return-value]
+
+    def minmax_groups(self) -> list[int]:
+        """Channels per file of the aux stream, which the original scaling min-max scales
+        together: 12 per original file, a whole source otherwise."""
+        groups: list[int] = []
+        for source in self.aux:
+            per_file = 12 if source.format.startswith("original") else source.num_channels
+            groups += [per_file] * (source.num_channels // per_file)
+        return groups
+
+    def aux_fill(self) -> float | list[float]:
+        """What missing aux values become before the transform: the channel means (0 once
+        standardised), or NaN under the original scaling (which zeroes that file)."""
+        if self.normalization == "original":
+            return float("nan")
+        if self.stats is not None and self.stats.air is not None:
+            return list(self.stats.air.mean)
+        return 0.0
+
+    def with_stats(self, stats: DatasetStats | None) -> InputSpec:
+        """The spec with the band statistics of its training data.
+
+        Raises:
+            DualStreamError: the statistics describe other image or aux channels.
+        """
+        if stats is not None:
+            check_stats(self, stats)
+        return replace(self, stats=stats)
+
+    # -- comparison ----------------------------------------------------------------------
+    def differences(self, other: InputSpec) -> list[str]:
+        """What a model trained on ``self`` would read differently from ``other`` (statistics
+        and file locations aside): one phrase per difference."""
+        found = []
+        if self.channel_names != other.channel_names:
+            found.append(
+                f"image channels {list(self.channel_names)} vs {list(other.channel_names)}"
+            )
+        if self.classes.names != other.classes.names:
+            found.append(f"classes {list(self.classes.names)} vs {list(other.classes.names)}")
+        if self.aux_names != other.aux_names:
+            found.append(f"aux sources {self.aux_names} vs {other.aux_names}")
+        else:
+            for mine, theirs in zip(self.aux, other.aux, strict=True):
+                if mine.settings() != theirs.settings():
+                    found.append(f"aux source {mine.name!r} settings")
+        if self.aux_scale != other.aux_scale:
+            found.append(f"aux_scale {self.aux_scale} vs {other.aux_scale}")
+        if self.normalization != other.normalization:
+            found.append(f"normalization {self.normalization} vs {other.normalization}")
+        return found
+
+    # -- storage -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values only (lists, dicts, numbers, strings): what a checkpoint loaded with
+        ``weights_only=True`` may hold."""
+        return {
+            "image": _plain(asdict(self.image)),
+            "classes": _plain(
+                asdict(self.classes)
+                | {"map": _int_keys(self.classes.map), "colors": self.classes.palette}
+            ),
+            "aux": [_plain(asdict(source)) for source in self.aux],
+            "aux_scale": self.aux_scale,
+            "normalization": self.normalization,
+            "stats": self.stats.to_dict() if self.stats is not None else None,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> InputSpec:
+        """The spec :meth:`to_dict` wrote."""
+        image = dict(raw["image"])
+        classes = dict(raw["classes"])
+        return cls(
+            image=ImageSpec(
+                bands=tuple(image["bands"]),
+                band_files=tuple(image["band_files"]) if image.get("band_files") else None,
+                nodata=image.get("nodata"),
+                indices=tuple(image.get("indices") or ()),
+            ),
+            classes=ClassSpec(
+                names=tuple(classes["names"]),
+                colors=tuple(tuple(c) for c in classes["colors"])
+                if classes.get("colors")
+                else None,  # type: ignore[misc]
+                map=_int_keys(classes.get("map")),
+                unmapped=classes.get("unmapped", "background"),
+                ignore_index=int(classes.get("ignore_index", 255)),
+            ),
+            aux=tuple(aux_from_dict(source) for source in raw.get("aux") or ()),
+            aux_scale=int(raw.get("aux_scale", MODEL_AUX_SCALE)),
+            normalization=raw.get("normalization", "dataset"),
+            stats=DatasetStats.from_dict(raw["stats"]) if raw.get("stats") else None,
+        )
+
+
+def aux_from_dict(raw: Mapping[str, Any]) -> AuxSpec:
+    """An :class:`AuxSpec` from plain values (a checkpoint, or a parsed config)."""
+
+    def optional_tuple(key: str) -> tuple[Any, ...] | None:
+        value = raw.get(key)
+        return tuple(value) if value is not None else None
+
+    return AuxSpec(
+        name=raw["name"],
+        paths=tuple(raw.get("paths") or ()),
+        bands=optional_tuple("bands"),
+        nodata=raw.get("nodata"),
+        resampling=raw.get("resampling", "average"),
+        transform=raw.get("transform", "none"),
+        format=raw.get("format", "raster"),
+        filename_glob=raw.get("filename_glob"),
+        assets=optional_tuple("assets"),
+        channels=optional_tuple("channels"),
+    )
+
+
+def check_stats(spec: InputSpec, stats: DatasetStats) -> None:
+    """Statistics must describe the spec's channels, in its order.
+
+    Raises:
+        DualStreamError: other image bands, indices or aux channels.
+    """
+    if tuple(stats.image.bands) != spec.image.bands:
+        raise DualStreamError(
+            f"statistics are of image bands {stats.image.bands}, the data has "
+            f"{list(spec.image.bands)}"
+        )
+    indices = [index.lower() for index in spec.image.indices]
+    if stats.index_names != indices:
+        raise DualStreamError(
+            f"statistics are computed for indices {stats.index_names}, the data asks for {indices}"
+        )
+    aux = stats.air.bands if stats.air is not None else []
+    if spec.normalization == "dataset" and list(aux) != spec.aux_channel_names:
+        raise DualStreamError(
+            f"statistics are of aux channels {_short(aux)}, the data has "
+            f"{_short(spec.aux_channel_names)}"
+        )
+    if stats.air is not None:
+        for name, low, high, std in zip(
+            stats.air.bands, stats.air.min, stats.air.max, stats.air.std, strict=True
+        ):
+            if high - low <= 0 or std <= 1e-6 * max(1.0, abs(low), abs(high)):
+                raise DualStreamError(
+                    f"aux channel {name!r} is constant ({low:g}) over the training data: it "
+                    "carries no information and cannot be standardised; leave it out"
+                )
+
+
+def _short(names: Sequence[str], shown: int = 6) -> str:
+    names = list(names)
+    if len(names) <= shown:
+        return str(names)
+    return f"[{', '.join(names[:shown])}, ... {len(names)} in all]"
+
+
+def _int_keys(mapping: Mapping[Any, Any] | None) -> dict[int, int] | None:
+    if mapping is None:
+        return None
+    return {int(k): int(v) for k, v in mapping.items()}
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists: the JSON-like values of checkpoints."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,118 @@
+"""A scene's inputs as the checkpoint's input spec names them: the image source and the
+named aux sources, each checked against what the model was trained on."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..data.auxiliary import aux_source, resolved
+from ..data.sources import GeoRaster, Georef, SatelliteImage
+from ..data.spec import InputSpec
+from ..errors import DualStreamError
+
+PathLike = str | os.PathLike[str]
+#: Aux inputs of a scene: sources or paths by name; or, in the spec's order, sources; or the
+#: original preset's paths (GEMS and air-pollution files or folders together).
+AuxInputs = Mapping[str, GeoRaster | Sequence[PathLike]] | Sequence[GeoRaster | PathLike] | None
+
+
+def scene_image(spec: InputSpec, image: SatelliteImage | Sequence[PathLike]) -> SatelliteImage:
+    """The image source of a scene (paths are read as the spec's bands and band files).
+
+    Raises:
+        DualStreamError: a source with another number of bands than the spec's.
+    """
+    if not isinstance(image, SatelliteImage):
+        image = SatelliteImage(
+            [str(p) for p in image],
+            bands=spec.image.bands,
+            band_files=spec.image.band_files,
+            nodata=spec.image.nodata,
+        )
+    if len(image.all_bands) != len(spec.image.bands):
+        raise DualStreamError(
+            f"the checkpoint expects {len(spec.image.bands)} bands {spec.image.bands}, "
+            f"the image source has {len(image.all_bands)}"
+        )
+    return image
+
+
+def _describe(spec: InputSpec, names: Sequence[str]) -> str:
+    return ", ".join(
+        f"--aux {n}=PATH ({spec.aux_source(n).num_channels} channel(s))" for n in names
+    )
+
+
+def scene_aux(spec: InputSpec, aux: AuxInputs, fallback: Georef | None = None) -> list[GeoRaster]:
+    """The scene's aux sources in the spec's order.
+
+    Args:
+        spec: the checkpoint's input spec.
+        aux: sources or paths by name; sources in the spec's order; or the paths of the
+            original preset's GEMS and air-pollution files together.
+        fallback: footprints for original-layout tiles without georeferencing.
+
+    Returns:
+        One source per aux source of the spec, its channels checked against the spec's.
+
+    Raises:
+        DualStreamError: a source missing, extra, unknown or with another channel count,
+            named in one line.
+    """
+    names = spec.aux_names
+    if not names:
+        given = list(aux) if isinstance(aux, Mapping) else ["aux paths"] if aux else []
+        if given:
+            raise DualStreamError(
+                f"the checkpoint was trained on the image alone: it takes no aux source "
+                f"(given: {', '.join(map(str, given))})"
+            )
+        return []
+    if not aux:
+        raise DualStreamError(
+            f"the checkpoint needs its aux sources: give {_describe(spec, names)}"
+        )
+    named: dict[str, Any]
+    if isinstance(aux, Mapping):
+        named = dict(aux)
+    else:
+        items = list(aux)
+        if all(isinstance(a, GeoRaster) for a in items):
+            if len(items) != len(names):
+                raise DualStreamError(
+                    f"{len(items)} aux source(s) given, the checkpoint takes {len(names)}: "
+                    f"{', '.join(names)}"
+                )
+            named = dict(zip(names, items, strict=True))
+        elif names == ["gems", "air_pollution"]:
+            paths = [str(p) for p in items]
+            named = {"gems": paths, "air_pollution": paths}
+        else:
+            raise DualStreamError(
+                f"name the aux paths (the checkpoint takes {', '.join(names)}): "
+                f"{_describe(spec, names)}"
+            )
+    unknown = [name for name in named if name not in names]
+    if unknown:
+        raise DualStreamError(
+            f"--aux {unknown[0]}: the checkpoint has no aux source {unknown[0]!r} (it takes: "
+            f"{', '.join(names)})"
+        )
+    missing = [name for name in names if name not in named]
+    if missing:
+        raise DualStreamError(
+            f"the checkpoint needs aux source(s): give {_describe(spec, missing)}"
+        )
+    sources: list[GeoRaster] = []
+    for source_spec in spec.aux:
+        given = named[source_spec.name]
+        source = (
+            given
+            if isinstance(given, GeoRaster)
+            else aux_source(source_spec.with_paths([str(p) for p in given]), fallback)
+        )
+        resolved(source_spec, source)
+        sources.append(source)
+    return sources
