@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 import sys
 from typing import Any
 
 import torch
+import yaml
 from jsonargparse import ArgumentError
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
@@ -335,6 +338,42 @@ USAGE = """usage: dualstream-geo {fit,validate,test,predict,evaluate,import-orig
 """
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that the command unwinds as on Ctrl-C."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+COMMANDS = ("fit", "validate", "test", "predict", "evaluate", "import-original", "demo")
+
+
+def check_config_files(args: list[str]) -> None:
+    """Every ``--config`` file exists and is valid YAML, named with its line (jsonargparse
+    would say ``<unicode string>``).
+
+    Raises:
+        DualStreamError: a missing file or a YAML syntax error.
+    """
+    paths = [b for a, b in zip(args, args[1:], strict=False) if a in ("--config", "-c")]
+    paths += [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
+    for path in paths:
+        if not os.path.isfile(path):
+            raise DualStreamError(f"--config {path} does not exist")
+        try:
+            with open(path) as f:
+                yaml.safe_load(f)
+        except yaml.MarkedYAMLError as error:
+            mark = error.problem_mark
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise DualStreamError(
+                f"--config {path}: not valid YAML ({error.problem}{where})"
+            ) from None
+        except (yaml.YAMLError, UnicodeDecodeError) as error:
+            raise DualStreamError(f"--config {path}: not valid YAML ({error})") from None
+
+
 def user_error(error: BaseException) -> DualStreamError | None:
     """The :class:`DualStreamError` that ``error`` is, or that caused it (jsonargparse wraps
     what a config class refuses into its own errors)."""
@@ -352,11 +391,24 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; bad input ends with one ``error:`` line and exit status 2."""
     args = list(sys.argv[1:] if argv is None else argv)
     keep_freed_memory()
+    # GDAL's messages reach Python as rasterio log records; the errors among them become
+    # exceptions, which end as one line: the records themselves would only repeat them.
+    logging.getLogger("rasterio").addHandler(logging.NullHandler())
     if not args or args[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if args else 2
     try:
         command, rest = args[0], args[1:]
+        if command not in COMMANDS:
+            raise DualStreamError(
+                f"unknown command {command!r} (commands: {', '.join(COMMANDS)}; "
+                "dualstream-geo --help)"
+            )
+        check_config_files(rest)
+        if command in ("predict", "evaluate", "import-original", "demo"):
+            # Lightning handles SIGTERM for fit/validate/test; these commands unwind as on
+            # Ctrl-C (locks released, partial files removed) and say so.
+            signal.signal(signal.SIGTERM, _terminate)
         if command == "demo":
             from .demo import demo_main
 
@@ -396,6 +448,9 @@ def main(argv: list[str] | None = None) -> int:
         where = f"rank {rank}: " if rank != "0" else ""
         print(f"dualstream-geo: error: {where}{cause}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("dualstream-geo: terminated (SIGTERM); nothing half-written is left", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("dualstream-geo: interrupted", file=sys.stderr)
         return 130

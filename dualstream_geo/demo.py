@@ -7,7 +7,6 @@ GeoTIFF and writes ``report.md`` with the figures and PNGs.
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 from .data import DEMO_CLASS_MAP, DEMO_CLASS_NAMES, make_demo_scenes
 from .data.datamodule import DualStreamDataModule
 from .data.spec import ClassSpec, InputSpec, original_aux
-from .errors import DualStreamError
+from .errors import DualStreamError, OneLineParser
 from .paths import check_folder_writable, check_output
 
 CLASS_COLORS = [(40, 40, 40), (230, 25, 75)]
@@ -208,7 +207,7 @@ polluted from clean districts, so the image-only model cannot separate them.
 
 
 def demo_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="dualstream-geo demo", description=__doc__)
+    parser = OneLineParser(prog="dualstream-geo demo", description=__doc__)
     parser.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
     parser.add_argument(
         "--quick", action="store_true", help="tiny budget, under a minute (for tests)"

@@ -386,7 +386,9 @@ def test_empty_air_image_or_labels_are_errors(tmp_path: Path) -> None:
 
 
 def test_patch_size_must_be_multiple_of_32(demo_root: Path) -> None:
-    with pytest.raises(DualStreamError, match="patch_size must be a positive multiple of 32, got 100"):
+    with pytest.raises(
+        DualStreamError, match="patch_size must be a positive multiple of 32, got 100"
+    ):
         DualStreamDataModule(root=str(demo_root), patch_size=100)
 
 

@@ -282,7 +282,7 @@ def test_prediction_on_two_processes_equals_one_and_resumes(
     assert (tmp_path / "killed.tif.partial.0of2.tif").exists()
 
     other = subprocess.run(
-        [CLI, *predict_args(checkpoint, scene, killed, "--devices=3", "--resume")],
+        [CLI, *predict_args(checkpoint, scene, killed, "--devices=1", "--resume")],
         capture_output=True,
         text=True,
         timeout=300,

@@ -259,7 +259,8 @@ def test_bad_checkpoints(tmp_path: Path) -> None:
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(DualStreamError, match=r"junk.pth: not a readable weights file"):
         DualStreamDFormer(vision_weights=tmp_path / "junk.pth")
-    with pytest.raises(DualStreamError, match=r"cannot load a SegFormer model"):
+    # A missing local path is reported at once, not tried as a hub id (retries offline).
+    with pytest.raises(DualStreamError, match=r"missing-dir: weights file not found"):
         DualStreamDFormer(vision_weights=str(tmp_path / "missing-dir"))
     wrong = {STEM_KEY: torch.zeros(64, 2, 7, 7)}
     torch.save(wrong, tmp_path / "two.pth")

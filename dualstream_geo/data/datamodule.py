@@ -61,6 +61,8 @@ class DualStreamDataModule(GeoDataModule):
         aux: the named aux sources (:class:`AuxSpec` list), ``"original"`` for the original
             project's GEMS + CO/NO2/SO2 files, or None for the image alone.
         aux_scale: aux pixels are ``aux_scale`` image pixels wide (the model takes 8).
+        aux_fusion: ``dual`` (the aux stream at 1/``aux_scale``) or ``early`` (the aux
+            channels read on the image grid and appended to the image: the baseline).
         normalization: ``dataset``: band statistics from the training sources (decimated
             reads), saved to ``stats_path`` when given (an existing file there is reused);
             ``original``: the original project's scaling, for its checkpoints and recipe.
@@ -91,6 +93,7 @@ class DualStreamDataModule(GeoDataModule):
         classes: ClassSpec | None = None,
         aux: list[AuxSpec] | Literal["original"] | None = None,
         aux_scale: int = 8,
+        aux_fusion: Literal["dual", "early"] = "dual",
         normalization: Literal["dataset", "original"] = "dataset",
         stats_path: str | None = None,
         patch_size: int = 256,
@@ -123,6 +126,7 @@ class DualStreamDataModule(GeoDataModule):
             classes=classes or ClassSpec(),
             aux=aux_specs(aux),
             aux_scale=aux_scale,
+            aux_fusion=aux_fusion,
             normalization=normalization,
         )
         self._resolved = False

@@ -202,4 +202,4 @@ def build_dataset(scenes: SceneSet, spec: InputSpec, split: str = "") -> DualStr
     check_image_values(image)
     for source in air:
         check_air_values(source)
-    return DualStreamGeoDataset(image, air or None, mask, air_scale=spec.aux_scale)
+    return DualStreamGeoDataset(image, air or None, mask, air_scale=spec.read_scale)

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import rasterio
 import torch
 from rasterio.enums import Resampling
 from rasterio.io import DatasetReader
@@ -34,7 +35,14 @@ def decimated_read(
     height, width = src.height, src.width
     if scale > 1:
         height, width = max(1, round(src.height / scale)), max(1, round(src.width / scale))
-    data = src.read(indexes, out_shape=(len(indexes), height, width), resampling=Resampling.nearest)
+    try:
+        data = src.read(
+            indexes, out_shape=(len(indexes), height, width), resampling=Resampling.nearest
+        )
+    except rasterio.errors.RasterioError as error:
+        # GDAL's own reason is the cause; rasterio's message points to it.
+        reason = " ".join(str(error.__cause__ or error).split())
+        raise DualStreamError(f"{src.name}: corrupt or unreadable raster ({reason})") from None
     values = data.astype(np.float32).reshape(len(indexes), -1)
     nodata = src.nodata if nodata is None else nodata
     if nodata is not None and not math.isnan(nodata):
@@ -225,6 +233,26 @@ class Normalize:
         air = sample.get("air")
         if isinstance(air, Tensor) and self.stats.air is not None:
             sample["air"] = self.stats.air.normalize(air)
+        return sample
+
+
+class AppendAux:
+    """Sample transform for early fusion: after ``normalize``, the aux channels (read on the
+    image grid) are appended to the image, zero where the image is invalid, and the sample
+    has no ``air`` any more: ``image`` (C, H, W) and ``air`` (A, H, W) -> ``image``
+    (C + A, H, W)."""
+
+    def __init__(self, normalize: Normalize) -> None:
+        self.normalize = normalize
+
+    def __call__(self, sample: dict[str, object]) -> dict[str, object]:
+        sample = self.normalize(sample)
+        image, air = sample["image"], sample.pop("air")
+        assert isinstance(image, Tensor) and isinstance(air, Tensor)
+        valid = sample.get("valid")
+        if isinstance(valid, Tensor):
+            air = air * valid.to(air.dtype)
+        sample["image"] = torch.cat([image, air], dim=-3)
         return sample
 
 

@@ -108,6 +108,9 @@ def describe_error(path: str, error: Exception) -> str:
     ):
         if re.search(pattern, text):
             return f"{where}: {meaning}"
+    if not is_remote(path):
+        reason = " ".join(str(getattr(error, "__cause__", None) or text).split())
+        return f"{where}: corrupt or unreadable raster ({reason})"
     return f"{where}: not a readable raster ({' '.join(redact(text).split())})"
 
 

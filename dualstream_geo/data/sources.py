@@ -215,7 +215,7 @@ class GeoRaster(RasterDataset):
                 try:
                     src = open_raster(self.resolve(path))
                     read_onto(src, indexes, grid, target, resampling, self.nodata, number == 0)
-                except rasterio.errors.RasterioIOError as error:  # e.g. a network failure
+                except rasterio.errors.RasterioError as error:  # a network failure, corrupt data
                     raise DualStreamError(describe_error(path, error)) from None
                 first += len(indexes)
         return self.convert(out)

@@ -17,7 +17,7 @@ from rasterio.enums import Resampling
 
 from ..errors import DualStreamError
 from .indices import check_indices
-from .normalize import DatasetStats, Normalize, OriginalScaling
+from .normalize import AppendAux, DatasetStats, Normalize, OriginalScaling
 
 #: Colours of classes a config gives none for (class 0 black, then distinct hues).
 DEFAULT_COLORS = (
@@ -216,15 +216,20 @@ def original_aux(
 class InputSpec:
     """What defines the model's inputs and outputs (see the module docstring).
 
-    ``aux`` empty means image only (the model's air-absent input). ``stats`` (band
-    statistics of the image, its indices and the aux channels) joins the spec when the
-    training data is set up; a spec without them can build a model but not normalise data.
+    ``aux`` empty means image only (the model's air-absent input). ``aux_fusion``:
+    ``dual`` feeds the aux sources to the model's air encoder at 1/``aux_scale`` of the
+    image; ``early`` reads them on the image grid and appends them to the image channels
+    (the baseline that stacks a coarse raster as extra bands; the air encoder then gets its
+    "absent" input). ``stats`` (band statistics of the image, its indices and the aux
+    channels) joins the spec when the training data is set up; a spec without them can
+    build a model but not normalise data.
     """
 
     image: ImageSpec = field(default_factory=ImageSpec)
     classes: ClassSpec = field(default_factory=ClassSpec)
     aux: tuple[AuxSpec, ...] = ()
     aux_scale: int = MODEL_AUX_SCALE
+    aux_fusion: Literal["dual", "early"] = "dual"
     normalization: Literal["dataset", "original"] = "dataset"
     stats: DatasetStats | None = None
 
@@ -235,6 +240,10 @@ class InputSpec:
             raise DualStreamError(
                 f"normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}"
             )
+        if self.aux_fusion not in ("dual", "early"):
+            raise DualStreamError(f"aux_fusion must be 'dual' or 'early', got {self.aux_fusion!r}")
+        if self.aux_fusion == "early" and self.normalization != "dataset":
+            raise DualStreamError("aux_fusion 'early' needs normalization 'dataset'")
         if self.image.indices and self.normalization != "dataset":
             raise DualStreamError("indices need normalization 'dataset' (the original has none)")
         seen: set[str] = set()
@@ -246,11 +255,14 @@ class InputSpec:
     # -- derived sizes and names ---------------------------------------------------------
     @property
     def in_channels(self) -> int:
-        return len(self.image.channels)
+        return len(self.channel_names)
 
     @property
     def channel_names(self) -> tuple[str, ...]:
-        return self.image.channels
+        """The model's image channels: the bands, the indices, and with early fusion the
+        aux channels."""
+        early = tuple(self.aux_channel_names) if self.aux_fusion == "early" else ()
+        return (*self.image.channels, *early)
 
     @property
     def num_classes(self) -> int:
@@ -270,7 +282,14 @@ class InputSpec:
 
     @property
     def uses_aux(self) -> bool:
-        return bool(self.aux)
+        """True when the model's air encoder reads the aux sources (dual fusion)."""
+        return bool(self.aux) and self.aux_fusion == "dual"
+
+    @property
+    def read_scale(self) -> int:
+        """The aux grid the join reads: 1/``aux_scale`` of the image, or the image grid
+        itself for early fusion."""
+        return 1 if self.aux_fusion == "early" else self.aux_scale
 
     @property
     def aux_names(self) -> list[str]:
@@ -288,7 +307,7 @@ class InputSpec:
     @property
     def model_aux_channels(self) -> int:
         """The model's air-encoder input width (see ``ABSENT_AUX_CHANNELS``)."""
-        return self.aux_channels if self.aux else ABSENT_AUX_CHANNELS
+        return self.aux_channels if self.uses_aux else ABSENT_AUX_CHANNELS
 
     def aux_source(self, name: str) -> AuxSpec:
         for source in self.aux:
@@ -304,6 +323,8 @@ class InputSpec:
             return OriginalScaling(self.minmax_groups())  # type: ignore[return-value]
         if self.stats is None:
             raise DualStreamError("normalization 'dataset' needs band statistics")
+        if self.aux and self.aux_fusion == "early":
+            return AppendAux(Normalize(self.stats))  # type: ignore[return-value]
         return Normalize(self.stats)  # type: ignore[return-value]
 
     def minmax_groups(self) -> list[int]:
@@ -353,6 +374,8 @@ class InputSpec:
                     found.append(f"aux source {mine.name!r} settings")
         if self.aux_scale != other.aux_scale:
             found.append(f"aux_scale {self.aux_scale} vs {other.aux_scale}")
+        if self.aux_fusion != other.aux_fusion:
+            found.append(f"aux_fusion {self.aux_fusion} vs {other.aux_fusion}")
         if self.normalization != other.normalization:
             found.append(f"normalization {self.normalization} vs {other.normalization}")
         return found
@@ -369,6 +392,7 @@ class InputSpec:
             ),
             "aux": [_plain(asdict(source)) for source in self.aux],
             "aux_scale": self.aux_scale,
+            "aux_fusion": self.aux_fusion,
             "normalization": self.normalization,
             "stats": self.stats.to_dict() if self.stats is not None else None,
         }
@@ -396,6 +420,7 @@ class InputSpec:
             ),
             aux=tuple(aux_from_dict(source) for source in raw.get("aux") or ()),
             aux_scale=int(raw.get("aux_scale", MODEL_AUX_SCALE)),
+            aux_fusion=raw.get("aux_fusion", "dual"),
             normalization=raw.get("normalization", "dataset"),
             stats=DatasetStats.from_dict(raw["stats"]) if raw.get("stats") else None,
         )

@@ -28,7 +28,7 @@ from rasterio.crs import CRS
 from rasterio.dtypes import _gdal_typename
 
 from ..errors import DualStreamError
-from .remote import gdal_path, is_remote, redact
+from .remote import gdal_path, is_remote, redact, redact_text
 from .vrt import band_xml, dataset_xml
 
 _folder: str | None = None
@@ -54,15 +54,31 @@ def read_items(source: Any) -> list[pystac.Item]:
     href = str(source)
     try:
         data = pystac.StacIO.default().read_json(href)
-    except (OSError, ValueError) as error:
-        raise DualStreamError(f"{redact(href)}: not a readable STAC Item ({error})") from None
-    if data.get("type") == "FeatureCollection":
-        return list(pystac.ItemCollection.from_dict(data).items)
-    if data.get("type") != "Feature":
-        raise DualStreamError(f"{redact(href)}: not a STAC Item or ItemCollection")
-    item = pystac.Item.from_dict(data)
+    except Exception as error:  # urllib, urllib3, requests or json: one line whichever
+        raise DualStreamError(
+            f"{redact(href)}: not a readable STAC Item ({_reason(error)})"
+        ) from None
+    if not isinstance(data, dict) or data.get("type") not in ("Feature", "FeatureCollection"):
+        kind = data.get("type") if isinstance(data, dict) else type(data).__name__
+        raise DualStreamError(
+            f"{redact(href)}: not a STAC Item or ItemCollection (its JSON is a {kind})"
+        )
+    try:
+        if data["type"] == "FeatureCollection":
+            return list(pystac.ItemCollection.from_dict(data).items)
+        item = pystac.Item.from_dict(data)
+    except Exception as error:  # pystac's parsing errors vary by field
+        raise DualStreamError(f"{redact(href)}: not a valid STAC Item ({_reason(error)})") from None
     item.set_self_href(href if is_remote(href) else os.path.abspath(href))
     return [item]
+
+
+def _reason(error: BaseException) -> str:
+    """The innermost reason of a failed read, one line, without credentials."""
+    while error.__cause__ is not None or error.__context__ is not None:
+        error = error.__cause__ or error.__context__  # type: ignore[assignment]
+    text = " ".join(str(error).split()) or type(error).__name__
+    return redact_text(text)[:200]
 
 
 def _asset_href(item: pystac.Item, name: str) -> str:
@@ -84,7 +100,7 @@ def _grid(item: pystac.Item, hrefs: Sequence[str]) -> tuple[CRS, Affine, int, in
     transform, shape = props.get("proj:transform"), props.get("proj:shape")
     if crs_text and transform and shape:
         return CRS.from_user_input(crs_text), Affine(*transform[:6]), int(shape[0]), int(shape[1])
-    with rasterio.open(hrefs[0]) as src:
+    with _open_asset(item, hrefs[0]) as src:
         return src.crs, src.transform, src.height, src.width
 
 
@@ -94,8 +110,18 @@ def _bands(item: pystac.Item, name: str, href: str) -> list[tuple[str, float | N
     described = item.assets[name].extra_fields.get("raster:bands")
     if described and all("data_type" in band for band in described):
         return [(_gdal_typename(b["data_type"]), b.get("nodata")) for b in described]
-    with rasterio.open(href) as src:
+    with _open_asset(item, href) as src:
         return [(_gdal_typename(dtype), src.nodata) for dtype in src.dtypes]
+
+
+def _open_asset(item: pystac.Item, href: str) -> rasterio.io.DatasetReader:
+    """Open an asset's file, or say in one line which Item's asset cannot be read."""
+    try:
+        return rasterio.open(href)
+    except rasterio.errors.RasterioError as error:
+        raise DualStreamError(
+            f"STAC Item {item.id}: asset {redact(href)} is not a readable raster ({_reason(error)})"
+        ) from None
 
 
 def stack_vrt(item: pystac.Item, assets: Sequence[str], filename: str) -> str:

@@ -91,15 +91,59 @@ def pixel_area_ha(grid: Grid, rows: np.ndarray) -> np.ndarray:
     return np.full(len(rows), abs(xres * yres) * unit * unit / 1e4)
 
 
+def open_prediction(path: str | os.PathLike[str]) -> rasterio.io.DatasetReader:
+    """Open a class raster to assess: one band of integers with a CRS.
+
+    Raises:
+        DualStreamError: missing, unreadable, or not a class raster (named).
+    """
+    path = str(path)
+    if not os.path.isfile(path):
+        raise DualStreamError(f"--prediction {path} does not exist")
+    try:
+        src = rasterio.open(path)
+    except rasterio.errors.RasterioError as error:
+        reason = " ".join(str(error).split())
+        raise DualStreamError(f"--prediction {path}: not a readable raster ({reason})") from None
+    if src.count != 1 or not np.issubdtype(np.dtype(src.dtypes[0]), np.integer):
+        src.close()
+        raise DualStreamError(
+            f"--prediction {path}: expected one band of class indices, got "
+            f"{src.count} band(s) of {src.dtypes[0]}"
+        )
+    if src.crs is None:
+        src.close()
+        raise DualStreamError(f"--prediction {path}: raster has no CRS")
+    return src
+
+
 def class_names_of(
     src: rasterio.io.DatasetReader, class_map: Mapping[int, int] | None = None
 ) -> list[str]:
     """The class names stored by ``dualstream-geo predict`` (tag ``class_names``), else
-    ``class_<i>`` up to the class map's largest class or the raster's largest value."""
+    ``class_<i>`` up to the class map's largest class or the raster's largest value.
+
+    Raises:
+        DualStreamError: the raster holds no valid pixel, or cannot be read.
+    """
     raw = src.tags().get("class_names")
     if raw:
         return list(json.loads(raw))
-    top = max(class_map.values()) if class_map else int(src.statistics(1).max)
+    if class_map:
+        return [f"class_{i}" for i in range(max(class_map.values()) + 1)]
+    top = -1
+    for window in blocks(src.height, src.width):
+        try:
+            values = src.read(1, window=window, masked=True)
+        except rasterio.errors.RasterioError as error:
+            reason = " ".join(str(error.__cause__ or error).split())
+            raise DualStreamError(
+                f"--prediction {src.name}: corrupt or unreadable raster ({reason})"
+            ) from None
+        if values.count():
+            top = max(top, int(values.max()))
+    if top < 0:
+        raise DualStreamError(f"--prediction {src.name}: holds no class value (all nodata)")
     return [f"class_{i}" for i in range(top + 1)]
 
 
@@ -123,20 +167,7 @@ def assess(
     mask = LandCoverMask(
         str(reference), class_map=class_map, unmapped="ignore", ignore_index=ignore_index
     )
-    try:
-        src = rasterio.open(prediction)
-    except rasterio.errors.RasterioIOError as error:
-        raise DualStreamError(
-            f"--prediction {prediction}: not a readable raster ({error})"
-        ) from None
-    with src:
-        if src.count != 1 or not np.issubdtype(np.dtype(src.dtypes[0]), np.integer):
-            raise DualStreamError(
-                f"--prediction {prediction}: expected one band of class indices, got "
-                f"{src.count} band(s) of {src.dtypes[0]}"
-            )
-        if src.crs is None:
-            raise DualStreamError(f"--prediction {prediction}: raster has no CRS")
+    with open_prediction(prediction) as src:
         names = list(class_names or class_names_of(src, class_map))
         k = len(names)
         check_class_map(class_map, names, ignore_index)
@@ -153,11 +184,13 @@ def assess(
             )
             try:
                 predicted = src.read(1, window=window).astype(np.int64)
-                raw = mask.read(files, block, Resampling.nearest)[0]
             except rasterio.errors.RasterioError as error:
+                reason = " ".join(str(error.__cause__ or error).split())
                 raise DualStreamError(
-                    f"{prediction} or {reference}: corrupt or unreadable raster ({error})"
+                    f"--prediction {prediction}: corrupt or unreadable raster ({reason})"
                 ) from None
+            # The reference's own reader names its file (GeoRaster.read).
+            raw = mask.read(files, block, Resampling.nearest)[0]
             truth = mask.to_classes(raw)
             foreign = (truth != ignore_index) & ((truth < 0) | (truth >= k))
             for value, count in zip(*np.unique(truth[foreign], return_counts=True), strict=True):

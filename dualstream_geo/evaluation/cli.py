@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 
 import yaml
 
-from ..errors import DualStreamError
+from ..errors import DualStreamError, OneLineParser
 from .report import evaluate
 
 
@@ -29,7 +28,7 @@ def read_class_map(path: str) -> dict[int, int]:
 
 
 def evaluate_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="dualstream-geo evaluate",
         description="Accuracy of a class GeoTIFF against a reference raster (any CRS).",
     )

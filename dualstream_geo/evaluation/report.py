@@ -16,7 +16,7 @@ import rasterio.shutil
 
 from ..errors import DualStreamError
 from ..paths import check_folder_writable, check_output, describe_write_error
-from .assess import EXCLUDED, Assessment, assess, class_names_of
+from .assess import EXCLUDED, Assessment, assess, class_names_of, open_prediction
 
 ERROR_CATEGORIES = ("true negative", "true positive", "false positive", "false negative")
 
@@ -144,7 +144,7 @@ def evaluate(
                 "and is not replaced; choose another folder"
             )
     check_folder_writable(real.parent, "--output")
-    with rasterio.open(prediction) as src:
+    with open_prediction(prediction) as src:
         profile = {
             "driver": "GTiff",
             "width": src.width,
@@ -164,7 +164,7 @@ def evaluate(
     building.mkdir()
     try:
         # The class count is known once the prediction's names are read: a first, cheap pass.
-        with rasterio.open(prediction) as src:
+        with open_prediction(prediction) as src:
             names = class_names_of(src, class_map)
         errors_path = building / "errors.tif"
         with rasterio.open(

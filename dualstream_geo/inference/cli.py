@@ -21,7 +21,9 @@ from .tiling import BLENDS
 
 def predict_parser() -> ArgumentParser:
     parser = ArgumentParser(
-        prog="dualstream-geo predict", description="Predict whole scenes to GeoTIFF."
+        prog="dualstream-geo predict",
+        description="Predict whole scenes to GeoTIFF.",
+        exit_on_error=False,
     )
     parser.add_argument("--checkpoint", required=True, help="training checkpoint (.ckpt)")
     parser.add_argument("--image", required=True, nargs="+", help="image files or folders")

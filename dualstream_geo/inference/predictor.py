@@ -173,7 +173,7 @@ class ScenePredictor:
         dataset = DualStreamGeoDataset(
             image,
             sources or None,
-            air_scale=spec.aux_scale,
+            air_scale=spec.read_scale,
             air_fill=spec.aux_fill(),
             transforms=spec.transform(),
         )

@@ -68,22 +68,40 @@ class WindowDataset(Dataset[dict[str, Any]]):
 
 
 def prefetch(loader: DataLoader[Any], depth: int = 2) -> Iterator[Any]:
-    """Iterate ``loader`` in a background thread so reading runs ahead of the model."""
+    """Iterate ``loader`` in a background thread so reading runs ahead of the model.
+
+    When the consumer stops early (an error, Ctrl-C, SIGTERM) the thread is told to stop
+    and joined: a thread left inside torch or GDAL at interpreter exit aborts the process.
+    """
     items: queue.Queue[Any] = queue.Queue(maxsize=depth)
     done = object()
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def work() -> None:
         try:
             for item in loader:
-                items.put(item)
+                if not put(item):
+                    return
         except BaseException as error:  # surfaced in the consumer
-            items.put(error)
-        items.put(done)
+            put(error)
+        put(done)
 
     thread = threading.Thread(target=work, daemon=True)
     thread.start()
-    while (item := items.get()) is not done:
-        if isinstance(item, BaseException):
-            raise item
-        yield item
-    thread.join()
+    try:
+        while (item := items.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()

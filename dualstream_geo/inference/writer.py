@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -14,6 +16,7 @@ import rasterio.shutil
 from rasterio.windows import Window
 
 from ..data.grid import Grid
+from ..errors import DualStreamError
 from .legend import write_legend
 
 #: Rows copied at a time when the ranks' parts are assembled (memory: rows x width x bands).
@@ -48,6 +51,23 @@ class OutputSpec:
         return f"{self.path}.partial{self.part}.json"
 
 
+@contextmanager
+def writing(spec: OutputSpec, what: str) -> Iterator[None]:
+    """Turn a failed write (a full disk, a folder made read-only, a lost mount) into one
+    line: the rows finished so far stay in the partial file for ``--resume``."""
+    try:
+        yield
+    except (OSError, rasterio.errors.RasterioError) as error:
+        cause = error.__cause__ if isinstance(error, rasterio.errors.RasterioError) else None
+        reason = " ".join(str(cause or getattr(error, "strerror", None) or error).split())
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            reason = "no space left on the device"
+        raise DualStreamError(
+            f"--output {spec.path}: {what} failed ({reason}); the finished rows are kept: "
+            "fix it and rerun the same command with --resume"
+        ) from None
+
+
 def rank_part(spec: OutputSpec, rank: int, world_size: int) -> OutputSpec:
     """The partial file where rank ``rank`` of ``world_size`` writes its rows."""
     return replace(spec, part=f".{rank}of{world_size}")
@@ -70,7 +90,10 @@ def create_partial(spec: OutputSpec, grid: Grid) -> None:
         "compress": "deflate",
         "BIGTIFF": "IF_SAFER",
     }
-    with rasterio.open(spec.partial, "w", **profile) as dst:
+    with (
+        writing(spec, "creating the partial file"),
+        rasterio.open(spec.partial, "w", **profile) as dst,
+    ):
         dst.update_tags(**spec.tags)
         for band, description in enumerate(spec.descriptions, start=1):
             dst.set_band_description(band, description)
@@ -97,7 +120,7 @@ def assemble(
 def write_rows(spec: OutputSpec, row: int, data: np.ndarray) -> None:
     """Write ``data`` (count, rows, width) at ``row``; closing the file makes it durable."""
     window = Window(0, row, data.shape[2], data.shape[1])
-    with rasterio.open(spec.partial, "r+") as dst:
+    with writing(spec, "writing rows"), rasterio.open(spec.partial, "r+") as dst:
         dst.write(data.astype(spec.dtype, copy=False), window=window)
 
 
@@ -115,29 +138,34 @@ def read_progress(spec: OutputSpec) -> tuple[int, dict[str, Any] | None]:
 
 def write_progress(spec: OutputSpec, signature: Mapping[str, Any], rows_done: int) -> None:
     tmp = f"{spec.progress}.tmp"
-    with open(tmp, "w") as f:
-        json.dump({"rows_done": rows_done, "signature": dict(signature)}, f)
-    os.replace(tmp, spec.progress)
+    with writing(spec, "recording progress"):
+        with open(tmp, "w") as f:
+            json.dump({"rows_done": rows_done, "signature": dict(signature)}, f)
+        os.replace(tmp, spec.progress)
 
 
 def finalize(spec: OutputSpec) -> None:
     """Copy the partial file to a compressed COG with internal overviews, then rename it."""
     tmp = f"{spec.path}.cog.tmp"
-    rasterio.shutil.copy(
-        spec.partial,
-        tmp,
-        driver="COG",
-        compress="DEFLATE",
-        blocksize=256,
-        overview_resampling=spec.resampling,
-        BIGTIFF="IF_SAFER",
-    )
-    if spec.class_names and spec.colormap:
-        # Sidecars first: a run killed in between leaves no COG without its legend.
-        write_legend(
-            spec.path, spec.class_names, [spec.colormap[i] for i in range(len(spec.class_names))]
-        )
-    os.replace(tmp, spec.path)
+    try:
+        with writing(spec, "writing the COG"):
+            rasterio.shutil.copy(
+                spec.partial,
+                tmp,
+                driver="COG",
+                compress="DEFLATE",
+                blocksize=256,
+                overview_resampling=spec.resampling,
+                BIGTIFF="IF_SAFER",
+            )
+            if spec.class_names and spec.colormap:
+                # Sidecars first: a run killed in between leaves no COG without its legend.
+                colors = [spec.colormap[i] for i in range(len(spec.class_names))]
+                write_legend(spec.path, spec.class_names, colors)
+            os.replace(tmp, spec.path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     for leftover in (spec.partial, spec.progress):
         if os.path.exists(leftover):
             os.remove(leftover)

@@ -62,6 +62,17 @@ def strip_prefixes(
     return out
 
 
+def looks_like_hub_id(source: str) -> bool:
+    """True for ``owner/name`` without a file suffix or a path of this machine's form (a
+    missing local path is then reported at once, not tried on the hub with retries)."""
+    if source.startswith((".", "/", "~")) or os.sep != "/" and os.sep in source:
+        return False
+    parts = source.split("/")
+    suffixes = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
+    local = os.path.isdir(parts[0])  # "weights/mit-b1" beside a weights/ folder: a path
+    return len(parts) == 2 and all(parts) and not local and not source.endswith(suffixes)
+
+
 def hf_segformer_state_dict(source: str) -> dict[str, Tensor]:
     """State dict of a SegFormer/MiT model from a ``save_pretrained`` directory or hub id."""
     from transformers import SegformerModel
@@ -162,7 +173,7 @@ def load_weights(
     source = str(source)
     if os.path.isfile(source):
         state = strip_prefixes(read_state_dict(source))
-    elif hf_model:
+    elif hf_model and (os.path.isdir(source) or looks_like_hub_id(source)):
         state = hf_segformer_state_dict(source)
     else:
         raise DualStreamError(f"{source}: weights file not found")

@@ -9,7 +9,6 @@ SO2) and the original's input scaling as its normalisation (``original``).
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import lightning
 import torch
 
 from ..data.spec import ClassSpec, ImageSpec, InputSpec, original_aux
-from ..errors import DualStreamError
+from ..errors import DualStreamError, OneLineParser
 from ..models import DualStreamDFormer
 from ..paths import check_folder_writable, check_output, describe_write_error
 from .settings import LossSettings
@@ -106,7 +105,7 @@ def import_original(
 
 
 def import_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="dualstream-geo import-original",
         description="Convert the original DualStream-DFormer's weights to a checkpoint.",
     )

@@ -153,7 +153,7 @@ class DualStreamSegmentation(SemanticSegmentation):
             raise DualStreamError(f"drop_path_rate must lie in [0, 1), got {drop_path_rate}")
         if freeze_epochs is not None and freeze_epochs < 0:
             raise DualStreamError(f"freeze_epochs must be >= 0, got {freeze_epochs}")
-        if self.input_spec.aux_scale != MODEL_AUX_SCALE:
+        if self.input_spec.uses_aux and self.input_spec.aux_scale != MODEL_AUX_SCALE:
             raise DualStreamError(
                 f"aux_scale {self.input_spec.aux_scale}: DualStreamDFormer reads the aux stream "
                 f"at 1/{MODEL_AUX_SCALE} of the image (set data.aux_scale {MODEL_AUX_SCALE})"
