@@ -328,11 +328,13 @@ def run_lightning(args: list[str] | None) -> None:
     )
 
 
-USAGE = """usage: dualstream-geo {fit,validate,test,predict,evaluate,import-original,demo} ...
+USAGE = """usage: dualstream-geo COMMAND ...   (commands: see below; COMMAND --help for each)
 
   fit / validate / test   train and evaluate (LightningCLI; --config experiments/demo.yaml)
   predict                 whole-scene sliding-window inference to GeoTIFF
-  evaluate                accuracy of a class map against a reference raster
+  evaluate                accuracy of a class map against a reference raster, or area and
+                          accuracy with 95 % intervals from labelled sample points
+  sample-design           a stratified random sample of a class map to label by hand
   import-original         the original DualStream-DFormer's weights as a checkpoint
   demo                    generate demo scenes, train dual-stream and image-only, report
 """
@@ -346,7 +348,16 @@ def _terminate(signum: int, frame: Any) -> None:
     raise Terminated
 
 
-COMMANDS = ("fit", "validate", "test", "predict", "evaluate", "import-original", "demo")
+COMMANDS = (
+    "fit",
+    "validate",
+    "test",
+    "predict",
+    "evaluate",
+    "sample-design",
+    "import-original",
+    "demo",
+)
 
 
 def check_config_files(args: list[str]) -> None:
@@ -405,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
                 "dualstream-geo --help)"
             )
         check_config_files(rest)
-        if command in ("predict", "evaluate", "import-original", "demo"):
+        if command in ("predict", "evaluate", "sample-design", "import-original", "demo"):
             # Lightning handles SIGTERM for fit/validate/test; these commands unwind as on
             # Ctrl-C (locks released, partial files removed) and say so.
             signal.signal(signal.SIGTERM, _terminate)
@@ -421,6 +432,10 @@ def main(argv: list[str] | None = None) -> int:
             from .evaluation.cli import evaluate_main
 
             return evaluate_main(rest)
+        if command == "sample-design":
+            from .evaluation.cli import sample_design_main
+
+            return sample_design_main(rest)
         if command == "import-original":
             from .training.imported import import_main
 

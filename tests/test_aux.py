@@ -20,6 +20,7 @@ from dualstream_geo.cli import main
 from dualstream_geo.data import (
     AuxRaster,
     AuxSpec,
+    BandStats,
     ClassSpec,
     DualStreamGeoDataset,
     InputSpec,
@@ -305,3 +306,79 @@ def test_zion_dem_crop_reads_as_the_aux_stream(tmp_path: Path) -> None:
     elevation = sample["air"][0].numpy()
     assert elevation.shape == (24, 24) and np.isfinite(elevation).all()
     assert 1000 < elevation.min() < elevation.max() < 2700
+
+
+def test_terrain_of_a_plane_and_windows_that_agree_with_the_scene() -> None:
+    """Slope and aspect of a tilted plane from the definition; a window of the Zion DEM's
+    terrain equals the same cells of the whole crop (each cell reads its own neighbours)."""
+    from dualstream_geo.data.auxiliary.terrain import terrain
+
+    rows, cols = np.mgrid[0:7, 0:9].astype(np.float64)
+    east, north = cols * 30.0, -rows * 30.0  # row 0 is north
+    plane = 2.0 * east / 100 + 3.0 * north / 100  # rises 2 % to the east and 3 % north
+    slope, northness, eastness = terrain(plane, 30.0, 30.0, ["slope", "northness", "eastness"])
+    rise = np.hypot(0.02, 0.03)
+    np.testing.assert_allclose(slope, np.degrees(np.arctan(rise)), rtol=1e-5)
+    # It faces downhill: south-west, against the gradient (0.02 east, 0.03 north).
+    np.testing.assert_allclose(northness, -0.03 / rise, rtol=1e-5)
+    np.testing.assert_allclose(eastness, -0.02 / rise, rtol=1e-5)
+    assert slope.shape == (5, 7)
+
+    image = SatelliteImage(ZION, band_files=("_b2", "_b3", "_b4", "_b5"), nodata=65535)
+    dem = AuxRaster(ZION / "srtm.tif", name="elevation", derive=["slope", "northness"])
+    assert dem.all_bands == ("elevation", "elevation_slope", "elevation_northness")
+    dataset = DualStreamGeoDataset(image, [dem], air_fill=np.nan)
+    x, y, _ = dataset.bounds
+    whole = dataset[x.start : x.start + 192 * 30, y.stop - 192 * 30 : y.stop]["air"].numpy()
+    part = dataset[x.start + 64 * 30 : x.start + 128 * 30, y.stop - 128 * 30 : y.stop - 64 * 30]
+    np.testing.assert_allclose(part["air"].numpy(), whole[:, 8:16, 8:16], rtol=1e-5)
+    assert 0 < np.nanmean(whole[1]) < 45 and np.isfinite(whole).all()
+    stats = BandStats.from_source(dem)
+    assert stats.bands == list(dem.all_bands) and 0 < stats.mean[1] < 45
+
+
+def test_early_fusion_appends_the_aux_channels_to_the_image(
+    aux_root: Path, demo_root: Path, tmp_path: Path
+) -> None:
+    """``aux_fusion: early``: the aux sources read on the image grid, standardised with their
+    statistics and appended to the image; the model takes them as image channels."""
+    datamodule = DualStreamDataModule(
+        root=str(demo_root),
+        classes=ClassSpec(map={90: 1}),
+        aux=[AuxSpec("height", paths=(str(aux_root / "height"),), resampling="bilinear")],
+        aux_fusion="early",
+        patch_size=64,
+        batch_size=2,
+        length=2,
+        augment=False,
+        stats_path=str(tmp_path / "stats.json"),
+    )
+    spec = datamodule.input_spec
+    assert spec.in_channels == 5 and spec.channel_names[-1] == "height" and not spec.uses_aux
+    datamodule.setup("fit")
+    batch = next(iter(datamodule.train_dataloader()))
+    assert batch["image"].shape == (2, 5, 64, 64) and "air" not in batch
+    stats = datamodule.stats
+    assert stats is not None and stats.air is not None
+    # The appended channel is the aux source at image resolution, standardised.
+    sample = datamodule.datasets()["train"]
+    raw = DualStreamGeoDataset(
+        SatelliteImage(demo_root / "train" / "image"),
+        [AuxRaster(aux_root / "height", name="height", resampling="bilinear")],
+        air_scale=1,
+    ).read(
+        sample.grid_for(
+            tuple(
+                slice(float(v[0]), float(v[1]))
+                for v in (
+                    (batch["bounds"][0][0], batch["bounds"][0][2]),
+                    (batch["bounds"][0][1], batch["bounds"][0][3]),
+                )
+            )
+        )
+    )
+    expected = (raw["air"][0] - stats.air.mean[0]) / stats.air.std[0] * raw["valid"]
+    torch.testing.assert_close(batch["image"][0, 4], expected.float(), atol=1e-4, rtol=1e-4)
+    task = DualStreamSegmentation(input_spec=spec, preset="lite", vision_encoder="segformer-b0")
+    assert task.model.in_channels == 5
+    assert task(batch["image"])["final"].shape == (2, 2, 64, 64)

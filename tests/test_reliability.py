@@ -92,6 +92,18 @@ def test_every_command_refuses_outputs_that_are_or_hold_inputs(
     (others / "thesis.txt").write_text("years of work")
     refused([*evaluate, "--output", str(others), "--overwrite"], capsys, "no report.json", [others])
 
+    # evaluate --sample: the folder holding the sample; sample-design: the map itself.
+    sample = folder / "points.gpkg"
+    sample.write_bytes(b"")
+    sampled = ["evaluate", "--prediction", str(prediction), "--sample", str(sample)]
+    refused([*sampled, "--output", str(folder), "--overwrite"], capsys, "holds the input", [folder])
+    design = ["sample-design", str(prediction), "--total", "10"]
+    for extra, named in (
+        (["--output", str(prediction), "--overwrite"], "is one of the inputs"),
+        (["--output", os.devnull, "--overwrite"], "is not a regular file"),
+    ):
+        refused([*design, *extra], capsys, named, [folder])
+
     # import-original: the weights themselves.
     weights = tmp_path / "original.pth"
     torch.save({"a": torch.zeros(1)}, weights)

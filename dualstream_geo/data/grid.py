@@ -128,12 +128,16 @@ def read_onto(
     resampling: Resampling,
     nodata: float | None = None,
     first: bool = False,
+    tolerance: float = 0.125,
 ) -> None:
     """Read ``indexes`` of ``src`` onto ``grid``, filling only pixels of ``out`` that are NaN.
 
     ``out`` is a float32 array (len(indexes), height, width); pixels the file does not cover,
     or that hold its nodata value, are NaN. ``first``: ``out`` holds nothing yet (it may be
-    uninitialised), so the file is written whole, NaN where it has no data.
+    uninitialised), so the file is written whole, NaN where it has no data. ``tolerance``:
+    the error (in pixels) GDAL's approximate transformer may make when warping; 0 computes
+    every pixel's position exactly, so that a window reads exactly what the same cells of a
+    whole scene read.
     """
     crs, transform = src.crs, src.transform
     nodata = src.nodata if nodata is None else nodata
@@ -181,6 +185,7 @@ def read_onto(
         dst_nodata=np.nan,
         resampling=resampling,
         init_dest_nodata=True,
+        tolerance=tolerance,
     )
     if not first:
         empty = np.isnan(out)

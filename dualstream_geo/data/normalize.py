@@ -80,19 +80,18 @@ class BandStats:
         high = np.full(source.num_channels, -np.inf)
         for filepath in source.index.filepath:
             first = 0
-            for path, indexes in source.channel_files(filepath):
-                raw = decimated_read(open_raster(source.resolve(path)), indexes, source.nodata)
-                values = source.convert(raw).astype(np.float64)
+            for values in source.sample_values(filepath):
+                values = values.astype(np.float64)
                 if np.isinf(values).any():
-                    raise DualStreamError(f"{path}: contains inf values; fix or mask the file")
-                part = slice(first, first + len(indexes))
+                    raise DualStreamError(f"{filepath}: contains inf values; fix or mask the file")
+                part = slice(first, first + len(values))
                 finite = ~np.isnan(values)
                 total[part] += np.where(finite, values, 0).sum(1)
                 total_sq[part] += np.where(finite, values**2, 0).sum(1)
                 count[part] += finite.sum(1)
                 low[part] = np.minimum(low[part], np.nanmin(values, 1, initial=np.inf))
                 high[part] = np.maximum(high[part], np.nanmax(values, 1, initial=-np.inf))
-                first += len(indexes)
+                first += len(values)
         if (count == 0).any():
             raise DualStreamError(f"{source.label}: a band has no valid pixels")
         mean = total / count

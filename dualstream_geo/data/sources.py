@@ -83,6 +83,8 @@ class GeoRaster(RasterDataset):
 
     filename_glob = "*.tif"
     num_channels: int = 1
+    #: GDAL's approximate-transformer error when warping (pixels; see ``read_onto``).
+    warp_tolerance: float = 0.125
     #: How files built from STAC Items are named (see :meth:`from_stac`).
     stac_prefix: ClassVar[str] = ""
     stac_groups: ClassVar[tuple[str, ...]] = ()
@@ -159,6 +161,17 @@ class GeoRaster(RasterDataset):
         """How messages name the source."""
         return type(self).__name__
 
+    def sample_values(self, filepath: str) -> list[np.ndarray]:
+        """Decimated values of one index entry (what statistics are computed from): one
+        float32 array (channels, pixels) per file, in channel order, converted, NaN =
+        nodata."""
+        from .normalize import decimated_read
+
+        return [
+            self.convert(decimated_read(open_raster(self.resolve(path)), indexes, self.nodata))
+            for path, indexes in self.channel_files(filepath)
+        ]
+
     def convert(self, values: np.ndarray) -> np.ndarray:
         """Raw values (C, ...) float32, NaN = nodata -> the values the stream carries.
 
@@ -203,9 +216,19 @@ class GeoRaster(RasterDataset):
         Returns float32 (num_channels, grid.height, grid.width), NaN where no file has data.
         Earlier files win where files overlap.
         """
+        return self.convert(self.read_files(filepaths, grid, resampling))
+
+    def read_files(
+        self, filepaths: Iterable[str], grid: Grid, resampling: Resampling
+    ) -> np.ndarray:
+        """The files' own bands (before :meth:`convert`) onto ``grid``: float32
+        (file channels, height, width), NaN where no file has data."""
         filepaths = list(filepaths)
+        channels = self.num_channels
+        if filepaths:
+            channels = sum(len(indexes) for _, indexes in self.channel_files(filepaths[0]))
         # Uninitialised: the first file writes every pixel (NaN where it has no data).
-        out = np.empty((self.num_channels, grid.height, grid.width), dtype=np.float32)
+        out = np.empty((channels, grid.height, grid.width), dtype=np.float32)
         if not filepaths:
             out.fill(np.nan)
         for number, filepath in enumerate(filepaths):
@@ -214,11 +237,20 @@ class GeoRaster(RasterDataset):
                 target = out[first : first + len(indexes)]
                 try:
                     src = open_raster(self.resolve(path))
-                    read_onto(src, indexes, grid, target, resampling, self.nodata, number == 0)
+                    read_onto(
+                        src,
+                        indexes,
+                        grid,
+                        target,
+                        resampling,
+                        self.nodata,
+                        number == 0,
+                        self.warp_tolerance,
+                    )
                 except rasterio.errors.RasterioError as error:  # a network failure, corrupt data
                     raise DualStreamError(describe_error(path, error)) from None
                 first += len(indexes)
-        return self.convert(out)
+        return out
 
     def __getitem__(self, index: GeoSlice) -> Sample:
         """Read on the dataset's own grid (CRS and res), TorchGeo style; NaN marks no data."""

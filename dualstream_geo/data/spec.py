@@ -42,6 +42,12 @@ MODEL_AUX_SCALE = 8
 #: and its parameters are initialised in the same order as before named sources existed).
 ABSENT_AUX_CHANNELS = 48
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+#: Channels of the original dataset's aux files (GEMS; CO, NO2, SO2 12 bands each).
+GEMS_BANDS = tuple(f"gems_{i:02d}" for i in range(1, 13))
+POLLUTANTS = ("CO", "NO2", "SO2")
+POLLUTANT_BANDS = tuple(f"{p.lower()}_{i:02d}" for p in POLLUTANTS for i in range(1, 13))
+#: Terrain an elevation source can derive (:mod:`~dualstream_geo.data.auxiliary.terrain`).
+TERRAIN = ("slope", "northness", "eastness")
 
 
 @dataclass(frozen=True)
@@ -128,6 +134,8 @@ class AuxSpec:
             nodata), for quantities spanning decades such as column densities.
         format: ``raster`` (any GDAL raster); ``original_gems`` / ``original_air``: the
             original dataset's ``GEMS_*`` and ``AIR_Pollution_{CO,NO2,SO2}_*`` files.
+        derive: terrain from a one-band elevation source, as channels after it: ``slope``,
+            ``northness``, ``eastness`` (:mod:`~dualstream_geo.data.auxiliary.terrain`).
         filename_glob: which files of a folder belong to the source.
         assets: the STAC assets holding the bands, when ``paths`` are STAC Items.
         channels: the channel names, resolved from the files (stored in checkpoints).
@@ -140,6 +148,7 @@ class AuxSpec:
     resampling: str = "average"
     transform: Literal["none", "log"] = "none"
     format: Literal["raster", "original_gems", "original_air"] = "raster"
+    derive: tuple[str, ...] = ()
     filename_glob: str | None = None
     assets: tuple[str, ...] | None = None
     channels: tuple[str, ...] | None = None
@@ -160,6 +169,18 @@ class AuxSpec:
                 f"aux source {self.name!r}: transform must be one of {VALUE_TRANSFORMS}, "
                 f"got {self.transform!r}"
             )
+        if self.derive:
+            unknown = [name for name in self.derive if name not in TERRAIN]
+            if unknown:
+                raise DualStreamError(
+                    f"aux source {self.name!r}: cannot derive {unknown[0]!r} (known: "
+                    f"{', '.join(TERRAIN)})"
+                )
+            if self.transform != "none" or self.format != "raster":
+                raise DualStreamError(
+                    f"aux source {self.name!r}: derive needs a plain elevation raster (no "
+                    "transform)"
+                )
         if self.bands is not None:
             if not self.bands:
                 raise DualStreamError(f"aux source {self.name!r}: bands is empty")
@@ -192,8 +213,6 @@ def original_aux(
 ) -> tuple[AuxSpec, ...]:
     """The original project's aux stream as named sources: GEMS (12 channels) and the
     CO, NO2 and SO2 maps (12 each), read bilinearly as the original preset always was."""
-    from .auxiliary.original import GEMS_BANDS, POLLUTANT_BANDS
-
     return (
         AuxSpec(
             "gems",
@@ -441,6 +460,7 @@ def aux_from_dict(raw: Mapping[str, Any]) -> AuxSpec:
         resampling=raw.get("resampling", "average"),
         transform=raw.get("transform", "none"),
         format=raw.get("format", "raster"),
+        derive=tuple(raw.get("derive") or ()),
         filename_glob=raw.get("filename_glob"),
         assets=optional_tuple("assets"),
         channels=optional_tuple("channels"),

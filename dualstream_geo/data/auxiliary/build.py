@@ -37,6 +37,7 @@ def aux_source(spec: AuxSpec, georef_fallback: Georef | None = None) -> GeoRaste
             "bands": spec.bands,
             "resampling": spec.resampling,
             "transform": spec.transform,
+            "derive": spec.derive,
         }
         if spec.assets:
             return AuxRaster.from_stac(list(spec.paths), spec.assets, **kwargs)

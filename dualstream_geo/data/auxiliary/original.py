@@ -13,10 +13,7 @@ from torchgeo.datasets.utils import Path
 
 from ...errors import DualStreamError
 from ..sources import GeoRaster
-
-GEMS_BANDS = tuple(f"gems_{i:02d}" for i in range(1, 13))
-POLLUTANTS = ("CO", "NO2", "SO2")
-POLLUTANT_BANDS = tuple(f"{p.lower()}_{i:02d}" for p in POLLUTANTS for i in range(1, 13))
+from ..spec import GEMS_BANDS, POLLUTANT_BANDS, POLLUTANTS
 
 
 class GEMS(GeoRaster):

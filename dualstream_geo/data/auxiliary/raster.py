@@ -12,8 +12,11 @@ from rasterio.io import DatasetReader
 from torchgeo.datasets.utils import Path
 
 from ...errors import DualStreamError
+from ..grid import Grid, open_raster
+from ..normalize import STATS_SIDE, decimated_read
 from ..sources import GeoRaster
 from ..spec import AuxSpec
+from .terrain import cell_size_m, margin_grid, terrain
 
 
 class AuxRaster(GeoRaster):
@@ -36,6 +39,9 @@ class AuxRaster(GeoRaster):
         resampling: a GDAL warp method: ``average`` (continuous values), ``nearest`` or
             ``mode`` (categories), ``bilinear``, ...
         transform: ``log`` takes the natural logarithm (values <= 0 become nodata).
+        derive: terrain computed from a one-band elevation source on the grid it is read
+            onto, as more channels after it: ``slope``, ``northness``, ``eastness``
+            (:mod:`~dualstream_geo.data.auxiliary.terrain`).
         filename_glob: the files of a folder that belong to the source.
         **kwargs: further :class:`~dualstream_geo.data.sources.GeoRaster` arguments.
 
@@ -43,6 +49,10 @@ class AuxRaster(GeoRaster):
         DualStreamError: a bad name, band, resampling or transform, naming the source and
             the file.
     """
+
+    #: Coarse grids are small: exact warping costs little, and a window then reads exactly
+    #: what the same cells of a whole scene read (no seams from the aux stream).
+    warp_tolerance = 0.0
 
     def __init__(
         self,
@@ -52,6 +62,7 @@ class AuxRaster(GeoRaster):
         nodata: float | None = None,
         resampling: str = "average",
         transform: str = "none",
+        derive: Sequence[str] = (),
         filename_glob: str = "*.tif",
         **kwargs: Any,
     ) -> None:
@@ -61,6 +72,7 @@ class AuxRaster(GeoRaster):
             nodata=nodata,
             resampling=resampling,
             transform=transform,  # type: ignore[arg-type]
+            derive=tuple(derive),
         )
         self.name = name
         self.read_indexes: list[int] | None = None
@@ -75,6 +87,35 @@ class AuxRaster(GeoRaster):
     @property
     def resampling(self) -> Resampling:
         return Resampling[self.spec.resampling]
+
+    def read(self, filepaths: Iterable[str], grid: Grid, resampling: Resampling) -> np.ndarray:
+        """As :meth:`GeoRaster.read`, with the derived terrain channels after the elevation
+        (read with a one-cell margin, so that a window and a whole scene agree)."""
+        if not self.spec.derive:
+            return super().read(filepaths, grid, resampling)
+        elevation = self.read_files(filepaths, margin_grid(grid), resampling)[0]
+        derived = terrain(elevation, *cell_size_m(grid), self.spec.derive)
+        return np.concatenate([elevation[None, 1:-1, 1:-1], derived])
+
+    def sample_values(self, filepath: str) -> list[np.ndarray]:
+        if not self.spec.derive:
+            return super().sample_values(filepath)
+        # The terrain of the decimated file on its own grid (cells as large as decimated).
+        src = open_raster(self.resolve(filepath))
+        values = decimated_read(src, self.read_indexes or [1], self.nodata)[0]
+        scale = max(src.height, src.width) / STATS_SIDE
+        height, width = src.height, src.width
+        if scale > 1:
+            height, width = max(1, round(src.height / scale)), max(1, round(src.width / scale))
+        xmin, _, _, ymax = src.bounds
+        grid = Grid.from_bounds(
+            src.crs, xmin, ymax, abs(src.res[0]) * src.width / width,
+            abs(src.res[1]) * src.height / height, height, width,
+        )  # fmt: skip
+        elevation = values.reshape(height, width)
+        derived = terrain(elevation, *cell_size_m(grid), self.spec.derive)
+        inner = elevation[1:-1, 1:-1][None]
+        return [np.concatenate([inner, derived]).reshape(len(self.all_bands), -1)]
 
     def convert(self, values: np.ndarray) -> np.ndarray:
         if self.spec.transform == "log":
@@ -92,8 +133,6 @@ class AuxRaster(GeoRaster):
     def _validate(self, filepath: str) -> None:
         if self.read_indexes is None:
             # The first file indexed fixes the bands; the others are checked against it.
-            from ..grid import open_raster
-
             try:
                 src = open_raster(self.resolve(filepath))
             except Exception:  # unreadable: the base validation says why, in one line
@@ -136,13 +175,23 @@ class AuxRaster(GeoRaster):
         single = len(indexes) == 1 and src.count == 1
         self.all_bands = (self.name,) if single else tuple(f"{self.name}_{x}" for x in labels)
         self._resolved_from = path
+        derive = self.spec.derive
+        if derive:
+            if len(indexes) != 1:
+                raise DualStreamError(
+                    f"{path}: {self.label} derives terrain from one elevation band; it reads "
+                    f"{len(indexes)} (pick one with bands: [N])"
+                )
+            self.all_bands = (self.name, *(f"{self.name}_{d}" for d in derive))
+            self.num_channels = len(self.all_bands)
 
     def _check_bands(self, path: str, src: DatasetReader, indexes: list[int]) -> None:
         mine = self._indexes_in(path, src)
-        if self.spec.bands is None and src.count != self.num_channels:
+        expected = len(indexes)
+        if self.spec.bands is None and src.count != expected:
             raise DualStreamError(
                 f"{path}: {self.label} has {src.count} band(s), {self._resolved_from} has "
-                f"{self.num_channels}: the files of a source need the same bands"
+                f"{expected}: the files of a source need the same bands"
             )
         if mine != indexes:
             raise DualStreamError(
