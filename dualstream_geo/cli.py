@@ -335,6 +335,7 @@ USAGE = """usage: dualstream-geo COMMAND ...   (commands: see below; COMMAND --h
   evaluate                accuracy of a class map against a reference raster, or area and
                           accuracy with 95 % intervals from labelled sample points
   sample-design           a stratified random sample of a class map to label by hand
+  grid                    atmospheric products (L2 swaths, NetCDF grids) onto an image's aux grid
   import-original         the original DualStream-DFormer's weights as a checkpoint
   demo                    generate demo scenes, train dual-stream and image-only, report
 """
@@ -355,6 +356,7 @@ COMMANDS = (
     "predict",
     "evaluate",
     "sample-design",
+    "grid",
     "import-original",
     "demo",
 )
@@ -416,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
                 "dualstream-geo --help)"
             )
         check_config_files(rest)
-        if command in ("predict", "evaluate", "sample-design", "import-original", "demo"):
+        if command in ("predict", "evaluate", "sample-design", "grid", "import-original", "demo"):
             # Lightning handles SIGTERM for fit/validate/test; these commands unwind as on
             # Ctrl-C (locks released, partial files removed) and say so.
             signal.signal(signal.SIGTERM, _terminate)
@@ -432,6 +434,10 @@ def main(argv: list[str] | None = None) -> int:
             from .evaluation.cli import evaluate_main
 
             return evaluate_main(rest)
+        if command == "grid":
+            from .data.auxiliary.cli import grid_main
+
+            return grid_main(rest)
         if command == "sample-design":
             from .evaluation.cli import sample_design_main
 

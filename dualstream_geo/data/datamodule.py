@@ -16,7 +16,7 @@ from torchgeo.samplers import GriddedPatchSampler, PreChippedGeoSampler
 
 from ..errors import DualStreamError
 from .augment import DualStreamAugmentation
-from .auxiliary import aux_source, resolved
+from .auxiliary import aux_source, resolved, swath_channels
 from .checks import check_air_over_region, has_labels
 from .join import DualStreamGeoDataset, collate_samples
 from .labels import class_counts
@@ -25,7 +25,16 @@ from .normalize import BandStats, DatasetStats
 from .ranks import RankLocal, RankShard, process_rank
 from .sampling import EpochPatchSampler, FocusPatchSampler
 from .settings import SamplingSettings, SplitSettings
-from .spec import AuxSpec, ClassSpec, ImageSpec, InputSpec, aux_from_dict, check_stats, original_aux
+from .spec import (
+    SWATH_FORMATS,
+    AuxSpec,
+    ClassSpec,
+    ImageSpec,
+    InputSpec,
+    aux_from_dict,
+    check_stats,
+    original_aux,
+)
 
 
 class DualStreamDataModule(GeoDataModule):
@@ -164,6 +173,10 @@ class DualStreamDataModule(GeoDataModule):
                 assert train is not None
                 aux = []
                 for source_spec in split_aux(train, spec, "train"):
+                    if source_spec.format in SWATH_FORMATS:
+                        # Known without gridding: gridded when the datasets are built.
+                        aux.append(replace(source_spec, channels=swath_channels(source_spec)))
+                        continue
                     source = aux_source(source_spec, train.georef_fallback)  # type: ignore[arg-type]
                     aux.append(resolved(source_spec, source))
                 spec = replace(spec, aux=tuple(aux))

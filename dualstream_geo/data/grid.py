@@ -51,6 +51,21 @@ class Grid:
     def res(self) -> tuple[float, float]:
         return (self.transform.a, -self.transform.e)
 
+    def coarsened(self, factor: int) -> Grid:
+        """A grid of pixels ``factor`` times larger from the same corner, covering all of
+        this one (its last row and column may reach beyond)."""
+        xres, yres = self.res
+        xmin, _, _, ymax = self.bounds
+        return Grid.from_bounds(
+            self.crs,
+            xmin,
+            ymax,
+            xres * factor,
+            yres * factor,
+            -(-self.height // factor),
+            -(-self.width // factor),
+        )
+
     def scaled(self, factor: int) -> Grid:
         """The same bounds with pixels ``factor`` times larger (height and width divided)."""
         if self.height % factor or self.width % factor:

@@ -15,11 +15,11 @@ import rasterio
 from affine import Affine
 
 from ..errors import DualStreamError
-from .auxiliary import aux_source, resolved
+from .auxiliary import aux_source, resolved, scene_aux_grids
 from .checks import check_air_values, check_image_values
 from .join import DualStreamGeoDataset
 from .sources import Georef, LandCoverMask, SatelliteImage, has_georeferencing
-from .spec import AuxSpec, InputSpec
+from .spec import GRIDDED_FORMATS, AuxSpec, InputSpec
 
 #: Original layout folders per split: image, label, GEMS, air pollution.
 ORIGINAL_FOLDERS = {
@@ -195,8 +195,11 @@ def build_dataset(scenes: SceneSet, spec: InputSpec, split: str = "") -> DualStr
             georef_fallback=fallback,
         )
     air = []
-    for source_spec in split_aux(scenes, spec, split):
-        source = aux_source(source_spec, fallback)
+    sources = split_aux(scenes, spec, split)
+    swaths = any(s.format in GRIDDED_FORMATS for s in sources)
+    grids = scene_aux_grids(image, spec.aux_scale) if swaths else []
+    for source_spec in sources:
+        source = aux_source(source_spec, fallback, grids)
         resolved(source_spec, source)
         air.append(source)
     check_image_values(image)

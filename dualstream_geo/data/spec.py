@@ -46,6 +46,10 @@ _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 GEMS_BANDS = tuple(f"gems_{i:02d}" for i in range(1, 13))
 POLLUTANTS = ("CO", "NO2", "SO2")
 POLLUTANT_BANDS = tuple(f"{p.lower()}_{i:02d}" for p in POLLUTANTS for i in range(1, 13))
+#: Formats gridded once onto each scene's aux grid (cached): multidimensional files.
+GRIDDED_FORMATS = ("netcdf", "s5p_l2", "gems_l2")
+#: Of these, Level 2 swaths: their channels are known without reading them.
+SWATH_FORMATS = ("s5p_l2", "gems_l2")
 #: Terrain an elevation source can derive (:mod:`~dualstream_geo.data.auxiliary.terrain`).
 TERRAIN = ("slope", "northness", "eastness")
 
@@ -132,8 +136,18 @@ class AuxSpec:
             values, ``nearest`` or ``mode`` for categories (any GDAL warp method).
         transform: ``log``: the natural logarithm of the values (values <= 0 become
             nodata), for quantities spanning decades such as column densities.
-        format: ``raster`` (any GDAL raster); ``original_gems`` / ``original_air``: the
-            original dataset's ``GEMS_*`` and ``AIR_Pollution_{CO,NO2,SO2}_*`` files.
+        format: ``raster`` (any GDAL raster); ``netcdf`` (a gridded variable of NetCDF,
+            HDF5 or Zarr files: Level 3, CAMS, ERA5); ``s5p_l2`` / ``gems_l2`` (Level 2
+            swaths, gridded onto each scene's aux grid); ``original_gems`` /
+            ``original_air``: the original dataset's ``GEMS_*`` and
+            ``AIR_Pollution_{CO,NO2,SO2}_*`` files.
+        variable: the variable to read (``netcdf``, ``s5p_l2``, ``gems_l2``).
+        time: (start, end) dates, inclusive: the time steps read (``netcdf``).
+        reduce: ``mean``, ``median`` or ``max`` over the bands (time steps): one channel.
+        qa_min: swaths: the lowest quality value kept (default: the producer's
+            recommendation for the variable).
+        composite: swaths: ``mean`` or ``median`` of several orbits in a cell.
+        count: swaths: a channel more, the number of orbits with a value in each cell.
         derive: terrain from a one-band elevation source, as channels after it: ``slope``,
             ``northness``, ``eastness`` (:mod:`~dualstream_geo.data.auxiliary.terrain`).
         filename_glob: which files of a folder belong to the source.
@@ -147,7 +161,15 @@ class AuxSpec:
     nodata: float | None = None
     resampling: str = "average"
     transform: Literal["none", "log"] = "none"
-    format: Literal["raster", "original_gems", "original_air"] = "raster"
+    format: Literal["raster", "netcdf", "s5p_l2", "gems_l2", "original_gems", "original_air"] = (
+        "raster"
+    )
+    variable: str | None = None
+    time: tuple[str, str] | None = None
+    reduce: Literal["none", "mean", "median", "max"] = "none"
+    qa_min: float | None = None
+    composite: Literal["mean", "median"] = "mean"
+    count: bool = False
     derive: tuple[str, ...] = ()
     filename_glob: str | None = None
     assets: tuple[str, ...] | None = None
@@ -169,6 +191,16 @@ class AuxSpec:
                 f"aux source {self.name!r}: transform must be one of {VALUE_TRANSFORMS}, "
                 f"got {self.transform!r}"
             )
+        if self.variable is None and self.format in ("netcdf", "s5p_l2", "gems_l2"):
+            raise DualStreamError(
+                f"aux source {self.name!r}: format {self.format} needs a variable"
+            )
+        if self.reduce not in ("none", "mean", "median", "max"):
+            raise DualStreamError(
+                f"aux source {self.name!r}: reduce must be none, mean, median or max"
+            )
+        if self.time is not None and len(self.time) != 2:
+            raise DualStreamError(f"aux source {self.name!r}: time is [start, end]")
         if self.derive:
             unknown = [name for name in self.derive if name not in TERRAIN]
             if unknown:
@@ -176,7 +208,7 @@ class AuxSpec:
                     f"aux source {self.name!r}: cannot derive {unknown[0]!r} (known: "
                     f"{', '.join(TERRAIN)})"
                 )
-            if self.transform != "none" or self.format != "raster":
+            if self.transform != "none" or self.reduce != "none" or self.format != "raster":
                 raise DualStreamError(
                     f"aux source {self.name!r}: derive needs a plain elevation raster (no "
                     "transform)"
@@ -460,6 +492,12 @@ def aux_from_dict(raw: Mapping[str, Any]) -> AuxSpec:
         resampling=raw.get("resampling", "average"),
         transform=raw.get("transform", "none"),
         format=raw.get("format", "raster"),
+        variable=raw.get("variable"),
+        time=optional_tuple("time"),  # type: ignore[arg-type]
+        reduce=raw.get("reduce", "none"),
+        qa_min=raw.get("qa_min"),
+        composite=raw.get("composite", "mean"),
+        count=bool(raw.get("count", False)),
         derive=tuple(raw.get("derive") or ()),
         filename_glob=raw.get("filename_glob"),
         assets=optional_tuple("assets"),

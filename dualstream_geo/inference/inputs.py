@@ -7,9 +7,10 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..data.auxiliary import aux_source, resolved
+from ..data.auxiliary import AuxRaster, aux_source, resolved
+from ..data.grid import Grid
 from ..data.sources import GeoRaster, Georef, SatelliteImage
-from ..data.spec import InputSpec
+from ..data.spec import GRIDDED_FORMATS, InputSpec
 from ..errors import DualStreamError
 
 PathLike = str | os.PathLike[str]
@@ -45,7 +46,12 @@ def _describe(spec: InputSpec, names: Sequence[str]) -> str:
     )
 
 
-def scene_aux(spec: InputSpec, aux: AuxInputs, fallback: Georef | None = None) -> list[GeoRaster]:
+def scene_aux(
+    spec: InputSpec,
+    aux: AuxInputs,
+    fallback: Georef | None = None,
+    grids: Sequence[Grid] = (),
+) -> list[GeoRaster]:
     """The scene's aux sources in the spec's order.
 
     Args:
@@ -53,6 +59,7 @@ def scene_aux(spec: InputSpec, aux: AuxInputs, fallback: Georef | None = None) -
         aux: sources or paths by name; sources in the spec's order; or the paths of the
             original preset's GEMS and air-pollution files together.
         fallback: footprints for original-layout tiles without georeferencing.
+        grids: the scene's aux grids, onto which Level 2 swaths are gridded.
 
     Returns:
         One source per aux source of the spec, its channels checked against the spec's.
@@ -108,11 +115,21 @@ def scene_aux(spec: InputSpec, aux: AuxInputs, fallback: Georef | None = None) -
     sources: list[GeoRaster] = []
     for source_spec in spec.aux:
         given = named[source_spec.name]
-        source = (
-            given
-            if isinstance(given, GeoRaster)
-            else aux_source(source_spec.with_paths([str(p) for p in given]), fallback)
-        )
+        if isinstance(given, GeoRaster):
+            source = given
+        elif source_spec.format in GRIDDED_FORMATS and all(
+            str(p).lower().endswith((".tif", ".tiff")) for p in given
+        ):
+            # The source pre-gridded by `dualstream-geo grid`: read as the cached grid is.
+            source = AuxRaster(
+                [str(p) for p in given],
+                name=source_spec.name,
+                resampling=source_spec.resampling,
+                transform=source_spec.transform,
+            )
+        else:
+            paths = [str(p) for p in given]
+            source = aux_source(source_spec.with_paths(paths), fallback, grids)
         resolved(source_spec, source)
         sources.append(source)
     return sources

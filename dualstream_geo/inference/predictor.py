@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .. import __version__
+from ..data.auxiliary import scene_aux_grids
 from ..data.checks import (
     check_air_coverage,
     check_air_over_region,
@@ -29,7 +30,7 @@ from ..data.grid import Grid
 from ..data.join import DualStreamGeoDataset, collate_samples
 from ..data.remote import redact_text
 from ..data.sources import Georef, SatelliteImage
-from ..data.spec import InputSpec
+from ..data.spec import GRIDDED_FORMATS, InputSpec
 from ..errors import DualStreamError
 from ..models import DualStreamDFormer
 from ..models.dualstream import class_probabilities
@@ -164,7 +165,9 @@ class ScenePredictor:
         """
         spec = self.spec
         image = scene_image(spec, image)
-        sources = scene_aux(spec, aux, fallback)
+        swaths = any(source.format in GRIDDED_FORMATS for source in spec.aux)
+        grids = scene_aux_grids(image, spec.aux_scale) if swaths else []
+        sources = scene_aux(spec, aux, fallback, grids)
         check_image_values(image)
         if spec.stats is not None and spec.normalization == "dataset":
             check_value_shift(image, spec.stats.image, allow_shift)

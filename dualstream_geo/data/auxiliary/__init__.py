@@ -1,7 +1,9 @@
-"""The aux stream's sources: any coarse raster (:class:`AuxRaster`), the original dataset's
-GEMS and air-pollution files, and how a named source spec becomes one of them."""
+"""The aux stream's sources: any coarse raster (:class:`AuxRaster`), gridded NetCDF / HDF5 /
+Zarr variables, Level 2 swaths gridded onto each scene, the original dataset's GEMS and
+air-pollution files, and how a named source spec becomes one of them."""
 
-from .build import aux_source, resolved
+from .build import aux_source, resolved, scene_aux_grids
+from .gridding import swath_channels
 from .original import GEMS, GEMS_BANDS, POLLUTANT_BANDS, POLLUTANTS, AirPollution
 from .raster import AuxRaster
 
@@ -14,4 +16,6 @@ __all__ = [
     "AuxRaster",
     "aux_source",
     "resolved",
+    "scene_aux_grids",
+    "swath_channels",
 ]

@@ -3,53 +3,91 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 from ...errors import DualStreamError
-from ..sources import GeoRaster, Georef
-from ..spec import AuxSpec
+from ..grid import Grid, open_raster
+from ..sources import GeoRaster, Georef, SatelliteImage
+from ..spec import GRIDDED_FORMATS, AuxSpec
+from .files import multidimensional_files
+from .gridding import gridded
+from .netcdf import variable_vrt
 from .original import GEMS, AirPollution
 from .raster import AuxRaster
 
 
-def aux_source(spec: AuxSpec, georef_fallback: Georef | None = None) -> GeoRaster:
+def scene_aux_grids(image: SatelliteImage, scale: int) -> list[Grid]:
+    """The aux grid of each image file: its grid with pixels ``scale`` times larger."""
+    grids = []
+    for entry in image.index.filepath:
+        path = image.channel_files(entry)[0][0]
+        src = open_raster(image.resolve(path))
+        grids.append(Grid(src.crs, src.transform, src.height, src.width).coarsened(scale))
+    return grids
+
+
+def aux_source(
+    spec: AuxSpec, georef_fallback: Georef | None = None, grids: Sequence[Grid] = ()
+) -> GeoRaster:
     """The source of ``spec`` over its ``paths`` (files, folders, URLs or STAC Items with
     ``assets``).
 
     Args:
         spec: the named source.
         georef_fallback: footprints for original-layout tiles that carry none.
+        grids: the scenes' aux grids (:func:`scene_aux_grids`), onto which Level 2 swaths
+            are gridded (once per scene and source, cached).
 
     Returns:
-        An :class:`AuxRaster`, or :class:`GEMS` / :class:`AirPollution` for the original
-        formats.
+        An :class:`AuxRaster` (for NetCDF variables over VRTs, for swaths over their cached
+        grids), or :class:`GEMS` / :class:`AirPollution` for the original formats.
 
     Raises:
         DualStreamError: no paths, or files that do not hold what the spec asks for.
     """
     if not spec.paths:
         raise DualStreamError(f"aux source {spec.name!r} has no paths")
-    kwargs: dict[str, Any] = {"nodata": spec.nodata}
+    kwargs: dict[str, Any] = {
+        "name": spec.name,
+        "bands": spec.bands,
+        "nodata": spec.nodata,
+        "resampling": spec.resampling,
+        "transform": spec.transform,
+        "derive": spec.derive,
+        "reduce": spec.reduce,
+    }
     if spec.format == "raster":
-        kwargs |= {
-            "name": spec.name,
-            "bands": spec.bands,
-            "resampling": spec.resampling,
-            "transform": spec.transform,
-            "derive": spec.derive,
-        }
         if spec.assets:
             return AuxRaster.from_stac(list(spec.paths), spec.assets, **kwargs)
         return AuxRaster(list(spec.paths), filename_glob=spec.filename_glob or "*.tif", **kwargs)
+    if spec.format == "netcdf" and not grids:
+        # Direct windowed reads of the variable (through its VRT).
+        files = multidimensional_files(spec.paths, spec.name)
+        vrts = [variable_vrt(f, spec.variable or "", spec.time) for f in files]
+        return AuxRaster(vrts, filename_glob="*.vrt", **kwargs)
+    if spec.format in GRIDDED_FORMATS:
+        # Once per scene and source onto its aux grid (cached): windows then read an
+        # aligned GeoTIFF, the very file `dualstream-geo grid` writes for the same data.
+        if not grids:
+            raise DualStreamError(
+                f"aux source {spec.name!r}: a swath is gridded onto the scenes' aux grids; "
+                "build it with the image (build_dataset, ScenePredictor.dataset)"
+            )
+        files = multidimensional_files(spec.paths, spec.name)
+        cached = [gridded(spec, files, grid) for grid in grids]
+        # The cache holds the values already reduced and on their bands.
+        return AuxRaster(cached, **(kwargs | {"bands": None, "nodata": None, "reduce": "none"}))
     original: type[GEMS] | type[AirPollution] = (
         GEMS if spec.format == "original_gems" else AirPollution
     )
+    options: dict[str, Any] = {"nodata": spec.nodata}
     if spec.assets:
-        return original.from_stac(list(spec.paths), spec.assets, **kwargs)
+        return original.from_stac(list(spec.paths), spec.assets, **options)
     if spec.filename_glob:
-        kwargs["filename_glob"] = spec.filename_glob
-    return original(list(spec.paths), georef_fallback=georef_fallback, **kwargs)
+        options["filename_glob"] = spec.filename_glob
+    return original(list(spec.paths), georef_fallback=georef_fallback, **options)
 
 
 def resolved(spec: AuxSpec, source: GeoRaster) -> AuxSpec:

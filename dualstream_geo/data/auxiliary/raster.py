@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,8 @@ class AuxRaster(GeoRaster):
         derive: terrain computed from a one-band elevation source on the grid it is read
             onto, as more channels after it: ``slope``, ``northness``, ``eastness``
             (:mod:`~dualstream_geo.data.auxiliary.terrain`).
+        reduce: ``mean``, ``median`` or ``max`` of the bands read (time steps, say): one
+            channel, NaN ignored.
         filename_glob: the files of a folder that belong to the source.
         **kwargs: further :class:`~dualstream_geo.data.sources.GeoRaster` arguments.
 
@@ -63,6 +66,7 @@ class AuxRaster(GeoRaster):
         resampling: str = "average",
         transform: str = "none",
         derive: Sequence[str] = (),
+        reduce: str = "none",
         filename_glob: str = "*.tif",
         **kwargs: Any,
     ) -> None:
@@ -73,6 +77,7 @@ class AuxRaster(GeoRaster):
             resampling=resampling,
             transform=transform,  # type: ignore[arg-type]
             derive=tuple(derive),
+            reduce=reduce,  # type: ignore[arg-type]
         )
         self.name = name
         self.read_indexes: list[int] | None = None
@@ -118,6 +123,16 @@ class AuxRaster(GeoRaster):
         return [np.concatenate([inner, derived]).reshape(len(self.all_bands), -1)]
 
     def convert(self, values: np.ndarray) -> np.ndarray:
+        if self.spec.reduce != "none" and len(values) > 1:
+            reduce: dict[str, Callable[..., np.ndarray]] = {
+                "mean": np.nanmean,
+                "median": np.nanmedian,
+                "max": np.nanmax,
+            }
+            with warnings.catch_warnings():  # all-NaN cells stay NaN, without a warning each
+                warnings.simplefilter("ignore", RuntimeWarning)
+                values = reduce[self.spec.reduce](values, axis=0, keepdims=True)
+            values = values.astype(np.float32, copy=False)
         if self.spec.transform == "log":
             with np.errstate(invalid="ignore", divide="ignore"):
                 values = np.where(values > 0, np.log(np.maximum(values, 1e-30)), np.nan)
@@ -175,6 +190,8 @@ class AuxRaster(GeoRaster):
         single = len(indexes) == 1 and src.count == 1
         self.all_bands = (self.name,) if single else tuple(f"{self.name}_{x}" for x in labels)
         self._resolved_from = path
+        if self.spec.reduce != "none":
+            self.all_bands, self.num_channels = (self.name,), 1
         derive = self.spec.derive
         if derive:
             if len(indexes) != 1:

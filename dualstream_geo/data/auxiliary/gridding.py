@@ -1,0 +1,184 @@
+"""Gridded aux rasters: swaths gridded once per scene and source, kept in a cache keyed by
+the files and the grid; and the GeoTIFF they are written as (also by ``dualstream-geo
+grid``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+
+from ...errors import DualStreamError
+from ..grid import Grid
+from ..remote import is_remote, redact, remote_version
+from ..spec import AuxSpec
+from .files import cache_folder
+from .swath import default_qa, grid_swaths
+
+
+def files_fingerprint(files: Sequence[str]) -> list[list[object]]:
+    """[path, size, mtime] of local files, [url, version] of remote ones: what a cached
+    grid depends on."""
+    out: list[list[object]] = []
+    for path in files:
+        if is_remote(path):
+            out.append([redact(path), *remote_version(path)])
+        else:
+            stat = os.stat(path)
+            out.append([os.path.realpath(path), stat.st_size, stat.st_mtime_ns])
+    return out
+
+
+def swath_descriptions(spec: AuxSpec) -> list[str]:
+    """Band descriptions of a gridded swath: the variable, then ``count``."""
+    variable = (spec.variable or "value").split("/")[-1]
+    return [variable, *(["count"] if spec.count else [])]
+
+
+def swath_channels(spec: AuxSpec) -> tuple[str, ...]:
+    """The channel names of a gridded swath source (as :class:`AuxRaster` names the bands
+    of its cached grid: the source's name alone for one band)."""
+    descriptions = swath_descriptions(spec)
+    if len(descriptions) == 1:
+        return (spec.name,)
+    return tuple(f"{spec.name}_{d}" for d in descriptions)
+
+
+def write_grid(
+    path: str,
+    data: np.ndarray,
+    grid: Grid,
+    descriptions: Sequence[str],
+    tags: Mapping[str, str],
+    cog: bool = False,
+) -> None:
+    """``data`` (bands, height, width) float32 as a tiled, compressed GeoTIFF (or a COG with
+    overviews) on ``grid``, NaN as nodata, band descriptions and tags; written under a
+    temporary name and renamed, so a reader never sees it half-written.
+
+    Raises:
+        DualStreamError: the file cannot be written.
+    """
+    tmp = f"{path}.{os.getpid()}.tmp.tif"
+    profile = {
+        "driver": "GTiff",
+        "width": grid.width,
+        "height": grid.height,
+        "count": len(data),
+        "dtype": "float32",
+        "crs": grid.crs,
+        "transform": grid.transform,
+        "nodata": float("nan"),
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+        "compress": "deflate",
+    }
+    try:
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(data.astype(np.float32))
+            dst.update_tags(**tags)
+            for band, description in enumerate(descriptions, start=1):
+                dst.set_band_description(band, description)
+        if cog:
+            final = f"{path}.{os.getpid()}.cog.tif"
+            rasterio.shutil.copy(tmp, final, driver="COG", compress="DEFLATE", blocksize=256)
+            os.replace(final, path)
+        else:
+            os.replace(tmp, path)
+    except (OSError, rasterio.errors.RasterioError) as error:
+        raise DualStreamError(f"{path}: writing the gridded raster failed ({error})") from None
+    finally:
+        for leftover in (tmp, f"{path}.{os.getpid()}.cog.tif"):
+            if os.path.exists(leftover):
+                os.remove(leftover)
+
+
+def grid_data(
+    spec: AuxSpec, files: Sequence[str], grid: Grid
+) -> tuple[np.ndarray, list[str], dict[str, str]]:
+    """What the files of ``spec`` give on ``grid``: (bands, height, width) float32 values
+    (NaN: no data; reduced over time when asked, but not log-transformed: that is applied
+    when read), their band descriptions, and provenance tags.
+
+    Swaths are gridded (:mod:`~dualstream_geo.data.auxiliary.swath`); a NetCDF / HDF5 / Zarr
+    variable is read through its VRT with the source's resampling, exactly warped.
+
+    Raises:
+        DualStreamError: bad files, or nothing over the grid.
+    """
+    tags = {
+        "source_files": json.dumps([redact(f) for f in files]),
+        "variable": spec.variable or "",
+        "format": spec.format,
+    }
+    if spec.format == "netcdf":
+        from .netcdf import variable_vrt
+        from .raster import AuxRaster
+
+        vrts = [variable_vrt(f, spec.variable or "", spec.time) for f in files]
+        source = AuxRaster(
+            vrts,
+            name=spec.name,
+            bands=spec.bands,
+            nodata=spec.nodata,
+            resampling=spec.resampling,
+            reduce=spec.reduce,
+            filename_glob="*.vrt",
+        )
+        data = source.read(list(source.index.filepath), grid, source.resampling)
+        if not np.isfinite(data).any():
+            raise DualStreamError(
+                f"aux source {spec.name!r}: {files[0]} holds no value over the scene (bounds "
+                f"{', '.join(f'{v:.6g}' for v in grid.bounds)} in {grid.crs.to_string()})"
+            )
+        labels = [b[len(spec.name) + 1 :] if b != spec.name else "" for b in source.all_bands]
+        descriptions = [label or (spec.variable or "").split("/")[-1] for label in labels]
+        tags |= {"time": json.dumps(list(spec.time) if spec.time else None)}
+        tags |= {"reduce": spec.reduce, "resampling": spec.resampling}
+        return data.astype(np.float32), descriptions, tags
+    data = grid_swaths(
+        files,
+        grid,
+        spec.format,
+        spec.variable or "",
+        spec.qa_min,
+        spec.composite,
+        spec.count,
+    )
+    qa = spec.qa_min if spec.qa_min is not None else default_qa(spec.format, spec.variable or "")
+    tags |= {"qa_min": "" if qa is None else str(qa), "composite": spec.composite}
+    return data, swath_descriptions(spec), tags
+
+
+def gridded(spec: AuxSpec, files: Sequence[str], grid: Grid) -> str:
+    """The files of ``spec`` on ``grid`` (:func:`grid_data`): a GeoTIFF in the cache, made
+    on first use and reused while the files, the grid and the settings stay the same (two
+    runs making it at once both write a complete file; the last rename wins, with the same
+    content)."""
+    settings = {
+        "format": spec.format,
+        "variable": spec.variable,
+        "bands": list(spec.bands) if spec.bands else None,
+        "time": list(spec.time) if spec.time else None,
+        "reduce": spec.reduce,
+        "resampling": spec.resampling,
+        "nodata": spec.nodata,
+        "qa_min": spec.qa_min,
+        "composite": spec.composite,
+        "count": spec.count,
+        "grid": [grid.crs.to_wkt(), list(grid.transform)[:6], grid.height, grid.width],
+        "files": files_fingerprint(files),
+    }
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:20]
+    path = os.path.join(cache_folder("gridded"), f"{spec.name}_{key}.tif")
+    if os.path.exists(path):
+        return path
+    data, descriptions, tags = grid_data(spec, files, grid)
+    write_grid(path, data, grid, descriptions, tags)
+    return path
