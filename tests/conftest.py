@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     from dualstream_geo.training import DualStreamSegmentation
 
 os.environ.setdefault("TQDM_DISABLE", "1")
+# Gridded aux sources are cached: in a folder of the test session, not the user's cache.
+os.environ.setdefault("DUALSTREAM_CACHE", tempfile.mkdtemp(prefix="dualstream_geo_cache_"))
 
 #: Crops of real CC0 rasters committed with the tests (tests/data/README.md).
 DATA = Path(__file__).resolve().parent / "data"
