@@ -43,6 +43,26 @@ def test_windows_cover_and_snap_to_edges() -> None:
     assert weights[0, -1] == 1.0 and weights[-1, 0] < 0.01  # flat on the scene's edges only
 
 
+def test_context_margins_are_never_kept_except_on_scene_edges() -> None:
+    """A window's outer ``margin`` px get weight 0 unless they lie on the scene's edge; the
+    stride keeps every pixel at least ``margin`` px inside some window."""
+    rows = strips(700, 700, tile=256, overlap=0.1, margin=32)
+    starts = [s[0].row for s in rows]
+    assert max(b - a for a, b in zip(starts, starts[1:], strict=False)) <= 256 - 2 * 32
+    inner = window_weights(Window(200, 200, 256), 700, 700, "hann", margin=32)
+    assert (inner[:32] == 0).all() and (inner[:, -32:] == 0).all() and inner[128, 128] > 0.9
+    edge = window_weights(Window(0, 0, 256), 700, 700, "hann", margin=32)
+    assert (edge[:32, :32] == 1).all() and (edge[-32:] == 0).all()
+    # Every pixel of the scene gets a positive total weight.
+    total = np.zeros((700, 700))
+    for strip in rows:
+        for w in strip:
+            total[w.row : w.row + 256, w.col : w.col + 256] += window_weights(
+                w, 700, 700, "hann", 32
+            )
+    assert total.min() > 0
+
+
 def test_tta_transforms_invert() -> None:
     x = torch.arange(2 * 3 * 32 * 32, dtype=torch.float32).reshape(2, 3, 32, 32)
     for tta, count in (("none", 1), ("flip", 3), ("d4", 8)):

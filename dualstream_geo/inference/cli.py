@@ -63,7 +63,15 @@ def predict_parser() -> ArgumentParser:
     )
     parser.add_argument("--output", required=True, help="output GeoTIFF")
     parser.add_argument("--tile", type=int, default=512)
-    parser.add_argument("--overlap", type=float, default=0.25)
+    parser.add_argument(
+        "--overlap", type=float, default=0.34, help="share of a window its neighbours overlap"
+    )
+    parser.add_argument(
+        "--margin",
+        type=int,
+        default=None,
+        help="context px at each window edge whose predictions are not used (default tile/8)",
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--blend", choices=BLENDS, default="hann")
     parser.add_argument("--kind", choices=KINDS, default="class")
@@ -104,6 +112,7 @@ def predict_main(argv: list[str]) -> int:
         args.checkpoint,
         tile=args.tile,
         overlap=args.overlap,
+        margin=args.margin,
         batch_size=args.batch_size,
         blend=args.blend,
         tta=args.tta,

@@ -50,7 +50,7 @@ from .outputs import (
     resumable_rows,
 )
 from .reading import WindowDataset, prefetch, scene_grid
-from .tiling import BLENDS, strips, window_weights
+from .tiling import BLENDS, default_margin, strips, window_weights
 from .writer import (
     CLASS_NODATA,
     PROBABILITY_SCALE,
@@ -77,7 +77,7 @@ class ScenePredictor:
         self,
         model_or_task: nn.Module,
         tile: int = 512,
-        overlap: float = 0.25,
+        overlap: float = 0.34,
         batch_size: int = 8,
         blend: str = "hann",
         tta: str = "none",
@@ -85,6 +85,7 @@ class ScenePredictor:
         workers: int = 0,
         spec: InputSpec | None = None,
         precision: str = "auto",
+        margin: int | None = None,
     ) -> None:
         if tile <= 0 or tile % 32:
             raise DualStreamError(f"tile must be a positive multiple of 32, got {tile}")
@@ -115,6 +116,9 @@ class ScenePredictor:
         self.model: DualStreamDFormer = model
         self.checkpoint = ""
         self.checkpoint_sha256 = ""
+        self.margin = default_margin(tile) if margin is None else margin
+        if not 0 <= self.margin < tile // 2:
+            raise DualStreamError(f"margin must lie in [0, {tile // 2}), got {self.margin}")
         self.tile, self.overlap, self.batch_size = tile, overlap, batch_size
         self.blend, self.tta, self.workers = blend, tta, workers
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -224,12 +228,14 @@ class ScenePredictor:
         dataset = image if isinstance(image, DualStreamGeoDataset) else self.dataset(image, aux)
         grid = scene_grid(dataset.image)
         tile = window_side(self.tile, grid.height, grid.width)
+        margin = self._margin(tile)
         check_window_memory(tile, self.batch_size, self.device)
         settings = {
             "checkpoint": os.path.abspath(self.checkpoint) if self.checkpoint else "",
             "checkpoint_sha256": self.checkpoint_sha256,
             "tile": str(tile),
             "overlap": str(self.overlap),
+            "margin": str(margin),
             "blend": self.blend,
             "tta": self.tta,
             "precision": "bf16" if self.bf16 else "32",
@@ -257,7 +263,7 @@ class ScenePredictor:
             ) -> None:
                 self._run(dataset, grid, tile, parts, signature, start, report, end, show_bar=False)
 
-            tiling = strips(grid.height, grid.width, tile, self.overlap)
+            tiling = strips(grid.height, grid.width, tile, self.overlap, margin)
             predict_on_ranks(
                 group,
                 grid,
@@ -285,6 +291,11 @@ class ScenePredictor:
                 finalize(spec)
         return Path(specs[0].path)
 
+    def _margin(self, tile: int) -> int:
+        """The context margin of windows of ``tile`` px (scaled when the tile was clamped
+        to a small scene)."""
+        return self.margin if tile == self.tile else self.margin * tile // self.tile
+
     def _run(
         self,
         dataset: DualStreamGeoDataset,
@@ -303,9 +314,10 @@ class ScenePredictor:
         bit."""
         height, width = grid.height, grid.width
         end = height if end is None else end
+        margin = self._margin(tile)
         todo = [
             s
-            for s in strips(height, width, tile, self.overlap)
+            for s in strips(height, width, tile, self.overlap, margin)
             if s[0].row + tile > rows_done and s[0].row < end
         ]
         windows = [w for strip in todo for w in strip]
@@ -367,7 +379,8 @@ class ScenePredictor:
                         flush(window.row)
                     if keep[i]:
                         assert probs is not None
-                        w = window_weights(window, height, width, self.blend) * valid[i].numpy()
+                        w = window_weights(window, height, width, self.blend, margin)
+                        w = w * valid[i].numpy()
                         cols = slice(window.col, window.col + tile)
                         scores[:, :, cols] += probs[position] * w
                         weights[:, cols] += w
