@@ -19,6 +19,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from dualstream_geo.cli import default_precision
 from dualstream_geo.data import DEMO_CLASS_MAP, ClassSpec, make_demo_scenes
 from dualstream_geo.data.datamodule import DualStreamDataModule
+from dualstream_geo.data.settings import LoaderSettings
 from dualstream_geo.training import DualStreamSegmentation
 
 
@@ -56,7 +57,7 @@ def run(root: Path, workers: int, samples: int, patch: int, batch: int) -> dict[
         patch_size=patch,
         batch_size=batch,
         length=samples,
-        num_workers=workers,
+        loader=LoaderSettings(num_workers=workers),
         stats_path=str(root / "stats.json"),
     )
     task = DualStreamSegmentation(input_spec=datamodule.input_spec, freeze_epochs=0)

@@ -66,7 +66,8 @@ def main() -> None:
     args = parser.parse_args()
     keep_freed_memory()
     start = time.perf_counter()
-    datamodule, task = load_experiment(args.config)
+    # The seed also draws the training patches, as seeds.py does for the model.
+    datamodule, task = load_experiment(args.config, [f"--data.sampling.seed={args.seed}"])
     hparams = task.hparams
     if hparams["task"] != "multiclass":
         sys.exit("cnn_baseline.py: model.task must be multiclass")

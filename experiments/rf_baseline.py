@@ -58,7 +58,8 @@ def main() -> None:
     parser.add_argument("--split", choices=("test", "val"), default="test")
     args = parser.parse_args()
     start = time.perf_counter()
-    datamodule, task = load_experiment(args.config)
+    # The seed also draws the training patches, as seeds.py does for the model.
+    datamodule, task = load_experiment(args.config, [f"--data.sampling.seed={args.seed}"])
     classes, ignore = task.input_spec.num_classes, task.input_spec.ignore_index
     datamodule.setup("fit")
     parts = [labelled(b, ignore, args.features) for b in datamodule.train_dataloader()]

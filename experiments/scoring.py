@@ -15,9 +15,12 @@ from dualstream_geo.data.datamodule import DualStreamDataModule
 from dualstream_geo.training import DualStreamSegmentation
 
 
-def load_experiment(configs: list[str]) -> tuple[DualStreamDataModule, DualStreamSegmentation]:
-    """The datamodule and task of ``dualstream-geo fit --config C1 --config C2 ...``."""
-    args = [item for config in configs for item in ("--config", config)]
+def load_experiment(
+    configs: list[str], overrides: list[str] | None = None
+) -> tuple[DualStreamDataModule, DualStreamSegmentation]:
+    """The datamodule and task of ``dualstream-geo fit --config C1 --config C2 ...
+    [overrides]`` (``overrides``: command-line settings such as ``--data.sampling.seed=1``)."""
+    args = [item for config in configs for item in ("--config", config)] + (overrides or [])
     cli = DualStreamCLI(DualStreamSegmentation, DualStreamDataModule, run=False, args=args)
     return cli.datamodule, cli.model  # type: ignore[return-value]
 

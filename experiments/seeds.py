@@ -10,6 +10,12 @@ there are kept (the runs are long: the script can be stopped and run again).
 
     python experiments/seeds.py --name dem_lite --seeds 0 1 2 \\
         --config experiments/zion.yaml --config experiments/zion_dem.yaml
+    python experiments/seeds.py --name rf_dem --baseline rf_baseline.py \\
+        --config experiments/zion.yaml --config experiments/zion_dem.yaml \\
+        --config experiments/zion_dem_early.yaml
+
+``--baseline`` runs that script with ``--seed S`` instead (its training time as the fit
+minutes).
 """
 
 from __future__ import annotations
@@ -77,6 +83,25 @@ def one_seed(configs: list[str], folder: Path, seed: int, extra: list[str]) -> d
     }
 
 
+def one_baseline(script: str, configs: list[str], seed: int, extra: list[str]) -> dict[str, Any]:
+    """``rf_baseline.py`` or ``cnn_baseline.py`` with ``--seed S``: its JSON scores."""
+    common = [arg for config in configs for arg in ("--config", config)]
+    here = Path(__file__).parent
+    command = [sys.executable, str(here / script), *common, f"--seed={seed}", *extra]
+    done = subprocess.run(command, check=False, stdout=subprocess.PIPE, text=True)
+    if done.returncode:
+        sys.exit(f"seeds.py: {script} --seed {seed} failed ({done.returncode})")
+    result = json.loads(done.stdout)
+    return {
+        "seed": seed,
+        "per_class_iou": result["per_class_iou"],
+        "mean_iou": result["mean_iou"],
+        "overall_accuracy": result["overall_accuracy"],
+        "fit_minutes": round(result["seconds"]["train"] / 60, 2),
+        "test_minutes": round((result["seconds"]["total"] - result["seconds"]["train"]) / 60, 2),
+    }
+
+
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean and (sample) standard deviation of each score over the seeds."""
 
@@ -105,7 +130,14 @@ def main() -> None:
     parser.add_argument("--config", action="append", required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default="runs/seeds")
-    parser.add_argument("extra", nargs="*", help="more arguments for fit and test (after --)")
+    parser.add_argument(
+        "--baseline",
+        choices=("rf_baseline.py", "cnn_baseline.py"),
+        help="run this baseline script per seed instead of the model",
+    )
+    parser.add_argument(
+        "extra", nargs="*", help="more arguments for fit and test, or the baseline (after --)"
+    )
     args = parser.parse_args()
     base = Path(args.out) / args.name
     base.mkdir(parents=True, exist_ok=True)
@@ -115,7 +147,10 @@ def main() -> None:
     for seed in args.seeds:
         if seed in finished:
             continue
-        result = one_seed(args.config, base / f"seed{seed}", seed, args.extra)
+        if args.baseline:
+            result = one_baseline(args.baseline, args.config, seed, args.extra)
+        else:
+            result = one_seed(args.config, base / f"seed{seed}", seed, args.extra)
         done["runs"].append(result)
         done |= {"name": args.name, "configs": args.config, "extra": args.extra}
         done["cpu"] = f"{cpu_name()}, {len(os.sched_getaffinity(0))} cores"

@@ -452,7 +452,7 @@ def test_imported_checkpoint_validates_and_fine_tunes_with_the_parity_config(
         f"--trainer.default_root_dir={tmp_path / 'run'}",
         "--trainer.precision=32-true",
         "--trainer.enable_progress_bar=false",
-        "--data.num_workers=0",
+        "--data.loader.num_workers=0",
         "--data.patch_size=128",
     ]
     assert main(["validate", *common, f"--ckpt_path={ckpt}"]) == 0

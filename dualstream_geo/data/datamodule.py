@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 from torchgeo.datamodules import GeoDataModule
 from torchgeo.datasets import random_grid_cell_assignment
-from torchgeo.samplers import GriddedPatchSampler, PreChippedGeoSampler
+from torchgeo.samplers import PreChippedGeoSampler
 
 from ..errors import DualStreamError
 from .augment import DualStreamAugmentation
@@ -23,8 +23,8 @@ from .labels import class_counts
 from .layout import SceneSet, build_dataset, scene_set, split_aux
 from .normalize import BandStats, DatasetStats
 from .ranks import RankLocal, RankShard, process_rank
-from .sampling import EpochPatchSampler, FocusPatchSampler
-from .settings import SamplingSettings, SplitSettings
+from .sampling import AlignedGriddedSampler, EpochPatchSampler, FocusPatchSampler
+from .settings import LoaderSettings, SamplingSettings, SplitSettings
 from .spec import (
     SWATH_FORMATS,
     AuxSpec,
@@ -35,6 +35,7 @@ from .spec import (
     check_stats,
     original_aux,
 )
+from .warp_cache import cache_dir, warp_once
 
 
 class DualStreamDataModule(GeoDataModule):
@@ -79,7 +80,11 @@ class DualStreamDataModule(GeoDataModule):
         patch_size: training and evaluation patch side in image pixels (a multiple of 32).
         batch_size: samples per batch and process.
         length: training patches per epoch (None: about one pass over the training area).
-        num_workers: loader processes.
+        loader: loader processes and their options
+            (:class:`~dualstream_geo.data.settings.LoaderSettings`).
+        cache_dir: where label and aux sources that are not on the scenes' grids are kept
+            warped once (:mod:`~dualstream_geo.data.warp_cache`): True the default cache
+            (``$DUALSTREAM_CACHE``), a folder, or False to warp them for every sample.
         augment: random flips and 90-degree rotations of every stream
             (:class:`~dualstream_geo.data.augment.DualStreamAugmentation`).
         augment_intensity: also brightness, contrast and noise on the image: for
@@ -108,7 +113,8 @@ class DualStreamDataModule(GeoDataModule):
         patch_size: int = 256,
         batch_size: int = 8,
         length: int | None = None,
-        num_workers: int = 0,
+        loader: LoaderSettings | None = None,
+        cache_dir: str | bool = True,
         augment: bool = True,
         augment_intensity: bool = True,
     ) -> None:
@@ -119,8 +125,6 @@ class DualStreamDataModule(GeoDataModule):
                 f"length must be >= 1 patches per epoch (or null: about one pass over the "
                 f"training area), got {length}"
             )
-        if num_workers < 0:
-            raise DualStreamError(f"num_workers must be >= 0, got {num_workers}")
         if patch_size < 32 or patch_size % 32:
             raise DualStreamError(f"patch_size must be a positive multiple of 32, got {patch_size}")
         if aux_scale < 1 or patch_size % aux_scale:
@@ -128,6 +132,8 @@ class DualStreamDataModule(GeoDataModule):
                 f"patch_size {patch_size} is not divisible by aux_scale {aux_scale}"
             )
         self.split = split or SplitSettings()
+        self.loader = loader or LoaderSettings()
+        self.cache_dir = cache_dir
         self.sampling = sampling or SamplingSettings()
         self.stats_path = stats_path
         self._spec = InputSpec(
@@ -144,7 +150,7 @@ class DualStreamDataModule(GeoDataModule):
             batch_size=batch_size,
             patch_size=patch_size,
             length=length,
-            num_workers=num_workers,
+            num_workers=self.loader.num_workers,
         )
         names = self._spec.aux_names
         if root is not None:
@@ -212,6 +218,10 @@ class DualStreamDataModule(GeoDataModule):
     def _build(self, scenes: SceneSet, split: str) -> DualStreamGeoDataset:
         return build_dataset(scenes, self.input_spec, split)
 
+    def _warped(self, dataset: DualStreamGeoDataset) -> DualStreamGeoDataset:
+        folder = cache_dir(self.cache_dir)
+        return dataset if folder is None else warp_once(dataset, folder)
+
     def compute_stats(self, dataset: DualStreamGeoDataset) -> DatasetStats:
         """Load ``stats_path`` if it exists, else compute from ``dataset`` (and save).
 
@@ -251,7 +261,9 @@ class DualStreamDataModule(GeoDataModule):
         assert self.scenes["train"] is not None
         train = self._build(self.scenes["train"], "train")
         if spec.normalization == "dataset" and spec.stats is None:
+            # From the sources as given (a warped copy covers only the scenes).
             self._spec = spec.with_stats(self.compute_stats(train))
+        train = self._warped(train)
         splits = {"train": train}
         fractions = {
             "val": self.split.val_fraction if self.scenes["val"] is None else 0.0,
@@ -272,7 +284,7 @@ class DualStreamDataModule(GeoDataModule):
         for name in ("val", "test"):
             scenes = self.scenes[name]
             if scenes is not None:
-                splits[name] = self._build(scenes, name)
+                splits[name] = self._warped(self._build(scenes, name))
         for name, dataset in splits.items():
             check_air_over_region(dataset, f"the {name} split")
             if not has_labels(dataset):
@@ -362,11 +374,10 @@ class DualStreamDataModule(GeoDataModule):
             self.train_dataset,  # type: ignore[arg-type]
             batch_size=self.batch_size,
             sampler=self.train_sampler,  # type: ignore[arg-type]
-            num_workers=self.num_workers,
             collate_fn=self.collate_fn,
             # Every tile once per epoch, the last partial batch included (as the original).
             drop_last=not tiles,
-            persistent_workers=self.num_workers > 0,
+            **self.loader.options(),  # type: ignore[arg-type]
             # Its own generator: creating the epoch's iterator must not draw from the global
             # one, or an epoch's randomness would depend on when the loop creates it.
             generator=torch.Generator().manual_seed(0),
@@ -386,10 +397,28 @@ class DualStreamDataModule(GeoDataModule):
             torch.manual_seed((base * 1_000_003 + step + 1) % 2**63)
             return super().on_after_batch_transfer(batch, dataloader_idx)
 
+    def val_dataloader(self) -> DataLoader[dict[str, Any]]:
+        return self._evaluation_loader("val")
+
+    def test_dataloader(self) -> DataLoader[dict[str, Any]]:
+        return self._evaluation_loader("test")
+
+    def _evaluation_loader(self, split: str) -> DataLoader[dict[str, Any]]:
+        options = self.loader.options()
+        # Evaluation runs once per epoch: workers kept alive would hold memory meanwhile.
+        options["persistent_workers"] = False
+        return DataLoader(
+            getattr(self, f"{split}_dataset"),
+            batch_size=self.batch_size,
+            sampler=getattr(self, f"{split}_sampler"),
+            collate_fn=self.collate_fn,
+            **options,  # type: ignore[arg-type]
+        )
+
     def _eval_sampler(self, dataset: DualStreamGeoDataset) -> Any:
         if self.sampling.kind == "tiles":
             return PreChippedGeoSampler(dataset, shuffle=False)
-        return GriddedPatchSampler(dataset, size=self.patch_size, stride=self.patch_size)
+        return AlignedGriddedSampler(dataset, size=self.patch_size, stride=self.patch_size)
 
     def _default_length(self, dataset: DualStreamGeoDataset) -> int:
         # About one pass over the training area per epoch.

@@ -82,6 +82,7 @@ class DualStreamGeoDataset(GeoDataset):
         self.air_channels = sum(a.num_channels for a in self.air)
         self.set_air_fill(air_fill)
         self.grid_crs = CRS.from_user_input(image.crs)
+        self._corner: tuple[float, float] | None = None
         self._res = image.res
 
         sources: list[GeoRaster] = [image, *self.air, *([mask] if mask is not None else [])]
@@ -127,6 +128,46 @@ class DualStreamGeoDataset(GeoDataset):
                 f"got {fill.size}"
             )
         self.air_fill = np.broadcast_to(fill, (self.air_channels,)).copy()
+
+    def with_sources(
+        self, air: Sequence[GeoRaster], mask: LandCoverMask | None
+    ) -> DualStreamGeoDataset:
+        """The same join (image, index, grids, fill, transforms, label region) reading its
+        air and mask from other sources holding the same data (warped-once copies)."""
+        other = DualStreamGeoDataset(
+            self.image,
+            list(air) or None,
+            mask,
+            air_scale=self.air_scale,
+            air_fill=self.air_fill.tolist(),
+            transforms=self.transforms,
+        )
+        other.index = self.index.copy()
+        other.label_roi = self.label_roi
+        return other
+
+    def aligned(self, index: tuple[slice, slice]) -> tuple[slice, slice]:
+        """A query moved onto the scene's grids: its corner on a corner of the first image
+        file's pixels and, with an aux stream, of the aux grid (the image grid with pixels
+        ``air_scale`` times larger). Such a patch is read without resampling the image, and
+        its aux cells are the scene's own (as a cached, warped-once scene gives them)."""
+        x, y = index[0], index[1]
+        origin = self._origin()
+        step_x = self.res[0] * (self.air_scale if self.air else 1)
+        step_y = self.res[1] * (self.air_scale if self.air else 1)
+        width, height = x.stop - x.start, y.stop - y.start
+        left = origin[0] + round((x.start - origin[0]) / step_x) * step_x
+        top = origin[1] - round((origin[1] - y.stop) / step_y) * step_y
+        return slice(left, left + width), slice(top - height, top)
+
+    def _origin(self) -> tuple[float, float]:
+        if self._corner is None:
+            from .grid import open_raster
+
+            first = self.image.channel_files(self.image.index.filepath.iloc[0])[0][0]
+            transform = open_raster(self.image.resolve(first)).transform
+            self._corner = (transform.c, transform.f)
+        return self._corner
 
     def _files(self, source: int, box: shapely.Polygon) -> list[str]:
         tree, paths = self._trees[source]

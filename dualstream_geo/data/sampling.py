@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import shapely
 from rasterio.enums import Resampling
-from torchgeo.samplers import RandomPatchSampler
+from torchgeo.samplers import GriddedPatchSampler, RandomPatchSampler
 
 from .grid import Grid
 from .join import DualStreamGeoDataset
@@ -39,6 +39,7 @@ class EpochPatchSampler(RandomPatchSampler):
         world_size: int = 1,
     ) -> None:
         super().__init__(dataset, size=size, length=length, generator=seed)
+        self.dataset = dataset
         self._length = math.ceil(len(self) / world_size)
         self.seed = seed
         self.rank = rank
@@ -47,6 +48,12 @@ class EpochPatchSampler(RandomPatchSampler):
     def set_epoch(self, epoch: int) -> None:
         if self.seed is not None:
             self.generator = np.random.default_rng([self.seed, epoch, self.rank])
+
+    def __iter__(self) -> Iterator[tuple[slice, slice]]:  # type: ignore[override]
+        # On the scene's grids (DualStreamGeoDataset.aligned): TorchGeo snaps to pixels of
+        # the region's bounds, which for a geographic split's cells are not the image's.
+        for query in super().__iter__():
+            yield self.dataset.aligned(query)
 
 
 class FocusPatchSampler(EpochPatchSampler):
@@ -110,15 +117,29 @@ class FocusPatchSampler(EpochPatchSampler):
         chosen = self.generator.integers(0, len(self.centres), focused) if focused else []
         picks = [self.centres[c][self.generator.integers(0, len(self.centres[c]))] for c in chosen]
         height, width = self.size
-        xres, yres = self.res
-        left, bottom = self.bounds[0], self.bounds[1]
         patches = uniform + [
-            # Snapped to the pixel grid (as RandomPatchSampler does): read without resampling.
-            (
-                slice(x0 := left + round((x - width / 2 - left) / xres) * xres, x0 + width),
-                slice(y0 := bottom + round((y - height / 2 - bottom) / yres) * yres, y0 + height),
+            self.dataset.aligned(
+                (slice(x - width / 2, x + width / 2), slice(y - height / 2, y + height / 2))
             )
             for x, y in picks
         ]
         for i in self.generator.permutation(len(patches)):
             yield patches[i]
+
+
+class AlignedGriddedSampler(GriddedPatchSampler):
+    """TorchGeo's gridded patches (validation, test) moved onto the scene's grids
+    (:meth:`~dualstream_geo.data.join.DualStreamGeoDataset.aligned`)."""
+
+    def __init__(
+        self,
+        dataset: DualStreamGeoDataset,
+        size: int | tuple[int, int],
+        stride: int | tuple[int, int],
+    ) -> None:
+        super().__init__(dataset, size=size, stride=stride)
+        self.dataset = dataset
+
+    def __iter__(self) -> Iterator[tuple[slice, slice]]:  # type: ignore[override]
+        for query in super().__iter__():
+            yield self.dataset.aligned(query)

@@ -50,3 +50,40 @@ class SamplingSettings:
             raise DualStreamError(
                 f"sampling.focus_fraction must lie in [0, 1], got {self.focus_fraction}"
             )
+
+
+@dataclass(frozen=True)
+class LoaderSettings:
+    """How batches are loaded: ``num_workers`` processes (0: in the training process),
+    ``pin_memory`` (default: when a GPU is present), ``persistent_workers`` (default: when
+    there are workers) and ``prefetch_factor`` batches loaded ahead per worker (default 2).
+    Augmentation runs after the batch is on the device (on the GPU when training on one)."""
+
+    num_workers: int = 0
+    pin_memory: bool | None = None
+    persistent_workers: bool | None = None
+    prefetch_factor: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.num_workers < 0:
+            raise DualStreamError(f"loader.num_workers must be >= 0, got {self.num_workers}")
+        if self.prefetch_factor is not None and self.prefetch_factor < 1:
+            raise DualStreamError(
+                f"loader.prefetch_factor must be >= 1, got {self.prefetch_factor}"
+            )
+
+    def options(self) -> dict[str, object]:
+        """DataLoader keyword arguments."""
+        import torch
+
+        workers = self.num_workers
+        options: dict[str, object] = {
+            "num_workers": workers,
+            "pin_memory": torch.cuda.is_available() if self.pin_memory is None else self.pin_memory,
+            "persistent_workers": workers > 0
+            if self.persistent_workers is None
+            else (self.persistent_workers and workers > 0),
+        }
+        if workers > 0:
+            options["prefetch_factor"] = self.prefetch_factor or 2
+        return options

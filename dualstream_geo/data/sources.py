@@ -161,6 +161,17 @@ class GeoRaster(RasterDataset):
         """How messages name the source."""
         return type(self).__name__
 
+    def cached_names(self, key: str) -> list[str]:
+        """File names of the warped-once copy of one scene (:mod:`~dualstream_geo.data.
+        warp_cache`), one per file of an index entry, named so that :meth:`relocated`
+        finds them as it finds the original files."""
+        return [f"{key}.tif"]
+
+    def relocated(self, paths: Sequence[str]) -> Self:
+        """The same source over other files holding the same bands (its warped-once copy):
+        their nodata is NaN, their bands are the ones this source reads."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be relocated")
+
     def sample_values(self, filepath: str) -> list[np.ndarray]:
         """Decimated values of one index entry (what statistics are computed from): one
         float32 array (channels, pixels) per file, in channel order, converted, NaN =
@@ -219,10 +230,16 @@ class GeoRaster(RasterDataset):
         return self.convert(self.read_files(filepaths, grid, resampling))
 
     def read_files(
-        self, filepaths: Iterable[str], grid: Grid, resampling: Resampling
+        self,
+        filepaths: Iterable[str],
+        grid: Grid,
+        resampling: Resampling,
+        tolerance: float | None = None,
     ) -> np.ndarray:
         """The files' own bands (before :meth:`convert`) onto ``grid``: float32
-        (file channels, height, width), NaN where no file has data."""
+        (file channels, height, width), NaN where no file has data. ``tolerance``: the
+        warp's (default the source's ``warp_tolerance``; 0: exact)."""
+        tolerance = self.warp_tolerance if tolerance is None else tolerance
         filepaths = list(filepaths)
         channels = self.num_channels
         if filepaths:
@@ -245,7 +262,7 @@ class GeoRaster(RasterDataset):
                         resampling,
                         self.nodata,
                         number == 0,
-                        self.warp_tolerance,
+                        tolerance,
                     )
                 except rasterio.errors.RasterioError as error:  # a network failure, corrupt data
                     raise DualStreamError(describe_error(path, error)) from None
@@ -398,6 +415,15 @@ class LandCoverMask(GeoRaster):
     @property
     def resampling(self) -> Resampling:
         return Resampling.nearest
+
+    def relocated(self, paths: Sequence[str]) -> Self:
+        return type(self)(
+            list(paths),
+            class_map=self.class_map,
+            unmapped=self.unmapped,
+            background=self.background,
+            ignore_index=self.ignore_index,
+        )
 
     def to_classes(self, raw: np.ndarray) -> np.ndarray:
         """Map raw values (float32, NaN = no data) to int64 class indices."""

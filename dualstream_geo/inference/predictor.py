@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
+from contextlib import closing, nullcontext
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -359,10 +360,13 @@ class ScenePredictor:
             top = until
 
         batches = loader if self.workers > 0 else prefetch(loader)
+        # A prefetching generator left to the garbage collector on an error would join its
+        # thread at interpreter exit, where a daemon thread never runs again (a hang).
+        stopper = closing(batches) if isinstance(batches, Generator) else nullcontext()
         bar = tqdm(
             total=len(windows), unit="win", desc="predict", disable=None if show_bar else True
         )
-        with bar:
+        with bar, stopper:
             for batch in batches:
                 valid = batch["valid"]
                 keep = valid.flatten(1).any(1)

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import rasterio
 import rasterio.shutil
+import rasterio.windows
 
 from ...errors import DualStreamError
 from ..grid import Grid
@@ -47,6 +48,20 @@ def swath_channels(spec: AuxSpec) -> tuple[str, ...]:
     if len(descriptions) == 1:
         return (spec.name,)
     return tuple(f"{spec.name}_{d}" for d in descriptions)
+
+
+def readable_to_end(path: str) -> bool:
+    """True when the GeoTIFF at ``path`` opens and its last block of every band reads."""
+    try:
+        with rasterio.open(path) as src:
+            height, width = src.block_shapes[0]
+            last = rasterio.windows.Window(
+                ((src.width - 1) // width) * width, ((src.height - 1) // height) * height, 1, 1
+            )
+            src.read(window=last)
+    except rasterio.errors.RasterioError:
+        return False
+    return True
 
 
 def write_grid(
@@ -85,6 +100,10 @@ def write_grid(
             dst.update_tags(**tags)
             for band, description in enumerate(descriptions, start=1):
                 dst.set_band_description(band, description)
+        if not readable_to_end(tmp):
+            # GDAL can close a file cut short by a full disk or a size limit without an
+            # error; such a file must never take the final name.
+            raise OSError("the file written is cut short: is the disk full?")
         if cog:
             final = f"{path}.{os.getpid()}.cog.tif"
             rasterio.shutil.copy(tmp, final, driver="COG", compress="DEFLATE", blocksize=256)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
-from typing import Any, ClassVar
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar, Self
 
 from torchgeo.datasets.utils import Path
 
@@ -24,6 +24,12 @@ class GEMS(GeoRaster):
     all_bands = GEMS_BANDS
     stac_prefix = "GEMS_"
     name = "gems"
+
+    def cached_names(self, key: str) -> list[str]:
+        return [f"GEMS_{key}.tif"]
+
+    def relocated(self, paths: Sequence[str]) -> Self:
+        return type(self)(list(paths))
 
 
 class AirPollution(GeoRaster):
@@ -45,6 +51,12 @@ class AirPollution(GeoRaster):
         **kwargs: Any,
     ) -> None:
         super().__init__(paths, filename_glob=filename_glob, **kwargs)
+
+    def cached_names(self, key: str) -> list[str]:
+        return [f"AIR_Pollution_{gas}_{key}.tif" for gas in POLLUTANTS]
+
+    def relocated(self, paths: Sequence[str]) -> Self:
+        return type(self)(list(paths))
 
     def channel_files(self, filepath: str) -> list[tuple[str, list[int]]]:
         folder, name = os.path.split(filepath)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 from rasterio.enums import Resampling
@@ -88,6 +88,19 @@ class AuxRaster(GeoRaster):
     @property
     def label(self) -> str:
         return f"aux source {self.name!r}"
+
+    def relocated(self, paths: Sequence[str]) -> Self:
+        moved = type(self)(
+            list(paths),
+            name=self.name,
+            resampling=self.spec.resampling,
+            transform=self.spec.transform,
+            derive=self.spec.derive,
+            reduce=self.spec.reduce,
+        )
+        # The copy holds the bands read here, in order: its channels are these.
+        moved.all_bands, moved.num_channels = self.all_bands, self.num_channels
+        return moved
 
     @property
     def resampling(self) -> Resampling:
