@@ -38,7 +38,8 @@ from dualstream_geo.data import (
     SatelliteImage,
     make_demo_scenes,
 )
-from dualstream_geo.data.spec import ClassSpec, InputSpec, original_aux
+from dualstream_geo.data.aux_spec import original_aux
+from dualstream_geo.data.spec import ClassSpec, InputSpec
 from dualstream_geo.data.synthetic import SceneSpec
 from dualstream_geo.inference import ScenePredictor, strips
 from dualstream_geo.inference.reading import WindowDataset, scene_grid

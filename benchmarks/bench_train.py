@@ -16,11 +16,11 @@ from typing import Any
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from dualstream_geo.cli import default_precision
 from dualstream_geo.data import DEMO_CLASS_MAP, ClassSpec, make_demo_scenes
 from dualstream_geo.data.datamodule import DualStreamDataModule
 from dualstream_geo.data.settings import LoaderSettings
 from dualstream_geo.training import DualStreamSegmentation
+from dualstream_geo.training.trainer_defaults import default_precision
 
 
 class StepTimer(Callback):

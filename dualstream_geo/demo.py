@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from .data import DEMO_CLASS_MAP, DEMO_CLASS_NAMES, make_demo_scenes
+from .data.aux_spec import original_aux
 from .data.datamodule import DualStreamDataModule
-from .data.spec import ClassSpec, InputSpec, original_aux
+from .data.spec import ClassSpec, InputSpec
 from .errors import DualStreamError, OneLineParser
 from .paths import check_folder_writable, check_output
 
@@ -75,7 +76,7 @@ def train_and_test(
     from lightning.pytorch import Trainer, seed_everything
     from lightning.pytorch.loggers import CSVLogger
 
-    from .cli import default_precision
+    from .training.trainer_defaults import default_precision
 
     seed_everything(0, verbose=False)
     task, datamodule = build(data_root, out, budget, use_air, preset)

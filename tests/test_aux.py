@@ -323,6 +323,11 @@ def test_terrain_of_a_plane_and_windows_that_agree_with_the_scene() -> None:
     np.testing.assert_allclose(northness, -0.03 / rise, rtol=1e-5)
     np.testing.assert_allclose(eastness, -0.02 / rise, rtol=1e-5)
     assert slope.shape == (5, 7)
+    assert np.abs(terrain(plane, 30.0, 30.0, ["relief"])).max() < 1e-9  # a plane: no relief
+    bump = np.zeros((5, 5))
+    bump[2, 2] = 8.0
+    relief = terrain(bump, 30.0, 30.0, ["relief"])[0]
+    assert relief[1, 1] == 8.0 and relief[0, 0] == -1.0  # the peak, and a cell beside it
 
     image = SatelliteImage(ZION, band_files=("_b2", "_b3", "_b4", "_b5"), nodata=65535)
     dem = AuxRaster(ZION / "srtm.tif", name="elevation", derive=["slope", "northness"])

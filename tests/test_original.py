@@ -15,8 +15,9 @@ import torch
 from affine import Affine
 
 from dualstream_geo.cli import main
+from dualstream_geo.data.aux_spec import original_aux
 from dualstream_geo.data.normalize import OriginalScaling
-from dualstream_geo.data.spec import InputSpec, original_aux
+from dualstream_geo.data.spec import InputSpec
 from dualstream_geo.errors import DualStreamError
 from dualstream_geo.models import DualStreamDFormer
 from dualstream_geo.models.vision import installed_layout_is_v5, segformer_key_v4, segformer_key_v5

@@ -12,13 +12,14 @@ import torch
 import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from dualstream_geo.cli import DualStreamCLI, default_precision, main
+from dualstream_geo.cli import DualStreamCLI, main
 from dualstream_geo.data import DEMO_CLASS_MAP
 from dualstream_geo.data.augment import DualStreamAugmentation
 from dualstream_geo.data.datamodule import DualStreamDataModule
 from dualstream_geo.demo import FULL
 from dualstream_geo.training import DualStreamSegmentation, SegmentationLoss, read_spec
 from dualstream_geo.training.losses import DeepSupervisionLoss
+from dualstream_geo.training.trainer_defaults import default_precision
 
 from .conftest import tiny, trainer
 

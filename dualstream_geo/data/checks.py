@@ -16,10 +16,10 @@ from rasterio.enums import Resampling
 from rasterio.features import geometry_mask
 
 from ..errors import DualStreamError
-from .grid import Grid, open_raster
+from .grid import STATS_SIDE, Grid, decimated_read, open_raster
 from .join import DualStreamGeoDataset
 from .labels import scan_labels
-from .normalize import STATS_SIDE, BandStats, decimated_read
+from .normalize import BandStats
 from .sources import GeoRaster
 
 #: Share of nodata/NaN air values above which a file is worth a warning.

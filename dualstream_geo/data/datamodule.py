@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Literal
 
@@ -16,25 +15,18 @@ from torchgeo.samplers import PreChippedGeoSampler
 
 from ..errors import DualStreamError
 from .augment import DualStreamAugmentation
+from .aux_spec import SWATH_FORMATS, AuxSpec, aux_specs
 from .auxiliary import aux_source, resolved, swath_channels
 from .checks import check_air_over_region, has_labels
 from .join import DualStreamGeoDataset, collate_samples
 from .labels import class_counts
 from .layout import SceneSet, build_dataset, scene_set, split_aux
-from .normalize import BandStats, DatasetStats
+from .normalize import DatasetStats
 from .ranks import RankLocal, RankShard, process_rank
 from .sampling import AlignedGriddedSampler, EpochPatchSampler, FocusPatchSampler
 from .settings import LoaderSettings, SamplingSettings, SplitSettings
-from .spec import (
-    SWATH_FORMATS,
-    AuxSpec,
-    ClassSpec,
-    ImageSpec,
-    InputSpec,
-    aux_from_dict,
-    check_stats,
-    original_aux,
-)
+from .spec import ClassSpec, ImageSpec, InputSpec
+from .statistics import load_stats, training_stats
 from .warp_cache import cache_dir, warp_once
 
 
@@ -188,7 +180,7 @@ class DualStreamDataModule(GeoDataModule):
                 spec = replace(spec, aux=tuple(aux))
             path = self.stats_path
             if spec.normalization == "dataset" and path and os.path.exists(path):
-                spec = spec.with_stats(_load_stats(path, spec))
+                spec = spec.with_stats(load_stats(path, spec))
             self._spec, self._resolved = spec, True
         return self._spec
 
@@ -222,31 +214,6 @@ class DualStreamDataModule(GeoDataModule):
         folder = cache_dir(self.cache_dir)
         return dataset if folder is None else warp_once(dataset, folder)
 
-    def compute_stats(self, dataset: DualStreamGeoDataset) -> DatasetStats:
-        """Load ``stats_path`` if it exists, else compute from ``dataset`` (and save).
-
-        Raises:
-            DualStreamError: the file describes other channels, or an aux channel is
-                constant over the training data.
-        """
-        spec = self.input_spec
-        path = self.stats_path
-        if path and os.path.exists(path):
-            return _load_stats(path, spec)
-        bands = spec.image.bands
-        image = BandStats.from_source(dataset.image, bands)
-        air = None
-        if dataset.air:
-            air = BandStats.concat(BandStats.from_source(a) for a in dataset.air)
-        indices = [index.lower() for index in spec.image.indices]
-        index_stats = BandStats.from_indices(dataset.image, bands, indices) if indices else None
-        stats = DatasetStats(image, air, index_stats)
-        check_stats(spec, stats)
-        if path:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            stats.save(path)
-        return stats
-
     def _prepare(self, dataset: DualStreamGeoDataset) -> DualStreamGeoDataset:
         spec = self.input_spec
         dataset.transforms = spec.transform()
@@ -262,7 +229,7 @@ class DualStreamDataModule(GeoDataModule):
         train = self._build(self.scenes["train"], "train")
         if spec.normalization == "dataset" and spec.stats is None:
             # From the sources as given (a warped copy covers only the scenes).
-            self._spec = spec.with_stats(self.compute_stats(train))
+            self._spec = spec.with_stats(training_stats(train, spec, self.stats_path))
         train = self._warped(train)
         splits = {"train": train}
         fractions = {
@@ -435,29 +402,3 @@ class DualStreamDataModule(GeoDataModule):
 
 def _identity(batch: dict[str, Any]) -> dict[str, Any]:
     return batch
-
-
-def aux_specs(aux: Sequence[AuxSpec | Mapping[str, Any]] | str | None) -> tuple[AuxSpec, ...]:
-    """The named aux sources of a datamodule's ``aux`` setting.
-
-    Raises:
-        DualStreamError: an unknown preset name.
-    """
-    if aux is None:
-        return ()
-    if isinstance(aux, str):
-        if aux != "original":
-            raise DualStreamError(f"aux must be a list of sources or 'original', got {aux!r}")
-        return original_aux()
-    return tuple(a if isinstance(a, AuxSpec) else aux_from_dict(a) for a in aux)
-
-
-def _load_stats(path: str, spec: InputSpec) -> DatasetStats:
-    stats = DatasetStats.load(path)
-    try:
-        check_stats(spec, stats)
-    except DualStreamError as error:
-        raise DualStreamError(
-            f"stats_path {path}: {error}; delete it or give another stats_path"
-        ) from None
-    return stats

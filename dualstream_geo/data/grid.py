@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import math
 import os
 from dataclasses import dataclass
 
@@ -20,6 +21,8 @@ from rasterio.enums import Resampling
 from rasterio.io import DatasetReader
 from rasterio.warp import reproject
 from rasterio.windows import Window
+
+from ..errors import DualStreamError
 
 # Offsets closer than this to a whole pixel are treated as aligned (float64 noise only).
 _ALIGN_TOLERANCE = 1e-6
@@ -205,3 +208,30 @@ def read_onto(
     if not first:
         empty = np.isnan(out)
         out[empty] = warped[empty]
+
+
+#: Longest side of a statistics read; GDAL serves it from overviews when the file has them.
+STATS_SIDE = 512
+
+
+def decimated_read(
+    src: DatasetReader, indexes: list[int], nodata: float | None = None, side: int = STATS_SIDE
+) -> np.ndarray:
+    """Bands ``indexes`` read at most ``side`` px on the long edge: float32 (C, N), NaN = nodata."""
+    scale = max(src.height, src.width) / side
+    height, width = src.height, src.width
+    if scale > 1:
+        height, width = max(1, round(src.height / scale)), max(1, round(src.width / scale))
+    try:
+        data = src.read(
+            indexes, out_shape=(len(indexes), height, width), resampling=Resampling.nearest
+        )
+    except rasterio.errors.RasterioError as error:
+        # GDAL's own reason is the cause; rasterio's message points to it.
+        reason = " ".join(str(error.__cause__ or error).split())
+        raise DualStreamError(f"{src.name}: corrupt or unreadable raster ({reason})") from None
+    values = data.astype(np.float32).reshape(len(indexes), -1)
+    nodata = src.nodata if nodata is None else nodata
+    if nodata is not None and not math.isnan(nodata):
+        values[data.reshape(len(indexes), -1) == nodata] = np.nan
+    return values

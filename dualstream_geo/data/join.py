@@ -18,7 +18,8 @@ from torchgeo.datasets.utils import GeoSlice
 
 from ..errors import DualStreamError
 from .grid import Grid
-from .sources import GeoRaster, LandCoverMask, SatelliteImage
+from .land_cover import LandCoverMask
+from .sources import GeoRaster, SatelliteImage
 
 Sample = dict[str, Any]
 

@@ -15,11 +15,13 @@ import rasterio
 from affine import Affine
 
 from ..errors import DualStreamError
+from .aux_spec import GRIDDED_FORMATS, AuxSpec
 from .auxiliary import aux_source, resolved, scene_aux_grids
 from .checks import check_air_values, check_image_values
 from .join import DualStreamGeoDataset
-from .sources import Georef, LandCoverMask, SatelliteImage, has_georeferencing
-from .spec import GRIDDED_FORMATS, AuxSpec, InputSpec
+from .land_cover import LandCoverMask
+from .sources import Georef, SatelliteImage, has_georeferencing
+from .spec import InputSpec
 
 #: Original layout folders per split: image, label, GEMS, air pollution.
 ORIGINAL_FOLDERS = {
@@ -37,7 +39,7 @@ _AUX_NAME = re.compile(r"^(?:GEMS_|AIR_Pollution_(?:CO|NO2|SO2)_)?(?P<name>.+)\.
 class SceneSet:
     """Paths (files or folders) of one split's sources: the image, the labels (``mask``) and
     the aux sources' own paths by name (``aux``: a source not named here reads the paths of
-    its :class:`~dualstream_geo.data.spec.AuxSpec`)."""
+    its :class:`~dualstream_geo.data.aux_spec.AuxSpec`)."""
 
     image: list[str]
     mask: list[str] | None = None

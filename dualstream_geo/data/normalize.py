@@ -3,51 +3,19 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-import rasterio
 import torch
-from rasterio.enums import Resampling
-from rasterio.io import DatasetReader
 from torch import Tensor
 
 from ..errors import DualStreamError
-from .grid import open_raster
+from .grid import decimated_read, open_raster
 from .indices import SpectralIndices
-
-if TYPE_CHECKING:
-    from .sources import GeoRaster
-
-#: Longest side of a statistics read; GDAL serves it from overviews when the file has them.
-STATS_SIDE = 512
-
-
-def decimated_read(
-    src: DatasetReader, indexes: list[int], nodata: float | None = None, side: int = STATS_SIDE
-) -> np.ndarray:
-    """Bands ``indexes`` read at most ``side`` px on the long edge: float32 (C, N), NaN = nodata."""
-    scale = max(src.height, src.width) / side
-    height, width = src.height, src.width
-    if scale > 1:
-        height, width = max(1, round(src.height / scale)), max(1, round(src.width / scale))
-    try:
-        data = src.read(
-            indexes, out_shape=(len(indexes), height, width), resampling=Resampling.nearest
-        )
-    except rasterio.errors.RasterioError as error:
-        # GDAL's own reason is the cause; rasterio's message points to it.
-        reason = " ".join(str(error.__cause__ or error).split())
-        raise DualStreamError(f"{src.name}: corrupt or unreadable raster ({reason})") from None
-    values = data.astype(np.float32).reshape(len(indexes), -1)
-    nodata = src.nodata if nodata is None else nodata
-    if nodata is not None and not math.isnan(nodata):
-        values[data.reshape(len(indexes), -1) == nodata] = np.nan
-    return values
+from .sources import GeoRaster
 
 
 @dataclass

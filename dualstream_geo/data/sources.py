@@ -1,5 +1,6 @@
-"""The raster sources: :class:`GeoRaster`, the satellite image and the land-cover mask (the
-aux stream's sources live in :mod:`~dualstream_geo.data.auxiliary`).
+"""The raster sources: :class:`GeoRaster` and the satellite image (the land-cover mask is in
+:mod:`~dualstream_geo.data.land_cover`, the aux stream's sources in
+:mod:`~dualstream_geo.data.auxiliary`).
 
 Each is a TorchGeo :class:`~torchgeo.datasets.RasterDataset` (file discovery, spatial index,
 CRS handling) that also validates its files up front and can read itself onto any
@@ -12,7 +13,6 @@ from __future__ import annotations
 import fnmatch
 import os
 import warnings
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Self
 
@@ -31,7 +31,7 @@ from torchgeo.datasets.errors import DatasetNotFoundError
 from torchgeo.datasets.utils import GeoSlice, Path, Sample, find_files
 
 from ..errors import DualStreamError
-from .grid import Grid, open_raster, read_onto
+from .grid import Grid, decimated_read, open_raster, read_onto
 from .remote import describe_error, is_remote, source_paths, warn_if_not_cloud_optimised
 from .stac import read_items, stac_files
 from .vrt import band_xml, dataset_xml
@@ -176,8 +176,6 @@ class GeoRaster(RasterDataset):
         """Decimated values of one index entry (what statistics are computed from): one
         float32 array (channels, pixels) per file, in channel order, converted, NaN =
         nodata."""
-        from .normalize import decimated_read
-
         return [
             self.convert(decimated_read(open_raster(self.resolve(path)), indexes, self.nodata))
             for path, indexes in self.channel_files(filepath)
@@ -348,96 +346,3 @@ class SatelliteImage(GeoRaster):
 def band_indexes_exact(indexes: Sequence[int]) -> bool:
     """True when ``indexes`` is 1..n, i.e. the file is expected to hold exactly n bands."""
     return list(indexes) == list(range(1, len(indexes) + 1))
-
-
-class LandCoverMask(GeoRaster):
-    """Class labels from raw raster values through ``class_map``.
-
-    Raw values not in ``class_map`` go to ``background`` (``unmapped="background"``) or to
-    ``ignore_index`` (``unmapped="ignore"``); the raster's nodata and pixels outside every
-    file go to ``ignore_index``. Without a class map, raw values are the class indices.
-    """
-
-    is_image = False
-
-    def __init__(
-        self,
-        paths: Path | Iterable[Path],
-        class_map: Mapping[int, int] | None = None,
-        unmapped: str = "background",
-        background: int = 0,
-        ignore_index: int = IGNORE_INDEX,
-        **kwargs: Any,
-    ) -> None:
-        if unmapped not in ("background", "ignore"):
-            raise DualStreamError(f"unmapped must be 'background' or 'ignore', got {unmapped!r}")
-        self.class_map = {int(k): int(v) for k, v in (class_map or {}).items()}
-        bad = [k for k in self.class_map if not 0 <= k < 65536]
-        if bad:
-            raise DualStreamError(
-                f"class_map key {bad[0]} is not a label value (labels are integers 0-65535)"
-            )
-        self.unmapped = unmapped
-        self.background = background
-        self.ignore_index = ignore_index
-        super().__init__(paths, **kwargs)
-        self._lut = self._build_lut()
-        if self.class_map:
-            self._warn_unmapped()
-
-    def _build_lut(self) -> np.ndarray:
-        if not self.class_map:
-            return np.arange(65536, dtype=np.int64)
-        fill = self.background if self.unmapped == "background" else self.ignore_index
-        lut = np.full(65536, fill, dtype=np.int64)
-        for raw, cls in self.class_map.items():
-            lut[raw] = cls
-        return lut
-
-    def _warn_unmapped(self) -> None:
-        from .normalize import decimated_read
-
-        counts: Counter[int] = Counter()
-        for path in self.index.filepath:
-            values = decimated_read(open_raster(self.resolve(path)), [1], self.nodata)[0]
-            values = values[~np.isnan(values)].astype(np.int64)
-            raw, n = np.unique(values[~np.isin(values, list(self.class_map))], return_counts=True)
-            counts.update(dict(zip(raw.tolist(), n.tolist(), strict=True)))
-        if counts:
-            target = self.background if self.unmapped == "background" else self.ignore_index
-            listed = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
-            warnings.warn(
-                f"LandCoverMask: raw label values not in class_map (value: sampled pixel "
-                f"count) {{{listed}}} are mapped to {self.unmapped} ({target})",
-                stacklevel=2,
-            )
-
-    @property
-    def resampling(self) -> Resampling:
-        return Resampling.nearest
-
-    def relocated(self, paths: Sequence[str]) -> Self:
-        return type(self)(
-            list(paths),
-            class_map=self.class_map,
-            unmapped=self.unmapped,
-            background=self.background,
-            ignore_index=self.ignore_index,
-        )
-
-    def to_classes(self, raw: np.ndarray) -> np.ndarray:
-        """Map raw values (float32, NaN = no data) to int64 class indices."""
-        with np.errstate(invalid="ignore"):
-            values = raw.astype(np.int32)  # NaN becomes a negative value: handled below
-        classes = self._lut.take(values, mode="clip")
-        outside = (values < 0) | (values >= self._lut.size)
-        if outside.any():
-            unmapped = self.background if self.unmapped == "background" else self.ignore_index
-            classes[outside] = unmapped if self.class_map else self.ignore_index
-            classes[np.isnan(raw)] = self.ignore_index
-        return classes
-
-    def __getitem__(self, index: GeoSlice) -> Sample:
-        sample = super().__getitem__(index)
-        sample["mask"] = torch.from_numpy(self.to_classes(sample["mask"].numpy()))
-        return sample

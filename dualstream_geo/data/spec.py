@@ -8,14 +8,15 @@ every checkpoint stores it (:meth:`InputSpec.to_dict`) and ``predict`` / ``valid
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-from rasterio.enums import Resampling
-
 from ..errors import DualStreamError
+from .aux_spec import (
+    AuxSpec,
+    aux_from_dict,
+)
 from .indices import check_indices
 from .normalize import AppendAux, DatasetStats, Normalize, OriginalScaling
 
@@ -33,25 +34,12 @@ DEFAULT_COLORS = (
     (210, 245, 60),
 )
 NORMALIZATIONS = ("dataset", "original")
-#: How aux values are changed before statistics: ``log`` for quantities spanning decades.
-VALUE_TRANSFORMS = ("none", "log")
 #: The model's air encoder reads the aux stream at 1/8 of the image (DESIGN.md).
 MODEL_AUX_SCALE = 8
 #: Width of the model's air-absent input when the spec has no aux source: the original's
 #: 48 channels, so that an image-only model is the original architecture (its weights load,
 #: and its parameters are initialised in the same order as before named sources existed).
 ABSENT_AUX_CHANNELS = 48
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
-#: Channels of the original dataset's aux files (GEMS; CO, NO2, SO2 12 bands each).
-GEMS_BANDS = tuple(f"gems_{i:02d}" for i in range(1, 13))
-POLLUTANTS = ("CO", "NO2", "SO2")
-POLLUTANT_BANDS = tuple(f"{p.lower()}_{i:02d}" for p in POLLUTANTS for i in range(1, 13))
-#: Formats gridded once onto each scene's aux grid (cached): multidimensional files.
-GRIDDED_FORMATS = ("netcdf", "s5p_l2", "gems_l2")
-#: Of these, Level 2 swaths: their channels are known without reading them.
-SWATH_FORMATS = ("s5p_l2", "gems_l2")
-#: Terrain an elevation source can derive (:mod:`~dualstream_geo.data.auxiliary.terrain`).
-TERRAIN = ("slope", "northness", "eastness")
 
 
 @dataclass(frozen=True)
@@ -120,147 +108,6 @@ class ClassSpec:
         if self.colors:
             return [(int(r), int(g), int(b)) for r, g, b in self.colors]
         return [DEFAULT_COLORS[i % len(DEFAULT_COLORS)] for i in range(len(self.names))]
-
-
-@dataclass(frozen=True)
-class AuxSpec:
-    """One named source of the aux (coarse) stream.
-
-    Args:
-        name: what the source is (``elevation``, ``no2``); names its channels.
-        paths: files, folders, URLs or STAC Items (with ``assets``); shared by every split
-            unless a split names its own (``SceneSet.aux``).
-        bands: 1-based band indexes or band descriptions to read; None reads every band.
-        nodata: the files' nodata value when they carry none (or another one).
-        resampling: how the source is read onto the aux grid: ``average`` for continuous
-            values, ``nearest`` or ``mode`` for categories (any GDAL warp method).
-        transform: ``log``: the natural logarithm of the values (values <= 0 become
-            nodata), for quantities spanning decades such as column densities.
-        format: ``raster`` (any GDAL raster); ``netcdf`` (a gridded variable of NetCDF,
-            HDF5 or Zarr files: Level 3, CAMS, ERA5); ``s5p_l2`` / ``gems_l2`` (Level 2
-            swaths, gridded onto each scene's aux grid); ``original_gems`` /
-            ``original_air``: the original dataset's ``GEMS_*`` and
-            ``AIR_Pollution_{CO,NO2,SO2}_*`` files.
-        variable: the variable to read (``netcdf``, ``s5p_l2``, ``gems_l2``).
-        time: (start, end) dates, inclusive: the time steps read (``netcdf``).
-        reduce: ``mean``, ``median`` or ``max`` over the bands (time steps): one channel.
-        qa_min: swaths: the lowest quality value kept (default: the producer's
-            recommendation for the variable).
-        composite: swaths: ``mean`` or ``median`` of several orbits in a cell.
-        count: swaths: a channel more, the number of orbits with a value in each cell.
-        derive: terrain from a one-band elevation source, as channels after it: ``slope``,
-            ``northness``, ``eastness`` (:mod:`~dualstream_geo.data.auxiliary.terrain`).
-        filename_glob: which files of a folder belong to the source.
-        assets: the STAC assets holding the bands, when ``paths`` are STAC Items.
-        channels: the channel names, resolved from the files (stored in checkpoints).
-    """
-
-    name: str
-    paths: tuple[str, ...] = ()
-    bands: tuple[int | str, ...] | None = None
-    nodata: float | None = None
-    resampling: str = "average"
-    transform: Literal["none", "log"] = "none"
-    format: Literal["raster", "netcdf", "s5p_l2", "gems_l2", "original_gems", "original_air"] = (
-        "raster"
-    )
-    variable: str | None = None
-    time: tuple[str, str] | None = None
-    reduce: Literal["none", "mean", "median", "max"] = "none"
-    qa_min: float | None = None
-    composite: Literal["mean", "median"] = "mean"
-    count: bool = False
-    derive: tuple[str, ...] = ()
-    filename_glob: str | None = None
-    assets: tuple[str, ...] | None = None
-    channels: tuple[str, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if not _NAME.match(self.name):
-            raise DualStreamError(
-                f"aux source name {self.name!r}: use letters, digits, '_', '-' or '.', "
-                "starting with a letter"
-            )
-        if self.resampling not in Resampling.__members__:
-            raise DualStreamError(
-                f"aux source {self.name!r}: resampling {self.resampling!r} is not a GDAL "
-                f"method ({', '.join(Resampling.__members__)})"
-            )
-        if self.transform not in VALUE_TRANSFORMS:
-            raise DualStreamError(
-                f"aux source {self.name!r}: transform must be one of {VALUE_TRANSFORMS}, "
-                f"got {self.transform!r}"
-            )
-        if self.variable is None and self.format in ("netcdf", "s5p_l2", "gems_l2"):
-            raise DualStreamError(
-                f"aux source {self.name!r}: format {self.format} needs a variable"
-            )
-        if self.reduce not in ("none", "mean", "median", "max"):
-            raise DualStreamError(
-                f"aux source {self.name!r}: reduce must be none, mean, median or max"
-            )
-        if self.time is not None and len(self.time) != 2:
-            raise DualStreamError(f"aux source {self.name!r}: time is [start, end]")
-        if self.derive:
-            unknown = [name for name in self.derive if name not in TERRAIN]
-            if unknown:
-                raise DualStreamError(
-                    f"aux source {self.name!r}: cannot derive {unknown[0]!r} (known: "
-                    f"{', '.join(TERRAIN)})"
-                )
-            if self.transform != "none" or self.reduce != "none" or self.format != "raster":
-                raise DualStreamError(
-                    f"aux source {self.name!r}: derive needs a plain elevation raster (no "
-                    "transform)"
-                )
-        if self.bands is not None:
-            if not self.bands:
-                raise DualStreamError(f"aux source {self.name!r}: bands is empty")
-            bad = [b for b in self.bands if isinstance(b, int) and b < 1]
-            if bad:
-                raise DualStreamError(
-                    f"aux source {self.name!r}: band {bad[0]} (bands count from 1)"
-                )
-
-    @property
-    def num_channels(self) -> int:
-        if self.channels is None:
-            raise DualStreamError(f"aux source {self.name!r}: channels not resolved yet")
-        return len(self.channels)
-
-    def with_paths(self, paths: Sequence[str]) -> AuxSpec:
-        """The same source read from other files (a split's own, or prediction inputs)."""
-        return replace(self, paths=tuple(str(p) for p in paths))
-
-    def settings(self) -> dict[str, Any]:
-        """What defines the source's values, without where its files are."""
-        out = asdict(self)
-        out.pop("paths")
-        out.pop("assets")
-        return out
-
-
-def original_aux(
-    gems: Sequence[str] = (), air_pollution: Sequence[str] = ()
-) -> tuple[AuxSpec, ...]:
-    """The original project's aux stream as named sources: GEMS (12 channels) and the
-    CO, NO2 and SO2 maps (12 each), read bilinearly as the original preset always was."""
-    return (
-        AuxSpec(
-            "gems",
-            tuple(gems),
-            resampling="bilinear",
-            format="original_gems",
-            channels=GEMS_BANDS,
-        ),
-        AuxSpec(
-            "air_pollution",
-            tuple(air_pollution),
-            resampling="bilinear",
-            format="original_air",
-            channels=POLLUTANT_BANDS,
-        ),
-    )
 
 
 @dataclass(frozen=True)
@@ -475,34 +322,6 @@ class InputSpec:
             normalization=raw.get("normalization", "dataset"),
             stats=DatasetStats.from_dict(raw["stats"]) if raw.get("stats") else None,
         )
-
-
-def aux_from_dict(raw: Mapping[str, Any]) -> AuxSpec:
-    """An :class:`AuxSpec` from plain values (a checkpoint, or a parsed config)."""
-
-    def optional_tuple(key: str) -> tuple[Any, ...] | None:
-        value = raw.get(key)
-        return tuple(value) if value is not None else None
-
-    return AuxSpec(
-        name=raw["name"],
-        paths=tuple(raw.get("paths") or ()),
-        bands=optional_tuple("bands"),
-        nodata=raw.get("nodata"),
-        resampling=raw.get("resampling", "average"),
-        transform=raw.get("transform", "none"),
-        format=raw.get("format", "raster"),
-        variable=raw.get("variable"),
-        time=optional_tuple("time"),  # type: ignore[arg-type]
-        reduce=raw.get("reduce", "none"),
-        qa_min=raw.get("qa_min"),
-        composite=raw.get("composite", "mean"),
-        count=bool(raw.get("count", False)),
-        derive=tuple(raw.get("derive") or ()),
-        filename_glob=raw.get("filename_glob"),
-        assets=optional_tuple("assets"),
-        channels=optional_tuple("channels"),
-    )
 
 
 def check_stats(spec: InputSpec, stats: DatasetStats) -> None:

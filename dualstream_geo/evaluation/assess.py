@@ -23,7 +23,8 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from ..data.grid import Grid
-from ..data.sources import IGNORE_INDEX, LandCoverMask
+from ..data.land_cover import LandCoverMask
+from ..data.sources import IGNORE_INDEX
 from ..errors import DualStreamError
 from .confusion import Accuracy
 

@@ -7,10 +7,11 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..data.aux_spec import GRIDDED_FORMATS
 from ..data.auxiliary import AuxRaster, aux_source, resolved
 from ..data.grid import Grid
 from ..data.sources import GeoRaster, Georef, SatelliteImage
-from ..data.spec import GRIDDED_FORMATS, InputSpec
+from ..data.spec import InputSpec
 from ..errors import DualStreamError
 
 PathLike = str | os.PathLike[str]

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .. import __version__
+from ..data.aux_spec import GRIDDED_FORMATS
 from ..data.auxiliary import scene_aux_grids
 from ..data.checks import (
     check_air_coverage,
@@ -31,12 +32,13 @@ from ..data.grid import Grid
 from ..data.join import DualStreamGeoDataset, collate_samples
 from ..data.remote import redact_text
 from ..data.sources import Georef, SatelliteImage
-from ..data.spec import GRIDDED_FORMATS, InputSpec
+from ..data.spec import InputSpec
 from ..errors import DualStreamError
 from ..models import DualStreamDFormer
 from ..models.dualstream import class_probabilities
 from ..models.tta import TTAS, tta_mean
-from ..training.stored import file_sha256, load_task
+from ..training.loading import load_task
+from ..training.stored import file_sha256
 from .budget import check_window_memory, window_side
 from .distributed import RankGroup, predict_on_ranks
 from .fingerprint import input_fingerprint
@@ -52,15 +54,7 @@ from .outputs import (
 )
 from .reading import WindowDataset, prefetch, scene_grid
 from .tiling import BLENDS, default_margin, strips, window_weights
-from .writer import (
-    CLASS_NODATA,
-    PROBABILITY_SCALE,
-    OutputSpec,
-    create_partial,
-    finalize,
-    write_progress,
-    write_rows,
-)
+from .writer import OutputSpec, create_partial, finalize, write_blended, write_progress
 
 KINDS = ("class", "probabilities", "both")
 PRECISIONS = ("auto", "32", "bf16")
@@ -341,7 +335,7 @@ class ScenePredictor:
                 first = max(top, rows_done) - top
                 count = stop - top
                 if count > first:
-                    self._write(
+                    write_blended(
                         specs,
                         top + first,
                         scores[:, first:count, :width],
@@ -391,15 +385,3 @@ class ScenePredictor:
                         position += 1
                     bar.update(1)
         flush(top + tile)
-
-    def _write(
-        self, specs: list[OutputSpec], row: int, scores: np.ndarray, weights: np.ndarray
-    ) -> None:
-        covered = weights > 0
-        probs = scores / np.where(covered, weights, 1.0)
-        for spec in specs:
-            if spec.count == 1:
-                data = np.where(covered, probs.argmax(0), CLASS_NODATA)[None]
-            else:
-                data = np.where(covered[None], np.rint(probs * PROBABILITY_SCALE), 255)
-            write_rows(spec, row, data)

@@ -173,3 +173,20 @@ def finalize(spec: OutputSpec) -> None:
 
 def class_tags(class_names: Sequence[str]) -> dict[str, str]:
     return {"class_names": json.dumps(list(class_names))}
+
+
+def write_blended(
+    specs: Sequence[OutputSpec], row: int, scores: np.ndarray, weights: np.ndarray
+) -> None:
+    """Write finished rows from row ``row`` on to each output: ``scores`` (K, rows, width),
+    the blend-weighted sums of the class probabilities, over ``weights`` (rows, width);
+    classes (argmax) or uint8 probabilities (x ``PROBABILITY_SCALE``), nodata where no
+    window covered a pixel."""
+    covered = weights > 0
+    probs = scores / np.where(covered, weights, 1.0)
+    for spec in specs:
+        if spec.count == 1:
+            data = np.where(covered, probs.argmax(0), CLASS_NODATA)[None]
+        else:
+            data = np.where(covered[None], np.rint(probs * PROBABILITY_SCALE), 255)
+        write_rows(spec, row, data)

@@ -46,6 +46,7 @@ class ConvNeXtAirEncoder(Encoder):
         depths: tuple[int, int, int, int] = (0, 1, 1, 1),
         mlp_ratio: float = 2.0,
         drop_path_rate: float = 0.1,
+        stem_norm: bool = False,
     ) -> None:
         super().__init__()
         self.in_channels = in_channels
@@ -54,7 +55,8 @@ class ConvNeXtAirEncoder(Encoder):
         rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
         starts = [sum(depths[:i]) for i in range(5)]
         stage_rates = [rates[starts[i] : starts[i + 1]] for i in range(4)]
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, c2, 3, padding=1), LayerNorm2d(c2))
+        stem: list[nn.Module] = [nn.Conv2d(in_channels, c2, 3, padding=1)]
+        self.stem = nn.Sequential(*stem, LayerNorm2d(c2)) if stem_norm else nn.Sequential(*stem)
         self.stage2 = _blocks(c2, stage_rates[1], mlp_ratio)
         self.up = nn.Sequential(
             nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 TASKS = ("binary", "multiclass")
 PRESETS = ("original", "lite")
+#: The lite air encoder's stem: ``layernorm`` is that of lite checkpoints written before it.
+AIR_STEMS = ("linear", "layernorm")
 PathLike = str | os.PathLike[str]
 
 
@@ -69,6 +71,10 @@ class DualStreamDFormer(nn.Module):
     which gives the original's numbers). ``preset="lite"`` is a cheaper variant of the same
     structure for CPU work and large-scale inference.
 
+    ``air_stem`` (lite preset): ``linear``, a stem that keeps the level of the standardised
+    aux values, or ``layernorm``, the stem of lite models trained before 2026-12-05
+    (:class:`~dualstream_geo.models.air.ConvNeXtAirEncoder`).
+
     ``image_detail`` merges full-resolution image features into the decoder's last map
     (:mod:`~dualstream_geo.models.detail`; not part of the original architecture): for
     classes a few pixels wide, which the encoders' 1/4-resolution features blur.
@@ -95,8 +101,11 @@ class DualStreamDFormer(nn.Module):
         use_boundary_refine: bool = True,
         gate_twice: bool = False,
         image_detail: bool = False,
+        air_stem: str = "linear",
     ) -> None:
         super().__init__()
+        if air_stem not in AIR_STEMS:
+            raise DualStreamError(f"air_stem must be one of {AIR_STEMS}, got {air_stem!r}")
         if task not in TASKS:
             raise DualStreamError(f"task must be one of {TASKS}, got {task!r}")
         if preset not in PRESETS:
@@ -145,6 +154,7 @@ class DualStreamDFormer(nn.Module):
                 in_channels=air_channels,
                 out_channels=widths,
                 drop_path_rate=drop_path_rate,
+                stem_norm=air_stem == "layernorm",
             )
             self.fusion = lite_fusion(widths, widths, drop_path_rate=drop_path_rate)
             self.decoder = LiteDecoder(widths, outputs, image_channels=detail)  # type: ignore[arg-type]

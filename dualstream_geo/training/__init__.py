@@ -3,10 +3,11 @@ task, and importing the original project's weights (``imported``)."""
 
 from .checkpointing import BestCheckpoint, EpochSeeds, last_checkpoint
 from .finetuning import TwoStageFinetuning
+from .loading import load_task
 from .losses import BinaryLovaszProbabilityLoss, DeepSupervisionLoss, SegmentationLoss
 from .schedule import build_schedule
 from .settings import LossSettings
-from .stored import CHECKPOINT_KEY, load_task, read_spec, store_spec
+from .stored import CHECKPOINT_KEY, read_spec, store_spec
 from .task import DualStreamSegmentation
 
 __all__ = [

@@ -16,7 +16,8 @@ from typing import Any
 import lightning
 import torch
 
-from ..data.spec import ClassSpec, ImageSpec, InputSpec, original_aux
+from ..data.aux_spec import original_aux
+from ..data.spec import ClassSpec, ImageSpec, InputSpec
 from ..errors import DualStreamError, OneLineParser
 from ..models import DualStreamDFormer
 from ..paths import check_folder_writable, check_output, describe_write_error

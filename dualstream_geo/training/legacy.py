@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..data.aux_spec import original_aux
 from ..data.normalize import DatasetStats
-from ..data.spec import ABSENT_AUX_CHANNELS, ClassSpec, ImageSpec, InputSpec, original_aux
+from ..data.spec import ABSENT_AUX_CHANNELS, ClassSpec, ImageSpec, InputSpec
 from ..errors import DualStreamError
 
 #: Format-1 hyper-parameters that the input spec holds now.

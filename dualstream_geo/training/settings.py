@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..errors import DualStreamError
-from .losses import HEAD_WEIGHTS, LOVASZ_FORMS
+from .losses import HEAD_WEIGHTS, LOVASZ_FORMS, DeepSupervisionLoss, SegmentationLoss
 
 
 @dataclass(frozen=True)
@@ -68,3 +68,20 @@ class LossSettings:
             "lovasz_form": self.lovasz_form,
             "aux_weights": dict(self.aux_weights) if self.aux_weights else None,
         }
+
+    def build(self, task: str, ignore_index: int) -> DeepSupervisionLoss:
+        """The loss these settings describe for ``task`` (``binary`` or ``multiclass``),
+        pixels of ``ignore_index`` left out, summed over the model's heads."""
+        loss = SegmentationLoss(
+            task,
+            ignore_index=ignore_index,
+            focal_weight=self.focal_weight,
+            lovasz_weight=self.lovasz_weight,
+            dice_weight=self.dice_weight,
+            ce_weight=self.ce_weight,
+            class_weights=list(self.class_weights) if self.class_weights else None,
+            focal_alpha=self.focal_alpha,
+            focal_gamma=self.focal_gamma,
+            lovasz_form=self.lovasz_form,
+        )
+        return DeepSupervisionLoss(loss, {**HEAD_WEIGHTS, **(self.aux_weights or {})})

@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..data.spec import InputSpec
 from ..errors import DualStreamError
 from ..torchfiles import load_torch_file
 from .legacy import is_legacy, legacy_hparams, legacy_spec
-
-if TYPE_CHECKING:
-    from .task import DualStreamSegmentation
 
 #: The checkpoint entry of this project.
 CHECKPOINT_KEY = "dualstream_geo"
@@ -62,7 +59,10 @@ def task_hparams(checkpoint: dict[str, Any]) -> dict[str, Any]:
     """The task's settings from a checkpoint, in today's form (format 1 converted)."""
     hparams = dict(checkpoint.get("hyper_parameters") or {})
     hparams.pop("_instantiator", None)
-    return legacy_hparams(hparams) if is_legacy(checkpoint) else hparams
+    hparams = legacy_hparams(hparams) if is_legacy(checkpoint) else hparams
+    # Checkpoints written before the setting existed have the lite stem with a LayerNorm.
+    hparams.setdefault("air_stem", "layernorm")
+    return hparams
 
 
 def read_checkpoint(path: PathLike) -> dict[str, Any]:
@@ -78,32 +78,6 @@ def read_checkpoint(path: PathLike) -> dict[str, Any]:
     if not isinstance(raw, dict) or not {"state_dict", "hyper_parameters"} <= raw.keys():
         raise DualStreamError(f"{path}: not a dualstream_geo checkpoint (a training checkpoint)")
     return raw
-
-
-def load_task(path: PathLike) -> DualStreamSegmentation:
-    """The trained task of a checkpoint, on the CPU, its ``input_spec`` read from the file.
-
-    Raises:
-        DualStreamError: the file is not a checkpoint of this project, or its weights do not
-            fit the model its settings describe (one short line).
-    """
-    from .task import DualStreamSegmentation
-
-    path = str(path)
-    raw = read_checkpoint(path)
-    spec = read_spec(raw, path)
-    hparams = task_hparams(raw)
-    # The weights come from the checkpoint itself, not from the files it started from.
-    hparams.update(weights=None, vision_weights=None, air_weights=None)
-    try:
-        task = DualStreamSegmentation(input_spec=spec, **hparams)
-        task.load_state_dict(raw["state_dict"])
-    except Exception as error:  # another model's checkpoint: one short, clear line
-        detail = str(error).strip().splitlines()[0][:160] if str(error).strip() else ""
-        raise DualStreamError(
-            f"{path}: not a dualstream_geo checkpoint ({type(error).__name__}: {detail})"
-        ) from None
-    return task
 
 
 def file_sha256(path: PathLike) -> str:

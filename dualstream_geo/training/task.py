@@ -22,7 +22,7 @@ from .checkpointing import BestCheckpoint, EpochSeeds, epoch_checkpoints, last_c
 from .curves import TrainingCurves
 from .defaults import PARTS, freeze_epochs, lr_multipliers
 from .finetuning import TwoStageFinetuning
-from .losses import HEAD_WEIGHTS, DeepSupervisionLoss, SegmentationLoss, balanced_weights
+from .losses import DeepSupervisionLoss, balanced_weights
 from .schedule import INTERVALS, SCHEDULES, build_schedule
 from .settings import LossSettings
 from .stored import store_spec
@@ -51,6 +51,9 @@ class DualStreamSegmentation(SemanticSegmentation):
         use_boundary_refine: the original preset's classifier reads the boundary branch.
         gate_twice: the original preset evaluates its stage 1-2 gate twice.
         image_detail: a full-resolution image path in the decoder (aux head ``aux_detail``).
+        air_stem: the lite air encoder's stem: ``linear`` keeps the level of the aux values;
+            ``layernorm`` is the stem of lite checkpoints written before it (which saturates
+            a one-channel stream; :class:`~dualstream_geo.models.air.ConvNeXtAirEncoder`).
         drop_path_rate: stochastic depth of the encoders.
         modality_dropout: probability of replacing a training sample's aux stream by the
             model's "aux absent" input.
@@ -101,6 +104,7 @@ class DualStreamSegmentation(SemanticSegmentation):
         use_boundary_refine: bool = True,
         gate_twice: bool = False,
         image_detail: bool = False,
+        air_stem: Literal["linear", "layernorm"] = "linear",
         drop_path_rate: float = 0.1,
         modality_dropout: float = 0.0,
         loss: LossSettings | None = None,
@@ -184,6 +188,7 @@ class DualStreamSegmentation(SemanticSegmentation):
             use_boundary_refine=h["use_boundary_refine"],
             gate_twice=h["gate_twice"],
             image_detail=h["image_detail"],
+            air_stem=h["air_stem"],
         )
         if h["weights"]:
             load_model_weights(self.model, h["weights"])
@@ -232,21 +237,9 @@ class DualStreamSegmentation(SemanticSegmentation):
         return freeze_epochs(self.hparams)
 
     def configure_losses(self) -> None:
-        settings = self.loss_settings
-        loss = SegmentationLoss(
-            self.hparams["task"],
-            ignore_index=self.input_spec.ignore_index,
-            focal_weight=settings.focal_weight,
-            lovasz_weight=settings.lovasz_weight,
-            dice_weight=settings.dice_weight,
-            ce_weight=settings.ce_weight,
-            class_weights=list(settings.class_weights) if settings.class_weights else None,
-            focal_alpha=settings.focal_alpha,
-            focal_gamma=settings.focal_gamma,
-            lovasz_form=settings.lovasz_form,
+        self.criterion = self.loss_settings.build(
+            self.hparams["task"], self.input_spec.ignore_index
         )
-        heads = {**HEAD_WEIGHTS, **(settings.aux_weights or {})}
-        self.criterion = DeepSupervisionLoss(loss, heads)
 
     def configure_metrics(self) -> None:
         # TorchGeo's metrics read the classes from the hyper-parameters; here they are the

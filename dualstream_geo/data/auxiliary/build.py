@@ -1,4 +1,4 @@
-"""From an :class:`~dualstream_geo.data.spec.AuxSpec` to the source that reads it."""
+"""From an :class:`~dualstream_geo.data.aux_spec.AuxSpec` to the source that reads it."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from dataclasses import replace
 from typing import Any
 
 from ...errors import DualStreamError
+from ..aux_spec import GRIDDED_FORMATS, AuxSpec
 from ..grid import Grid, open_raster
 from ..sources import GeoRaster, Georef, SatelliteImage
-from ..spec import GRIDDED_FORMATS, AuxSpec
 from .files import multidimensional_files
 from .gridding import gridded
 from .netcdf import variable_vrt

@@ -12,9 +12,9 @@ import rasterio
 
 from ...errors import DualStreamError, OneLineParser
 from ...paths import check_folder_writable, check_output
+from ..aux_spec import AuxSpec
 from ..grid import Grid
 from ..remote import redact_text
-from ..spec import AuxSpec
 from .files import multidimensional_files
 from .gridding import grid_data, write_grid
 from .netcdf import variables

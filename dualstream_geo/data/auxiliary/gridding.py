@@ -15,9 +15,9 @@ import rasterio.shutil
 import rasterio.windows
 
 from ...errors import DualStreamError
+from ..aux_spec import AuxSpec
 from ..grid import Grid
 from ..remote import is_remote, redact, remote_version
-from ..spec import AuxSpec
 from .files import cache_folder
 from .swath import default_qa, grid_swaths
 

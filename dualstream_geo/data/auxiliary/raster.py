@@ -13,10 +13,9 @@ from rasterio.io import DatasetReader
 from torchgeo.datasets.utils import Path
 
 from ...errors import DualStreamError
-from ..grid import Grid, open_raster
-from ..normalize import STATS_SIDE, decimated_read
+from ..aux_spec import AuxSpec
+from ..grid import STATS_SIDE, Grid, decimated_read, open_raster
 from ..sources import GeoRaster
-from ..spec import AuxSpec
 from .terrain import cell_size_m, margin_grid, terrain
 
 
@@ -34,7 +33,7 @@ class AuxRaster(GeoRaster):
 
     Args:
         paths: files, folders or URLs.
-        name: the source's name (:class:`~dualstream_geo.data.spec.AuxSpec`).
+        name: the source's name (:class:`~dualstream_geo.data.aux_spec.AuxSpec`).
         bands: 1-based band indexes or band descriptions; None for every band.
         nodata: nodata value overriding the files' own.
         resampling: a GDAL warp method: ``average`` (continuous values), ``nearest`` or

@@ -1,5 +1,6 @@
 """Terrain derived from an elevation source on the grid it is read onto: slope and the two
-components of aspect (Horn's 3 x 3 method, as ``gdaldem``).
+components of aspect (Horn's 3 x 3 method, as ``gdaldem``), and the topographic position
+(``relief``: how far a cell lies above or below its neighbours; ridges against valleys).
 
 Aspect is an angle, so it is given as its cosine and sine (``northness``, ``eastness``):
 north-facing 350 and 10 degrees are neighbours there, not 340 apart. Each value is computed
@@ -51,7 +52,10 @@ def terrain(elevation: np.ndarray, dx: float, dy: float, names: Sequence[str]) -
         dy: cell height in metres.
         names: among ``TERRAIN``: ``slope`` (degrees), ``northness`` (cos of aspect),
             ``eastness`` (sin of aspect); aspect is the direction the slope faces, clockwise
-            from north; a flat cell has northness and eastness 0.
+            from north; a flat cell has northness and eastness 0; ``relief`` (metres):
+            the cell's elevation minus the mean of its 8 neighbours (the topographic
+            position index, Weiss 2001): positive on ridges, negative in valleys, 0 on a
+            plane.
 
     Returns:
         float32 (len(names), H, W), NaN where a 3 x 3 neighbourhood holds NaN.
@@ -71,5 +75,6 @@ def terrain(elevation: np.ndarray, dx: float, dy: float, names: Sequence[str]) -
             "slope": np.degrees(np.arctan(gradient)),
             "northness": np.where(flat, 0.0, -north / safe),
             "eastness": np.where(flat, 0.0, -east / safe),
+            "relief": z[1:-1, 1:-1] - (a + b + c + d + f + g + h + i) / 8,
         }
     return np.stack([values[name] for name in names]).astype(np.float32)
