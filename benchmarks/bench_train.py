@@ -49,7 +49,11 @@ class StepTimer(Callback):
         self.step.append(self._end - self._start)
 
 
-def run(root: Path, workers: int, samples: int, patch: int, batch: int) -> dict[str, float]:
+def run(
+    root: Path, workers: int, samples: int, patch: int, batch: int, preset: str = "original"
+) -> dict[str, float]:
+    """samples/s and the share of step time waiting for data of one epoch of ``samples``
+    patches from the scenes under ``root`` (``train/``), with ``workers`` loader processes."""
     datamodule = DualStreamDataModule(
         root=str(root),
         classes=ClassSpec(map=DEMO_CLASS_MAP),
@@ -60,7 +64,11 @@ def run(root: Path, workers: int, samples: int, patch: int, batch: int) -> dict[
         loader=LoaderSettings(num_workers=workers),
         stats_path=str(root / "stats.json"),
     )
-    task = DualStreamSegmentation(input_spec=datamodule.input_spec, freeze_epochs=0)
+    task = DualStreamSegmentation(
+        input_spec=datamodule.input_spec,
+        preset=preset,  # type: ignore[arg-type]
+        freeze_epochs=0,
+    )
     timer = StepTimer()
     trainer = Trainer(
         max_epochs=1,

@@ -8,11 +8,16 @@ test cells, and placed at its wall time since the fit started (the checkpoint fi
 modification time against the run's first log file). The scores are written beside the PNG
 as JSON. Scoring the test cells once per epoch reports the run; it chooses nothing. Each
 epoch is scored on the plain pass unless ``--tta`` says otherwise (``d4`` takes 8 passes).
+``--beside LABEL=JSON`` draws the curves of runs scored before (their JSON) on the same axes,
+so that two models can be compared epoch by epoch.
 
     dualstream-geo fit --config experiments/zion.yaml --model.keep_epoch_checkpoints true
     python experiments/rf_baseline.py --config experiments/zion.yaml > rf_test.json
     python experiments/learning_curve.py --config experiments/zion.yaml --run runs/zion \
-        --forest rf_test.json --output experiments/zion_learning_curve.png
+        --label "image only" --forest rf_test.json --output image_only.png
+    python experiments/learning_curve.py --config experiments/zion.yaml \
+        --config experiments/zion_dem.yaml --run runs/zion_dem --label "dual stream" \
+        --beside "image only=image_only.json" --output experiments/zion_learning_curve.png
 """
 
 from __future__ import annotations
@@ -46,7 +51,10 @@ def score_epochs(configs: list[str], run: Path, tta: str) -> list[dict[str, Any]
             "--model.keep_epoch_checkpoints true)"
         )
     start = starts[0].stat().st_mtime
-    datamodule, task = load_experiment(configs)
+    # seeds.py keeps each run's statistics in its folder: normalise as that run did.
+    stats = run / "stats.json"
+    overrides = [f"--data.stats_path={stats}"] if stats.is_file() else []
+    datamodule, task = load_experiment(configs, overrides)
     task.hparams["test_tta"] = tta
     trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
     rows = []
@@ -62,9 +70,13 @@ def score_epochs(configs: list[str], run: Path, tta: str) -> list[dict[str, Any]
     return rows
 
 
-def plot(rows: list[dict[str, Any]], forest: dict[str, Any] | None, output: str) -> None:
-    names = [key[len(PREFIX) :] for key in rows[0] if key.startswith(PREFIX)]
-    minutes = [row["minutes"] for row in rows]
+def plot(
+    curves: dict[str, list[dict[str, Any]]], forest: dict[str, Any] | None, output: str
+) -> None:
+    """One panel per class and one for the mean IoU, a line per run (``curves``: label ->
+    rows of ``score_epochs``), the forest as a dashed level."""
+    first = next(iter(curves.values()))
+    names = [key[len(PREFIX) :] for key in first[0] if key.startswith(PREFIX)]
     columns = 3
     panels = [*names, "mean IoU"]
     fig, axes = plt.subplots(
@@ -72,7 +84,9 @@ def plot(rows: list[dict[str, Any]], forest: dict[str, Any] | None, output: str)
     )
     for ax, name in zip(axes.flat, panels, strict=False):
         key = f"{PREFIX}{name}" if name != "mean IoU" else "test_AverageJaccardIndex"
-        ax.plot(minutes, [row[key] for row in rows], marker=".", label="DualStream-DFormer")
+        for label, rows in curves.items():
+            minutes = [row["minutes"] for row in rows]
+            ax.plot(minutes, [row[key] for row in rows], marker=".", label=label)
         if forest:
             value = forest["mean_iou"] if name == "mean IoU" else forest["per_class_iou"][name]
             ax.axhline(value, color="tab:green", linestyle="--", label="random forest")
@@ -95,15 +109,30 @@ def main() -> None:
     )
     parser.add_argument("--config", action="append", required=True)
     parser.add_argument("--run", required=True, help="the run's default_root_dir")
+    parser.add_argument("--label", default="DualStream-DFormer", help="the run's name in the plot")
+    parser.add_argument(
+        "--beside",
+        action="append",
+        default=[],
+        metavar="LABEL=JSON",
+        help="another run's curve (the JSON this script wrote for it) on the same axes",
+    )
     parser.add_argument("--forest", help="rf_baseline.py output (JSON) on the same split")
     parser.add_argument("--output", required=True, help="the PNG; its scores go beside as .json")
     parser.add_argument(
         "--tta", choices=TTAS, default="none", help="test-time augmentation (default: none)"
     )
     args = parser.parse_args()
+    curves = {}
+    for item in args.beside:
+        label, sep, path = item.partition("=")
+        if not sep or not Path(path).is_file():
+            sys.exit(f"learning_curve.py: --beside {item!r}: expected LABEL=JSON of a scored run")
+        curves[label] = json.loads(Path(path).read_text())
     rows = score_epochs(args.config, Path(args.run), args.tta)
+    curves = {args.label: rows, **curves}
     forest = json.loads(Path(args.forest).read_text()) if args.forest else None
-    plot(rows, forest, args.output)
+    plot(curves, forest, args.output)
     Path(args.output).with_suffix(".json").write_text(json.dumps(rows, indent=2))
 
 
