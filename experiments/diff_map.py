@@ -7,7 +7,10 @@ Writes a PNG (the reference, both maps, and the difference: green where only the
 model is right, magenta where only the first is, orange where they differ and both are
 wrong; the test cells outlined) and prints, as JSON, per reference class inside the test
 cells: each map's IoU there, the pixels only the second model gets right, the pixels only
-the first does, and the share of the class's pixels where the two maps differ.
+the first does, and the share of the class's pixels where the two maps differ. With
+``--covariate NAME=RASTER`` (an elevation, say; resampled bilinearly onto the maps' grid) it
+also prints, per class, the covariate's quartiles over the class's test pixels: how far
+the classes separate on it.
 
     dualstream-geo predict --checkpoint runs/zion/checkpoints/best.ckpt \\
         --image ../shared/data/zion --output image_only.tif
@@ -32,6 +35,7 @@ import rasterio
 from matplotlib.colors import ListedColormap
 from rasterio.enums import Resampling
 from rasterio.features import geometry_mask
+from rasterio.warp import reproject
 from scoring import load_experiment
 
 from dualstream_geo.data.grid import Grid
@@ -67,6 +71,21 @@ def difference(
     return codes
 
 
+def covariate_on(path: str, grid: Grid) -> np.ndarray:
+    """The raster's first band on ``grid`` (bilinear), NaN where it has no data."""
+    values = np.full((grid.height, grid.width), np.nan, dtype=np.float32)
+    with rasterio.open(path) as src:
+        reproject(
+            rasterio.band(src, 1),
+            values,
+            dst_transform=grid.transform,
+            dst_crs=grid.crs,
+            dst_nodata=np.nan,
+            resampling=Resampling.bilinear,
+        )
+    return values
+
+
 def iou(predicted: np.ndarray, truth: np.ndarray, scored: np.ndarray, index: int) -> float | None:
     """Intersection over union of class ``index`` over the ``scored`` pixels (None: the
     class is in neither)."""
@@ -83,6 +102,7 @@ def main() -> None:
     parser.add_argument("--first", required=True, metavar="LABEL=TIF")
     parser.add_argument("--second", required=True, metavar="LABEL=TIF")
     parser.add_argument("--output", required=True, help="the PNG")
+    parser.add_argument("--covariate", metavar="NAME=RASTER", help="a raster to describe")
     args = parser.parse_args()
     first_label, first, grid, nodata = read_map(args.first)
     second_label, second, other, _ = read_map(args.second)
@@ -151,6 +171,14 @@ def main() -> None:
             f"only_{first_label}_right": int((here & (codes == 3)).sum()),
             "share_differing": round(float((here & (first != second)).sum()) / max(pixels, 1), 4),
         }
+    if args.covariate:
+        name, _, path = args.covariate.partition("=")
+        values = covariate_on(path, grid)
+        for index, label in enumerate(names):
+            here = values[scored & (truth == index) & np.isfinite(values)]
+            if here.size:
+                quartiles = np.percentile(here, [25, 50, 75]).round(1).tolist()
+                per_class[label][f"{name}_quartiles"] = quartiles
     print(
         json.dumps(
             {
