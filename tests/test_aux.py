@@ -387,3 +387,22 @@ def test_early_fusion_appends_the_aux_channels_to_the_image(
     task = DualStreamSegmentation(input_spec=spec, preset="lite", vision_encoder="segformer-b0")
     assert task.model.in_channels == 5
     assert task(batch["image"])["final"].shape == (2, 2, 64, 64)
+
+
+def test_an_aux_source_finer_than_the_aux_grid_is_a_warning() -> None:
+    """The 90 m DEM under 30 m Landsat: the dual stream's 240 m grid averages its detail
+    away (a warning that names early fusion); read on the image grid it is kept (none)."""
+    import warnings
+
+    from dualstream_geo.data.layout import SceneSet, build_dataset
+    from dualstream_geo.data.spec import ImageSpec
+
+    image = ImageSpec(band_files=("_b2", "_b3", "_b4", "_b5"), nodata=65535)
+    dem = AuxSpec("elevation", paths=(str(ZION / "srtm.tif"),), bands=(1,), resampling="average")
+    scenes = SceneSet(image=[str(ZION)])
+    with pytest.warns(UserWarning, match=r"elevation'.*\(9\d m\) are 2\.\dx finer than the aux "):
+        build_dataset(scenes, InputSpec(image=image, aux=(dem,)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        build_dataset(scenes, InputSpec(image=image, aux=(dem,), aux_fusion="early"))
+    assert not [w for w in caught if "finer than the aux grid" in str(w.message)]

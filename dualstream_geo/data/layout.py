@@ -17,7 +17,7 @@ from affine import Affine
 from ..errors import DualStreamError
 from .aux_spec import GRIDDED_FORMATS, AuxSpec
 from .auxiliary import aux_source, resolved, scene_aux_grids
-from .checks import check_air_values, check_image_values
+from .checks import check_air_values, check_aux_detail, check_image_values
 from .join import DualStreamGeoDataset
 from .land_cover import LandCoverMask
 from .sources import Georef, SatelliteImage, has_georeferencing
@@ -207,4 +207,6 @@ def build_dataset(scenes: SceneSet, spec: InputSpec, split: str = "") -> DualStr
     check_image_values(image)
     for source in air:
         check_air_values(source)
+    if spec.uses_aux:
+        check_aux_detail(image, air, spec.aux_scale)
     return DualStreamGeoDataset(image, air or None, mask, air_scale=spec.read_scale)
