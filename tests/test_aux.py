@@ -194,6 +194,7 @@ def test_two_aux_sources_in_other_crs_fit_and_predict_by_name(
         "model": {"preset": "lite", "vision_encoder": "segformer-b0", "freeze_epochs": 0},
         "data": {
             "aux": aux_config(aux_root),
+            "aux_scale": 4,  # the lite preset's finer aux grid, through fit, validate, predict
             "patch_size": 64,
             "length": 8,
             "batch_size": 4,
@@ -208,12 +209,13 @@ def test_two_aux_sources_in_other_crs_fit_and_predict_by_name(
     checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
     stored = torch.load(checkpoint, weights_only=True)
     spec = read_spec(stored, checkpoint)
-    assert spec.aux_names == ["no2", "height"] and spec.aux_channels == 6
+    assert spec.aux_names == ["no2", "height"] and spec.aux_channels == 6 and spec.aux_scale == 4
     assert spec.aux_channel_names == [*(f"no2_{m}" for m in MONTHS), "height"]
     assert spec.stats is not None and spec.stats.air is not None
     assert spec.stats.air.bands == spec.aux_channel_names
     stem = stored["state_dict"]["model.air_encoder.stem.0.weight"]
-    assert stem.shape[1] == 6  # the air encoder takes the derived channel count
+    # The air encoder takes the derived channel count, at H/4: its stem gives stage 1's 32.
+    assert tuple(stem.shape) == (32, 6, 3, 3)
     assert main(["validate", *args, f"--ckpt_path={checkpoint}"]) == 0
 
     test = demo_root / "test"
@@ -391,7 +393,7 @@ def test_early_fusion_appends_the_aux_channels_to_the_image(
 
 def test_an_aux_source_finer_than_the_aux_grid_is_a_warning() -> None:
     """The 90 m DEM under 30 m Landsat: the dual stream's 240 m grid averages its detail
-    away (a warning that names early fusion); read on the image grid it is kept (none)."""
+    away (a warning that names the 60 m grid); at 60 m or on the image grid it is kept."""
     import warnings
 
     from dualstream_geo.data.layout import SceneSet, build_dataset
@@ -400,9 +402,16 @@ def test_an_aux_source_finer_than_the_aux_grid_is_a_warning() -> None:
     image = ImageSpec(band_files=("_b2", "_b3", "_b4", "_b5"), nodata=65535)
     dem = AuxSpec("elevation", paths=(str(ZION / "srtm.tif"),), bands=(1,), resampling="average")
     scenes = SceneSet(image=[str(ZION)])
-    with pytest.warns(UserWarning, match=r"elevation'.*\(9\d m\) are 2\.\dx finer than the aux "):
+    with pytest.warns(
+        UserWarning, match=r"elevation'.*\(9\d m\) are 2\.\dx finer than the aux "
+    ) as seen:
         build_dataset(scenes, InputSpec(image=image, aux=(dem,)))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        build_dataset(scenes, InputSpec(image=image, aux=(dem,), aux_fusion="early"))
-    assert not [w for w in caught if "finer than the aux grid" in str(w.message)]
+    assert any("data.aux_scale 2 (lite preset) keeps it" in str(w.message) for w in seen)
+    for kept in (
+        InputSpec(image=image, aux=(dem,), aux_fusion="early"),
+        InputSpec(image=image, aux=(dem,), aux_scale=2),
+    ):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            build_dataset(scenes, kept)
+        assert not [w for w in caught if "finer than the aux grid" in str(w.message)]

@@ -11,6 +11,7 @@ from transformers import SegformerConfig, SegformerModel
 from dualstream_geo.errors import DualStreamError
 from dualstream_geo.models import DualStreamDFormer, adapt_stem, build_encoder, list_encoders
 from dualstream_geo.models.vision import installed_layout_is_v5, segformer_key_v4
+from dualstream_geo.training.stored import task_hparams
 
 
 def installed(key: str) -> str:
@@ -292,3 +293,67 @@ def test_the_lite_air_stem_keeps_the_level_of_a_one_channel_stream() -> None:
     assert linear > 1.0 and layernorm < 0.5 * linear, (linear, layernorm)
     with pytest.raises(DualStreamError, match="air_stem must be one of"):
         DualStreamDFormer(preset="lite", air_stem="batchnorm")
+
+
+@pytest.mark.parametrize("aux_scale", [4, 2, 1])
+def test_the_lite_preset_reads_finer_aux_grids(aux_scale: int) -> None:
+    """``aux_scale`` 4, 2 or 1 (a DEM under 30 m imagery): the air encoder takes the stream at
+    1/r of the image, its stage-1 features come from the stream's own pixels (an air pixel
+    changed moves them there and not 8 px away), every parameter gets a gradient, and the
+    air-absent input takes the same grid."""
+    torch.manual_seed(0)
+    model = DualStreamDFormer(num_classes=3, task="multiclass", preset="lite", aux_scale=aux_scale)
+    image = torch.randn(2, 4, 64, 96)
+    air = torch.randn(2, 48, 64 // aux_scale, 96 // aux_scale)
+    out = model(image, air)
+    assert out["final"].shape == (2, 3, 64, 96)
+    sum(o.float().mean() for o in out.values()).backward()  # type: ignore[misc]
+    missing = [name for name, p in model.named_parameters() if p.grad is None]
+    assert missing == ["air_absent"]  # the air was given
+    assert model(image)["final"].shape == (2, 3, 64, 96)
+
+    model.eval()
+    with torch.no_grad():
+        before = model.air_encoder(air)[0]
+        changed = air.clone()
+        row, col = 32 // aux_scale, 48 // aux_scale  # image pixel (32, 48): H/4 cell (8, 12)
+        changed[:, :, row, col] += 5.0
+        moved = (model.air_encoder(changed)[0] - before).abs().sum(dim=(0, 1))
+    assert moved[8, 12] > 0 and moved[7:10, 11:14].sum() == moved.sum()  # a 3x3 stem at most
+    with pytest.raises(ValueError, match=f"air must be \\(2, 48, {64 // aux_scale}"):
+        model(image, torch.randn(2, 48, 8, 12))
+
+
+def test_the_original_preset_and_the_air_encoder_refuse_other_aux_grids() -> None:
+    with pytest.raises(DualStreamError, match="the original preset reads the aux stream at 1/8"):
+        DualStreamDFormer(preset="original", aux_scale=4)
+    with pytest.raises(DualStreamError, match=r"with r in \(1, 2, 4, 8\), got 3"):
+        DualStreamDFormer(preset="lite", aux_scale=3)
+
+
+def test_the_detail_path_reads_the_aux_stream_at_each_pixel() -> None:
+    """``detail_aux``: the full-resolution path's own logits move where one air pixel
+    changed (its 8 x 8 image pixels, and the bilinear neighbours), not far from it; without
+    it they do not depend on the air at all. Checkpoints written before the setting keep a
+    detail path of the image alone."""
+    torch.manual_seed(0)
+    image, air = torch.randn(1, 4, 64, 64), torch.randn(1, 5, 8, 8)
+    changed = air.clone()
+    changed[:, :, 2, 5] += 5.0  # image rows 16-23, columns 40-47
+    for detail_aux in (True, False):
+        model = DualStreamDFormer(
+            num_classes=3,
+            task="multiclass",
+            preset="lite",
+            air_channels=5,
+            image_detail=True,
+            detail_aux=detail_aux,
+        ).eval()
+        with torch.no_grad():
+            moved = (model(image, changed)["aux_detail"] - model(image, air)["aux_detail"]).abs()
+        moved = moved.sum(dim=(0, 1))
+        if detail_aux:
+            assert moved[20, 44] > 0 and moved[60, 4] == 0
+        else:
+            assert moved.max() == 0
+    assert task_hparams({"hyper_parameters": {"image_detail": True}})["detail_aux"] is False

@@ -73,10 +73,11 @@ def pixel_size_m(source: GeoRaster) -> float | None:
 
 def check_aux_detail(image: GeoRaster, air: list[GeoRaster], aux_scale: int) -> None:
     """Warn when the aux grid (the image's pixels times ``aux_scale``) is much coarser than
-    an aux source's own pixels: the dual stream then averages away detail that early fusion
-    (``data.aux_fusion: early``, the source read on the image grid) keeps. On Zion a 90 m
-    DEM under 30 m Landsat (a 240 m aux grid) lost 0.04 mean IoU this way
-    (experiments/README.md); air-quality products (km pixels) are coarser than the grid."""
+    an aux source's own pixels: the dual stream then averages away detail that a finer aux
+    grid (``data.aux_scale``, down to 1 in the lite preset) or early fusion
+    (``data.aux_fusion: early``) keeps. On Zion a 90 m DEM under 30 m Landsat lost 0.04
+    mean IoU at 1/8 (240 m) against 1/2 (experiments/README.md); air-quality products (km
+    pixels) are coarser than the grid."""
     image_cell = pixel_size_m(image)
     if image_cell is None:
         return
@@ -84,10 +85,12 @@ def check_aux_detail(image: GeoRaster, air: list[GeoRaster], aux_scale: int) -> 
     for source in air:
         cell = pixel_size_m(source)
         if cell is not None and aux_cell >= DETAIL_WARNING * cell:
+            # The coarsest power-of-two grid not coarser than the source's pixels.
+            finer = 2 ** max(0, int(math.log2(cell / image_cell)))
             warnings.warn(
                 f"{source.label}: its pixels ({cell:.0f} m) are {aux_cell / cell:.1f}x finer "
                 f"than the aux grid ({aux_cell:.0f} m, 1/{aux_scale} of the image), which "
-                "averages that detail away; data.aux_fusion: early reads it on the image grid",
+                f"averages that detail away; data.aux_scale {finer} (lite preset) keeps it",
                 stacklevel=2,
             )
 

@@ -7,6 +7,7 @@ from timm.layers import LayerNorm2d
 from timm.models.convnext import ConvNeXtBlock
 from torch import Tensor, nn
 
+from ..errors import DualStreamError
 from .registry import Encoder, register_encoder
 
 
@@ -23,21 +24,44 @@ def _downsample(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
+def _stem(in_channels: int, out_channels: int, patch: int, norm: bool) -> nn.Sequential:
+    """A linear stem: a 3x3 convolution, or a ``patch`` x ``patch`` stride-``patch`` one
+    (patchify) when the stream is finer than the stem's output; LayerNorm2d if ``norm``."""
+    conv = (
+        nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        if patch == 1
+        else nn.Conv2d(in_channels, out_channels, patch, stride=patch)
+    )
+    return nn.Sequential(conv, LayerNorm2d(out_channels)) if norm else nn.Sequential(conv)
+
+
+#: Image pixels per aux pixel the lite air encoder reads (``input_reduction``).
+AIR_REDUCTIONS = (1, 2, 4, 8)
+
+
 @register_encoder("air-lite")
 class ConvNeXtAirEncoder(Encoder):
-    """Air stream (B, in_channels, H/8, W/8) -> features aligned with the vision stages.
+    """Air stream (B, in_channels, H/r, W/r) -> features aligned with the vision stages.
 
-    Stem at H/8 (128 ch), a bilinear x2 upsampling and a 3x3 convolution to H/4 (64 ch),
-    downsampling stages to H/16 (320 ch) and H/32 (512 ch). Output order: [H/4, H/8, H/16,
-    H/32]. The air stream is smooth and low-dimensional, so blocks are shallow with an MLP
-    ratio of 2, and the H/4 features are the upsampling alone (no block at 4x the H/8 cost
-    by default). Bilinear upsampling rather than a 2x2 transposed convolution: the latter
-    gives every 2x2 cell the same four weights, so the FiLM modulation it drives repeats
-    with a 2-pixel period.
+    ``r = input_reduction``. With r = 8 (the default, atmospheric products): stem at H/8
+    (128 ch), a bilinear x2 upsampling and a 3x3 convolution to H/4 (64 ch), downsampling
+    stages to H/16 (320 ch) and H/32 (512 ch). With r = 4 (a DEM under 30 m imagery, whose
+    detail a 1/8 grid averages away): stem at H/4 (64 ch), then downsampling stages to H/8,
+    H/16 and H/32, as a plain ConvNeXt pyramid; r = 2 or 1 patchify to H/4 first (a linear
+    r' x r' stride-r' convolution, r' = 4/r). Output order: [H/4, H/8, H/16, H/32].
+
+    The air stream is smooth and low-dimensional, so blocks are shallow with an MLP ratio
+    of 2, and with r = 8 the H/4 features are the upsampling alone (no block at 4x the H/8
+    cost by default). Bilinear upsampling rather than a 2x2 transposed convolution: the
+    latter gives every 2x2 cell the same four weights, so the FiLM modulation it drives
+    repeats with a 2-pixel period. The stem is linear unless ``stem_norm``: a LayerNorm over
+    the stem features of a one-channel stream divides its level out.
+
+    Raises:
+        DualStreamError: ``input_reduction`` not in :data:`AIR_REDUCTIONS`.
     """
 
     reductions = (4, 8, 16, 32)
-    input_reduction = 8
 
     def __init__(
         self,
@@ -47,29 +71,47 @@ class ConvNeXtAirEncoder(Encoder):
         mlp_ratio: float = 2.0,
         drop_path_rate: float = 0.1,
         stem_norm: bool = False,
+        input_reduction: int = 8,
     ) -> None:
         super().__init__()
+        if input_reduction not in AIR_REDUCTIONS:
+            raise DualStreamError(
+                f"the lite air encoder reads the aux stream at 1/r of the image with r in "
+                f"{AIR_REDUCTIONS}, got {input_reduction}"
+            )
         self.in_channels = in_channels
+        self.input_reduction = input_reduction
         self.out_channels = tuple(out_channels)
         c1, c2, c3, c4 = out_channels
         rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
         starts = [sum(depths[:i]) for i in range(5)]
         stage_rates = [rates[starts[i] : starts[i + 1]] for i in range(4)]
-        stem: list[nn.Module] = [nn.Conv2d(in_channels, c2, 3, padding=1)]
-        self.stem = nn.Sequential(*stem, LayerNorm2d(c2)) if stem_norm else nn.Sequential(*stem)
-        self.stage2 = _blocks(c2, stage_rates[1], mlp_ratio)
-        self.up = nn.Sequential(
-            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-            nn.Conv2d(c2, c1, 3, padding=1),
-            LayerNorm2d(c1),
-        )
-        self.stage1 = _blocks(c1, stage_rates[0], mlp_ratio)
+        # Modules are made in data-flow order: the random initialisation of a seed (and so
+        # every result at r = 8) is that of the encoder before r could be chosen.
+        if input_reduction == 8:
+            self.stem = _stem(in_channels, c2, 1, stem_norm)
+            self.stage2 = _blocks(c2, stage_rates[1], mlp_ratio)
+            self.up = nn.Sequential(
+                nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                nn.Conv2d(c2, c1, 3, padding=1),
+                LayerNorm2d(c1),
+            )
+            self.stage1 = _blocks(c1, stage_rates[0], mlp_ratio)
+        else:
+            self.stem = _stem(in_channels, c1, 4 // input_reduction, stem_norm)
+            self.stage1 = _blocks(c1, stage_rates[0], mlp_ratio)
+            self.down = _downsample(c1, c2)
+            self.stage2 = _blocks(c2, stage_rates[1], mlp_ratio)
         self.stage3 = nn.Sequential(_downsample(c2, c3), _blocks(c3, stage_rates[2], mlp_ratio))
         self.stage4 = nn.Sequential(_downsample(c3, c4), _blocks(c4, stage_rates[3], mlp_ratio))
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        f2 = self.stage2(self.stem(x))
-        f1 = self.stage1(self.up(f2))
+        if self.input_reduction == 8:
+            f2 = self.stage2(self.stem(x))
+            f1 = self.stage1(self.up(f2))
+        else:
+            f1 = self.stage1(self.stem(x))
+            f2 = self.stage2(self.down(f1))
         f3 = self.stage3(f2)
         f4 = self.stage4(f3)
         return [f1, f2, f3, f4]

@@ -57,7 +57,7 @@ def class_probabilities(logits: Tensor, task: str) -> Tensor:
 
 
 class DualStreamDFormer(nn.Module):
-    """Image (B, in_channels, H, W) + air (B, air_channels, H/8, W/8) -> logits.
+    """Image (B, in_channels, H, W) + air (B, air_channels, H/r, W/r) -> logits, r = ``aux_scale``.
 
     ``forward`` returns ``{"final": (B, K, H, W), "aux_f2": (B, K, H/8, W/8),
     "aux_f3": (B, K, H/16, W/16)}`` with K = 1 for ``task="binary"`` (sigmoid) and
@@ -71,13 +71,20 @@ class DualStreamDFormer(nn.Module):
     which gives the original's numbers). ``preset="lite"`` is a cheaper variant of the same
     structure for CPU work and large-scale inference.
 
+    ``aux_scale`` (r): image pixels per air pixel, 8 (the original's grid, what atmospheric
+    products need) or, in the lite preset, 4, 2 or 1 for a finer coarse raster such as a DEM
+    (:class:`~dualstream_geo.models.air.ConvNeXtAirEncoder`).
+
     ``air_stem`` (lite preset): ``linear``, a stem that keeps the level of the standardised
     aux values, or ``layernorm``, the stem of lite models trained before 2026-12-05
     (:class:`~dualstream_geo.models.air.ConvNeXtAirEncoder`).
 
     ``image_detail`` merges full-resolution image features into the decoder's last map
     (:mod:`~dualstream_geo.models.detail`; not part of the original architecture): for
-    classes a few pixels wide, which the encoders' 1/4-resolution features blur.
+    classes a few pixels wide, which the encoders' 1/4-resolution features blur. With
+    ``detail_aux`` that path also reads the air stream, bilinearly upsampled to the image
+    grid: the per-pixel decisions the path makes then see the aux values at each pixel (on
+    Zion it is what early fusion had and the dual stream lacked; experiments/README.md).
 
     ``air=None`` (air data missing) feeds an "air absent" input through the same path:
     learned in the lite preset; zeros in the original preset, which is what the original's
@@ -102,8 +109,15 @@ class DualStreamDFormer(nn.Module):
         gate_twice: bool = False,
         image_detail: bool = False,
         air_stem: str = "linear",
+        aux_scale: int = 8,
+        detail_aux: bool = False,
     ) -> None:
         super().__init__()
+        if preset == "original" and aux_scale != 8:
+            raise DualStreamError(
+                f"aux_scale {aux_scale}: the original preset reads the aux stream at 1/8 of "
+                "the image; the lite preset also takes 4, 2 or 1"
+            )
         if air_stem not in AIR_STEMS:
             raise DualStreamError(f"air_stem must be one of {AIR_STEMS}, got {air_stem!r}")
         if task not in TASKS:
@@ -127,9 +141,10 @@ class DualStreamDFormer(nn.Module):
         self.air_channels = air_channels
         self.band_names = tuple(band_names)
         self.modality_dropout = modality_dropout
-        self.air_reduction = 8
+        self.air_reduction = aux_scale
         outputs = 1 if task == "binary" else num_classes
-        detail = in_channels if image_detail else 0
+        self.detail_aux = image_detail and detail_aux
+        detail = (in_channels + (air_channels if self.detail_aux else 0)) if image_detail else 0
 
         self.vision_encoder: SegformerEncoder = build_encoder(  # type: ignore[assignment]
             vision_encoder, in_channels=in_channels, drop_path_rate=drop_path_rate
@@ -155,6 +170,7 @@ class DualStreamDFormer(nn.Module):
                 out_channels=widths,
                 drop_path_rate=drop_path_rate,
                 stem_norm=air_stem == "layernorm",
+                input_reduction=aux_scale,
             )
             self.fusion = lite_fusion(widths, widths, drop_path_rate=drop_path_rate)
             self.decoder = LiteDecoder(widths, outputs, image_channels=detail)  # type: ignore[arg-type]
@@ -209,7 +225,8 @@ class DualStreamDFormer(nn.Module):
             raise ValueError(f"image H and W must be multiples of 32, got {height} x {width}")
         if air is None:
             return
-        expected = (image.shape[0], self.air_channels, height // 8, width // 8)
+        scale = self.air_reduction
+        expected = (image.shape[0], self.air_channels, height // scale, width // scale)
         if tuple(air.shape) != expected:
             raise ValueError(
                 f"air must be {expected} for image {tuple(image.shape)}, got {tuple(air.shape)}"
@@ -217,7 +234,8 @@ class DualStreamDFormer(nn.Module):
 
     def _air_input(self, image: Tensor, air: Tensor | None) -> Tensor:
         batch, _, height, width = image.shape
-        absent = self.air_absent.to(image.dtype).expand(batch, -1, height // 8, width // 8)
+        scale = self.air_reduction
+        absent = self.air_absent.to(image.dtype).expand(batch, -1, height // scale, width // scale)
         if air is None:
             return absent
         if self.training and self.modality_dropout > 0:
@@ -225,8 +243,18 @@ class DualStreamDFormer(nn.Module):
             return torch.where(drop, absent, air)
         return air
 
+    def _detail_input(self, image: Tensor, air: Tensor) -> Tensor:
+        """What the detail path reads: the image, with ``detail_aux`` the air on its grid."""
+        if not self.detail_aux:
+            return image
+        upsampled = nn.functional.interpolate(
+            air.to(image.dtype), size=image.shape[-2:], mode="bilinear", align_corners=False
+        )
+        return torch.cat([image, upsampled], dim=1)
+
     def forward(self, image: Tensor, air: Tensor | None = None) -> dict[str, Tensor]:
         self._check(image, air)
         vision = self.vision_encoder(image)
-        air_features = self.air_encoder(self._air_input(image, air))
-        return self.decoder(self.fusion(vision, air_features), image)
+        air_input = self._air_input(image, air)
+        air_features = self.air_encoder(air_input)
+        return self.decoder(self.fusion(vision, air_features), self._detail_input(image, air_input))

@@ -62,6 +62,7 @@ ARCHITECTURE = (
     "use_boundary_refine",
     "gate_twice",
     "image_detail",
+    "detail_aux",
     "air_stem",
 )
 

@@ -62,6 +62,8 @@ def task_hparams(checkpoint: dict[str, Any]) -> dict[str, Any]:
     hparams = legacy_hparams(hparams) if is_legacy(checkpoint) else hparams
     # Checkpoints written before the setting existed have the lite stem with a LayerNorm.
     hparams.setdefault("air_stem", "layernorm")
+    # ... and a detail path that reads the image alone.
+    hparams.setdefault("detail_aux", False)
     return hparams
 
 

@@ -12,9 +12,10 @@ from torch.optim import AdamW
 from torchgeo.tasks import SemanticSegmentation
 from torchmetrics import MetricCollection
 
-from ..data.spec import MODEL_AUX_SCALE, InputSpec
+from ..data.spec import InputSpec
 from ..errors import DualStreamError
 from ..models import PRESETS, DualStreamDFormer
+from ..models.air import AIR_REDUCTIONS
 from ..models.dualstream import class_probabilities
 from ..models.tta import TTAS, tta_mean
 from ..models.weights import load_model_weights
@@ -51,6 +52,7 @@ class DualStreamSegmentation(SemanticSegmentation):
         use_boundary_refine: the original preset's classifier reads the boundary branch.
         gate_twice: the original preset evaluates its stage 1-2 gate twice.
         image_detail: a full-resolution image path in the decoder (aux head ``aux_detail``).
+        detail_aux: that path also reads the aux stream on the image grid (dual fusion).
         air_stem: the lite air encoder's stem: ``linear`` keeps the level of the aux values;
             ``layernorm`` is the stem of lite checkpoints written before it (which saturates
             a one-channel stream; :class:`~dualstream_geo.models.air.ConvNeXtAirEncoder`).
@@ -104,6 +106,7 @@ class DualStreamSegmentation(SemanticSegmentation):
         use_boundary_refine: bool = True,
         gate_twice: bool = False,
         image_detail: bool = False,
+        detail_aux: bool = True,
         air_stem: Literal["linear", "layernorm"] = "linear",
         drop_path_rate: float = 0.1,
         modality_dropout: float = 0.0,
@@ -157,10 +160,15 @@ class DualStreamSegmentation(SemanticSegmentation):
             raise DualStreamError(f"drop_path_rate must lie in [0, 1), got {drop_path_rate}")
         if freeze_epochs is not None and freeze_epochs < 0:
             raise DualStreamError(f"freeze_epochs must be >= 0, got {freeze_epochs}")
-        if self.input_spec.uses_aux and self.input_spec.aux_scale != MODEL_AUX_SCALE:
+        if self.input_spec.uses_aux and self.input_spec.aux_scale not in AIR_REDUCTIONS:
             raise DualStreamError(
                 f"aux_scale {self.input_spec.aux_scale}: DualStreamDFormer reads the aux stream "
-                f"at 1/{MODEL_AUX_SCALE} of the image (set data.aux_scale {MODEL_AUX_SCALE})"
+                f"at 1/r of the image with r in {AIR_REDUCTIONS} (the original preset: 8)"
+            )
+        if self.input_spec.uses_aux and preset == "original" and self.input_spec.aux_scale != 8:
+            raise DualStreamError(
+                f"aux_scale {self.input_spec.aux_scale}: the original preset reads the aux "
+                "stream at 1/8 of the image (set data.aux_scale 8, or model.preset lite)"
             )
         self.loss_settings = settings
         # Saved as plain values (the frame's locals are what save_hyperparameters reads).
@@ -189,6 +197,9 @@ class DualStreamSegmentation(SemanticSegmentation):
             gate_twice=h["gate_twice"],
             image_detail=h["image_detail"],
             air_stem=h["air_stem"],
+            aux_scale=spec.aux_scale if spec.uses_aux else 8,
+            # Without aux sources the air input is the learned constant: nothing to detail.
+            detail_aux=h["detail_aux"] and spec.uses_aux,
         )
         if h["weights"]:
             load_model_weights(self.model, h["weights"])
