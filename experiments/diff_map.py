@@ -9,8 +9,9 @@ wrong; the test cells outlined) and prints, as JSON, per reference class inside 
 cells: each map's IoU there, the pixels only the second model gets right, the pixels only
 the first does, and the share of the class's pixels where the two maps differ. With
 ``--covariate NAME=RASTER`` (an elevation, say; resampled bilinearly onto the maps' grid) it
-also prints, per class, the covariate's quartiles over the class's test pixels: how far
-the classes separate on it.
+also prints, per class, the covariate's quartiles over the class's test pixels (how far
+the classes separate on it) and each map's IoU over the test pixels where the covariate has
+data (a model given it as its aux stream sees a fill value elsewhere).
 
     dualstream-geo predict --checkpoint runs/zion/checkpoints/best.ckpt \\
         --image ../shared/data/zion --output image_only.tif
@@ -171,14 +172,22 @@ def main() -> None:
             f"only_{first_label}_right": int((here & (codes == 3)).sum()),
             "share_differing": round(float((here & (first != second)).sum()) / max(pixels, 1), 4),
         }
+    covered = None
     if args.covariate:
         name, _, path = args.covariate.partition("=")
         values = covariate_on(path, grid)
+        # A model given the covariate as its aux stream sees a fill value where the raster
+        # has no data (a scene edge it does not reach): scored apart, as IoU where it has.
+        covered = scored & np.isfinite(values)
         for index, label in enumerate(names):
             here = values[scored & (truth == index) & np.isfinite(values)]
             if here.size:
                 quartiles = np.percentile(here, [25, 50, 75]).round(1).tolist()
                 per_class[label][f"{name}_quartiles"] = quartiles
+            for map_label, classes_map in ((first_label, first), (second_label, second)):
+                per_class[label][f"iou_{map_label}_where_{name}"] = iou(
+                    classes_map, truth, covered, index
+                )
     print(
         json.dumps(
             {
@@ -186,6 +195,7 @@ def main() -> None:
                 "share_differing": round(
                     float((scored & (first != second)).sum()) / max(int(scored.sum()), 1), 4
                 ),
+                "test_pixels_with_covariate": None if covered is None else int(covered.sum()),
                 "per_reference_class": per_class,
             },
             indent=2,

@@ -62,7 +62,8 @@ class DualStreamDataModule(GeoDataModule):
         classes: class names, colours, the label map and ignore index (:class:`ClassSpec`).
         aux: the named aux sources (:class:`AuxSpec` list), ``"original"`` for the original
             project's GEMS + CO/NO2/SO2 files, or None for the image alone.
-        aux_scale: aux pixels are ``aux_scale`` image pixels wide (the model takes 8).
+        aux_scale: aux pixels are ``aux_scale`` image pixels wide (8, 4, 2 or 1; the original
+            preset takes 8).
         aux_fusion: ``dual`` (the aux stream at 1/``aux_scale``) or ``early`` (the aux
             channels read on the image grid and appended to the image: the baseline).
         normalization: ``dataset``: band statistics from the training sources (decimated

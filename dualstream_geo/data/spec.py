@@ -34,7 +34,7 @@ DEFAULT_COLORS = (
     (210, 245, 60),
 )
 NORMALIZATIONS = ("dataset", "original")
-#: The model's air encoder reads the aux stream at 1/8 of the image (DESIGN.md).
+#: The default aux grid: 1/8 of the image, the original's (the lite preset also takes 4, 2, 1).
 MODEL_AUX_SCALE = 8
 #: Width of the model's air-absent input when the spec has no aux source: the original's
 #: 48 channels, so that an image-only model is the original architecture (its weights load,
