@@ -17,6 +17,7 @@ centre lies that close to a source pixel's edge (measured in ``tests/test_warp_c
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -76,13 +77,19 @@ def _settings(source: GeoRaster, entries: Sequence[str]) -> dict[str, Any]:
 
 
 def _usable(paths: Sequence[str]) -> bool:
-    """The cached files exist and read to their last block (else: removed, to be rebuilt)."""
-    if all(os.path.exists(p) and readable_to_end(p) for p in paths):
-        return True
-    for leftover in paths:
-        if os.path.exists(leftover):
-            os.remove(leftover)
-    return False
+    """The cached files exist and read to their last block. A file that exists but does not
+    read is removed, to be rebuilt. A complete file whose siblings are missing stays: files
+    are written under a temporary name and renamed, so another run may be writing the set
+    now, and removing its first file would pull it from under that run."""
+    usable = True
+    for path in paths:
+        if not os.path.exists(path):
+            usable = False
+        elif not readable_to_end(path):
+            usable = False
+            with contextlib.suppress(FileNotFoundError):  # another run removed it first
+                os.remove(path)
+    return usable
 
 
 def warp_source(source: GeoRaster, grids: Sequence[Grid], folder: str) -> GeoRaster:
