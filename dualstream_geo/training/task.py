@@ -12,7 +12,7 @@ from torch.optim import AdamW
 from torchgeo.tasks import SemanticSegmentation
 from torchmetrics import MetricCollection
 
-from ..data.spec import InputSpec
+from ..data.spec import MODEL_AUX_SCALE, InputSpec
 from ..errors import DualStreamError
 from ..models import PRESETS, DualStreamDFormer
 from ..models.air import AIR_REDUCTIONS
@@ -197,7 +197,7 @@ class DualStreamSegmentation(SemanticSegmentation):
             gate_twice=h["gate_twice"],
             image_detail=h["image_detail"],
             air_stem=h["air_stem"],
-            aux_scale=spec.aux_scale if spec.uses_aux else 8,
+            aux_scale=spec.aux_scale if spec.uses_aux else MODEL_AUX_SCALE,
             # Without aux sources the air input is the learned constant: nothing to detail.
             detail_aux=h["detail_aux"] and spec.uses_aux,
         )
