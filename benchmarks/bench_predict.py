@@ -1,4 +1,4 @@
-"""Whole-scene inference: overhead, memory flatness, seams and throughput, in one run.
+"""Whole-scene inference: overhead, memory flatness, seams, throughput and cost, in one run.
 
 1. End-to-end ScenePredictor time vs the pure batched model forward over the same windows
    with their inputs already in memory (target: at most 1.15x on CPU).
@@ -7,10 +7,15 @@
 3. Seam error: mean absolute probability step across window borders vs inside windows,
    with Hann blending and with none.
 4. Windows/s and km2/s.
+5. Cost (``--only-cost``): windows and model FLOP per km2 at the default settings, for the
+   models with local context (windows on the cell lattice) against window context (the
+   layout and models before 2026-12-06), for the zion_dem.yaml recipe and the original
+   preset: the price of one map.
 
 The model is DualStreamDFormer (SegFormer-B1) with random weights, or --checkpoint.
 
     python benchmarks/bench_predict.py [--size 1024] [--tile 512] [--checkpoint CKPT]
+    python benchmarks/bench_predict.py --only-cost
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ from dualstream_geo.data.spec import ClassSpec, InputSpec
 from dualstream_geo.data.synthetic import SceneSpec
 from dualstream_geo.inference import ScenePredictor, strips
 from dualstream_geo.inference.reading import WindowDataset, scene_grid
+from dualstream_geo.inference.tiling import default_margin, lattice_layout, scene_layout
+from dualstream_geo.models import DualStreamDFormer
+from dualstream_geo.models.locality import CELL
 from dualstream_geo.training import DualStreamSegmentation
 
 
@@ -183,6 +191,74 @@ def seams(scene: Path, tile: int, checkpoint: str | None, out: Path) -> dict[str
     return results
 
 
+#: The models compared for cost: the zion_dem.yaml recipe (lite, SegFormer-B0, detail path,
+#: 4 bands + NDVI + NDWI, elevation and 4 terrain channels at 1/2) and the original preset.
+COST_MODELS = {
+    "zion_dem.yaml recipe": dict(
+        num_classes=8,
+        task="multiclass",
+        preset="lite",
+        vision_encoder="segformer-b0",
+        in_channels=6,
+        band_names=("blue", "green", "red", "nir", "ndvi", "ndwi"),
+        air_channels=5,
+        aux_scale=2,
+        image_detail=True,
+        detail_aux=True,
+    ),
+    "original preset": dict(num_classes=2, task="binary", preset="original"),
+}
+
+
+def window_gflop(model: DualStreamDFormer, tile: int) -> float:
+    """Model GFLOP of one ``tile`` px window (``torch.utils.flop_counter``)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    image = torch.zeros(1, model.in_channels, tile, tile)
+    air = torch.zeros(
+        1, model.air_channels, tile // model.air_reduction, tile // model.air_reduction
+    )
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        model.eval()(image, air)
+    return counter.get_total_flops() / 1e9
+
+
+def cost(tile: int, size: int = 16384, res: float = 30.0) -> dict[str, Any]:
+    """Windows and model TFLOP per 1,000 km2 over a ``size`` px square scene of ``res`` m
+    pixels at the default overlap and margin, window context (scene-corner layout, as
+    before) and local context (cell lattice)."""
+    from affine import Affine
+
+    area = (size * res / 1000) ** 2 / 1000
+    transform = Affine(res, 0.0, 300015.0, 0.0, -res, 4200015.0)
+    results: dict[str, Any] = {}
+    for name, settings in COST_MODELS.items():
+        row: dict[str, Any] = {}
+        for context in ("window", "local"):
+            torch.manual_seed(0)
+            model = DualStreamDFormer(**settings, context=context)  # type: ignore[arg-type]
+            if context == "local":
+                margin = default_margin(tile, local=True)
+                layout = lattice_layout(size, size, transform, tile, 0.34, margin, CELL)
+            else:
+                layout = scene_layout(size, size, tile, 0.34, default_margin(tile))
+            windows = len(layout.windows)
+            flop = window_gflop(model, layout.tile)
+            row[context] = {
+                "margin": layout.margin,
+                "stride": layout.strips[1][0].row - layout.strips[0][0].row,
+                "windows_per_1000_km2": round(windows / area, 2),
+                "gflop_per_window": round(flop, 1),
+                "tflop_per_1000_km2": round(flop * windows / area / 1000, 2),
+            }
+        row["local_vs_window"] = round(
+            row["local"]["tflop_per_1000_km2"] / row["window"]["tflop_per_1000_km2"], 3
+        )
+        results[name] = row
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -192,8 +268,12 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--only-seams", action="store_true", help="measure the seams alone")
+    parser.add_argument("--only-cost", action="store_true", help="windows and FLOP per km2")
     args = parser.parse_args()
     torch.set_num_threads(2)
+    if args.only_cost:
+        print("cost", json.dumps(cost(args.tile), indent=2))
+        return
     if args.rss_child:
         scene = Path(args.rss_child)
         with tempfile.TemporaryDirectory() as tmp:

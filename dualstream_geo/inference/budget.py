@@ -1,9 +1,8 @@
-"""How large a prediction window may be: no larger than the scene, and small enough for
-the memory that is free for the model's activations."""
+"""How large a prediction window may be: small enough for the memory that is free for the
+model's activations."""
 
 from __future__ import annotations
 
-import math
 import os
 
 import torch
@@ -13,12 +12,6 @@ from ..errors import DualStreamError
 #: Peak activation memory per window pixel in inference: a 4096 px window of the original
 #: preset takes about 20 GiB (1,280 bytes a pixel), rounded up.
 BYTES_PER_PIXEL = 1300
-
-
-def window_side(requested: int, height: int, width: int) -> int:
-    """``requested`` clamped to the scene: a window never needs to be larger than the
-    scene's longer side, rounded up to a multiple of 32."""
-    return min(requested, 32 * math.ceil(max(height, width) / 32))
 
 
 def free_memory(device: torch.device) -> int:

@@ -36,10 +36,11 @@ from ..data.spec import InputSpec
 from ..errors import DualStreamError
 from ..models import DualStreamDFormer
 from ..models.dualstream import class_probabilities
+from ..models.locality import CELL
 from ..models.tta import TTAS, tta_mean
 from ..training.loading import load_task
 from ..training.stored import file_sha256
-from .budget import check_window_memory, window_side
+from .budget import check_window_memory
 from .distributed import RankGroup, predict_on_ranks
 from .fingerprint import input_fingerprint
 from .inputs import AuxInputs, scene_aux, scene_image
@@ -53,7 +54,7 @@ from .outputs import (
     resumable_rows,
 )
 from .reading import WindowDataset, prefetch, scene_grid
-from .tiling import BLENDS, default_margin, strips, window_weights
+from .tiling import BLENDS, Layout, default_margin, lattice_layout, scene_layout
 from .writer import OutputSpec, create_partial, finalize, write_blended, write_progress
 
 KINDS = ("class", "probabilities", "both")
@@ -111,9 +112,14 @@ class ScenePredictor:
         self.model: DualStreamDFormer = model
         self.checkpoint = ""
         self.checkpoint_sha256 = ""
-        self.margin = default_margin(tile) if margin is None else margin
-        if not 0 <= self.margin < tile // 2:
-            raise DualStreamError(f"margin must lie in [0, {tile // 2}), got {self.margin}")
+        local = model.context == "local"
+        self.margin = default_margin(tile, local) if margin is None else margin
+        # A window keeps at least one lattice cell (local context) or one pixel.
+        largest = (tile - CELL) // 2 if local else tile // 2 - 1
+        if not 0 <= self.margin <= largest:
+            raise DualStreamError(
+                f"margin must lie in [0, {largest}] for --tile {tile}, got {self.margin}"
+            )
         self.tile, self.overlap, self.batch_size = tile, overlap, batch_size
         self.blend, self.tta, self.workers = blend, tta, workers
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -222,15 +228,15 @@ class ScenePredictor:
         output = str(output)
         dataset = image if isinstance(image, DualStreamGeoDataset) else self.dataset(image, aux)
         grid = scene_grid(dataset.image)
-        tile = window_side(self.tile, grid.height, grid.width)
-        margin = self._margin(tile)
-        check_window_memory(tile, self.batch_size, self.device)
+        layout = self.layout(grid)
+        check_window_memory(layout.tile, self.batch_size, self.device)
         settings = {
             "checkpoint": os.path.abspath(self.checkpoint) if self.checkpoint else "",
             "checkpoint_sha256": self.checkpoint_sha256,
-            "tile": str(tile),
+            "tile": str(layout.tile),
             "overlap": str(self.overlap),
-            "margin": str(margin),
+            "margin": str(layout.margin),
+            "windows": "cell lattice" if layout.lattice else "scene corner",
             "blend": self.blend,
             "tta": self.tta,
             "precision": "bf16" if self.bf16 else "32",
@@ -256,15 +262,14 @@ class ScenePredictor:
             def run(
                 parts: list[OutputSpec], start: int, end: int, report: Callable[[int, int], None]
             ) -> None:
-                self._run(dataset, grid, tile, parts, signature, start, report, end, show_bar=False)
+                self._run(dataset, grid, layout, parts, signature, start, report, end, False)
 
-            tiling = strips(grid.height, grid.width, tile, self.overlap, margin)
             predict_on_ranks(
                 group,
                 grid,
                 specs,
                 signature,
-                [strip[0].row for strip in tiling],
+                [max(strip[0].row, 0) for strip in layout.strips],
                 output,
                 partial(check_output_paths, specs, dataset, overwrite, resume),
                 run,
@@ -281,21 +286,27 @@ class ScenePredictor:
                 for spec in specs:
                     create_partial(spec, grid)
             if rows_done < grid.height:
-                self._run(dataset, grid, tile, specs, signature, rows_done, progress_callback)
+                self._run(dataset, grid, layout, specs, signature, rows_done, progress_callback)
             for spec in specs:
                 finalize(spec)
         return Path(specs[0].path)
 
-    def _margin(self, tile: int) -> int:
-        """The context margin of windows of ``tile`` px (scaled when the tile was clamped
-        to a small scene)."""
-        return self.margin if tile == self.tile else self.margin * tile // self.tile
+    def layout(self, grid: Grid) -> Layout:
+        """Where the windows over ``grid`` lie: on the CRS-anchored cell lattice for a model
+        with local context, from the scene's corner otherwise
+        (:mod:`~dualstream_geo.inference.tiling`)."""
+        height, width = grid.height, grid.width
+        if self.model.context == "local":
+            return lattice_layout(
+                height, width, grid.transform, self.tile, self.overlap, self.margin, CELL
+            )
+        return scene_layout(height, width, self.tile, self.overlap, self.margin)
 
     def _run(
         self,
         dataset: DualStreamGeoDataset,
         grid: Grid,
-        tile: int,
+        layout: Layout,
         specs: list[OutputSpec],
         signature: dict[str, Any],
         rows_done: int,
@@ -303,18 +314,14 @@ class ScenePredictor:
         end: int | None = None,
         show_bar: bool = True,
     ) -> None:
-        """Write rows ``rows_done`` to ``end`` (the scene's height by default) with windows
-        of ``tile`` px, computing every window that overlaps them, in the order a
+        """Write rows ``rows_done`` to ``end`` (the scene's height by default) with the
+        windows of ``layout``, computing every window that overlaps them, in the order a
         whole-scene run computes them, so that each pixel's blended sum is the same bit for
         bit."""
-        height, width = grid.height, grid.width
+        height, width, tile = grid.height, grid.width, layout.tile
         end = height if end is None else end
-        margin = self._margin(tile)
-        todo = [
-            s
-            for s in strips(height, width, tile, self.overlap, margin)
-            if s[0].row + tile > rows_done and s[0].row < end
-        ]
+        rows_done = max(rows_done, 0)
+        todo = [s for s in layout.strips if s[0].row + tile > rows_done and s[0].row < end]
         windows = [w for strip in todo for w in strip]
         loader = DataLoader(
             WindowDataset(dataset, grid, windows),
@@ -323,10 +330,13 @@ class ScenePredictor:
             collate_fn=collate_samples,
         )
         classes = self.spec.num_classes
-        span = max(width, tile)
+        # Accumulator columns from the first window's (left of the scene on the lattice).
+        left = min((w.col for w in windows), default=0)
+        span = max(max((w.col for w in windows), default=0) + tile - left, width)
         scores = np.zeros((classes, tile, span), dtype=np.float32)
         weights = np.zeros((tile, span), dtype=np.float32)
         top = windows[0].row if windows else 0
+        scene = slice(-left, -left + width)
 
         def flush(until: int) -> None:
             nonlocal top, rows_done
@@ -338,8 +348,8 @@ class ScenePredictor:
                     write_blended(
                         specs,
                         top + first,
-                        scores[:, first:count, :width],
-                        weights[first:count, :width],
+                        scores[:, first:count, scene],
+                        weights[first:count, scene],
                     )
                     rows_done = stop
                     for spec in specs:
@@ -377,9 +387,9 @@ class ScenePredictor:
                         flush(window.row)
                     if keep[i]:
                         assert probs is not None
-                        w = window_weights(window, height, width, self.blend, margin)
+                        w = layout.weights(window, height, width, self.blend)
                         w = w * valid[i].numpy()
-                        cols = slice(window.col, window.col + tile)
+                        cols = slice(window.col - left, window.col - left + tile)
                         scores[:, :, cols] += probs[position] * w
                         weights[:, cols] += w
                         position += 1

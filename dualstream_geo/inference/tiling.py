@@ -1,17 +1,27 @@
 """Sliding windows over an output grid and their blending weights.
 
 A window's prediction is worst near its edges: the model sees only half of the context
-there, and its global parts (attention, the decoder's image pooling) see another window.
-So each window keeps a context margin whose predictions are not used (weight 0, except on
-the scene's edges), and overlapping windows blend their kept centres: the steps at window
-borders come down to those inside windows (``benchmarks/bench_predict.py``).
+there. So each window keeps a context margin whose predictions are not used (weight 0),
+and overlapping windows blend their kept centres.
+
+Two layouts. A model with local context (:mod:`~dualstream_geo.models.locality`) gets
+windows on a lattice of 32 px cells anchored in the scene's CRS (:func:`lattice_layout`):
+every window starts on the lattice, including those reaching past the scene's edges, whose
+pixels outside the scene are nodata. A pixel then sees the same neighbourhood, on the same
+cell lattice, in every window that keeps it, whatever the tile, the overlap or a nodata
+collar, and on every scene of that grid (another year, a larger extent): one map. Models
+whose attention and normalisation span the window get :func:`scene_layout`: windows from
+the scene's corner, the last one snapped to the edge, edge pixels kept (nothing else covers
+them).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+from affine import Affine
 
 BLENDS = ("hann", "linear", "none")
 
@@ -48,9 +58,15 @@ def strips(
     return [[Window(r, c, tile) for c in cols] for r in window_starts(height, tile, stride)]
 
 
-def default_margin(tile: int) -> int:
-    """The context margin of a window: an eighth of its side (64 px of a 512 px window)."""
-    return tile // 8
+#: The context margin of windows for a model with local context: what it sees of its
+#: neighbourhood beyond a kept pixel (``experiments/invariance.py`` measures the effect).
+LOCAL_MARGIN = 64
+
+
+def default_margin(tile: int, local: bool = False) -> int:
+    """The context margin of a window: :data:`LOCAL_MARGIN` for a model with local context
+    (at most a quarter of the window), else an eighth of the window's side (64 px of 512)."""
+    return min(LOCAL_MARGIN, tile // 4) if local else tile // 8
 
 
 def ramp(size: int, blend: str, flat_start: bool, flat_end: bool, margin: int = 0) -> np.ndarray:
@@ -87,10 +103,118 @@ def ramp(size: int, blend: str, flat_start: bool, flat_end: bool, margin: int = 
 
 
 def window_weights(
-    window: Window, height: int, width: int, blend: str, margin: int = 0
+    window: Window, height: int, width: int, blend: str, margin: int = 0, edges: bool = True
 ) -> np.ndarray:
     """(size, size) weights of ``window`` on a ``height`` x ``width`` output grid, its
-    ``margin`` context-only (:func:`ramp`)."""
-    rows = ramp(window.size, blend, window.row <= 0, window.row + window.size >= height, margin)
-    cols = ramp(window.size, blend, window.col <= 0, window.col + window.size >= width, margin)
+    ``margin`` context-only (:func:`ramp`); ``edges``: kept where it lies on the scene's
+    edge (windows that do not reach past the scene)."""
+    rows = ramp(
+        window.size,
+        blend,
+        edges and window.row <= 0,
+        edges and window.row + window.size >= height,
+        margin,
+    )
+    cols = ramp(
+        window.size,
+        blend,
+        edges and window.col <= 0,
+        edges and window.col + window.size >= width,
+        margin,
+    )
     return rows[:, None] * cols[None, :]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A scene's windows: ``tile`` px squares in ``strips`` (rows of windows, top to
+    bottom, each left to right), ``margin`` px of each side context only. ``lattice``:
+    windows on the CRS-anchored cell lattice, reaching past the scene's edges
+    (:func:`lattice_layout`); otherwise inside the scene (:func:`scene_layout`)."""
+
+    tile: int
+    margin: int
+    strips: list[list[Window]]
+    lattice: bool
+
+    @property
+    def windows(self) -> list[Window]:
+        return [window for strip in self.strips for window in strip]
+
+    def weights(self, window: Window, height: int, width: int, blend: str) -> np.ndarray:
+        """(tile, tile) blending weights of ``window`` (:func:`window_weights`)."""
+        return window_weights(window, height, width, blend, self.margin, not self.lattice)
+
+
+def scene_layout(height: int, width: int, tile: int, overlap: float, margin: int) -> Layout:
+    """Windows from the scene's corner (:func:`strips`); a tile larger than the scene is
+    one window, its margin scaled with it."""
+    side = min(tile, 32 * math.ceil(max(height, width) / 32))
+    margin = margin if side == tile else margin * side // tile
+    return Layout(side, margin, strips(height, width, side, overlap, margin), False)
+
+
+def lattice_phase(transform: Affine, period: int) -> tuple[int, int]:
+    """(row, column) offsets in [0, period) of the lattice lines that pass through whole
+    multiples of ``period`` pixels in the grid's CRS: the same lattice for every grid of
+    that pixel size and alignment, whatever its extent."""
+    row = _nearest(transform.f / abs(transform.e)) % period
+    col = -_nearest(transform.c / transform.a) % period
+    return row, col
+
+
+def _nearest(value: float) -> int:
+    # Half-way values (grids whose corners lie at half pixels, as Landsat's do) always go
+    # up, so grids a whole number of pixels apart stay that many lattice pixels apart
+    # (Python's round() goes to the even neighbour, which would break that).
+    return math.floor(round(value, 6) + 0.5)
+
+
+def lattice_start(phase: int, margin: int, period: int) -> int:
+    """The last lattice offset (``phase`` + k x ``period``) at or before ``-margin``: where
+    the first window starts, so that its kept part starts at or before the scene."""
+    return phase - math.ceil((phase + margin) / period) * period
+
+
+def lattice_starts(size: int, tile: int, margin: int, stride: int, first: int) -> list[int]:
+    """Window offsets from ``first``, ``stride`` apart, until a window's kept part reaches
+    past ``size``."""
+    starts = [first]
+    while starts[-1] + tile - margin < size:
+        starts.append(starts[-1] + stride)
+    return starts
+
+
+def lattice_layout(
+    height: int,
+    width: int,
+    transform: Affine,
+    tile: int,
+    overlap: float,
+    margin: int,
+    period: int,
+) -> Layout:
+    """Windows on the lattice of ``period`` px cells anchored in the grid's CRS
+    (:func:`lattice_phase`), reaching past the scene's edges so that every pixel lies in
+    some window's kept part, and a stride (a multiple of ``period``) at most
+    ``tile`` x (1 - ``overlap``) and ``tile`` - 2 ``margin``. A tile larger than the scene
+    needs is one window: the smallest lattice-aligned square keeping the whole scene.
+
+    Raises:
+        ValueError: ``tile`` not a multiple of ``period``, or no kept part.
+    """
+    if tile % period or tile - 2 * margin < period:
+        raise ValueError(
+            f"tile {tile} must be a multiple of {period} px keeping at least {period} px "
+            f"inside its {margin} px margins"
+        )
+    phase_row, phase_col = lattice_phase(transform, period)
+    row0 = lattice_start(phase_row, margin, period)
+    col0 = lattice_start(phase_col, margin, period)
+    one = period * math.ceil((max(height - row0, width - col0) + margin) / period)
+    if one <= tile:
+        return Layout(one, margin, [[Window(row0, col0, one)]], True)
+    stride = max(period, min(tile - round(tile * overlap), tile - 2 * margin) // period * period)
+    rows = lattice_starts(height, tile, margin, stride, row0)
+    cols = lattice_starts(width, tile, margin, stride, col0)
+    return Layout(tile, margin, [[Window(r, c, tile) for c in cols] for r in rows], True)

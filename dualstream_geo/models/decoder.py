@@ -13,6 +13,7 @@ from timm.models.convnext import ConvNeXtBlock
 from torch import Tensor, nn
 
 from .detail import ImageDetail
+from .locality import LOCAL_ATROUS_RATES, NeighbourhoodPool
 
 
 def conv_gn_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> nn.Sequential:
@@ -100,7 +101,9 @@ class LiteDecoder(nn.Module):
 
     ``image_channels`` > 0 merges full-resolution image features into the last map after
     boundary refinement (:class:`~dualstream_geo.models.detail.ImageDetail`), and adds the
-    image path's own logits as ``"aux_detail"`` (B, K, H, W).
+    image path's own logits as ``"aux_detail"`` (B, K, H, W). ``local``: ASPP's dilations
+    stay within the neighbouring 32 px cells and its pooling branch averages them instead
+    of the window (:mod:`~dualstream_geo.models.locality`).
     """
 
     def __init__(
@@ -110,13 +113,17 @@ class LiteDecoder(nn.Module):
         aspp_channels: int = 256,
         channels: tuple[int, int, int, int] = (128, 96, 64, 16),
         image_channels: int = 0,
+        local: bool = False,
     ) -> None:
         super().__init__()
         c1, c2, c3, c4 = encoder_channels
         d3, d2, d1, d0 = channels
-        self.aspp = batchnorm_to_groupnorm(
-            ASPP(c4, aspp_channels, (6, 12, 18), separable=False, dropout=0.1)
-        )
+        rates = LOCAL_ATROUS_RATES if local else (6, 12, 18)
+        aspp = ASPP(c4, aspp_channels, rates, separable=False, dropout=0.1)
+        pooling = aspp.convs[-1]  # smp's [AdaptiveAvgPool2d(1), conv, norm, act]
+        if local and isinstance(pooling, nn.Sequential):
+            pooling[0] = NeighbourhoodPool()
+        self.aspp = batchnorm_to_groupnorm(aspp)
         self.up3 = UpBlock(aspp_channels, c3, d3)
         self.up2 = UpBlock(d3, c2, d2)
         self.up1 = UpBlock(d2, c1, d1)

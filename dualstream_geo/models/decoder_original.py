@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from .detail import ImageDetail
 from .layers import BasicConv, conv_norm_act, convnext_block
+from .locality import LOCAL_ATROUS_RATES, NeighbourhoodPool
 
 
 class ASPPBranch(nn.Module):
@@ -26,9 +27,16 @@ class ASPPBranch(nn.Module):
 
 class ASPPPooling(ASPPBranch):
     """Global average pool -> 1x1 conv -> GroupNorm(1) (across channels on the 1x1 map) ->
-    GELU, broadcast back to the input size."""
+    GELU, broadcast back to the input size; with ``local``, the mean over the neighbouring
+    positions instead (:class:`~.locality.NeighbourhoodPool`)."""
+
+    def __init__(self, in_channels: int, out_channels: int, local: bool = False) -> None:
+        super().__init__(in_channels, out_channels)
+        self.local = NeighbourhoodPool() if local else None
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.local is not None:
+            return self.conv(self.local(x))
         pooled = self.conv(F.adaptive_avg_pool2d(x, 1))
         return F.interpolate(pooled, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
@@ -88,7 +96,9 @@ class OriginalDecoder(nn.Module):
     ``image_channels`` > 0 (not in the original; off by default) merges full-resolution
     image features into the 32-channel map after boundary refinement and adds the image
     path's own logits as ``"aux_detail"`` (:class:`~dualstream_geo.models.detail.ImageDetail`).
-    Names follow the original's state dict.
+    ``local`` (not in the original): ASPP's dilations stay within the neighbouring 32 px
+    cells and its pooling averages them instead of the window
+    (:mod:`~dualstream_geo.models.locality`). Names follow the original's state dict.
     """
 
     def __init__(
@@ -99,16 +109,19 @@ class OriginalDecoder(nn.Module):
         aspp_channels: int = 256,
         skip_channels: int = 64,
         image_channels: int = 0,
+        local: bool = False,
     ) -> None:
         super().__init__()
         c1, c2, c3, c4 = encoder_channels
         a, s = aspp_channels, skip_channels
         self.use_boundary_refine = use_boundary_refine
+        rates = LOCAL_ATROUS_RATES if local else (6, 12, 18)
         self.conv_1x1 = ASPPBranch(c4, a)
-        self.atrous_6 = ASPPBranch(c4, a, 6)
-        self.atrous_12 = ASPPBranch(c4, a, 12)
-        self.atrous_18 = ASPPBranch(c4, a, 18)
-        self.image_pool = ASPPPooling(c4, a)
+        # Named by the original's rates, whatever the rates (the state dict's names).
+        self.atrous_6 = ASPPBranch(c4, a, rates[0])
+        self.atrous_12 = ASPPBranch(c4, a, rates[1])
+        self.atrous_18 = ASPPBranch(c4, a, rates[2])
+        self.image_pool = ASPPPooling(c4, a, local)
         self.concat_conv = conv_norm_act(5 * a, a)
         self.f3_conv = conv_norm_act(c3, s)
         self.att_f3 = AttentionGate(a, s, s)

@@ -19,6 +19,7 @@ from .decoder import LiteDecoder
 from .decoder_original import OriginalDecoder
 from .fusion import StageFusion, lite_fusion
 from .fusion_original import CrossAttentionBlock, GatedFiLMFusion
+from .locality import CONTEXTS, groupnorm_to_layernorm
 from .registry import build_encoder
 from .vision import SegformerEncoder
 from .weights import load_weights
@@ -33,15 +34,19 @@ PathLike = str | os.PathLike[str]
 
 
 def original_fusion(
-    vision_channels: tuple[int, ...], air_channels: tuple[int, ...], gate_twice: bool = False
+    vision_channels: tuple[int, ...],
+    air_channels: tuple[int, ...],
+    gate_twice: bool = False,
+    local: bool = False,
 ) -> StageFusion:
-    """FiLM + gate at stages 1-2, 8-head cross-attention at stages 3-4 (the original)."""
+    """FiLM + gate at stages 1-2, 8-head cross-attention at stages 3-4 (the original), over
+    the neighbouring 32 px cells when ``local``."""
     return StageFusion(
         [
             GatedFiLMFusion(vision_channels[0], air_channels[0], gate_twice),
             GatedFiLMFusion(vision_channels[1], air_channels[1], gate_twice),
-            CrossAttentionBlock(vision_channels[2], air_channels[2]),
-            CrossAttentionBlock(vision_channels[3], air_channels[3]),
+            CrossAttentionBlock(vision_channels[2], air_channels[2], cell=2 if local else None),
+            CrossAttentionBlock(vision_channels[3], air_channels[3], cell=1 if local else None),
         ]
     )
 
@@ -86,6 +91,14 @@ class DualStreamDFormer(nn.Module):
     grid: the per-pixel decisions the path makes then see the aux values at each pixel (on
     Zion it is what early fusion had and the dual stream lacked; experiments/README.md).
 
+    ``context`` (not in the original): ``local`` (the default for new models) makes every
+    operation see a bounded neighbourhood of the pixel: neighbourhood attention on 32 px
+    cells, per-pixel LayerNorm in place of GroupNorm(1), ASPP within the neighbouring cells
+    (:mod:`~dualstream_geo.models.locality`; the same parameters, names and shapes), so a
+    pixel's class does not depend on the window it is predicted in. ``window`` computes
+    attention, normalisation and pooling over the whole input, as the original does: what
+    imported checkpoints and models trained before 2026-12-06 use.
+
     ``air=None`` (air data missing) feeds an "air absent" input through the same path:
     learned in the lite preset; zeros in the original preset, which is what the original's
     scaling makes of a constant or unreadable air file. ``modality_dropout`` replaces the
@@ -111,8 +124,11 @@ class DualStreamDFormer(nn.Module):
         air_stem: str = "linear",
         aux_scale: int = 8,
         detail_aux: bool = False,
+        context: str = "local",
     ) -> None:
         super().__init__()
+        if context not in CONTEXTS:
+            raise DualStreamError(f"context must be one of {CONTEXTS}, got {context!r}")
         if preset == "original" and aux_scale != 8:
             raise DualStreamError(
                 f"aux_scale {aux_scale}: the original preset reads the aux stream at 1/8 of "
@@ -142,24 +158,27 @@ class DualStreamDFormer(nn.Module):
         self.band_names = tuple(band_names)
         self.modality_dropout = modality_dropout
         self.air_reduction = aux_scale
+        self.context = context
+        local = context == "local"
         outputs = 1 if task == "binary" else num_classes
         self.detail_aux = image_detail and detail_aux
         detail = (in_channels + (air_channels if self.detail_aux else 0)) if image_detail else 0
 
         self.vision_encoder: SegformerEncoder = build_encoder(  # type: ignore[assignment]
-            vision_encoder, in_channels=in_channels, drop_path_rate=drop_path_rate
+            vision_encoder, in_channels=in_channels, drop_path_rate=drop_path_rate, local=local
         )
         widths = self.vision_encoder.out_channels
         if preset == "original":
             self.air_encoder = build_encoder(
                 "air-original", in_channels=air_channels, out_channels=widths
             )
-            self.fusion = original_fusion(widths, widths, gate_twice)
+            self.fusion = original_fusion(widths, widths, gate_twice, local)
             self.decoder: nn.Module = OriginalDecoder(
                 widths,  # type: ignore[arg-type]
                 outputs,
                 use_boundary_refine=use_boundary_refine,
                 image_channels=detail,
+                local=local,
             )
             # Not a parameter: the original model has none besides its modules' weights.
             self.register_buffer("air_absent", torch.zeros(1, air_channels, 1, 1), False)
@@ -172,9 +191,16 @@ class DualStreamDFormer(nn.Module):
                 stem_norm=air_stem == "layernorm",
                 input_reduction=aux_scale,
             )
-            self.fusion = lite_fusion(widths, widths, drop_path_rate=drop_path_rate)
-            self.decoder = LiteDecoder(widths, outputs, image_channels=detail)  # type: ignore[arg-type]
+            self.fusion = lite_fusion(widths, widths, drop_path_rate=drop_path_rate, local=local)
+            self.decoder = LiteDecoder(
+                widths,  # type: ignore[arg-type]
+                outputs,
+                image_channels=detail,
+                local=local,
+            )
             self.air_absent = nn.Parameter(torch.zeros(1, air_channels, 1, 1))
+        if local:
+            groupnorm_to_layernorm(self)
         if vision_weights is not None:
             load_weights(
                 self.vision_encoder.model,
@@ -211,6 +237,7 @@ class DualStreamDFormer(nn.Module):
             if in_channels != 4
             else ("blue", "green", "red", "nir"),
             use_boundary_refine=False,
+            context="window",
         )
         load_original(model, state, str(path))
         return model

@@ -7,6 +7,8 @@ import torch.nn.functional as F
 from timm.layers import DropPath, GroupNorm1, Mlp
 from torch import Tensor, nn
 
+from .locality import neighbourhood_attention
+
 
 class FiLM(nn.Module):
     """Feature-wise modulation: ``vision * (1 + gamma) + beta``, gamma/beta from the air.
@@ -69,7 +71,9 @@ class CrossAttentionFusion(nn.Module):
 
     vision (B, C, H, W), air (B, A, h, w) -> (B, C, H, W). Air keys/values are average-pooled
     by ``kv_reduction`` first (as SegFormer reduces its keys): the air field is smooth, and
-    attention then costs 1/kv_reduction^2 of the full product.
+    attention then costs 1/kv_reduction^2 of the full product. ``cell`` (vision tokens per
+    side of a 32 px cell): each cell's queries attend to the air of the cells around it
+    (:func:`~.locality.neighbourhood_attention`), not to the whole window's.
     """
 
     def __init__(
@@ -79,9 +83,11 @@ class CrossAttentionFusion(nn.Module):
         num_heads: int = 8,
         drop_path: float = 0.0,
         kv_reduction: int = 1,
+        cell: int | None = None,
     ) -> None:
         super().__init__()
         self.kv_reduction = kv_reduction
+        self.cell = cell
         if vision_channels % num_heads:
             raise ValueError(
                 f"vision_channels {vision_channels} not divisible by {num_heads} heads"
@@ -107,10 +113,22 @@ class CrossAttentionFusion(nn.Module):
         tokens = vision.flatten(2).transpose(1, 2)
         context = self.norm_kv(air.flatten(2).transpose(1, 2))
         key, value = self.kv(context).chunk(2, dim=-1)
-        attended = F.scaled_dot_product_attention(
-            self._heads(self.q(self.norm_q(tokens))), self._heads(key), self._heads(value)
-        )
-        attended = attended.transpose(1, 2).reshape(batch, -1, channels)
+        query = self.q(self.norm_q(tokens))
+        if self.cell is not None:
+            attended = neighbourhood_attention(
+                query,
+                key,
+                value,
+                (height, width),
+                (air.shape[-2], air.shape[-1]),
+                (height // self.cell, width // self.cell),
+                self.num_heads,
+            )
+        else:
+            attended = F.scaled_dot_product_attention(
+                self._heads(query), self._heads(key), self._heads(value)
+            )
+            attended = attended.transpose(1, 2).reshape(batch, -1, channels)
         tokens = tokens + self.drop_path(self.proj(attended))
         tokens = tokens + self.drop_path(self.mlp(self.norm_mlp(tokens)))
         return tokens.transpose(1, 2).reshape(batch, channels, height, width)
@@ -128,15 +146,28 @@ def lite_fusion(
     air_channels: tuple[int, ...],
     num_heads: tuple[int, ...] = (1, 2, 5, 8),
     drop_path_rate: float = 0.1,
+    local: bool = False,
 ) -> StageFusion:
-    """FiLM + gate at stages 1-2; cross-attention at 3-4 (keys pooled x2 at stage 3)."""
+    """FiLM + gate at stages 1-2; cross-attention at 3-4 (keys pooled x2 at stage 3), over
+    the neighbouring 32 px cells when ``local``."""
     return StageFusion(
         [
             FiLMFusion(vision_channels[0], air_channels[0]),
             FiLMFusion(vision_channels[1], air_channels[1]),
             CrossAttentionFusion(
-                vision_channels[2], air_channels[2], num_heads[2], drop_path_rate / 2, 2
+                vision_channels[2],
+                air_channels[2],
+                num_heads[2],
+                drop_path_rate / 2,
+                2,
+                cell=2 if local else None,
             ),
-            CrossAttentionFusion(vision_channels[3], air_channels[3], num_heads[3], drop_path_rate),
+            CrossAttentionFusion(
+                vision_channels[3],
+                air_channels[3],
+                num_heads[3],
+                drop_path_rate,
+                cell=1 if local else None,
+            ),
         ]
     )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from timm.layers import DropPath, GroupNorm1
 from torch import Tensor, nn
 
 from .layers import BLOCK_DROP_PATH, convnext_block
+from .locality import neighbourhood_attention
 
 
 class FiLMGenerator(nn.Module):
@@ -80,7 +82,9 @@ class CrossAttentionBlock(nn.Module):
     vision (B, E, H, W), air (B, E_air, h, w) -> (B, E, H, W). ``attn`` is PyTorch's
     multi-head attention (8 heads, packed q|k|v projection when E_air == E);
     ``n1 = norm1(vision + drop_path(attn))``, output ``norm2(n1 + drop_path(ffn(n1)))`` with
-    ``ffn`` = 1x1 conv E -> 4E, GELU, 1x1 conv 4E -> E. No positional encoding.
+    ``ffn`` = 1x1 conv E -> 4E, GELU, 1x1 conv 4E -> E. No positional encoding. ``cell``
+    (vision tokens per side of a 32 px cell): each cell's queries attend to the air of the
+    cells around it (:func:`~.locality.neighbourhood_attention`) with the same weights.
     """
 
     def __init__(
@@ -89,8 +93,10 @@ class CrossAttentionBlock(nn.Module):
         air_channels: int,
         num_heads: int = 8,
         drop_path: float = BLOCK_DROP_PATH,
+        cell: int | None = None,
     ) -> None:
         super().__init__()
+        self.cell = cell
         self.attn = nn.MultiheadAttention(
             channels, num_heads, kdim=air_channels, vdim=air_channels, batch_first=True
         )
@@ -105,7 +111,36 @@ class CrossAttentionBlock(nn.Module):
         batch, channels, height, width = vision.shape
         queries = vision.flatten(2).transpose(1, 2)
         context = air.flatten(2).transpose(1, 2)
-        attended, _ = self.attn(queries, context, context, need_weights=False)
+        if self.cell is None:
+            attended, _ = self.attn(queries, context, context, need_weights=False)
+        else:
+            cells = (height // self.cell, width // self.cell)
+            attended = self._local(queries, context, (height, width), air.shape[-2:], cells)
         tokens = queries + self.drop_path(attended)
         mixed = self.norm1(tokens.transpose(1, 2).reshape(batch, channels, height, width))
         return self.norm2(mixed + self.drop_path(self.ffn(mixed)))
+
+    def _local(
+        self,
+        queries: Tensor,
+        context: Tensor,
+        query_shape: tuple[int, int],
+        key_shape: tuple[int, ...],
+        cells: tuple[int, int],
+    ) -> Tensor:
+        """``attn``'s projections around neighbourhood attention: (B, Nq, E) -> (B, Nq, E)."""
+        attn = self.attn
+        bias = attn.in_proj_bias
+        biases = bias.chunk(3) if bias is not None else (None, None, None)
+        if attn.in_proj_weight is not None:
+            weights = attn.in_proj_weight.chunk(3)
+        else:
+            weights = (attn.q_proj_weight, attn.k_proj_weight, attn.v_proj_weight)
+        q, k, v = (
+            F.linear(tokens, weight, b)
+            for tokens, weight, b in zip((queries, context, context), weights, biases, strict=True)
+        )
+        attended = neighbourhood_attention(
+            q, k, v, query_shape, (key_shape[0], key_shape[1]), cells, attn.num_heads
+        )
+        return attn.out_proj(attended)

@@ -13,9 +13,12 @@ from collections.abc import Mapping
 from functools import cache, partial
 from typing import Any
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
 from transformers import SegformerConfig, SegformerModel
+from transformers.models.segformer import modeling_segformer
 
+from .locality import RADIUS, neighbourhood_attention
 from .registry import Encoder, register_encoder
 
 # Hidden sizes, depths and heads of the MiT variants (SegFormer paper, Table 6).
@@ -100,18 +103,134 @@ def to_installed_layout(state: Mapping[str, Tensor], v5: bool | None = None) -> 
     return {rename(k): v for k, v in state.items()}
 
 
+def _reduced(tokens: Tensor, reduce: nn.Module, norm: nn.Module, height: int, width: int) -> Tensor:
+    """SegFormer's sequence reduction: (B, H*W, C) -> (B, H/r * W/r, C)."""
+    grid = tokens.transpose(1, 2).reshape(tokens.shape[0], -1, height, width)
+    return norm(reduce(grid).flatten(2).transpose(1, 2))
+
+
+#: The installed transformers' self-attention module: 4.x's ``SegformerEfficientSelfAttention``
+#: (queries, reduced keys and values), or 5.x's ``SegformerAttention`` (with the output).
+_ATTENTION: Any = getattr(
+    modeling_segformer, "SegformerEfficientSelfAttention", modeling_segformer.SegformerAttention
+)
+
+if _ATTENTION is not modeling_segformer.SegformerAttention:  # transformers 4.x
+
+    class LocalSegformerAttention(_ATTENTION):  # type: ignore[no-redef]
+        """SegFormer's efficient self-attention as neighbourhood attention (transformers
+        4.x layout: the output projection follows in ``SegformerSelfOutput``). Its reduced
+        keys are one per 32 px cell at every stage; a cell's queries attend to the keys of
+        the ``radius`` cells around it (:func:`~.locality.neighbourhood_attention`)."""
+
+        radius = RADIUS
+
+        def forward(  # type: ignore[override]
+            self, hidden_states: Tensor, height: int, width: int, output_attentions: bool = False
+        ) -> tuple[Tensor]:
+            reduced, shape = hidden_states, (height, width)
+            if self.sr_ratio > 1:
+                reduced = _reduced(hidden_states, self.sr, self.layer_norm, height, width)
+                shape = (height // self.sr_ratio, width // self.sr_ratio)
+            attended = neighbourhood_attention(
+                self.query(hidden_states),
+                self.key(reduced),
+                self.value(reduced),
+                (height, width),
+                shape,
+                shape,
+                self.num_attention_heads,
+                self.radius,
+            )
+            return (attended,)
+
+else:  # transformers 5.x
+
+    class LocalSegformerAttention(_ATTENTION):  # type: ignore[no-redef]
+        """SegFormer's efficient self-attention as neighbourhood attention (transformers
+        5.x layout). Its reduced keys are one per 32 px cell at every stage; a cell's
+        queries attend to the keys of the ``radius`` cells around it
+        (:func:`~.locality.neighbourhood_attention`)."""
+
+        radius = RADIUS
+
+        def forward(  # type: ignore[override]
+            self, hidden_states: Tensor, height: int, width: int, *args: Any, **kwargs: Any
+        ) -> tuple[Tensor, None]:
+            reduced, shape = hidden_states, (height, width)
+            ratio = self.sequence_reduction_ratio
+            if ratio > 1:
+                reduction = self.sequence_reduction
+                reduced = _reduced(
+                    hidden_states,
+                    reduction.sequence_reduction,
+                    reduction.layer_norm,
+                    height,
+                    width,
+                )
+                shape = (height // ratio, width // ratio)
+            attended = neighbourhood_attention(
+                self.q_proj(hidden_states),
+                self.k_proj(reduced),
+                self.v_proj(reduced),
+                (height, width),
+                shape,
+                shape,
+                self.num_attention_heads,
+                self.radius,
+                self.scaling,
+            )
+            return self.o_proj(attended), None
+
+
+def localise_attention(model: SegformerModel, radius: int = RADIUS) -> None:
+    """Make every self-attention of ``model`` neighbourhood attention, in place: the same
+    parameters under the same names (weights of either kind load into either)."""
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is not _ATTENTION:
+                continue
+            # The replacement's random initialisation is overwritten at once; keep the
+            # generator where it was, so that the rest of the model draws what it did.
+            with torch.random.fork_rng(devices=[]):
+                local: Any = _local_copy(child, model.config)
+            local.load_state_dict(child.state_dict())
+            local.radius = radius
+            setattr(parent, name, local)
+
+
+def _local_copy(attention: Any, config: SegformerConfig) -> nn.Module:
+    if hasattr(attention, "sr_ratio"):  # transformers 4.x
+        return LocalSegformerAttention(
+            config, attention.hidden_size, attention.num_attention_heads, attention.sr_ratio
+        )
+    return LocalSegformerAttention(
+        config,
+        attention.q_proj.in_features,
+        attention.num_attention_heads,
+        attention.sequence_reduction_ratio,
+    )
+
+
 class SegformerEncoder(Encoder):
     """A transformers ``SegformerModel`` returning its four stages.
 
     (B, in_channels, H, W) -> [(B, c1, H/4, W/4), (B, c2, H/8, W/8), (B, c3, H/16, W/16),
     (B, c4, H/32, W/32)]; for B1, c = (64, 128, 320, 512). Configuration as the MiT
     checkpoints (heads 1, 2, 5, 8; drop-path rising linearly to ``drop_path_rate`` over the
-    blocks; exact GELU; LayerNorm eps 1e-5).
+    blocks; exact GELU; LayerNorm eps 1e-5). ``local``: the self-attention is neighbourhood
+    attention on 32 px cells (:func:`localise_attention`), with the same parameters.
     """
 
     reductions = (4, 8, 16, 32)
 
-    def __init__(self, variant: str = "b1", in_channels: int = 4, drop_path_rate: float = 0.1):
+    def __init__(
+        self,
+        variant: str = "b1",
+        in_channels: int = 4,
+        drop_path_rate: float = 0.1,
+        local: bool = False,
+    ):
         super().__init__()
         config = SegformerConfig(
             num_channels=in_channels,
@@ -120,6 +239,8 @@ class SegformerEncoder(Encoder):
             **MIT_VARIANTS[variant],  # type: ignore[arg-type]
         )
         self.model = SegformerModel(config)
+        if local:
+            localise_attention(self.model)
         self.in_channels = in_channels
         self.out_channels = tuple(config.hidden_sizes)
         # A plain flag: registering ``model.stages`` here again would duplicate its keys.

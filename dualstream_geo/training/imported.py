@@ -63,6 +63,7 @@ def imported_task(model: DualStreamDFormer) -> DualStreamSegmentation:
         task=model.task,  # type: ignore[arg-type]
         preset="original",
         use_boundary_refine=False,
+        context="window",
         loss=LossSettings(lovasz_form="original" if model.task == "binary" else "smp"),
         lr_schedule="original",
     )

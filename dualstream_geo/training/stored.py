@@ -64,6 +64,8 @@ def task_hparams(checkpoint: dict[str, Any]) -> dict[str, Any]:
     hparams.setdefault("air_stem", "layernorm")
     # ... and a detail path that reads the image alone.
     hparams.setdefault("detail_aux", False)
+    # ... and attention, normalisation and pooling over the whole window.
+    hparams.setdefault("context", "window")
     return hparams
 
 

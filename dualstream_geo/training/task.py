@@ -53,6 +53,10 @@ class DualStreamSegmentation(SemanticSegmentation):
         gate_twice: the original preset evaluates its stage 1-2 gate twice.
         image_detail: a full-resolution image path in the decoder (aux head ``aux_detail``).
         detail_aux: that path also reads the aux stream on the image grid (dual fusion).
+        context: ``local`` (new models): every operation sees a bounded neighbourhood of a
+            pixel, so its class does not depend on the prediction window; ``window``:
+            attention, GroupNorm and pooling over the whole input, as the original and
+            models before 2026-12-06 (:mod:`~dualstream_geo.models.locality`).
         air_stem: the lite air encoder's stem: ``linear`` keeps the level of the aux values;
             ``layernorm`` is the stem of lite checkpoints written before it (which saturates
             a one-channel stream; :class:`~dualstream_geo.models.air.ConvNeXtAirEncoder`).
@@ -107,6 +111,7 @@ class DualStreamSegmentation(SemanticSegmentation):
         gate_twice: bool = False,
         image_detail: bool = False,
         detail_aux: bool = True,
+        context: Literal["local", "window"] = "local",
         air_stem: Literal["linear", "layernorm"] = "linear",
         drop_path_rate: float = 0.1,
         modality_dropout: float = 0.0,
@@ -200,6 +205,7 @@ class DualStreamSegmentation(SemanticSegmentation):
             aux_scale=spec.aux_scale if spec.uses_aux else MODEL_AUX_SCALE,
             # Without aux sources the air input is the learned constant: nothing to detail.
             detail_aux=h["detail_aux"] and spec.uses_aux,
+            context=h["context"],
         )
         if h["weights"]:
             load_model_weights(self.model, h["weights"])
