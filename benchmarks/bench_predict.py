@@ -44,11 +44,17 @@ from dualstream_geo.data import (
     make_demo_scenes,
 )
 from dualstream_geo.data.aux_spec import original_aux
+from dualstream_geo.data.grid import Grid
 from dualstream_geo.data.spec import ClassSpec, InputSpec
 from dualstream_geo.data.synthetic import SceneSpec
-from dualstream_geo.inference import ScenePredictor, strips
+from dualstream_geo.inference import ScenePredictor
 from dualstream_geo.inference.reading import WindowDataset, scene_grid
-from dualstream_geo.inference.tiling import default_margin, lattice_layout, scene_layout
+from dualstream_geo.inference.tiling import (
+    default_margin,
+    default_overlap,
+    lattice_layout,
+    scene_layout,
+)
 from dualstream_geo.models import DualStreamDFormer
 from dualstream_geo.models.locality import CELL
 from dualstream_geo.training import DualStreamSegmentation
@@ -65,9 +71,10 @@ def predictor(
     tile: int,
     blend: str,
     checkpoint: str | None,
-    overlap: float = 0.34,
+    overlap: float | None = None,
     margin: int | None = None,
     preset: str = "original",
+    context: str = "local",
 ) -> ScenePredictor:
     options = {"tile": tile, "overlap": overlap, "blend": blend, "margin": margin}
     if checkpoint:
@@ -83,7 +90,7 @@ def predictor(
     spec = InputSpec(
         classes=ClassSpec(colors=((0, 0, 0), (255, 0, 0))), aux=original_aux(), stats=stats
     )
-    task = DualStreamSegmentation(input_spec=spec, preset=preset)  # type: ignore[arg-type]
+    task = DualStreamSegmentation(input_spec=spec, preset=preset, context=context)  # type: ignore[arg-type]
     return ScenePredictor(task, batch_size=4, **options)  # type: ignore[arg-type]
 
 
@@ -106,7 +113,7 @@ def overhead(
     predict(p, scene, out / "warmup.tif")  # first-touch allocations and GDAL caches
     dataset = p.dataset([scene / "image"], [scene / "gems", scene / "air"])
     grid = scene_grid(dataset.image)
-    windows = [w for s in strips(grid.height, grid.width, tile, p.overlap) for w in s]
+    windows = p.layout(grid).windows
     samples = [WindowDataset(dataset, grid, windows)[i] for i in range(len(windows))]
     batches = [samples[i : i + p.batch_size] for i in range(0, len(samples), p.batch_size)]
     # The pure forward starts from inputs already on the device, as the ceiling.
@@ -148,12 +155,15 @@ def peak_rss_child(size: int, tile: int, checkpoint: str | None) -> float:
         return float(child.stdout.strip().splitlines()[-1])
 
 
-#: Settings compared for seams: the former default (Hann over the whole window, overlap
-#: 0.25), no blending, and the default now (context margins of tile / 8, overlap 0.34).
+#: Settings compared for seams, models with window context: the former default (Hann over
+#: the whole window, overlap 0.25), no blending, and their default since issue 29 (context
+#: margins of tile / 8, overlap 0.34); then a model with local context at its defaults
+#: (cell-lattice windows, 64 px margins, no overlap beyond them).
 SEAM_SETTINGS = {
-    "hann, overlap 0.25, no margin (before)": ("hann", 0.25, 0),
-    "none, overlap 0.25, no margin": ("none", 0.25, 0),
-    "hann, overlap 0.34, margin tile/8 (default)": ("hann", 0.34, None),
+    "window context: hann, overlap 0.25, no margin (before)": ("hann", 0.25, 0, "window"),
+    "window context: none, overlap 0.25, no margin": ("none", 0.25, 0, "window"),
+    "window context: hann, overlap 0.34, margin tile/8": ("hann", 0.34, None, "window"),
+    "local context: defaults": ("hann", None, None, "local"),
 }
 
 
@@ -164,14 +174,17 @@ def seams(scene: Path, tile: int, checkpoint: str | None, out: Path) -> dict[str
     setting computes, relative to the former default."""
     results: dict[str, Any] = {}
     baseline = None
-    for name, (blend, overlap, margin) in SEAM_SETTINGS.items():
-        p = predictor(scene, tile, blend, checkpoint, overlap, margin)
+    for name, (blend, overlap, margin, context) in SEAM_SETTINGS.items():
+        if checkpoint and context == "window":
+            continue  # a checkpoint has its own context
+        p = predictor(scene, tile, blend, checkpoint, overlap, margin, context=context)
         path = out / "seam.tif"
         predict(p, scene, path, kind="probabilities")
         with rasterio.open(path) as src:
             prob = src.read(2).astype(np.float64) / 254
-        kept = p.margin if margin is None else margin
-        tiling = strips(prob.shape[0], prob.shape[1], tile, overlap, kept)
+            layout = p.layout(Grid(src.crs, src.transform, src.height, src.width))
+        kept = layout.margin
+        tiling = layout.strips
         cols = tiling[0]
         edges = {w.col for w in cols[1:]} | {w.col + tile for w in cols[:-1]}
         edges |= {w.col + kept for w in cols[1:]} | {w.col + tile - kept for w in cols[:-1]}
@@ -179,7 +192,7 @@ def seams(scene: Path, tile: int, checkpoint: str | None, out: Path) -> dict[str
         step = np.abs(np.diff(prob, axis=1)).mean(0)  # step between column c and c + 1
         at_border = step[[b - 1 for b in borders]].mean()
         interior = np.delete(step, [b - 1 for b in borders]).mean()
-        windows = sum(len(strip) for strip in tiling)
+        windows = len(layout.windows)
         baseline = baseline or windows
         results[name] = {
             "border_step": round(float(at_border), 5),
@@ -240,9 +253,12 @@ def cost(tile: int, size: int = 16384, res: float = 30.0) -> dict[str, Any]:
             model = DualStreamDFormer(**settings, context=context)  # type: ignore[arg-type]
             if context == "local":
                 margin = default_margin(tile, local=True)
-                layout = lattice_layout(size, size, transform, tile, 0.34, margin, CELL)
+                overlap = default_overlap(local=True)
+                layout = lattice_layout(size, size, transform, tile, overlap, margin, CELL)
             else:
-                layout = scene_layout(size, size, tile, 0.34, default_margin(tile))
+                layout = scene_layout(
+                    size, size, tile, default_overlap(False), default_margin(tile)
+                )
             windows = len(layout.windows)
             flop = window_gflop(model, layout.tile)
             row[context] = {

@@ -141,9 +141,7 @@ def predict_scene(data_root: Path, checkpoint: Path, output: Path) -> Path:
     from .inference import ScenePredictor
 
     test = data_root / "test"
-    predictor = ScenePredictor.from_checkpoint(
-        str(checkpoint), tile=128, overlap=0.25, batch_size=8
-    )
+    predictor = ScenePredictor.from_checkpoint(str(checkpoint))
     return predictor.predict(
         image=[str(test / "image")],
         aux={"gems": [str(test / "gems")], "air_pollution": [str(test / "air")]},

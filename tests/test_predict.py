@@ -448,14 +448,17 @@ def test_predict_cli(
 def test_window_is_bounded_by_the_scene_and_by_memory(
     checkpoint: Path, scene: dict[str, Path], tmp_path: Path
 ) -> None:
-    """``--tile 65536`` on a 384 px scene runs with 384 px windows; on a scene as large as
-    the window, a window that cannot fit in memory is refused before any is computed."""
+    """``--tile 65536`` on a 384 px scene runs one window over the scene and its margins;
+    on a scene as large as the window, a window that cannot fit in memory is refused
+    before any is computed."""
     from dualstream_geo.data import BandStats, ClassSpec, DatasetStats, InputSpec
     from dualstream_geo.training import DualStreamSegmentation
 
     output = predict(checkpoint, scene, tmp_path / "clamped.tif", tile=65536)
     with rasterio.open(output) as src:
-        assert src.tags()["tile"] == "384" and src.shape == (384, 384)
+        tile, margin = int(src.tags()["tile"]), int(src.tags()["margin"])
+        assert src.shape == (384, 384) and margin == 64
+        assert 384 + 2 * margin <= tile <= 384 + 2 * margin + 32 and tile % 32 == 0
 
     side = 8192
     image = tmp_path / "large" / "image.tif"

@@ -64,13 +64,18 @@ def predict_parser() -> ArgumentParser:
     parser.add_argument("--output", required=True, help="output GeoTIFF")
     parser.add_argument("--tile", type=int, default=512)
     parser.add_argument(
-        "--overlap", type=float, default=0.34, help="share of a window its neighbours overlap"
+        "--overlap",
+        type=float,
+        default=None,
+        help="share of a window its neighbours overlap (default: none beyond the margins for "
+        "models with local context, 0.34 for older models)",
     )
     parser.add_argument(
         "--margin",
         type=int,
         default=None,
-        help="context px at each window edge whose predictions are not used (default tile/8)",
+        help="context px at each window edge whose predictions are not used (default: 64, at "
+        "most tile/4, for models with local context; tile/8 for older models)",
     )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--blend", choices=BLENDS, default="hann")

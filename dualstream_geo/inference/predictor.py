@@ -54,7 +54,14 @@ from .outputs import (
     resumable_rows,
 )
 from .reading import WindowDataset, prefetch, scene_grid
-from .tiling import BLENDS, Layout, default_margin, lattice_layout, scene_layout
+from .tiling import (
+    BLENDS,
+    Layout,
+    default_margin,
+    default_overlap,
+    lattice_layout,
+    scene_layout,
+)
 from .writer import OutputSpec, create_partial, finalize, write_blended, write_progress
 
 KINDS = ("class", "probabilities", "both")
@@ -63,17 +70,41 @@ PathLike = str | os.PathLike[str]
 
 
 class ScenePredictor:
-    """Whole-scene inference with Hann-blended overlapping windows, written as GeoTIFF.
+    """Whole-scene inference with sliding windows, written as GeoTIFF.
 
-    Memory stays flat in scene area: only the accumulator rows of the strip in progress
-    (classes x tile x scene width) are held, and finished rows are written as they complete.
+    A model with local context (:mod:`~dualstream_geo.models.locality`, new models) is
+    given windows on the CRS-anchored cell lattice, each keeping its centre beyond a
+    ``margin`` of context: a pixel gets the class it gets in one window over the whole scene
+    (``experiments/invariance.py``). Models whose attention and normalisation span the
+    window (imported original checkpoints, older ones) get Hann-blended overlapping windows
+    from the scene's corner. Memory stays flat in scene area: only the accumulator rows of
+    the strip in progress (classes x tile x scene width) are held, and finished rows are
+    written as they complete.
+
+    Args:
+        model_or_task: a trained task or its DualStreamDFormer (then give ``spec``).
+        tile: window side in px, a multiple of 32.
+        overlap: share of a window its neighbours overlap (default: none beyond the
+            margins for local context, 0.34 for window context).
+        batch_size: windows per forward pass.
+        blend: weights of overlapping windows: ``hann``, ``linear`` or ``none``.
+        tta: test-time augmentation: ``none``, ``flip`` or ``d4``.
+        device: the torch device (default: CUDA when present).
+        workers: loader processes reading windows (0: a prefetching thread).
+        spec: the input spec, when ``model_or_task`` does not carry one.
+        precision: ``auto`` (bf16 autocast on CUDA), ``32`` or ``bf16``.
+        margin: context px at each window edge whose predictions are not used (default:
+            64 px, at most tile/4, for local context; tile/8 for window context).
+
+    Raises:
+        DualStreamError: a setting out of range, or a model without its input spec.
     """
 
     def __init__(
         self,
         model_or_task: nn.Module,
         tile: int = 512,
-        overlap: float = 0.34,
+        overlap: float | None = None,
         batch_size: int = 8,
         blend: str = "hann",
         tta: str = "none",
@@ -89,7 +120,7 @@ class ScenePredictor:
             raise DualStreamError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if workers < 0:
             raise DualStreamError(f"workers must be >= 0, got {workers}")
-        if not 0.0 <= overlap <= 0.9:
+        if overlap is not None and not 0.0 <= overlap <= 0.9:
             raise DualStreamError(f"overlap must lie in [0, 0.9], got {overlap}")
         if blend not in BLENDS:
             raise DualStreamError(f"blend must be one of {BLENDS}, got {blend!r}")
@@ -120,7 +151,8 @@ class ScenePredictor:
             raise DualStreamError(
                 f"margin must lie in [0, {largest}] for --tile {tile}, got {self.margin}"
             )
-        self.tile, self.overlap, self.batch_size = tile, overlap, batch_size
+        self.overlap = default_overlap(local) if overlap is None else overlap
+        self.tile, self.batch_size = tile, batch_size
         self.blend, self.tta, self.workers = blend, tta, workers
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         # bf16 autocast on CUDA unless fp32 is asked for (e.g. to reproduce another

@@ -63,6 +63,13 @@ def strips(
 LOCAL_MARGIN = 64
 
 
+def default_overlap(local: bool) -> float:
+    """The share of a window its neighbours overlap: none beyond the margins for a model
+    with local context (every pixel gets the same value from any window keeping it: there
+    is nothing to blend), 0.34 for window context (the Hann blend evens out the windows)."""
+    return 0.0 if local else 0.34
+
+
 def default_margin(tile: int, local: bool = False) -> int:
     """The context margin of a window: :data:`LOCAL_MARGIN` for a model with local context
     (at most a quarter of the window), else an eighth of the window's side (64 px of 512)."""
