@@ -216,8 +216,9 @@ def demo_main(argv: list[str]) -> int:
         "--preset", choices=("original", "lite"), default="original", help="model preset"
     )
     args = parser.parse_args(argv)
+    # The text as given: Path("") is ".", which would write into the working folder.
+    check_output(args.out, [], "--out", "folder", replaced=False)
     out = Path(args.out)
-    check_output(out, [], "--out", "folder", replaced=False)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:

@@ -107,6 +107,25 @@ def check_output(
     return real
 
 
+def check_apart(folder: PathLike, inputs: Iterable[PathLike | None], flag: str) -> None:
+    """Refuse a folder a command writes into that is an input folder or lies inside one:
+    what it writes there would be read back as part of that input.
+
+    Raises:
+        DualStreamError: the folder and the input folder (named).
+    """
+    real = _real(folder)
+    for given in inputs:
+        if given is None or not os.fspath(given) or is_remote(os.fspath(given)):
+            continue
+        source = _real(given)
+        if os.path.isdir(source) and (real == source or _inside(real, source)):
+            raise DualStreamError(
+                f"{flag} {os.fspath(folder)} lies inside the input folder {os.fspath(given)}: "
+                "what is written there would be read as part of it; give a folder of its own"
+            )
+
+
 def check_folder_writable(folder: PathLike, flag: str = "--output") -> None:
     """The folder that will hold an output exists and takes a new file (a probe file is
     created and removed: permissions alone miss read-only mounts, immutable folders and

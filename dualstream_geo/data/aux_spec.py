@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
+from datetime import date
 from typing import Any, Literal
 
 from rasterio.enums import Resampling
@@ -104,8 +105,9 @@ class AuxSpec:
             raise DualStreamError(
                 f"aux source {self.name!r}: reduce must be none, mean, median or max"
             )
-        if self.time is not None and len(self.time) != 2:
-            raise DualStreamError(f"aux source {self.name!r}: time is [start, end]")
+        if self.time is not None:
+            self._check_time()
+        self._check_applies()
         if self.derive:
             unknown = [name for name in self.derive if name not in TERRAIN]
             if unknown:
@@ -125,6 +127,58 @@ class AuxSpec:
             if bad:
                 raise DualStreamError(
                     f"aux source {self.name!r}: band {bad[0]} (bands count from 1)"
+                )
+
+    def _check_time(self) -> None:
+        """``time``: two ISO dates, the start not after the end."""
+        if self.time is None or len(self.time) != 2:
+            raise DualStreamError(f"aux source {self.name!r}: time is [start, end]")
+        dates = []
+        for value in self.time:
+            try:
+                dates.append(date.fromisoformat(str(value)[:10]))
+            except ValueError:
+                raise DualStreamError(
+                    f"aux source {self.name!r}: time {value!r} is not a date (YYYY-MM-DD)"
+                ) from None
+        if dates[0] > dates[1]:
+            raise DualStreamError(
+                f"aux source {self.name!r}: time starts {dates[0]}, after its end {dates[1]}"
+            )
+
+    def _check_applies(self) -> None:
+        """Settings of another format are refused, not ignored."""
+        swath = self.format in ("s5p_l2", "gems_l2")
+        given = {
+            "variable": self.variable is not None,
+            "time": self.time is not None,
+            "qa_min": self.qa_min is not None,
+            "count": self.count,
+            "composite": self.composite != "mean",
+            "reduce": self.reduce != "none",
+        }
+        applies = {
+            "variable": self.format in ("netcdf", "s5p_l2", "gems_l2"),
+            "time": self.format == "netcdf",
+            "qa_min": swath,
+            "count": swath,
+            "composite": swath,
+            "reduce": not swath,
+        }
+        why = {
+            "variable": "a variable names a NetCDF/HDF5/Zarr or Level 2 product's field",
+            "time": "time selects the steps of a gridded variable (format netcdf); for "
+            "swaths give the orbit files of the dates wanted",
+            "qa_min": "quality filtering applies to Level 2 swaths (format s5p_l2, gems_l2)",
+            "count": "the orbit count applies to Level 2 swaths (format s5p_l2, gems_l2)",
+            "composite": "compositing orbits applies to Level 2 swaths (format s5p_l2, gems_l2)",
+            "reduce": "swaths are composited over orbits (composite: mean or median)",
+        }
+        for setting, set_ in given.items():
+            if set_ and not applies[setting]:
+                raise DualStreamError(
+                    f"aux source {self.name!r}: {setting} does not apply to format "
+                    f"{self.format}: {why[setting]}"
                 )
 
     @property

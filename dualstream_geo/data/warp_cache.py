@@ -27,6 +27,7 @@ from typing import Any
 import shapely
 
 from ..errors import DualStreamError
+from ..paths import check_apart
 from .auxiliary.files import cache_folder
 from .auxiliary.gridding import files_fingerprint, readable_to_end, write_grid
 from .auxiliary.raster import AuxRaster
@@ -143,8 +144,19 @@ def warp_once(dataset: DualStreamGeoDataset, folder: str) -> DualStreamGeoDatase
     from a warped-once copy; its index (the region it samples) unchanged.
 
     Raises:
-        DualStreamError: the cache folder cannot be created or written.
+        DualStreamError: the cache folder lies inside an input folder, or cannot be
+            created or written.
     """
+    sources = [dataset.image, *dataset.air, *([dataset.mask] if dataset.mask else [])]
+    inputs = [path for source in sources for path in source_paths(source)]
+    check_apart(folder, inputs, "data.cache_dir")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise DualStreamError(
+            f"data.cache_dir {folder}: cannot be created ({error.strerror}); give another "
+            "folder, or cache_dir: false"
+        ) from None
     grids = scene_grids(dataset)
     aux_grids = [grid.coarsened(dataset.air_scale) for grid in grids]
     mask = dataset.mask
@@ -161,22 +173,18 @@ def warp_once(dataset: DualStreamGeoDataset, folder: str) -> DualStreamGeoDatase
     return dataset.with_sources(air, mask)  # type: ignore[arg-type]
 
 
+def source_paths(source: GeoRaster) -> list[str]:
+    """The files and folders a source was given."""
+    paths = source.paths
+    return [str(paths)] if isinstance(paths, str | os.PathLike) else [str(p) for p in paths]
+
+
 def cache_dir(setting: str | bool) -> str | None:
     """The warp cache's folder from ``data.cache_dir``: True the default place, a path that
-    folder, False none (the sources are warped for every sample).
-
-    Raises:
-        DualStreamError: the folder cannot be created.
-    """
+    folder (made by :func:`warp_once`, once it is known to lie apart from the inputs),
+    False none (the sources are warped for every sample)."""
     if setting is False:
         return None
     if setting is True:
         return cache_folder("warped")
-    try:
-        os.makedirs(str(setting), exist_ok=True)
-    except OSError as error:
-        raise DualStreamError(
-            f"data.cache_dir {setting}: cannot be created ({error.strerror}); give another "
-            "folder, or cache_dir: false"
-        ) from None
     return str(setting)

@@ -115,6 +115,14 @@ def open_prediction(path: str | os.PathLike[str]) -> rasterio.io.DatasetReader:
     if src.crs is None:
         src.close()
         raise DualStreamError(f"--prediction {path}: raster has no CRS")
+    scale = src.tags().get("scale")
+    if scale is not None:
+        # predict's probabilities carry their scale (1/254): class indices carry none.
+        src.close()
+        raise DualStreamError(
+            f"--prediction {path}: a probability raster (values x {scale}), not a class map; "
+            "give predict's classes (--kind class)"
+        )
     return src
 
 

@@ -55,8 +55,38 @@ def read_points(path: PathLike, crs: object) -> gpd.GeoDataFrame:
         raise DualStreamError(f"--sample {path}: no 'reference' column (label the points)")
     if points.crs is None:
         raise DualStreamError(f"--sample {path}: the points have no CRS")
+    check_points(points, path)
     # Another CRS is reprojected, not refused (points outside the map are, below).
     return points.to_crs(crs)
+
+
+def check_points(points: gpd.GeoDataFrame, path: str) -> None:
+    """Refuse what is not one labelled point per sample unit.
+
+    Raises:
+        DualStreamError: a geometry that is not a point (a polygon's area is another
+            response design), or a point given twice (same ``id``, or same place): it would
+            be counted twice and narrow the intervals.
+    """
+    kinds = points.geometry.geom_type.to_numpy()
+    other = np.flatnonzero(kinds != "Point")
+    if len(other):
+        first = int(other[0])
+        raise DualStreamError(
+            f"--sample {path}: feature {first + 1} is a {kinds[first] or 'missing geometry'}, "
+            "not a point (the estimator takes one point per sample unit)"
+        )
+    keys = [points.geometry.x.round(6).astype(str) + " " + points.geometry.y.round(6).astype(str)]
+    if "id" in points.columns:
+        keys.append(points["id"].astype(str))
+    for key, what in zip(keys, ("place", "id"), strict=False):
+        repeated = np.flatnonzero(key.duplicated(keep=False).to_numpy())
+        if len(repeated):
+            first, second = (int(i) + 1 for i in repeated[:2])
+            raise DualStreamError(
+                f"--sample {path}: rows {first} and {second} are one point (the same {what}): "
+                "each sample unit is labelled once; remove the repeated rows"
+            )
 
 
 def reference_classes(values: pd.Series, names: Sequence[str], path: str) -> np.ndarray:

@@ -136,13 +136,41 @@ def strata_areas(src: rasterio.io.DatasetReader) -> StrataAreas:
         values = src.read(1, window=window, masked=True)
         rows = np.arange(int(window.row_off), int(window.row_off + window.height))
         row_area = pixel_area_ha(grid, rows)[:, None]
-        weights = np.broadcast_to(row_area, values.shape)[~values.mask]
+        # getmaskarray: a raster without nodata reads with a scalar mask.
+        weights = np.broadcast_to(row_area, values.shape)[~np.ma.getmaskarray(values)]
         found = values.compressed().astype(np.int64)
         for value in np.unique(found):
             keep = found == value
             pixels[int(value)] = pixels.get(int(value), 0) + int(keep.sum())
             area[int(value)] = area.get(int(value), 0.0) + float(weights[keep].sum())
     return StrataAreas(pixels, area)
+
+
+#: More distinct values than this in a map without class names is a continuous raster.
+MOST_CLASSES = 100
+
+
+def check_strata(map_path: str | os.PathLike[str], strata: StrataAreas, named: bool) -> None:
+    """Refuse strata that cannot be a map's classes (``named``: the map carries its class
+    names, as predict's do).
+
+    Raises:
+        DualStreamError: negative values (a nodata value the file does not declare), or
+            more than :data:`MOST_CLASSES` distinct values in a map without class names (a
+            continuous raster, such as a probability band).
+    """
+    negative = sorted(k for k in strata.pixels if k < 0)
+    if negative:
+        raise DualStreamError(
+            f"{map_path}: holds negative values ({', '.join(map(str, negative[:3]))}), which "
+            "are no class: declare the map's nodata (gdal_edit.py -a_nodata VALUE) or give a "
+            "class map of values >= 0"
+        )
+    if not named and len(strata.pixels) > MOST_CLASSES:
+        raise DualStreamError(
+            f"{map_path}: {len(strata.pixels)} distinct values: a continuous raster, not a "
+            "class map (predict --kind class writes one)"
+        )
 
 
 def draw_sample(
@@ -172,12 +200,15 @@ def draw_sample(
     """
     from .assess import class_names_of
 
+    if seed < 0:
+        raise DualStreamError(f"--seed must be >= 0, got {seed}")
     with open_prediction(map_path) as src:
         strata = strata_areas(src)
         try:
             names = class_names_of(src)
         except DualStreamError:
             names = []
+        check_strata(map_path, strata, "class_names" in src.tags())
         sizes = allocate(strata.area_ha, strata.pixels, total, allocation, min_per_class)
         rng = np.random.default_rng(seed)
         # Ranks of the chosen pixels among each stratum's pixels in row-major order.
@@ -192,8 +223,9 @@ def draw_sample(
         classes: list[int] = []
         for window in blocks(src.height, src.width):
             values = src.read(1, window=window, masked=True)
+            valid = ~np.ma.getmaskarray(values).ravel()
             for k, ranks in chosen.items():
-                where = np.flatnonzero(~values.mask.ravel() & (values.data.ravel() == k))
+                where = np.flatnonzero(valid & (values.data.ravel() == k))
                 first = seen[k]
                 picked = ranks[(ranks >= first) & (ranks < first + len(where))] - first
                 seen[k] = first + len(where)

@@ -118,6 +118,24 @@ def write_grid(
                 os.remove(leftover)
 
 
+def check_distinct(spec: AuxSpec, files: Sequence[str]) -> None:
+    """Refuse a file given twice (by two paths, or a file and its folder): its orbit or
+    steps would count twice in the composite.
+
+    Raises:
+        DualStreamError: the file and its two paths.
+    """
+    seen: dict[str, str] = {}
+    for path in files:
+        key = path if "://" in path or path.startswith("/vsi") else os.path.realpath(path)
+        if key in seen:
+            raise DualStreamError(
+                f"aux source {spec.name!r}: {redact(path)} is given twice (also as "
+                f"{redact(seen[key])}): each file counts once"
+            )
+        seen[key] = path
+
+
 def grid_data(
     spec: AuxSpec, files: Sequence[str], grid: Grid
 ) -> tuple[np.ndarray, list[str], dict[str, str]]:
@@ -131,6 +149,7 @@ def grid_data(
     Raises:
         DualStreamError: bad files, or nothing over the grid.
     """
+    check_distinct(spec, files)
     tags = {
         "source_files": json.dumps([redact(f) for f in files]),
         "variable": spec.variable or "",

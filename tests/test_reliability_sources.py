@@ -1,0 +1,233 @@
+"""The third battery of bad inputs (issue 35): the aux sources and their formats, grid,
+sample-design, evaluate --sample and demo; each case one clear line or the right result."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+import shapely
+from affine import Affine
+
+from dualstream_geo.cli import main
+from dualstream_geo.data.aux_spec import AuxSpec
+from dualstream_geo.errors import DualStreamError
+
+from .conftest import write_raster
+from .test_area import class_map
+from .test_reliability import refused
+
+
+def test_demo_refuses_an_empty_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--out ''`` would be ``.``: the working folder, never written into."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("mine")
+    refused(["demo", "--quick", "--out", ""], capsys, "--out is empty", [tmp_path])
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"time": ("2020-13-01", "2020-14-01")}, "time '2020-13-01' is not a date"),
+        ({"time": ("yesterday", "today")}, "time 'yesterday' is not a date"),
+        ({"time": ("2020-03-01", "2020-01-01")}, "after its end"),
+        ({"format": "raster", "time": ("2020-01-01", "2020-02-01")}, "time does not apply"),
+        ({"format": "raster", "variable": "no2"}, "variable does not apply"),
+        ({"format": "raster", "qa_min": 0.5}, "qa_min does not apply"),
+        ({"qa_min": 0.5}, "qa_min does not apply to format netcdf"),
+        ({"count": True}, "count does not apply to format netcdf"),
+        ({"composite": "median"}, "composite does not apply to format netcdf"),
+        ({"format": "s5p_l2", "reduce": "max"}, "reduce does not apply to format s5p_l2"),
+        ({"format": "s5p_l2", "time": ("2019-01-01", "2019-12-31")}, "time does not apply"),
+    ],
+)
+def test_settings_that_would_be_ignored_or_crash_are_refused(
+    settings: dict[str, object], named: str
+) -> None:
+    base: dict[str, object] = {"name": "omi", "paths": ("x.nc",), "format": "netcdf"}
+    base["variable"] = "no2"
+    base |= settings
+    if base["format"] == "raster" and "variable" not in settings:
+        base["variable"] = None
+    with pytest.raises(DualStreamError, match=named) as caught:
+        AuxSpec(**base)  # type: ignore[arg-type]
+    assert "aux source 'omi'" in str(caught.value)
+
+
+def test_valid_settings_of_each_format_pass() -> None:
+    AuxSpec(name="dem", paths=("dem.tif",), reduce="mean")
+    AuxSpec(
+        name="omi",
+        paths=("a.nc",),
+        format="netcdf",
+        variable="no2",
+        time=("2020-01-01", "2020-03-31"),
+    )
+    AuxSpec(name="co", paths=("s5p/",), format="s5p_l2", variable="co", qa_min=0.5, count=True)
+
+
+def test_grid_refuses_an_orbit_given_twice_and_swath_only_settings_on_grids(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from .atmo_files import write_l3, write_s5p
+
+    lat, lon = np.meshgrid(
+        np.linspace(37.0, 38.0, 6), np.linspace(-113.5, -112.5, 6), indexing="ij"
+    )
+    orbit = write_s5p(
+        tmp_path / "S5P_OFFL_L2__CO_____20190913.nc",
+        lat,
+        lon,
+        np.full((6, 6), 0.03),
+        np.full((6, 6), 0.9),
+    )
+    like = tmp_path / "image.tif"
+    transform = Affine(30, 0, 320_000, 0, -30, 4_150_000)
+    write_raster(like, np.ones((1, 64, 64), dtype="uint16"), "EPSG:32612", transform)
+    grid = ["grid", "--variable", "carbonmonoxide_total_column", "--like", str(like)]
+    twice = [
+        *grid,
+        str(orbit),
+        str(tmp_path / "." / orbit.name),
+        "--output",
+        str(tmp_path / "a.tif"),
+    ]
+    refused(twice, capsys, "is given twice", [tmp_path / orbit.name])
+    l3 = write_l3(
+        tmp_path / "l3.nc",
+        np.linspace(36.0, 39.0, 7),
+        np.linspace(-114.0, -112.0, 5),
+        np.ones((2, 7, 5)),
+        np.array([18000.0, 18031.0]),
+    )
+    netcdf = ["grid", str(l3), "--variable", "no2", "--like", str(like)]
+    for extra, named in (
+        (["--qa-min", "0.5"], "qa_min does not apply to format netcdf"),
+        (["--count"], "count does not apply to format netcdf"),
+        (["--time", "2020-13-01", "2020-14-01"], "is not a date"),
+    ):
+        refused([*netcdf, *extra, "--output", str(tmp_path / "b.tif")], capsys, named, [l3])
+    swath = [*grid, str(orbit), "--output", str(tmp_path / "c.tif")]
+    refused([*swath, "--reduce", "max"], capsys, "reduce does not apply", [orbit])
+    refused([*swath, "--time", "2030-01-01", "2030-12-31"], capsys, "time does not apply", [orbit])
+    assert not list(tmp_path.glob("[abc].tif*"))
+
+
+def test_sample_design_takes_class_maps_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    transform = Affine(30, 0, 300_000, 0, -30, 4_100_000)
+    # predict's probabilities, one band of them: tagged with their scale.
+    probabilities = tmp_path / "probabilities.tif"
+    values = np.random.default_rng(0).integers(0, 255, (1, 40, 50), dtype=np.uint8)
+    write_raster(probabilities, values, "EPSG:32612", transform)
+    with rasterio.open(probabilities, "r+") as dst:
+        dst.update_tags(scale="1/254")
+    design = ["sample-design", "--total", "20", "--output", str(tmp_path / "s.gpkg")]
+    refused([*design[:1], str(probabilities), *design[1:]], capsys, "a probability raster", [])
+    # The same band without its tag: too many values for a class map.
+    untagged = tmp_path / "untagged.tif"
+    write_raster(untagged, values, "EPSG:32612", transform)
+    refused([*design[:1], str(untagged), *design[1:]], capsys, "a continuous raster", [])
+    # A signed map with -1 and no nodata declared; a negative seed.
+    signed = tmp_path / "signed.tif"
+    write_raster(signed, np.where(values > 127, 1, -1).astype("int16"), "EPSG:32612", transform)
+    refused([*design[:1], str(signed), *design[1:]], capsys, "holds negative values (-1)", [])
+    classes = tmp_path / "map.tif"
+    class_map(classes)
+    refused(
+        [
+            "sample-design",
+            str(classes),
+            "--total",
+            "20",
+            "--seed",
+            "-1",
+            "--output",
+            str(tmp_path / "s.gpkg"),
+        ],
+        capsys,
+        "--seed must be >= 0",
+        [],
+    )
+    assert not list(tmp_path.glob("s.*"))
+    # A map without nodata (every pixel a class) samples: the block masks are scalars.
+    plain = tmp_path / "plain.tif"
+    write_raster(plain, (values > 127).astype("uint8"), "EPSG:32612", transform)
+    assert (
+        main(
+            [
+                "sample-design",
+                str(plain),
+                "--total",
+                "20",
+                "--min-per-class",
+                "5",
+                "--output",
+                str(tmp_path / "p.gpkg"),
+            ]
+        )
+        == 0
+    )
+    assert len(gpd.read_file(tmp_path / "p.gpkg")) == 20
+
+
+def test_evaluate_sample_refuses_repeated_points_and_polygons(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class_map(tmp_path / "map.tif")
+    sample = tmp_path / "sample.gpkg"
+    design = ["sample-design", str(tmp_path / "map.tif"), "--total", "60", "--min-per-class", "15"]
+    assert main([*design, "--output", str(sample)]) == 0
+    points = gpd.read_file(sample)
+    points["reference"] = points["map_name"]
+    evaluate = ["evaluate", "--prediction", str(tmp_path / "map.tif"), "--sample"]
+    repeated = tmp_path / "repeated.gpkg"
+    gpd.GeoDataFrame(gpd.pd.concat([points, points.iloc[:10]]), crs=points.crs).to_file(
+        repeated, driver="GPKG"
+    )
+    refused(
+        [*evaluate, str(repeated), "--output", str(tmp_path / "r")],
+        capsys,
+        "are one point",
+        [repeated],
+    )
+    polygons = tmp_path / "polygons.gpkg"
+    squares = points.copy()
+    squares["geometry"] = [
+        shapely.box(p.x - 15, p.y - 15, p.x + 15, p.y + 15) for p in points.geometry
+    ]
+    squares.to_file(polygons, driver="GPKG")
+    refused(
+        [*evaluate, str(polygons), "--output", str(tmp_path / "p")],
+        capsys,
+        "is a Polygon, not a point",
+        [polygons],
+    )
+    labelled = tmp_path / "labelled.gpkg"
+    points.to_file(labelled, driver="GPKG")
+    assert main([*evaluate, str(labelled), "--output", str(tmp_path / "ok")]) == 0
+    report = json.loads((tmp_path / "ok" / "report.json").read_text())
+    assert report["overall_accuracy"]["estimate"] == pytest.approx(1.0)
+
+
+def test_the_warp_cache_never_lives_inside_an_input(demo_root: Path, tmp_path: Path) -> None:
+    """data.cache_dir in an aux source's own folder: its warped copies would be read back
+    as part of the source by the next run; refused before any is written."""
+    import shutil
+
+    from .conftest import demo_datamodule
+
+    root = tmp_path / "demo"
+    shutil.copytree(demo_root, root)
+    before = sorted(p.name for p in (root / "train" / "gems").iterdir())
+    for inside in (root / "train" / "gems", root / "train" / "gems" / "cache"):
+        with pytest.raises(DualStreamError, match="lies inside the input folder"):
+            demo_datamodule(root, tmp_path, cache_dir=str(inside)).setup("fit")
+    assert sorted(p.name for p in (root / "train" / "gems").iterdir()) == before
