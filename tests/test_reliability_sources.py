@@ -231,3 +231,38 @@ def test_the_warp_cache_never_lives_inside_an_input(demo_root: Path, tmp_path: P
         with pytest.raises(DualStreamError, match="lies inside the input folder"):
             demo_datamodule(root, tmp_path, cache_dir=str(inside)).setup("fit")
     assert sorted(p.name for p in (root / "train" / "gems").iterdir()) == before
+
+
+def test_grid_refuses_a_netcdf_classic_file_cut_short(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """GDAL reads the missing half of a truncated NetCDF3 file as zeros; its header says
+    how long it must be."""
+    import netCDF4
+
+    whole = tmp_path / "whole.nc"
+    with netCDF4.Dataset(whole, "w", format="NETCDF3_CLASSIC") as ds:
+        ds.createDimension("time", None)
+        ds.createDimension("lat", 30)
+        ds.createDimension("lon", 40)
+        time = ds.createVariable("time", "f8", ("time",))
+        time.units = "days since 1970-01-01"
+        time[:] = np.arange(8) * 31 + 18000
+        for name, values, units in (
+            ("lat", np.linspace(37.0, 38.0, 30), "degrees_north"),
+            ("lon", np.linspace(-113.5, -112.5, 40), "degrees_east"),
+        ):
+            axis = ds.createVariable(name, "f8", (name,))
+            axis.units = units
+            axis[:] = values
+        ds.createVariable("no2", "f4", ("time", "lat", "lon"))[:] = np.ones((8, 30, 40))
+    half = tmp_path / "half.nc"
+    half.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    like = tmp_path / "image.tif"
+    transform = Affine(30, 0, 320_000, 0, -30, 4_150_000)
+    write_raster(like, np.ones((1, 64, 64), dtype="uint16"), "EPSG:32612", transform)
+    grid = ["grid", "--variable", "no2", "--like", str(like), "--output"]
+    refused([*grid[:1], str(half), *grid[1:], str(tmp_path / "a.tif")], capsys, "cut short", [half])
+    assert main([*grid[:1], str(whole), *grid[1:], str(tmp_path / "b.tif")]) == 0
+    with rasterio.open(tmp_path / "b.tif") as src:
+        assert src.count == 8 and np.nanmin(src.read()) == 1.0

@@ -26,6 +26,7 @@ from rasterio.errors import CRSError, RasterioError
 from ...errors import DualStreamError
 from ..remote import redact
 from ..vrt import dataset_xml
+from .classic import check_whole
 from .files import private_folder
 
 #: Seconds per CF time unit.
@@ -57,7 +58,15 @@ def driver_path(path: str, variable: str) -> str:
 
 
 def variables(path: str) -> list[str]:
-    """The variables GDAL finds in a multidimensional file (for messages)."""
+    """The variables GDAL finds in a multidimensional file (for messages).
+
+    Raises:
+        DualStreamError: an unreadable file, or a NetCDF classic file cut short (GDAL would
+            read its missing values as zeros).
+    """
+    broken = check_whole(path)
+    if broken:
+        raise DualStreamError(f"{redact(path)}: {broken}")
     try:
         with rasterio.open(path) as src:
             names = [s.rsplit(":", 1)[-1].strip('"') for s in src.subdatasets]
