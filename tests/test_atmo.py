@@ -364,7 +364,11 @@ def products(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
 
 
 def test_fit_and_predict_from_the_producers_files_equal_the_gridded_cogs(
-    products: dict[str, list[str]], demo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    products: dict[str, list[str]],
+    demo_root: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """An S5P L2 file list, a GEMS L2 file and an L3 NetCDF as aux sources of fit and
     predict; predict gives the same map, pixel for pixel, from the COGs `grid` writes of
@@ -491,3 +495,19 @@ def test_fit_and_predict_from_the_producers_files_equal_the_gridded_cogs(
     with rasterio.open(tmp_path / "direct.tif") as a, rasterio.open(tmp_path / "gridded.tif") as b:
         np.testing.assert_array_equal(a.read(), b.read())
         assert a.crs == b.crs and a.transform == b.transform
+
+    # Another quantity for a source: a COG gridded from another variable (by its tag), and
+    # a raster of other values without a tag (by its values: a population grid, say).
+    other = [*gridded[:2], f"--aux=omi={cogs['no2']}", "--output", str(tmp_path / "x.tif")]
+    capsys.readouterr()
+    assert main([*predict, *other]) == 2
+    assert "gridded from the variable 'ColumnAmountNO2Trop'" in capsys.readouterr().err
+    with rasterio.open(cogs["omi"]) as src:
+        profile, values = src.profile, src.read()
+    population = tmp_path / "population.tif"
+    with rasterio.open(population, "w", **profile) as dst:
+        dst.write(np.where(np.isnan(values), values, 2500.0).astype(values.dtype))
+    untagged = [*gridded[:2], f"--aux=omi={population}", "--output", str(tmp_path / "y.tif")]
+    assert main([*predict, *untagged]) == 2
+    assert "aux source 'omi': the values cannot be the training data's" in capsys.readouterr().err
+    assert not list(tmp_path.glob("[xy].tif*"))

@@ -198,14 +198,21 @@ def check_value_shift(source: GeoRaster, trained: BandStats, allow: bool = False
     ``SHIFT_WARNING_SD`` training standard deviations from the training mean.
 
     Raises:
-        DualStreamError: in most bands the mean is ``SCALE_REFUSAL`` times smaller or larger
-            than in training, or of the other sign (8-bit data for a 16-bit model,
-            reflectance scaled by 1/10000, an offset of -20000), unless ``allow``.
+        DualStreamError: in most bands of a quantity of one sign, the mean is
+            ``SCALE_REFUSAL`` times smaller or larger than in training, or of the other sign
+            (8-bit data for a 16-bit model, reflectance scaled by 1/10000, an offset of
+            -20000, a population grid for a pollutant), unless ``allow``.
     """
     scene = BandStats.from_source(source, trained.bands)
-    far, rescaled = [], []
-    for name, mean, train_mean, train_std in zip(
-        trained.bands, scene.mean, trained.mean, trained.std, strict=True
+    far, rescaled, scaled = [], [], 0
+    for name, mean, train_mean, train_std, low, high in zip(
+        trained.bands,
+        scene.mean,
+        trained.mean,
+        trained.std,
+        trained.min,
+        trained.max,
+        strict=True,
     ):
         distance = abs(mean - train_mean) / max(train_std, 1e-12)
         if distance > SHIFT_WARNING_SD:
@@ -213,14 +220,19 @@ def check_value_shift(source: GeoRaster, trained: BandStats, allow: bool = False
                 f"{name} {mean:.4g} (trained {train_mean:.4g} +- {train_std:.3g}: "
                 f"{distance:.1f} sd)"
             )
-        ratio = mean / train_mean if train_mean else 1.0
+        # A ratio of means says something of a quantity of one sign (reflectance, a
+        # column density, an elevation), not of one centred on zero (aspect, relief).
+        if not (low >= 0 or high <= 0 or abs(train_mean) > 2 * train_std) or not train_mean:
+            continue
+        scaled += 1
+        ratio = mean / train_mean
         if ratio <= 0 or not 1 / SCALE_REFUSAL <= ratio <= SCALE_REFUSAL:
             rescaled.append(f"{name} {mean:.4g} vs {train_mean:.4g}")
-    if len(rescaled) * 2 > len(trained.bands) and not allow:
+    if len(rescaled) * 2 > scaled and not allow:
         raise DualStreamError(
-            f"{source.label}: the values cannot be the training data's sensor and scaling "
-            f"(band means {'; '.join(rescaled)}); rescale the image, or pass "
-            "--allow-input-shift to predict anyway"
+            f"{source.label}: the values cannot be the training data's sensor (quantity) and "
+            f"scaling (band means {'; '.join(rescaled)}); give data like the training data's, "
+            "rescale it, or pass --allow-input-shift to predict anyway"
         )
     if far:
         warnings.warn(

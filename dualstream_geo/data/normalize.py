@@ -34,6 +34,19 @@ class BandStats:
         std = torch.tensor(self.std, dtype=data.dtype, device=data.device)[:, None, None]
         return (data - mean) / std
 
+    def select(self, bands: Sequence[str]) -> BandStats | None:
+        """The statistics of ``bands`` in that order, or None if one is not among them."""
+        if not set(bands) <= set(self.bands):
+            return None
+        at = [self.bands.index(b) for b in bands]
+        return BandStats(
+            bands=list(bands),
+            mean=[self.mean[i] for i in at],
+            std=[self.std[i] for i in at],
+            min=[self.min[i] for i in at],
+            max=[self.max[i] for i in at],
+        )
+
     @classmethod
     def from_source(cls, source: GeoRaster, bands: Sequence[str] | None = None) -> BandStats:
         """Statistics over every file of ``source`` from decimated reads (NaN/nodata skipped).

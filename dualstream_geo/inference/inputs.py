@@ -7,7 +7,9 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..data.aux_spec import GRIDDED_FORMATS
+import rasterio
+
+from ..data.aux_spec import GRIDDED_FORMATS, AuxSpec
 from ..data.auxiliary import AuxRaster, aux_source, resolved
 from ..data.grid import Grid
 from ..data.sources import GeoRaster, Georef, SatelliteImage
@@ -122,6 +124,7 @@ def scene_aux(
             str(p).lower().endswith((".tif", ".tiff")) for p in given
         ):
             # The source pre-gridded by `dualstream-geo grid`: read as the cached grid is.
+            check_gridded_from(source_spec, [str(p) for p in given])
             source = AuxRaster(
                 [str(p) for p in given],
                 name=source_spec.name,
@@ -134,3 +137,26 @@ def scene_aux(
         resolved(source_spec, source)
         sources.append(source)
     return sources
+
+
+def check_gridded_from(spec: AuxSpec, paths: Sequence[str]) -> None:
+    """A GeoTIFF given for a source of a gridded format must hold that source's variable:
+    ``dualstream-geo grid`` tags the variable it gridded (files without the tag are judged
+    by their values, :func:`~dualstream_geo.data.checks.check_value_shift`).
+
+    Raises:
+        DualStreamError: a file gridded from another variable (both named).
+    """
+    wanted = (spec.variable or "").strip("/").split("/")[-1]
+    for path in paths:
+        try:
+            with rasterio.open(path) as src:
+                variable = src.tags().get("variable", "")
+        except rasterio.errors.RasterioError:
+            continue  # unreadable files are named by the source's own checks
+        found = variable.strip("/").split("/")[-1]
+        if found and wanted and found != wanted:
+            raise DualStreamError(
+                f"--aux {spec.name} {path}: gridded from the variable {variable!r}; the "
+                f"checkpoint's source {spec.name!r} is {spec.variable!r}"
+            )

@@ -206,10 +206,18 @@ class ScenePredictor:
         grids = scene_aux_grids(image, spec.aux_scale) if swaths else []
         sources = scene_aux(spec, aux, fallback, grids)
         check_image_values(image)
-        if spec.stats is not None and spec.normalization == "dataset":
-            check_value_shift(image, spec.stats.image, allow_shift)
         for source in sources:
             check_air_values(source)
+        if spec.stats is not None and spec.normalization == "dataset":
+            check_value_shift(image, spec.stats.image, allow_shift)
+            for source_spec, source in zip(spec.aux, sources, strict=True):
+                # An aux file of another quantity (a population grid for NO2) is caught by
+                # its values, whatever its format says.
+                trained = (
+                    spec.stats.air.select(source_spec.channels or ()) if spec.stats.air else None
+                )
+                if trained is not None and source.num_channels == len(trained.bands):
+                    check_value_shift(source, trained, allow_shift)
         dataset = DualStreamGeoDataset(
             image,
             sources or None,
