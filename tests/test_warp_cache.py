@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -177,3 +178,36 @@ def test_a_full_disk_while_building_is_one_line_and_leaves_no_part(
     assert len(lines) == 1 and f"data.cache_dir {folder}: the warped copy" in lines[0], lines
     assert not [p for p in os.listdir(folder) if ".tmp" in p]
     assert batches(demo_datamodule(demo_root, tmp_path, cache_dir=str(folder), augment=False))
+
+
+def test_cache_sees_content_not_only_size_and_time(demo_root: Path, tmp_path: Path) -> None:
+    """An input rewritten in place with its size and modification time kept gets new
+    copies; a cached file replaced by another cached file is rebuilt, not read."""
+    root = tmp_path / "demo"
+    shutil.copytree(demo_root, root)
+    label = next((root / "train" / "label").glob("*.tif"))
+    with rasterio.open(label) as src:
+        profile, data = src.profile, src.read()
+    profile.pop("compress", None)
+    with rasterio.open(label, "w", **profile) as dst:  # uncompressed: edits keep the size
+        dst.write(data)
+    folder = tmp_path / "cache"
+    first = batches(demo_datamodule(root, tmp_path, cache_dir=str(folder), augment=False))
+    copies = sorted(folder.glob("*.tif"))
+    stamp, size = label.stat(), label.stat().st_size
+    with rasterio.open(label, "r+") as dst:
+        edited = dst.read(1)
+        edited[:8, :8] = 95 if edited[0, 0] != 95 else 11
+        dst.write(edited, 1)
+    os.utime(label, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert label.stat().st_size == size and label.stat().st_mtime_ns == stamp.st_mtime_ns
+    demo_datamodule(root, tmp_path, cache_dir=str(folder)).setup("fit")
+    assert len(list(folder.glob("*.tif"))) == len(copies) + 1
+    with rasterio.open(label, "r+") as dst:
+        dst.write(data[0], 1)
+    os.utime(label, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    # One cached copy overwritten with another's bytes: found by its key, and rebuilt.
+    shutil.copy(copies[1], copies[0])
+    rebuilt = batches(demo_datamodule(root, tmp_path, cache_dir=str(folder), augment=False))
+    for a, b in zip(first, rebuilt, strict=True):
+        assert torch.equal(a["mask"], b["mask"]) and torch.equal(a["air"], b["air"])

@@ -77,16 +77,17 @@ def _settings(source: GeoRaster, entries: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def _usable(paths: Sequence[str]) -> bool:
-    """The cached files exist and read to their last block. A file that exists but does not
-    read is removed, to be rebuilt. A complete file whose siblings are missing stays: files
-    are written under a temporary name and renamed, so another run may be writing the set
-    now, and removing its first file would pull it from under that run."""
+def _usable(paths: Sequence[str], key: str) -> bool:
+    """The cached files exist, read to their last block and carry ``key``. A file that
+    exists but does not (cut short, or replaced by another) is removed, to be rebuilt. A
+    complete file whose siblings are missing stays: files are written under a temporary
+    name and renamed, so another run may be writing the set now, and removing its first
+    file would pull it from under that run."""
     usable = True
     for path in paths:
         if not os.path.exists(path):
             usable = False
-        elif not readable_to_end(path):
+        elif not readable_to_end(path, key):
             usable = False
             with contextlib.suppress(FileNotFoundError):  # another run removed it first
                 os.remove(path)
@@ -119,7 +120,7 @@ def warp_source(source: GeoRaster, grids: Sequence[Grid], folder: str) -> GeoRas
         key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:24]
         names = [os.path.join(folder, name) for name in source.cached_names(key)]
         paths.append(names[0])
-        if _usable(names):
+        if _usable(names, key):
             continue
         data = source.read_files(entries, grid, source.resampling, tolerance=0.0)
         sizes = [len(indexes) for _, indexes in source.channel_files(entries[0])]
@@ -128,7 +129,8 @@ def warp_source(source: GeoRaster, grids: Sequence[Grid], folder: str) -> GeoRas
             part = data[first : first + size]
             first += size
             try:
-                write_grid(name, part, grid, [""] * size, {"warped_from": json.dumps(entries)})
+                tags = {"warped_from": json.dumps(entries), "cache_key": key}
+                write_grid(name, part, grid, [""] * size, tags)
             except DualStreamError as error:
                 raise DualStreamError(
                     f"data.cache_dir {folder}: the warped copy of {source.label} cannot be "

@@ -21,17 +21,42 @@ from ..remote import is_remote, redact, remote_version
 from .files import cache_folder
 from .swath import default_qa, grid_swaths
 
+#: Files up to this size are hashed whole for the caches; larger ones by samples.
+WHOLE_HASH_BYTES = 16 << 20
+#: Bytes hashed from each of the samples of a larger file (its start, end and 62 places
+#: evenly between).
+SAMPLE_BYTES, SAMPLES = 64 << 10, 64
+
+
+def content_digest(path: str) -> str:
+    """A sha256 of the file's content: all of it up to :data:`WHOLE_HASH_BYTES`, else its
+    header, its end and samples between (a file rewritten in place with the same size and
+    time is seen; a change that misses every sample of a large file is not)."""
+    digest = hashlib.sha256()
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        if size <= WHOLE_HASH_BYTES:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        else:
+            for i in range(SAMPLES):
+                f.seek((size - SAMPLE_BYTES) * i // (SAMPLES - 1))
+                digest.update(f.read(SAMPLE_BYTES))
+    return digest.hexdigest()
+
 
 def files_fingerprint(files: Sequence[str]) -> list[list[object]]:
-    """[path, size, mtime] of local files, [url, version] of remote ones: what a cached
-    grid depends on."""
+    """[path, size, mtime, content digest] of local files, [url, version] of remote ones:
+    what a cached grid depends on."""
     out: list[list[object]] = []
     for path in files:
         if is_remote(path):
             out.append([redact(path), *remote_version(path)])
         else:
             stat = os.stat(path)
-            out.append([os.path.realpath(path), stat.st_size, stat.st_mtime_ns])
+            real = os.path.realpath(path)
+            digest = content_digest(real) if os.path.isfile(real) else ""
+            out.append([real, stat.st_size, stat.st_mtime_ns, digest])
     return out
 
 
@@ -50,10 +75,14 @@ def swath_channels(spec: AuxSpec) -> tuple[str, ...]:
     return tuple(f"{spec.name}_{d}" for d in descriptions)
 
 
-def readable_to_end(path: str) -> bool:
-    """True when the GeoTIFF at ``path`` opens and its last block of every band reads."""
+def readable_to_end(path: str, key: str | None = None) -> bool:
+    """True when the GeoTIFF at ``path`` opens, its last block of every band reads and,
+    given a ``key``, its ``cache_key`` tag is that key (a cached file replaced by another
+    is not taken for the one made)."""
     try:
         with rasterio.open(path) as src:
+            if key is not None and src.tags().get("cache_key") != key:
+                return False
             height, width = src.block_shapes[0]
             last = rasterio.windows.Window(
                 ((src.width - 1) // width) * width, ((src.height - 1) // height) * height, 1, 1
@@ -215,8 +244,8 @@ def gridded(spec: AuxSpec, files: Sequence[str], grid: Grid) -> str:
     }
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:20]
     path = os.path.join(cache_folder("gridded"), f"{spec.name}_{key}.tif")
-    if os.path.exists(path):
+    if os.path.exists(path) and readable_to_end(path, key):
         return path
     data, descriptions, tags = grid_data(spec, files, grid)
-    write_grid(path, data, grid, descriptions, tags)
+    write_grid(path, data, grid, descriptions, {**tags, "cache_key": key})
     return path
