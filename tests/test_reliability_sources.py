@@ -266,3 +266,42 @@ def test_grid_refuses_a_netcdf_classic_file_cut_short(
     assert main([*grid[:1], str(whole), *grid[1:], str(tmp_path / "b.tif")]) == 0
     with rasterio.open(tmp_path / "b.tif") as src:
         assert src.count == 8 and np.nanmin(src.read()) == 1.0
+
+
+def test_unreadable_aux_files_and_impossible_nodata_are_one_line(
+    checkpoint: Path,
+    scene: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A text or empty file named as a raster or a NetCDF, given to predict (the
+    georeference fallback opens aux tiles first) or to an aux source; a nodata value the
+    file's data type cannot hold."""
+    from dualstream_geo.data.auxiliary import AuxRaster
+
+    text, empty = tmp_path / "GEMS_scene_b.tif", tmp_path / "AIR_Pollution_CO_scene_b.nc"
+    text.write_text("not a raster")
+    empty.write_bytes(b"")
+    predict = ["predict", "--checkpoint", str(checkpoint), "--image", str(scene["image"])]
+    output = ["--output", str(tmp_path / "map.tif")]
+    refused(
+        [*predict, "--gems", str(text), "--air-pollution", str(scene["air"]), *output],
+        capsys,
+        f"{text}: not a readable raster",
+        [text],
+    )
+    refused(
+        [*predict, "--gems", str(scene["gems"]), "--air-pollution", str(empty), *output],
+        capsys,
+        str(empty),
+        [empty],
+    )
+    zero = tmp_path / "zero.tif"
+    zero.write_bytes(b"")
+    for bad in (text, zero):
+        with pytest.raises(DualStreamError, match="aux source 'dem': .* is not a readable raster"):
+            AuxRaster([str(bad)], name="dem")
+    dem = Path(__file__).parent / "data" / "zion" / "srtm.tif"
+    with pytest.raises(DualStreamError, match=r"nodata 1e\+40 cannot be a value of .*uint16"):
+        AuxRaster([str(dem)], name="dem", nodata=1e40)
+    assert AuxRaster([str(dem)], name="dem", nodata=0).num_channels == 1

@@ -17,6 +17,7 @@ from affine import Affine
 from ..errors import DualStreamError
 from .aux_spec import GRIDDED_FORMATS, AuxSpec
 from .auxiliary import aux_source, resolved, scene_aux_grids
+from .auxiliary.files import MULTIDIMENSIONAL
 from .checks import check_air_values, check_aux_detail, check_image_values
 from .join import DualStreamGeoDataset
 from .land_cover import LandCoverMask
@@ -115,10 +116,15 @@ def georef_fallback(
     }
     fallback: dict[str, tuple[object, Affine]] = {}
     for path in raster_files(aux_paths):
-        if not os.path.isfile(path):
-            continue
-        with rasterio.open(path) as src:
-            if has_georeferencing(src):
+        if not os.path.isfile(path) or path.lower().endswith(MULTIDIMENSIONAL):
+            continue  # NetCDF / HDF5 files are georeferenced by their variables
+        try:
+            src = rasterio.open(path)
+        except rasterio.errors.RasterioError as error:
+            reason = " ".join(str(error).split())
+            raise DualStreamError(f"{path}: not a readable raster ({reason})") from None
+        with src:
+            if has_georeferencing(src) or src.subdatasets:
                 continue
             width, height = src.width, src.height
         match = _AUX_NAME.match(os.path.basename(path))

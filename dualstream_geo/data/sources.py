@@ -202,9 +202,24 @@ class GeoRaster(RasterDataset):
             with src:
                 warn_if_not_cloud_optimised(path, src)
                 self._check_bands(path, src, indexes)
+                self._check_nodata(path, src)
                 if not has_georeferencing(src) and path not in self.georef_fallback:
                     raise DualStreamError(f"{path}: raster has no CRS or geotransform")
                 _check_readable(path, src)
+
+    def _check_nodata(self, path: str, src: DatasetReader) -> None:
+        """A nodata value given for the source must be one the file's data type holds."""
+        if self.nodata is None or np.isnan(self.nodata):
+            return
+        dtype = np.dtype(src.dtypes[0])
+        info = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else np.finfo(dtype)
+        if not info.min <= self.nodata <= info.max or (
+            np.issubdtype(dtype, np.integer) and not float(self.nodata).is_integer()
+        ):
+            raise DualStreamError(
+                f"{self.label}: nodata {self.nodata:g} cannot be a value of {path} ({dtype}: "
+                f"{info.min:g} to {info.max:g})"
+            )
 
     def _check_bands(self, path: str, src: DatasetReader, indexes: list[int]) -> None:
         if src.count < max(indexes):

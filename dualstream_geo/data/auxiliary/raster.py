@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Self
 
 import numpy as np
+import rasterio
 from rasterio.enums import Resampling
 from rasterio.io import DatasetReader
 from torchgeo.datasets.utils import Path
@@ -15,6 +17,7 @@ from torchgeo.datasets.utils import Path
 from ...errors import DualStreamError
 from ..aux_spec import AuxSpec
 from ..grid import STATS_SIDE, Grid, decimated_read, open_raster
+from ..remote import describe_error, is_remote
 from ..sources import GeoRaster
 from .terrain import cell_size_m, margin_grid, terrain
 
@@ -160,10 +163,18 @@ class AuxRaster(GeoRaster):
     def _validate(self, filepath: str) -> None:
         if self.read_indexes is None:
             # The first file indexed fixes the bands; the others are checked against it.
+            path = self.resolve(filepath)
+            if not is_remote(path) and not os.path.exists(path):
+                raise DualStreamError(f"{self.label}: {path} does not exist")
             try:
-                src = open_raster(self.resolve(filepath))
-            except Exception:  # unreadable: the base validation says why, in one line
-                return super()._validate(filepath)
+                src = open_raster(path)
+            except rasterio.errors.RasterioError as error:
+                reason = " ".join(str(error).split())
+                if is_remote(path):
+                    raise DualStreamError(f"{self.label}: {describe_error(path, error)}") from None
+                raise DualStreamError(
+                    f"{self.label}: {path} is not a readable raster ({reason})"
+                ) from None
             self._resolve(filepath, src)
         super()._validate(filepath)
 
