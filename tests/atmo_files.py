@@ -123,3 +123,48 @@ def write_l3(
         var.units = "1e15 molec cm-2"
         var[:] = np.ma.masked_invalid(values)
     return path
+
+
+def write_zarr(
+    path: Path,
+    y: np.ndarray,
+    x: np.ndarray,
+    values: np.ndarray,
+    days: np.ndarray,
+    crs_wkt: str | None = None,
+) -> Path:
+    """A Zarr v2 store as xarray writes one, uncompressed: ``no2`` (time, y, x) float32 with
+    ``_ARRAY_DIMENSIONS``; ``lat``/``lon`` axes in degrees (CF, no grid_mapping) or, with
+    ``crs_wkt``, ``y``/``x`` axes in metres and GDAL's ``_CRS`` attribute."""
+    import json
+
+    def array(name: str, data: np.ndarray, dims: list[str], attrs: dict[str, object]) -> None:
+        folder = path / name
+        folder.mkdir(parents=True)
+        meta = {
+            "zarr_format": 2,
+            "shape": list(data.shape),
+            "chunks": list(data.shape),
+            "dtype": data.dtype.str,
+            "compressor": None,
+            "fill_value": "NaN" if data.dtype.kind == "f" else None,
+            "order": "C",
+            "filters": None,
+        }
+        (folder / ".zarray").write_text(json.dumps(meta))
+        (folder / ".zattrs").write_text(json.dumps({"_ARRAY_DIMENSIONS": dims, **attrs}))
+        (folder / ".".join(["0"] * data.ndim)).write_bytes(np.ascontiguousarray(data).tobytes())
+
+    path.mkdir(parents=True)
+    (path / ".zgroup").write_text(json.dumps({"zarr_format": 2}))
+    (path / ".zattrs").write_text(json.dumps({"Conventions": "CF-1.7"}))
+    names = ("y", "x") if crs_wkt else ("lat", "lon")
+    units = ("m", "m") if crs_wkt else ("degrees_north", "degrees_east")
+    for name, axis, unit in zip(names, (y, x), units, strict=True):
+        array(name, axis.astype("<f8"), [name], {"units": unit})
+    array("time", days.astype("<f8"), ["time"], {"units": "days since 1970-01-01"})
+    extra: dict[str, object] = {"units": "1e15 molec cm-2"}
+    if crs_wkt:
+        extra["_CRS"] = {"wkt": crs_wkt}
+    array("no2", values.astype("<f4"), ["time", *names], extra)
+    return path

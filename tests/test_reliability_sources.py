@@ -305,3 +305,42 @@ def test_unreadable_aux_files_and_impossible_nodata_are_one_line(
     with pytest.raises(DualStreamError, match=r"nodata 1e\+40 cannot be a value of .*uint16"):
         AuxRaster([str(dem)], name="dem", nodata=1e40)
     assert AuxRaster([str(dem)], name="dem", nodata=0).num_channels == 1
+
+
+def test_zarr_grids_in_degrees_or_with_a_crs_take_time_ranges(tmp_path: Path) -> None:
+    """A CF latitude/longitude Zarr without grid_mapping is EPSG:4326 (as NetCDF's); a
+    Zarr with a CRS and a time axis takes --time (its steps are dated)."""
+    from rasterio.crs import CRS
+
+    from .atmo_files import write_zarr
+
+    like = tmp_path / "image.tif"
+    transform = Affine(30, 0, 320_000, 0, -30, 4_150_000)
+    write_raster(like, np.ones((1, 64, 64), dtype="uint16"), "EPSG:32612", transform)
+    steps = np.stack([np.full((11, 11), 1.0), np.full((11, 11), 3.0)])
+    days = np.array([18262.0, 18293.0])  # 2020-01-01, 2020-02-01
+    stores = {
+        "degrees": write_zarr(
+            tmp_path / "degrees.zarr",
+            np.linspace(37.6, 37.3, 11),
+            np.linspace(-113.2, -112.9, 11),
+            steps,
+            days,
+        ),
+        "utm": write_zarr(
+            tmp_path / "utm.zarr",
+            4_150_000 - 200 * np.arange(11) - 100,
+            320_000 + 200 * np.arange(11) + 100,
+            steps,
+            days,
+            CRS.from_epsg(32612).to_wkt(),
+        ),
+    }
+    for name, store in stores.items():
+        output = tmp_path / f"{name}.tif"
+        args = ["grid", str(store), "--variable", "no2", "--like", str(like), "--aux-scale", "8"]
+        assert main([*args, "--time", "2020-02-01", "2020-02-29", "--output", str(output)]) == 0
+        with rasterio.open(output) as src:
+            assert src.count == 1 and src.crs == CRS.from_epsg(32612)
+            assert np.nanmax(src.read()) == 3.0 and np.nanmin(src.read()) == 3.0  # February
+            assert np.isfinite(src.read()).mean() > 0.5

@@ -28,6 +28,7 @@ from ..remote import redact
 from ..vrt import dataset_xml
 from .classic import check_whole
 from .files import private_folder
+from .zarr_axes import axis_units
 
 #: Seconds per CF time unit.
 _UNITS = {
@@ -104,9 +105,10 @@ def open_variable(path: str, variable: str) -> rasterio.io.DatasetReader:
         ) from None
 
 
-def variable_crs(src: rasterio.io.DatasetReader, path: str) -> CRS:
+def variable_crs(src: rasterio.io.DatasetReader, path: str, variable: str = "") -> CRS:
     """The CRS of a gridded variable: GDAL's, its grid_mapping's, or EPSG:4326 for CF
-    latitude/longitude axes.
+    latitude/longitude axes (from GDAL's tags, or a Zarr store's metadata for
+    ``variable``).
 
     Raises:
         DualStreamError: no geolocation (no geotransform, or axes that are not lat/lon).
@@ -131,6 +133,11 @@ def variable_crs(src: rasterio.io.DatasetReader, path: str) -> CRS:
     ]  # fmt: skip
     if degrees and all(v.startswith("degree") for v in degrees):
         return CRS.from_epsg(4326)
+    if path.rstrip("/").lower().endswith(".zarr") and os.path.isdir(path) and variable:
+        # The same CF rule for a Zarr store, whose axes GDAL does not describe.
+        units = axis_units(path, variable)
+        if units and all(u.startswith("degree") for u in units):
+            return CRS.from_epsg(4326)
     raise DualStreamError(
         f"{redact(path)}: the variable's grid has no CRS and its axes are not CF latitude/"
         "longitude in degrees; give a file with a grid_mapping"
@@ -144,8 +151,12 @@ def time_steps(src: rasterio.io.DatasetReader) -> list[date | None]:
     units = next((v for k, v in tags.items() if k.lower() == "time#units"), "")
     out: list[date | None] = []
     for band in range(1, src.count + 1):
-        raw = src.tags(band).get("NETCDF_DIM_time")
-        out.append(parse_time(raw, units) if raw is not None and units else None)
+        band_tags = src.tags(band)
+        raw = band_tags.get("NETCDF_DIM_time")
+        unit = units
+        if raw is None:  # GDAL's Zarr (and multidimensional) drivers
+            raw, unit = band_tags.get("DIM_time_VALUE"), band_tags.get("DIM_time_UNIT", "")
+        out.append(parse_time(raw, unit) if raw is not None and unit else None)
     return out
 
 
@@ -195,7 +206,7 @@ def variable_vrt(path: str, variable: str, time: Sequence[Any] | None = None) ->
         The VRT's path (in a folder private to the process; the same inputs, the same name).
     """
     with open_variable(path, variable) as src:
-        crs = variable_crs(src, path)
+        crs = variable_crs(src, path, variable)
         steps = time_steps(src)
         bands = select_steps(steps, time, path)
         name = src.name
