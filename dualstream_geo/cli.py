@@ -13,6 +13,7 @@ from jsonargparse import ArgumentError
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from .console import brief_parser_error, quiet_lightning
 from .data.datamodule import DualStreamDataModule
 from .errors import DualStreamError
 from .inference.distributed import PeerStopped
@@ -236,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     # GDAL's messages reach Python as rasterio log records; the errors among them become
     # exceptions, which end as one line: the records themselves would only repeat them.
     logging.getLogger("rasterio").addHandler(logging.NullHandler())
+    quiet_lightning()
     if not args or args[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if args else 2
@@ -280,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         run_lightning(args if argv is not None else None)
     except ArgumentError as error:
         refused = user_error(error)
-        message = str(refused) if refused else " ".join(str(error).split())
+        message = str(refused) if refused else brief_parser_error(" ".join(str(error).split()))
         hint = "" if refused else f" (see dualstream-geo {args[0]} --help)"
         print(f"dualstream-geo: error: {message}{hint}", file=sys.stderr)
         return 2

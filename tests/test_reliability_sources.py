@@ -344,3 +344,56 @@ def test_zarr_grids_in_degrees_or_with_a_crs_take_time_ranges(tmp_path: Path) ->
             assert src.count == 1 and src.crs == CRS.from_epsg(32612)
             assert np.nanmax(src.read()) == 3.0 and np.nanmin(src.read()) == 3.0  # February
             assert np.isfinite(src.read()).mean() > 0.5
+
+
+@pytest.mark.parametrize(
+    ("setting", "line"),
+    [
+        ("--data.image.nodata=x", "data.image.nodata: expected a number or null, got 'x'"),
+        ("--data.loader.num_workers=x", "data.loader.num_workers: expected an integer, got 'x'"),
+        ("--model.lr_multipliers=5", "model.lr_multipliers: expected a mapping"),
+        ("--data.split=abc", "data.split: expected its settings (data.split.NAME VALUE)"),
+        ("--model.preset=huge", "model.preset: expected one of 'original', 'lite', got 'huge'"),
+    ],
+)
+def test_setting_type_errors_are_one_short_line(
+    setting: str, line: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    demo = Path(__file__).resolve().parents[1] / "experiments" / "demo.yaml"
+    assert main(["fit", "--config", str(demo), setting]) == 2
+    err = [e for e in capsys.readouterr().err.splitlines() if e.strip()]
+    assert len(err) == 1 and line in err[0] and len(err[0]) < 200, err
+
+
+def test_commands_print_what_helps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No rasterio warning before a swath refusal, no pyogrio warning on a sample written,
+    no Lightning 'restoring' before a missing checkpoint; Lightning's advertisements and
+    notices about this project's own callbacks are dropped."""
+    import logging
+
+    from dualstream_geo.console import LightningNoise
+
+    like = tmp_path / "far.tif"
+    transform = Affine(30, 0, 320_000, 0, -30, 4_150_000)
+    write_raster(like, np.ones((1, 64, 64), dtype="uint16"), "EPSG:32612", transform)
+    orbit = Path(__file__).parent / "data" / "atmo" / "S5P_OFFL_L2__CO_____20190913_subset.nc"
+    grid = ["grid", str(orbit), "--variable", "carbonmonoxide_total_column", "--like", str(like)]
+    refused([*grid, "--output", str(tmp_path / "g.tif")], capsys, "does not reach it", [orbit])
+    class_map(tmp_path / "map.tif")
+    design = ["sample-design", str(tmp_path / "map.tif"), "--total", "30", "--min-per-class", "5"]
+    assert main([*design, "--output", str(tmp_path / "s.gpkg")]) == 0
+    assert capsys.readouterr().err == ""
+    demo = Path(__file__).resolve().parents[1] / "experiments" / "demo.yaml"
+    missing = str(tmp_path / "missing.ckpt")
+    refused(
+        ["validate", "--config", str(demo), "--ckpt_path", missing], capsys, "does not exist", []
+    )
+    noise = LightningNoise()
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("lightning", logging.INFO, "", 0, message, None, None)
+
+    assert not noise.filter(record("💡 Tip: For seamless cloud uploads, try installing ..."))
+    assert not noise.filter(record("GPU available: False, used: False"))
+    assert noise.filter(record("GPU available: True (cuda), used: True"))
+    assert noise.filter(record("`Trainer.fit` stopped: `max_epochs=2` reached."))

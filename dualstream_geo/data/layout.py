@@ -213,6 +213,9 @@ def build_dataset(scenes: SceneSet, spec: InputSpec, split: str = "") -> DualStr
     check_image_values(image)
     for source in air:
         check_air_values(source)
+    # The join first: a source that does not overlap the image (a wrong CRS label, say) is
+    # that one error, not a warning about its pixel size before it.
+    dataset = DualStreamGeoDataset(image, air or None, mask, air_scale=spec.read_scale)
     if spec.uses_aux:
         check_aux_detail(image, air, spec.aux_scale)
-    return DualStreamGeoDataset(image, air or None, mask, air_scale=spec.read_scale)
+    return dataset

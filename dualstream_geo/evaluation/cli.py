@@ -114,7 +114,9 @@ def write_sample(frame: gpd.GeoDataFrame, paths: list[str]) -> None:
         lambda tmp: table.to_csv(tmp, index=False),
     )
     for path, write in zip(paths, writers, strict=True):
-        tmp = f"{path}.{os.getpid()}.tmp"
+        # The temporary name keeps the extension: the GPKG driver warns about any other.
+        stem, extension = os.path.splitext(path)
+        tmp = f"{stem}.{os.getpid()}.tmp{extension}"
         try:
             write(tmp)
             os.replace(tmp, path)

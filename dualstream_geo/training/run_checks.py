@@ -131,9 +131,16 @@ def check_trainer(config: Any) -> None:
 
 
 def check_checkpoint_file(path: str | None) -> None:
-    """A ``--ckpt_path`` that names a file must be a training checkpoint."""
-    if not path or path in ("last", "best", "hpc") or not os.path.isfile(path):
+    """A ``--ckpt_path`` that names a file must be a training checkpoint (checked before
+    Lightning says it restores from it).
+
+    Raises:
+        DualStreamError: a local file that does not exist or is not a training checkpoint.
+    """
+    if not path or path in ("last", "best", "hpc") or "://" in path:
         return
+    if not os.path.isfile(path):
+        raise DualStreamError(f"--ckpt_path {path} does not exist")
     checkpoint = load_torch_file(path, "training checkpoint")
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise DualStreamError(f"--ckpt_path {path}: not a training checkpoint (no state_dict)")

@@ -15,13 +15,14 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
 import rasterio
 from rasterio.crs import CRS
-from rasterio.errors import CRSError, RasterioError
+from rasterio.errors import CRSError, NotGeoreferencedWarning, RasterioError
 
 from ...errors import DualStreamError
 from ..remote import redact
@@ -58,6 +59,15 @@ def driver_path(path: str, variable: str) -> str:
     return f'netcdf:"{path}":{name}'
 
 
+def open_container(path: str) -> rasterio.io.DatasetReader:
+    """``rasterio.open`` of a multidimensional file or of a swath's variable, which have no
+    geotransform by nature: without rasterio's NotGeoreferencedWarning, which would only
+    tell the user what the format is."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        return rasterio.open(path)
+
+
 def variables(path: str) -> list[str]:
     """The variables GDAL finds in a multidimensional file (for messages).
 
@@ -69,7 +79,7 @@ def variables(path: str) -> list[str]:
     if broken:
         raise DualStreamError(f"{redact(path)}: {broken}")
     try:
-        with rasterio.open(path) as src:
+        with open_container(path) as src:
             names = [s.rsplit(":", 1)[-1].strip('"') for s in src.subdatasets]
             if not names and src.count:
                 names = [src.tags(1).get("NETCDF_VARNAME", "")]

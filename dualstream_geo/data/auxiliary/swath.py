@@ -32,7 +32,7 @@ from rasterio.errors import RasterioError
 from ...errors import DualStreamError
 from ..grid import Grid
 from ..remote import redact
-from .netcdf import driver_path, variables
+from .netcdf import driver_path, open_container, variables
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ def _read(path: str, variable: str) -> np.ndarray:
         # south first, the scanlines of a variable but the ground pixels of its corners.
         with (
             rasterio.Env(GDAL_NETCDF_BOTTOMUP="NO"),
-            rasterio.open(driver_path(path, variable)) as src,
+            open_container(driver_path(path, variable)) as src,
         ):
             data = src.read().astype(np.float64)
             if src.nodata is not None:
@@ -149,7 +149,7 @@ def read_swath(path: str, layout_name: str, variable: str, qa_min: float | None)
     if full not in names:
         title = ""
         try:
-            with rasterio.open(path) as src:
+            with open_container(path) as src:
                 title = src.tags().get("NC_GLOBAL#title", "")
         except RasterioError:
             pass
