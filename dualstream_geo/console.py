@@ -16,6 +16,7 @@ NOISE = (
     "TPU available:",
     "HPU available:",
     "Seed set to",  # the seed is in the run's config.yaml
+    "Detected KeyboardInterrupt",  # the command says "interrupted" or "terminated"
 )
 #: Lightning's loggers that emit them.
 LOGGERS = (

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from lightning.pytorch import Callback
 
 from .data import DEMO_CLASS_MAP, DEMO_CLASS_NAMES, make_demo_scenes
 from .data.aux_spec import original_aux
@@ -80,6 +81,7 @@ def train_and_test(
 
     seed_everything(0, verbose=False)
     task, datamodule = build(data_root, out, budget, use_air, preset)
+    interrupt = InterruptRecorder()
     trainer = Trainer(
         max_epochs=budget.epochs,
         default_root_dir=str(out),
@@ -88,10 +90,27 @@ def train_and_test(
         num_sanity_val_steps=0,
         enable_model_summary=False,
         log_every_n_steps=5,
+        callbacks=[interrupt],
     )
-    trainer.fit(task, datamodule)
-    results = trainer.test(task, datamodule, ckpt_path="best", verbose=False)[0]
+    try:
+        trainer.fit(task, datamodule)
+        results = trainer.test(task, datamodule, ckpt_path="best", verbose=False)[0]
+    except SystemExit:
+        # Lightning ends a Ctrl-C or SIGTERM with exit status 1; the command reports which.
+        if interrupt.exception is not None:
+            raise interrupt.exception from None
+        raise
     return {k: float(v) for k, v in results.items()}
+
+
+class InterruptRecorder(Callback):
+    """Keeps the interruption (Ctrl-C, SIGTERM) a run stopped on."""
+
+    exception: BaseException | None = None
+
+    def on_exception(self, trainer: Any, module: Any, exception: BaseException) -> None:
+        if isinstance(exception, KeyboardInterrupt):
+            self.exception = exception
 
 
 def preview(data_root: Path, prediction: Path, path: Path) -> None:

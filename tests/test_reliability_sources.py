@@ -397,3 +397,32 @@ def test_commands_print_what_helps(tmp_path: Path, capsys: pytest.CaptureFixture
     assert not noise.filter(record("GPU available: False, used: False"))
     assert noise.filter(record("GPU available: True (cuda), used: True"))
     assert noise.filter(record("`Trainer.fit` stopped: `max_epochs=2` reached."))
+
+
+def test_sigterm_during_the_demo_says_terminated(tmp_path: Path) -> None:
+    """Lightning turns a SIGTERM during training into its own shutdown and exit status 1;
+    the demo reports it as every other command does."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "demo"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "dualstream_geo", "demo", "--quick", "--out", str(out)],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not (out / "logs").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (out / "logs").exists(), "training never started"
+        time.sleep(1.0)
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=120)
+    finally:
+        child.kill()
+    assert child.returncode == 143, err[-2000:]
+    assert "dualstream-geo: terminated" in err and "Detected KeyboardInterrupt" not in err
