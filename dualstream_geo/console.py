@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 
 #: The starts and parts of Lightning's info messages that are noise here.
 NOISE = (
@@ -36,7 +37,9 @@ class LightningNoise(logging.Filter):
 
 
 def quiet_lightning() -> None:
-    """Attach :class:`LightningNoise` to Lightning's loggers (once)."""
+    """Attach :class:`LightningNoise` to Lightning's loggers (once), and drop the warning
+    Lightning's own code raises under the torch installed (about its pytree use)."""
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     for name in LOGGERS:
         logger = logging.getLogger(name)
         if not any(isinstance(f, LightningNoise) for f in logger.filters):
