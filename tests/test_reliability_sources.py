@@ -426,3 +426,27 @@ def test_sigterm_during_the_demo_says_terminated(tmp_path: Path) -> None:
         child.kill()
     assert child.returncode == 143, err[-2000:]
     assert "dualstream-geo: terminated" in err and "Detected KeyboardInterrupt" not in err
+
+
+def test_a_dem_with_a_wrong_crs_label_is_one_error(tmp_path: Path) -> None:
+    """A DEM in degrees labelled as UTM metres lies nowhere near the image: that is the
+    error, without the warning that its pixels (0.0008 'm') are finer than the aux grid."""
+    import warnings
+
+    from dualstream_geo.data.layout import SceneSet, build_dataset
+    from dualstream_geo.data.spec import ImageSpec, InputSpec
+
+    zion = Path(__file__).parent / "data" / "zion"
+    wrong = tmp_path / "srtm.tif"
+    with rasterio.open(zion / "srtm.tif") as src:
+        profile, data = src.profile, src.read()
+    profile.update(crs="EPSG:32612")
+    with rasterio.open(wrong, "w", **profile) as dst:
+        dst.write(data)
+    image = ImageSpec(band_files=("_b2", "_b3", "_b4", "_b5"), nodata=65535)
+    dem = AuxSpec("elevation", paths=(str(wrong),), bands=(1,))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(DualStreamError, match="does not overlap the image"):
+            build_dataset(SceneSet(image=[str(zion)]), InputSpec(image=image, aux=(dem,)))
+    assert not [w for w in caught if "finer than the aux grid" in str(w.message)]
