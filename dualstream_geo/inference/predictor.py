@@ -208,6 +208,15 @@ class ScenePredictor:
         check_image_values(image)
         for source in sources:
             check_air_values(source)
+        # The join first: a source that does not overlap the image is that error, whatever
+        # its values.
+        dataset = DualStreamGeoDataset(
+            image,
+            sources or None,
+            air_scale=spec.read_scale,
+            air_fill=spec.aux_fill(),
+            transforms=spec.transform(),
+        )
         if spec.stats is not None and spec.normalization == "dataset":
             check_value_shift(image, spec.stats.image, allow_shift)
             for source_spec, source in zip(spec.aux, sources, strict=True):
@@ -218,13 +227,6 @@ class ScenePredictor:
                 )
                 if trained is not None and source.num_channels == len(trained.bands):
                     check_value_shift(source, trained, allow_shift)
-        dataset = DualStreamGeoDataset(
-            image,
-            sources or None,
-            air_scale=spec.read_scale,
-            air_fill=spec.aux_fill(),
-            transforms=spec.transform(),
-        )
         check_air_coverage(dataset)
         check_air_over_region(dataset)
         return dataset
