@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 find_python = for c in python3.13 python3.12 python3 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -rV); do \
 	if $$c -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then command -v $$c; exit 0; fi; done; exit 1
 
-.PHONY: install test lint demo clean test-transformers-floor
+.PHONY: install test lint docs demo clean test-transformers-floor
 
 $(STAMP): pyproject.toml
 	@PYTHON=$$($(find_python)) || { echo "error: no Python >= 3.12 found on PATH or in pyenv (\$$PYENV_ROOT/versions); install one, e.g. 'pyenv install 3.12'" >&2; exit 1; }; \
@@ -25,8 +25,14 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy dualstream_geo
 
+# The documentation site (mkdocs.yml) into site/; any warning (a broken link or reference,
+# a docstring griffe cannot read) fails the build. Not --quiet: mkdocs then stops counting
+# warnings.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 # Notebooks run with a smaller budget (DUALSTREAM_NOTEBOOK_QUICK) and fail the suite on error.
-test: lint
+test: lint docs
 	DUALSTREAM_NOTEBOOK_QUICK=1 HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q -p no:cacheprovider --durations=15 tests --nbmake notebooks
 
 # The declared transformers floor (4.57, the original project's version): the model tests
@@ -42,4 +48,4 @@ demo: $(STAMP)
 	$(VENV)/bin/dualstream-geo demo --out demo_output
 
 clean:
-	rm -rf $(VENV) demo_output $(FLOOR)
+	rm -rf $(VENV) demo_output $(FLOOR) site .cache/mkdocs-jupyter

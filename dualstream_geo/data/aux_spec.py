@@ -183,6 +183,7 @@ class AuxSpec:
 
     @property
     def num_channels(self) -> int:
+        """Channels this source gives the aux stream (once resolved against its files)."""
         if self.channels is None:
             raise DualStreamError(f"aux source {self.name!r}: channels not resolved yet")
         return len(self.channels)

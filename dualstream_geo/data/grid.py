@@ -52,6 +52,7 @@ class Grid:
 
     @property
     def res(self) -> tuple[float, float]:
+        """Pixel size (x, y) in CRS units, both positive."""
         return (self.transform.a, -self.transform.e)
 
     def coarsened(self, factor: int) -> Grid:

@@ -146,6 +146,8 @@ class DatasetStats:
     indices: BandStats | None = None
 
     def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the statistics to ``path`` as JSON (through a temporary file, so a reader
+        never sees half of it)."""
         tmp = f"{path}.tmp"
         with open(tmp, "w") as f:
             json.dump(self.to_dict(), f)
@@ -158,6 +160,17 @@ class DatasetStats:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> DatasetStats:
+        """Read statistics :meth:`save` wrote.
+
+        Args:
+            path: the JSON file.
+
+        Returns:
+            The statistics.
+
+        Raises:
+            DualStreamError: the file cannot be read or is not a statistics file.
+        """
         try:
             with open(path) as f:
                 return cls.from_dict(json.load(f))
@@ -169,6 +182,8 @@ class DatasetStats:
 
     @classmethod
     def from_dict(cls, raw: dict[str, dict[str, Any] | None]) -> DatasetStats:
+        """Statistics from the plain data :meth:`to_dict` gives (``image``, ``air``,
+        ``indices``)."""
         image, air, indices = (raw.get(key) for key in ("image", "air", "indices"))
         if image is None:
             raise DualStreamError("statistics have no 'image' entry")
@@ -179,6 +194,7 @@ class DatasetStats:
         )
 
     def to_dict(self) -> dict[str, object]:
+        """Plain data, as stored in ``stats.json`` and in checkpoints."""
         out: dict[str, object] = {"image": asdict(self.image), "air": self.air and asdict(self.air)}
         if self.indices is not None:
             out["indices"] = asdict(self.indices)

@@ -153,6 +153,7 @@ class InputSpec:
     # -- derived sizes and names ---------------------------------------------------------
     @property
     def in_channels(self) -> int:
+        """The model's image input width: bands, indices and early-fused aux channels."""
         return len(self.channel_names)
 
     @property
@@ -164,18 +165,22 @@ class InputSpec:
 
     @property
     def num_classes(self) -> int:
+        """Number of classes the model predicts."""
         return len(self.classes.names)
 
     @property
     def class_names(self) -> list[str]:
+        """Class names, in class-index order."""
         return list(self.classes.names)
 
     @property
     def class_colors(self) -> list[tuple[int, int, int]]:
+        """One RGB colour per class, in class-index order."""
         return self.classes.palette
 
     @property
     def ignore_index(self) -> int:
+        """The label value the loss and the metrics ignore."""
         return self.classes.ignore_index
 
     @property
@@ -191,10 +196,12 @@ class InputSpec:
 
     @property
     def aux_names(self) -> list[str]:
+        """The aux sources' names, in stream order."""
         return [source.name for source in self.aux]
 
     @property
     def aux_channel_names(self) -> list[str]:
+        """The aux stream's channel names (``elevation``, ``no2_2020-01``), in order."""
         return [channel for source in self.aux for channel in (source.channels or ())]
 
     @property
@@ -208,6 +215,17 @@ class InputSpec:
         return self.aux_channels if self.uses_aux else ABSENT_AUX_CHANNELS
 
     def aux_source(self, name: str) -> AuxSpec:
+        """The aux source called ``name``.
+
+        Args:
+            name: the source's name.
+
+        Returns:
+            Its spec.
+
+        Raises:
+            DualStreamError: no source has that name (the names are listed).
+        """
         for source in self.aux:
             if source.name == name:
                 return source
@@ -280,6 +298,7 @@ class InputSpec:
 
     # -- storage -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        """Plain data (the checkpoint's ``input_spec``); :meth:`from_dict` reads it back."""
         """Plain values only (lists, dicts, numbers, strings): what a checkpoint loaded with
         ``weights_only=True`` may hold."""
         return {

@@ -46,6 +46,7 @@ class Assessment:
     excluded_pixels: int = 0
 
     def to_dict(self) -> dict[str, object]:
+        """Plain data for ``report.json`` (scores, confusion matrix, areas)."""
         a = self.accuracy
         return {
             "class_names": self.class_names,

@@ -149,6 +149,6 @@ def sample_design_main(argv: list[str]) -> int:
     counts = frame.groupby("map_name").size()
     print(
         f"{len(frame)} points ({', '.join(f'{k} {v}' for k, v in counts.items())}) written "
-        f"to {' and '.join(written)}; fill the reference column (README: how to label)"
+        f"to {' and '.join(written)}; fill the reference column (docs/how-to/label-sample.md)"
     )
     return 0

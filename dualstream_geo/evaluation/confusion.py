@@ -28,6 +28,15 @@ class Accuracy:
 
     @classmethod
     def from_confusion(cls, confusion: np.ndarray) -> Accuracy:
+        """Scores of a confusion matrix (rows: reference, columns: prediction).
+
+        Args:
+            confusion: (K, K) pixel counts.
+
+        Returns:
+            Per-class IoU, precision, recall and F1, overall accuracy, mean IoU and kappa
+            (NaN where a class has no pixel in either).
+        """
         matrix = np.asarray(confusion, dtype=np.float64)
         tp = np.diag(matrix)
         reference = matrix.sum(1)

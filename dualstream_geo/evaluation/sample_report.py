@@ -171,7 +171,7 @@ def sample_estimate(prediction: PathLike, sample: PathLike) -> tuple[AreaEstimat
     if not labelled.any():
         raise DualStreamError(
             f"--sample {path}: the reference column is empty; label the points first "
-            "(README: how to label a sample)"
+            "(docs/how-to/label-sample.md)"
         )
     if not labelled.all():
         warnings.warn(

@@ -148,6 +148,7 @@ class OriginalDecoder(nn.Module):
             self.boundary_refine.requires_grad_(False)
 
     def aspp(self, f4: Tensor) -> Tensor:
+        """ASPP on the deepest features: (B, C4, H/32, W/32) -> (B, D, H/32, W/32)."""
         branches = [self.conv_1x1, self.atrous_6, self.atrous_12, self.atrous_18, self.image_pool]
         return self.concat_conv(torch.cat([branch(f4) for branch in branches], dim=1))
 

@@ -47,4 +47,5 @@ def build_encoder(name: str, **kwargs: Any) -> Encoder:
 
 
 def list_encoders() -> list[str]:
+    """The names :func:`build_encoder` accepts, sorted."""
     return sorted(_ENCODERS)

@@ -33,11 +33,14 @@ class TwoStageFinetuning(BaseFinetuning):
 
     @staticmethod
     def encoders(pl_module: LightningModule) -> list[Module]:
+        """The modules frozen in the first stage: the vision and air encoders."""
         model: Any = pl_module.model
         return [model.vision_encoder, model.air_encoder]
 
     @staticmethod
     def distributed(pl_module: LightningModule) -> bool:
+        """True under DDP, where frozen encoders stay trainable and their gradients are
+        dropped instead (DDP would not track parameters unfrozen later)."""
         return pl_module._trainer is not None and pl_module.trainer.world_size > 1
 
     def freeze_before_training(self, pl_module: LightningModule) -> None:

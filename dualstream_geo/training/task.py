@@ -408,10 +408,12 @@ class DualStreamSegmentation(SemanticSegmentation):
     # -- what the checkpoint carries ----------------------------------------------------
     @property
     def class_names(self) -> list[str]:
+        """Class names of the input spec, in class-index order."""
         return self.input_spec.class_names
 
     @property
     def class_colors(self) -> list[tuple[int, int, int]]:
+        """One RGB colour per class, from the input spec."""
         return self.input_spec.class_colors
 
     def setup(self, stage: str) -> None:
