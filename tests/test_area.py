@@ -199,6 +199,7 @@ def test_sample_workflow_and_its_bad_inputs(
     csv = (tmp_path / "sample.csv").read_text().splitlines()
     assert len(written) == 90 and len(csv) == 91 and csv[0].startswith("id,x,y,map_class")
     assert (written["reference"].fillna("") == "").all()
+    assert (tmp_path / "sample.png").stat().st_size > 1000  # the points over the map
     # The truth differs from the map: some forest is really water.
     truth = classes.copy()
     truth[classes == 1] = np.where(np.arange(int((classes == 1).sum())) % 5 == 0, 0, 1)

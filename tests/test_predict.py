@@ -10,6 +10,7 @@ import pytest
 import rasterio
 import torch
 from affine import Affine
+from matplotlib.image import imread
 
 from dualstream_geo.cli import main
 from dualstream_geo.errors import DualStreamError
@@ -425,9 +426,26 @@ def test_predict_cli(
         "4",
     ]
     assert main(args) == 0 and output.exists()
+    preview = tmp_path / "cli.png"
+    assert f"(preview with legend: {preview})" in capsys.readouterr().out
+    # The preview shows the map's classes in their legend colours.
+    with rasterio.open(output) as src:
+        present = np.unique(src.read(1, masked=True).compressed())
+        table = src.colormap(1)
+    pixels = (imread(preview)[..., :3] * 255).round().astype(int).reshape(-1, 3)
+    drawn = {tuple(int(v) for v in p) for p in np.unique(pixels, axis=0)}
+    assert all(tuple(table[int(k)][:3]) in drawn for k in present)
     assert main(args) == 2
     assert "exists; pass --overwrite" in capsys.readouterr().err
     assert main([*args, "--overwrite", "--tile", "96"]) == 0
+    bare = tmp_path / "bare.tif"
+    assert main([*args[:-6], "--output", str(bare), "--tile", "128", "--no-preview"]) == 0
+    assert bare.exists() and not bare.with_suffix(".png").exists()
+    lone = tmp_path / "lone.tif"
+    lone.with_suffix(".png").write_bytes(b"a picture of my own")
+    assert main([*args[:-6], "--output", str(lone), "--tile", "128"]) == 2
+    assert "lone.png exists; pass --overwrite" in capsys.readouterr().err
+    assert lone.with_suffix(".png").read_bytes() == b"a picture of my own"
     assert (
         main(
             [

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 import geopandas as gpd
 import yaml
 
 from ..errors import DualStreamError, OneLineParser
 from ..paths import check_folder_writable, check_output, describe_write_error
+from ..preview import write_preview
 from .report import evaluate
 from .sample_report import evaluate_sample
 from .sampling import ALLOCATIONS, draw_sample
@@ -55,7 +57,8 @@ def evaluate_main(argv: list[str]) -> int:
         estimate = evaluate_sample(args.prediction, args.sample, args.output, args.overwrite)
         print(
             f"overall accuracy {estimate.overall:.3f} +- {1.96 * estimate.overall_se:.3f} "
-            f"from {int(estimate.counts.sum())} points; report in {args.output}"
+            f"from {int(estimate.counts.sum())} points; report in {args.output} (figure: "
+            f"{Path(args.output) / 'area.png'})"
         )
         return 0
     class_map = read_class_map(args.class_map) if args.class_map else None
@@ -76,27 +79,30 @@ def evaluate_main(argv: list[str]) -> int:
     print(
         f"overall accuracy {show(a.overall_accuracy)}, mean IoU {show(a.mean_iou)}, "
         f"kappa {show(a.kappa)} over {result.compared_pixels:,} pixels; "
-        f"report in {args.output}"
+        f"report in {args.output} (figures: {Path(args.output) / 'confusion.png'}, the errors "
+        f"map {Path(args.output) / 'errors.tif'})"
     )
     return 0
 
 
 def sample_outputs(output: str, overwrite: bool, inputs: list[str]) -> list[str]:
-    """The sample's GeoPackage ``output`` and the CSV beside it, checked before any work.
+    """The sample's GeoPackage ``output``, the CSV and the PNG (the points over the map)
+    beside it, checked before any work.
 
     Raises:
         DualStreamError: an output that is or lies in an input, is not a plain file, exists
             (without ``overwrite``), is not a .gpkg, or cannot be written.
     """
-    csv = os.path.splitext(output)[0] + ".csv"
-    for path in (output, csv):
+    stem = os.path.splitext(output)[0]
+    csv, png = f"{stem}.csv", f"{stem}.png"
+    for path in (output, csv, png):
         real = check_output(path, inputs, "--output")
         if os.path.exists(path) and not overwrite:
             raise DualStreamError(f"--output {path} exists; pass --overwrite to replace it")
         check_folder_writable(os.path.dirname(real), "--output")
     if not output.lower().endswith(".gpkg"):
         raise DualStreamError(f"--output {output}: the sample is a GeoPackage; name it .gpkg")
-    return [output, csv]
+    return [output, csv, png]
 
 
 def write_sample(frame: gpd.GeoDataFrame, paths: list[str]) -> None:
@@ -145,10 +151,13 @@ def sample_design_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     written = sample_outputs(args.output, args.overwrite, [args.map])
     frame = draw_sample(args.map, args.total, args.allocation, args.min_per_class, args.seed)
-    write_sample(frame, written)
+    write_sample(frame, written[:2])
+    points = (frame.geometry.x.to_numpy(), frame.geometry.y.to_numpy())
+    write_preview(args.map, written[2], points=points, title=f"{Path(written[0]).name} on the map")
     counts = frame.groupby("map_name").size()
     print(
         f"{len(frame)} points ({', '.join(f'{k} {v}' for k, v in counts.items())}) written "
-        f"to {' and '.join(written)}; fill the reference column (docs/how-to/label-sample.md)"
+        f"to {' and '.join(written[:2])}, drawn on the map in {written[2]}; fill the reference "
+        "column (docs/how-to/label-sample.md)"
     )
     return 0

@@ -14,7 +14,10 @@ from ..data.layout import georef_fallback
 from ..data.sources import SatelliteImage
 from ..errors import DualStreamError
 from ..models.tta import TTAS
+from ..paths import check_output
+from ..preview import preview_path, write_preview
 from .distributed import RankGroup, check_devices, launch_local, wait_for
+from .outputs import prediction_inputs
 from .predictor import KINDS, ScenePredictor
 from .tiling import BLENDS
 
@@ -101,6 +104,11 @@ def predict_parser() -> ArgumentParser:
         help="predict an image whose values cannot come from the training data's sensor and "
         "scaling (refused by default)",
     )
+    parser.add_argument(
+        "--no-preview",
+        action="store_true",
+        help="do not write the PNG preview with its legend beside the map (<stem>.png)",
+    )
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--overwrite", action="store_true")
     return parser
@@ -157,6 +165,17 @@ def predict_main(argv: list[str]) -> int:
         )
     # Inputs are checked before other ranks start: a bad input is one line, from here.
     dataset = predictor.dataset(image, aux, fallback, allow_shift=args.allow_input_shift)
+    preview = None
+    if not args.no_preview:
+        # The map first: an empty name, or an output that is an input, is refused by its
+        # own name.
+        inputs = [*prediction_inputs(dataset), args.checkpoint]
+        check_output(args.output, inputs, "--output")
+        preview = preview_path(args.output)
+        check_output(preview, inputs, "--output's preview")
+        # An existing map is refused by name below; a lone preview is refused here.
+        if preview.exists() and not (args.overwrite or args.resume or os.path.exists(args.output)):
+            raise DualStreamError(f"preview {preview} exists; pass --overwrite to replace it")
     children = launch_local(argv, args.devices) if launch else []
     group = None
     try:
@@ -177,7 +196,10 @@ def predict_main(argv: list[str]) -> int:
     if failed:
         raise DualStreamError(failed)
     if group is None or group.rank == 0:
-        print(f"wrote {path}")
+        if preview is not None:
+            spec = predictor.spec
+            write_preview(path, preview, spec.class_names, spec.class_colors)
+        print(f"wrote {path}" + (f" (preview with legend: {preview})" if preview else ""))
     return 0
 
 
