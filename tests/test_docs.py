@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import re
 from pathlib import Path
 
@@ -59,3 +60,26 @@ def test_the_readme_links_files_that_exist() -> None:
     nav = re.findall(r":\s*(\S+\.(?:md|ipynb))\s*$", (ROOT / "mkdocs.yml").read_text(), re.M)
     assert len(nav) > 10
     assert [page for page in nav if not (ROOT / "docs" / page).exists()] == []
+
+
+def test_notebooks_are_committed_with_their_figures_and_stay_light() -> None:
+    """Opened on a code host, each notebook shows its maps and curves; the outputs stay
+    small enough to keep the repository light."""
+    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    assert len(notebooks) >= 4
+    for path in notebooks:
+        assert path.stat().st_size < 1_000_000, f"{path.name}: {path.stat().st_size} bytes"
+        cells = json.loads(path.read_text())["cells"]
+        code = [cell for cell in cells if cell["cell_type"] == "code"]
+        assert all(cell.get("execution_count") for cell in code), f"{path.name}: not executed"
+        figures = [
+            output
+            for cell in code
+            for output in cell.get("outputs", [])
+            if "image/png" in output.get("data", {})
+        ]
+        assert figures, f"{path.name}: no figure"
+        errors = [
+            o for cell in code for o in cell.get("outputs", []) if o["output_type"] == "error"
+        ]
+        assert not errors, f"{path.name}: committed with an error"
