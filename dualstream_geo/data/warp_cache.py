@@ -94,12 +94,11 @@ def _usable(paths: Sequence[str], key: str) -> bool:
     return usable
 
 
-def warp_source(source: GeoRaster, grids: Sequence[Grid], folder: str) -> GeoRaster:
-    """``source`` warped once onto each of ``grids`` (exactly, with its own resampling):
-    the same source over the cached copies.
+def make_cache_folder(folder: str) -> None:
+    """Create the cache ``folder`` (and its parents) if it is missing.
 
     Raises:
-        DualStreamError: the cache folder cannot be written (named).
+        DualStreamError: it cannot be created (named).
     """
     try:
         os.makedirs(folder, exist_ok=True)
@@ -108,6 +107,16 @@ def warp_source(source: GeoRaster, grids: Sequence[Grid], folder: str) -> GeoRas
             f"data.cache_dir {folder}: cannot be created ({error.strerror}); give another "
             "folder, or cache_dir: false"
         ) from None
+
+
+def warp_source(source: GeoRaster, grids: Sequence[Grid], folder: str) -> GeoRaster:
+    """``source`` warped once onto each of ``grids`` (exactly, with its own resampling):
+    the same source over the cached copies.
+
+    Raises:
+        DualStreamError: the cache folder cannot be written (named).
+    """
+    make_cache_folder(folder)
     paths: list[str] = []
     for grid in grids:
         entries = _files_over(source, grid)
@@ -152,13 +161,7 @@ def warp_once(dataset: DualStreamGeoDataset, folder: str) -> DualStreamGeoDatase
     sources = [dataset.image, *dataset.air, *([dataset.mask] if dataset.mask else [])]
     inputs = [path for source in sources for path in source_paths(source)]
     check_apart(folder, inputs, "data.cache_dir")
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as error:
-        raise DualStreamError(
-            f"data.cache_dir {folder}: cannot be created ({error.strerror}); give another "
-            "folder, or cache_dir: false"
-        ) from None
+    make_cache_folder(folder)
     grids = scene_grids(dataset)
     aux_grids = [grid.coarsened(dataset.air_scale) for grid in grids]
     mask = dataset.mask
