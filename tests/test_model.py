@@ -356,4 +356,5 @@ def test_the_detail_path_reads_the_aux_stream_at_each_pixel() -> None:
             assert moved[20, 44] > 0 and moved[60, 4] == 0
         else:
             assert moved.max() == 0
-    assert task_hparams({"hyper_parameters": {"image_detail": True}})["detail_aux"] is False
+    old = task_hparams({"hyper_parameters": {"image_detail": True}})
+    assert old["detail_aux"] is False and old["detail_design"] == "dense"

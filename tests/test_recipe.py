@@ -59,9 +59,10 @@ def test_image_detail_path_adds_a_full_resolution_head(preset: str) -> None:
         model.decoder(model.fusion(model.vision_encoder(image), air))
 
 
-def test_image_detail_head_reads_the_image_only() -> None:
+@pytest.mark.parametrize("design", ["dense", "separable"])
+def test_image_detail_head_reads_the_image_only(design: str) -> None:
     torch.manual_seed(0)
-    detail = ImageDetail(4, 16, channels=8, dilations=(1, 2), num_outputs=3).eval()
+    detail = ImageDetail(4, 16, channels=8, dilations=(1, 2), num_outputs=3, design=design).eval()
     image, decoded = torch.randn(1, 4, 32, 32), torch.randn(1, 16, 32, 32)
     merged, logits = detail(image, decoded)
     merged_other, logits_other = detail(image, torch.randn(1, 16, 32, 32))
@@ -76,6 +77,47 @@ def test_image_detail_head_reads_the_image_only() -> None:
     assert far_logits is not None and not torch.equal(far_logits, logits)
     torch.testing.assert_close(far_logits[..., :12, :12], logits[..., :12, :12], rtol=0, atol=0)
     torch.testing.assert_close(far_merged[..., :12, :12], merged[..., :12, :12], rtol=0, atol=0)
+
+
+def test_separable_detail_path_is_a_quarter_of_the_recipe_flop() -> None:
+    """The separable path sees what the dense one sees (the 33 x 33 px of dilations 1, 1, 2,
+    4, 8) at under a quarter of the zion.yaml model's FLOP per window, with its own width."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    names = ("blue", "green", "red", "nir", "ndvi", "ndwi")
+    shares, widths = {}, {}
+    for design in ("dense", "separable"):
+        torch.manual_seed(0)
+        model = DualStreamDFormer(
+            num_classes=8,
+            task="multiclass",
+            preset="lite",
+            in_channels=6,
+            air_channels=5,
+            band_names=names,
+            vision_encoder="segformer-b0",
+            image_detail=True,
+            detail_aux=True,
+            aux_scale=2,
+            detail_design=design,
+        ).eval()
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(torch.randn(1, 6, 128, 128), torch.randn(1, 5, 64, 64))
+        counts = counter.get_flop_counts()
+        detail = sum(counts["DualStreamDFormer.decoder.image_detail"].values())
+        shares[design] = detail / counter.get_total_flops()
+        widths[design] = model.decoder.classifier.in_channels
+        path = model.decoder.image_detail
+        image = torch.zeros(1, 11, 97, 97)
+        image[..., 48, 48] = 1.0
+        with torch.no_grad():
+            reached = path.encode(image).abs().sum(dim=(0, 1)) > 0
+        rows = reached.any(dim=1).nonzero()
+        assert rows.min() == 48 - 16 and rows.max() == 48 + 16  # 33 px, whichever design
+    assert shares["separable"] <= 0.25 < shares["dense"]
+    assert widths == {"dense": 64, "separable": 32}
+    with pytest.raises(DualStreamError, match="detail_design"):
+        DualStreamDFormer(image_detail=True, detail_design="sparse")
 
 
 def test_cross_entropy_averages_over_labelled_pixels_with_class_weights() -> None:

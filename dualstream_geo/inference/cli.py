@@ -89,7 +89,8 @@ def predict_parser() -> ArgumentParser:
         "--precision",
         choices=("auto", "32", "bf16"),
         default="auto",
-        help="auto: bf16 autocast on CUDA, fp32 on CPU; 32: fp32 everywhere",
+        help="auto: bf16 autocast where the device computes bf16 natively (a GPU; a CPU with "
+        "AVX512-BF16, AMX or ARM BF16), fp32 elsewhere; 32: fp32 everywhere",
     )
     parser.add_argument(
         "--devices",

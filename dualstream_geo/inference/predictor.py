@@ -38,6 +38,7 @@ from ..models import DualStreamDFormer
 from ..models.dualstream import class_probabilities
 from ..models.locality import CELL
 from ..models.tta import TTAS, tta_mean
+from ..precision import autocast, describe_cpu, native_bf16
 from ..training.loading import load_task
 from ..training.stored import file_sha256
 from .budget import check_window_memory
@@ -92,7 +93,8 @@ class ScenePredictor:
         device: the torch device (default: CUDA when present).
         workers: loader processes reading windows (0: a prefetching thread).
         spec: the input spec, when ``model_or_task`` does not carry one.
-        precision: ``auto`` (bf16 autocast on CUDA), ``32`` or ``bf16``.
+        precision: ``auto`` (bf16 autocast where the device computes bf16 natively:
+                :func:`~dualstream_geo.precision.native_bf16`), ``32`` or ``bf16``.
         margin: context px at each window edge whose predictions are not used (default:
             64 px, at most tile/4, for local context; tile/8 for window context).
 
@@ -155,13 +157,16 @@ class ScenePredictor:
         self.tile, self.batch_size = tile, batch_size
         self.blend, self.tta, self.workers = blend, tta, workers
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        # bf16 autocast on CUDA unless fp32 is asked for (e.g. to reproduce another
-        # implementation's probabilities exactly); the CPU always computes in fp32.
-        self.bf16 = self.device.type == "cuda" and precision in ("auto", "bf16")
-        if precision == "bf16" and not self.bf16:
+        # bf16 autocast where the device computes bf16 natively (a GPU, or a CPU with
+        # AVX512-BF16, AMX or ARM BF16), unless fp32 is asked for (e.g. to reproduce another
+        # implementation's probabilities exactly); elsewhere bf16 would be emulated, slower
+        # than fp32.
+        native = native_bf16(self.device)
+        self.bf16 = native and precision in ("auto", "bf16")
+        if precision == "bf16" and not native:
             warnings.warn(
-                f"precision bf16: bf16 autocast needs a CUDA device; {self.device} computes "
-                "in fp32",
+                f"precision bf16: {self.device} has no native bf16 ({describe_cpu()}); it "
+                "computes in fp32",
                 stacklevel=2,
             )
         self.model.eval().to(self.device)
@@ -235,10 +240,9 @@ class ScenePredictor:
     @torch.inference_mode()
     def probabilities(self, image: Tensor, air: Tensor | None) -> Tensor:
         """(B, C, H, W) probabilities averaged over the TTA transforms."""
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16)
 
         def once(image: Tensor, air: Tensor | None) -> Tensor:
-            with autocast:
+            with autocast(self.device, self.bf16):
                 logits = self.model(image, air)["final"]
             return class_probabilities(logits, self.model.task)
 

@@ -13,6 +13,7 @@ from timm.models.convnext import ConvNeXtBlock
 from torch import Tensor, nn
 
 from .detail import ImageDetail
+from .layers import classify
 from .locality import LOCAL_ATROUS_RATES, NeighbourhoodPool
 
 
@@ -103,7 +104,8 @@ class LiteDecoder(nn.Module):
     boundary refinement (:class:`~dualstream_geo.models.detail.ImageDetail`), and adds the
     image path's own logits as ``"aux_detail"`` (B, K, H, W). ``local``: ASPP's dilations
     stay within the neighbouring 32 px cells and its pooling branch averages them instead
-    of the window (:mod:`~dualstream_geo.models.locality`).
+    of the window (:mod:`~dualstream_geo.models.locality`). ``detail_design``: how the image
+    path's layers are built (:data:`~dualstream_geo.models.detail.DETAIL_DESIGNS`).
     """
 
     def __init__(
@@ -114,6 +116,7 @@ class LiteDecoder(nn.Module):
         channels: tuple[int, int, int, int] = (128, 96, 64, 16),
         image_channels: int = 0,
         local: bool = False,
+        detail_design: str = "dense",
     ) -> None:
         super().__init__()
         c1, c2, c3, c4 = encoder_channels
@@ -130,7 +133,9 @@ class LiteDecoder(nn.Module):
         self.upsample = nn.Sequential(LearnableUpsample(d1, d0), LearnableUpsample(d0, d0))
         self.boundary = BoundaryRefinement(d0)
         self.image_detail = (
-            ImageDetail(image_channels, d0, num_outputs=num_outputs) if image_channels else None
+            ImageDetail(image_channels, d0, num_outputs=num_outputs, design=detail_design)
+            if image_channels
+            else None
         )
         width = self.image_detail.out_channels if self.image_detail is not None else d0
         self.classifier = nn.Conv2d(width, num_outputs, 1)
@@ -148,4 +153,4 @@ class LiteDecoder(nn.Module):
             if image is None:
                 raise ValueError("this decoder merges the image: pass image (B, C, H, W)")
             x0, outputs["aux_detail"] = self.image_detail(image, x0)  # type: ignore[assignment]
-        return {"final": self.classifier(x0), **outputs}
+        return {"final": classify(self.classifier, x0), **outputs}

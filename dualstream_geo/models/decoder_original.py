@@ -9,7 +9,7 @@ from timm.layers import GroupNorm1
 from torch import Tensor, nn
 
 from .detail import ImageDetail
-from .layers import BasicConv, conv_norm_act, convnext_block
+from .layers import BasicConv, classify, conv_norm_act, convnext_block
 from .locality import LOCAL_ATROUS_RATES, NeighbourhoodPool
 
 
@@ -110,6 +110,7 @@ class OriginalDecoder(nn.Module):
         skip_channels: int = 64,
         image_channels: int = 0,
         local: bool = False,
+        detail_design: str = "dense",
     ) -> None:
         super().__init__()
         c1, c2, c3, c4 = encoder_channels
@@ -140,7 +141,9 @@ class OriginalDecoder(nn.Module):
             BasicConv(32, 32), convnext_block(32), BasicConv(32, 32)
         )
         self.image_detail = (
-            ImageDetail(image_channels, 32, num_outputs=num_outputs) if image_channels else None
+            ImageDetail(image_channels, 32, num_outputs=num_outputs, design=detail_design)
+            if image_channels
+            else None
         )
         width = self.image_detail.out_channels if self.image_detail is not None else 32
         self.final_classifier_v8 = nn.Conv2d(width, num_outputs, 1)
@@ -174,4 +177,4 @@ class OriginalDecoder(nn.Module):
             if image is None:
                 raise ValueError("this decoder merges the image: pass image (B, C, H, W)")
             full, outputs["aux_detail"] = self.image_detail(image, full)  # type: ignore[assignment]
-        return {"final": self.final_classifier_v8(full), **outputs}
+        return {"final": classify(self.final_classifier_v8, full), **outputs}

@@ -22,33 +22,73 @@ from torch import Tensor, nn
 
 from .layers import conv_norm_act
 
+#: How the path's layers are built: ``dense`` 3 x 3 convolutions (models trained before
+#: 2026-12-06), or ``separable``: a depthwise 3 x 3 then a 1 x 1 convolution, about a seventh
+#: of the FLOP at the same width (issue 40; experiments/README.md has its accuracy).
+DETAIL_DESIGNS = ("dense", "separable")
+#: The path's width by design: 32 keeps the separable path under a quarter of the FLOP of
+#: the zion.yaml recipe (SegFormer-B0 lite: 18.6 % per window; 48 would be 31 %, and the dense
+#: path is 83 %; benchmarks/README.md, "Detail path").
+DETAIL_WIDTHS = {"dense": 64, "separable": 32}
+
+
+def separable_conv_norm_act(
+    in_channels: int, out_channels: int, dilation: int = 1
+) -> nn.Sequential:
+    """[0] depthwise 3 x 3 conv (``dilation``) -> [1] 1 x 1 conv -> [2] LayerNorm2d -> [3]
+    GELU: (B, ``in_channels``, H, W) -> (B, ``out_channels``, H, W)."""
+    return nn.Sequential(
+        nn.Conv2d(
+            in_channels,
+            in_channels,
+            3,
+            padding=dilation,
+            dilation=dilation,
+            groups=in_channels,
+            bias=False,
+        ),
+        nn.Conv2d(in_channels, out_channels, 1, bias=False),
+        LayerNorm2d(out_channels),
+        nn.GELU(),
+    )
+
 
 class ImageDetail(nn.Module):
     """Merge full-resolution image features into the decoder's full-resolution map.
 
     image (B, C, H, W), decoded (B, D, H, W) -> merged (B, ``channels``, H, W) and, with
     ``num_outputs``, logits (B, ``num_outputs``, H, W) of the image path alone. The image goes
-    through one 3x3 conv-LayerNorm2d-GELU per entry of ``dilations`` (``channels`` wide;
+    through one 3x3 conv-LayerNorm2d-GELU per entry of ``dilations`` (``channels`` wide, by
+    default 64 dense and 32 separable;
     dilations 1, 1, 2, 4, 8 see 33 x 33 pixels at full resolution for the cost of five 3x3
     layers) and is concatenated with ``decoded``, then mixed by a 1x1 conv-LayerNorm2d-GELU.
     The image path's own head is a deep-supervision head: trained on the labels by itself,
     the path must learn each pixel's class from its spectrum and surroundings, rather than
     lean on the encoders' context, which on a single scene fits the training cells sooner.
+
+    ``design``: ``dense`` 3x3 convolutions, or ``separable`` (a depthwise 3 x 3 and a 1 x 1
+    convolution per layer: the same receptive field for about a seventh of the FLOP).
     """
 
     def __init__(
         self,
         image_channels: int,
         decoder_channels: int,
-        channels: int = 64,
+        channels: int | None = None,
         dilations: Sequence[int] = (1, 1, 2, 4, 8),
         num_outputs: int | None = None,
+        design: str = "dense",
     ) -> None:
         super().__init__()
+        if design not in DETAIL_DESIGNS:
+            raise ValueError(f"design must be one of {DETAIL_DESIGNS}, got {design!r}")
+        channels = channels or DETAIL_WIDTHS[design]
         widths = [image_channels, *[channels] * len(dilations)]
         self.encode = nn.Sequential(
             *(
                 conv_norm_act(widths[i], widths[i + 1], 3, dilation, norm=LayerNorm2d)
+                if design == "dense"
+                else separable_conv_norm_act(widths[i], widths[i + 1], dilation)
                 for i, dilation in enumerate(dilations)
             )
         )

@@ -17,6 +17,7 @@ from . import air_original as _air_original  # noqa: F401  (registers air-origin
 from . import vision as _vision  # noqa: F401  (registers segformer-b*)
 from .decoder import LiteDecoder
 from .decoder_original import OriginalDecoder
+from .detail import DETAIL_DESIGNS
 from .fusion import StageFusion, lite_fusion
 from .fusion_original import CrossAttentionBlock, GatedFiLMFusion
 from .locality import CONTEXTS, groupnorm_to_layernorm
@@ -90,6 +91,8 @@ class DualStreamDFormer(nn.Module):
     ``detail_aux`` that path also reads the air stream, bilinearly upsampled to the image
     grid: the per-pixel decisions the path makes then see the aux values at each pixel (on
     Zion it is what early fusion had and the dual stream lacked; experiments/README.md).
+    ``detail_design``: the path's layers, ``dense`` 3 x 3 convolutions (models before
+    2026-12-06) or ``separable`` ones (:mod:`~dualstream_geo.models.detail`).
 
     ``context`` (not in the original): ``local`` (the default for new models) makes every
     operation see a bounded neighbourhood of the pixel: neighbourhood attention on 32 px
@@ -125,6 +128,7 @@ class DualStreamDFormer(nn.Module):
         aux_scale: int = 8,
         detail_aux: bool = False,
         context: str = "local",
+        detail_design: str = "dense",
     ) -> None:
         super().__init__()
         if context not in CONTEXTS:
@@ -133,6 +137,10 @@ class DualStreamDFormer(nn.Module):
             raise DualStreamError(
                 f"aux_scale {aux_scale}: the original preset reads the aux stream at 1/8 of "
                 "the image; the lite preset also takes 4, 2 or 1"
+            )
+        if detail_design not in DETAIL_DESIGNS:
+            raise DualStreamError(
+                f"detail_design must be one of {DETAIL_DESIGNS}, got {detail_design!r}"
             )
         if air_stem not in AIR_STEMS:
             raise DualStreamError(f"air_stem must be one of {AIR_STEMS}, got {air_stem!r}")
@@ -179,6 +187,7 @@ class DualStreamDFormer(nn.Module):
                 use_boundary_refine=use_boundary_refine,
                 image_channels=detail,
                 local=local,
+                detail_design=detail_design,
             )
             # Not a parameter: the original model has none besides its modules' weights.
             self.register_buffer("air_absent", torch.zeros(1, air_channels, 1, 1), False)
@@ -197,6 +206,7 @@ class DualStreamDFormer(nn.Module):
                 outputs,
                 image_channels=detail,
                 local=local,
+                detail_design=detail_design,
             )
             self.air_absent = nn.Parameter(torch.zeros(1, air_channels, 1, 1))
         if local:

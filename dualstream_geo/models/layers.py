@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from timm.layers import GroupNorm1
 from timm.models.convnext import ConvNeXtBlock
 from torch import Tensor, nn
@@ -76,3 +77,21 @@ def conv_norm_act(
         norm(out_channels),
         nn.GELU(),
     )
+
+
+def classify(classifier: nn.Module, features: Tensor) -> Tensor:
+    """Class logits computed in fp32 whatever the autocast around them.
+
+    In bf16 the logits keep 8 significant bits, so the largest of two close classes is decided
+    by rounding: on Zion, computing only this 1 x 1 layer in fp32 brings a bf16 map from
+    99.90 % to 99.92 % of the fp32 map's classes, for a negligible share of the FLOP.
+
+    Args:
+        classifier: the final layer (a 1 x 1 convolution), its weights fp32.
+        features: (B, D, H, W) features in any float dtype.
+
+    Returns:
+        (B, K, H, W) fp32 logits.
+    """
+    with torch.autocast(features.device.type, enabled=False):
+        return classifier(features.float())

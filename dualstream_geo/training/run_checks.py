@@ -63,6 +63,7 @@ ARCHITECTURE = (
     "gate_twice",
     "image_detail",
     "detail_aux",
+    "detail_design",
     "context",
     "air_stem",
 )

@@ -66,6 +66,8 @@ def task_hparams(checkpoint: dict[str, Any]) -> dict[str, Any]:
     hparams.setdefault("detail_aux", False)
     # ... and attention, normalisation and pooling over the whole window.
     hparams.setdefault("context", "window")
+    # ... and a detail path of dense 3 x 3 convolutions.
+    hparams.setdefault("detail_design", "dense")
     return hparams
 
 

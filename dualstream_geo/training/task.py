@@ -53,6 +53,9 @@ class DualStreamSegmentation(SemanticSegmentation):
         gate_twice: the original preset evaluates its stage 1-2 gate twice.
         image_detail: a full-resolution image path in the decoder (aux head ``aux_detail``).
         detail_aux: that path also reads the aux stream on the image grid (dual fusion).
+        detail_design: that path's layers: ``dense`` 3 x 3 convolutions (checkpoints before
+            2026-12-06) or ``separable`` (depthwise and 1 x 1 convolutions;
+            :mod:`~dualstream_geo.models.detail`).
         context: ``local`` (new models): every operation sees a bounded neighbourhood of a
             pixel, so its class does not depend on the prediction window; ``window``:
             attention, GroupNorm and pooling over the whole input, as the original and
@@ -111,6 +114,7 @@ class DualStreamSegmentation(SemanticSegmentation):
         gate_twice: bool = False,
         image_detail: bool = False,
         detail_aux: bool = True,
+        detail_design: Literal["dense", "separable"] = "dense",
         context: Literal["local", "window"] = "local",
         air_stem: Literal["linear", "layernorm"] = "linear",
         drop_path_rate: float = 0.1,
@@ -206,6 +210,7 @@ class DualStreamSegmentation(SemanticSegmentation):
             # Without aux sources the air input is the learned constant: nothing to detail.
             detail_aux=h["detail_aux"] and spec.uses_aux,
             context=h["context"],
+            detail_design=h["detail_design"],
         )
         if h["weights"]:
             load_model_weights(self.model, h["weights"])
