@@ -11,11 +11,18 @@
    models with local context (windows on the cell lattice) against window context (the
    layout and models before 2026-12-06), for the zion_dem.yaml recipe and the original
    preset: the price of one map.
+6. Whole-scene throughput (``--scene``, with ``--checkpoint``): on a real scene at the
+   default tile, km2/s end to end against the pure batched forward, the phases alone
+   (inputs, reading) and the forward with channels_last and torch.compile, in fp32 and in
+   bf16 where the CPU has it natively (``scene_throughput.py``).
 
 The model is DualStreamDFormer (SegFormer-B1) with random weights, or --checkpoint.
 
     python benchmarks/bench_predict.py [--size 1024] [--tile 512] [--checkpoint CKPT]
     python benchmarks/bench_predict.py --only-cost
+    python benchmarks/bench_predict.py --scene ../shared/data/zion \
+        --aux elevation=../shared/data/zion/srtm.tif \
+        --checkpoint runs/zion_dem/checkpoints/best.ckpt
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import numpy as np
 import rasterio
 import torch
 from common import peak_rss_mib
+from scene_throughput import measure as measure_scene
 
 from dualstream_geo.data import (
     GEMS,
@@ -285,8 +293,32 @@ def main() -> None:
     parser.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--only-seams", action="store_true", help="measure the seams alone")
     parser.add_argument("--only-cost", action="store_true", help="windows and FLOP per km2")
+    parser.add_argument("--scene", nargs="+", help="a real scene's image files or folders")
+    parser.add_argument("--aux", action="append", default=[], help="NAME=PATH, with --scene")
+    parser.add_argument("--no-compile", action="store_true", help="--scene without compile")
     args = parser.parse_args()
     torch.set_num_threads(2)
+    if args.scene:
+        if not args.checkpoint:
+            sys.exit("bench_predict.py: --scene needs --checkpoint")
+        missing = [p for p in args.scene if not Path(p).exists()]
+        if missing:
+            sys.exit(f"bench_predict.py: {missing[0]} does not exist")
+        aux: dict[str, list[str]] = {}
+        for item in args.aux:
+            name, _, path = item.partition("=")
+            aux.setdefault(name, []).append(path)
+        with tempfile.TemporaryDirectory() as tmp:
+            figures = measure_scene(
+                args.checkpoint,
+                args.scene,
+                aux,
+                Path(tmp),
+                args.tile,
+                compile_model=not args.no_compile,
+            )
+        print("scene", json.dumps(figures, indent=2))
+        return
     if args.only_cost:
         print("cost", json.dumps(cost(args.tile), indent=2))
         return

@@ -1,13 +1,21 @@
 """Training throughput on the demo scenes: samples/s and the share of step time spent waiting
 for data, with 0 and 2 DataLoader workers (data + model, real Lightning loop).
 
+``--recipe``: samples/s of a real recipe (the zion_dem.yaml one by default, on the Zion
+data its configs name) through ``dualstream-geo fit`` itself, for the dense and the
+separable detail path, in fp32 and, where the CPU has it natively, bf16 mixed precision.
+
     python benchmarks/bench_train.py [--samples 128] [--patch 64]
+    python benchmarks/bench_train.py --recipe [--steps 24]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,8 +27,12 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from dualstream_geo.data import DEMO_CLASS_MAP, ClassSpec, make_demo_scenes
 from dualstream_geo.data.datamodule import DualStreamDataModule
 from dualstream_geo.data.settings import LoaderSettings
+from dualstream_geo.precision import describe_cpu, native_bf16
 from dualstream_geo.training import DualStreamSegmentation
 from dualstream_geo.training.trainer_defaults import default_precision
+
+HERE = Path(__file__).resolve().parent
+RECIPE = [HERE.parent / "experiments" / "zion.yaml", HERE.parent / "experiments" / "zion_dem.yaml"]
 
 
 class StepTimer(Callback):
@@ -91,6 +103,56 @@ def run(
     }
 
 
+def recipe_rate(root: Path, configs: list[Path], steps: int, design: str, precision: str) -> float:
+    """Training samples/s of ``dualstream-geo fit`` with ``configs`` after 2 warm-up steps
+    (``throughput.Throughput``), ``steps`` steps of one epoch, no validation."""
+    root.mkdir(parents=True, exist_ok=True)
+    callbacks = root / "callbacks.json"
+    callback = {"class_path": "throughput.Throughput", "init_args": {"path": str(root / "t.json")}}
+    callbacks.write_text(json.dumps({"trainer": {"callbacks": [callback]}}))
+    batch = 16
+    command = [
+        str(Path(sys.executable).with_name("dualstream-geo")),
+        "fit",
+        *(f"--config={config}" for config in configs),
+        f"--config={callbacks}",
+        f"--trainer.default_root_dir={root}",
+        f"--data.stats_path={root / 'stats.json'}",
+        "--trainer.max_epochs=1",
+        f"--data.length={batch * (steps + 2)}",
+        f"--data.batch_size={batch}",
+        "--trainer.limit_val_batches=0",
+        "--trainer.enable_progress_bar=false",
+        f"--trainer.precision={precision}",
+        f"--model.detail_design={design}",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(HERE)}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=HERE.parent)
+    if done.returncode:
+        raise SystemExit(done.stderr[-3000:])
+    result = json.loads((root / "t.json").read_text())
+    return result["samples"] / result["seconds"]
+
+
+def recipe(steps: int) -> dict[str, Any]:
+    """samples/s of the zion_dem.yaml recipe: dense and separable detail path, fp32 and bf16."""
+    precisions = ["32-true", "bf16-mixed"] if native_bf16("cpu") else ["32-true"]
+    results: dict[str, Any] = {"cpu": describe_cpu()}
+    with tempfile.TemporaryDirectory() as tmp:
+        for design in ("dense", "separable"):
+            for precision in precisions:
+                rate = recipe_rate(
+                    Path(tmp) / f"{design}_{precision}", RECIPE, steps, design, precision
+                )
+                results[f"{design}, {precision}"] = round(rate, 2)
+                print(design, precision, results[f"{design}, {precision}"], flush=True)
+    base = results["dense, 32-true"]
+    results["vs dense fp32"] = {
+        key: round(value / base, 2) for key, value in results.items() if key.count(",") == 1
+    }
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -98,7 +160,15 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=128)
     parser.add_argument("--patch", type=int, default=64)
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--recipe", action="store_true", help="the zion_dem.yaml recipe's rates")
+    parser.add_argument("--steps", type=int, default=24, help="timed steps per --recipe run")
     args = parser.parse_args()
+    if args.recipe:
+        missing = [p for p in ("../shared/data/zion",) if not (HERE.parent / p).exists()]
+        if missing:
+            sys.exit(f"bench_train.py: {missing[0]} (the configs' data) does not exist")
+        print(json.dumps(recipe(args.steps), indent=2))
+        return
     torch.set_num_threads(2)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:

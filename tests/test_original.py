@@ -308,7 +308,7 @@ def test_import_original_and_predict_reproduce_the_original(
     tile = write_tile(tmp_path / "tile")
     output = tmp_path / "classes.tif"
     air_folder = tmp_path / "tile" / "air"
-    # --precision 32: fp32 on a GPU too (the CPU is always fp32).
+    # --precision 32: fp32 on a GPU or a CPU with native bf16 too (their default is bf16).
     extra = ("--kind", "both", "--precision", "32")
     code = predict_tile(ckpt, tile["image"], tile["GEMS_tile"], air_folder, output, *extra)
     assert code == 0

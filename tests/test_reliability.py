@@ -19,6 +19,7 @@ from affine import Affine
 from dualstream_geo.cli import main
 from dualstream_geo.errors import DualStreamError
 from dualstream_geo.inference import ScenePredictor
+from dualstream_geo.precision import native_bf16
 
 from .conftest import write_raster
 
@@ -380,8 +381,12 @@ def test_predict_refuses_other_formats_runaway_processes_and_waits_with_a_limit(
     if not torch.cuda.is_available():
         many = str((os.cpu_count() or 1) + 50)
         refused([*args, "--output", str(tmp_path / "m.tif"), "--devices", many], capsys, "CPU", [])
-        with pytest.warns(UserWarning, match="bf16 autocast needs a CUDA device"):
-            ScenePredictor.from_checkpoint(checkpoint, precision="bf16")
+        if native_bf16("cpu"):
+            assert ScenePredictor.from_checkpoint(checkpoint, precision="bf16").bf16
+        else:
+            with pytest.warns(UserWarning, match="has no native bf16"):
+                assert not ScenePredictor.from_checkpoint(checkpoint, precision="bf16").bf16
+        assert not ScenePredictor.from_checkpoint(checkpoint, precision="32").bf16
     # WORLD_SIZE left in the environment: the rank says what it waits for, then gives up.
     env = os.environ | {"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1"}
     env |= {"MASTER_PORT": str(_free_port()), "DUALSTREAM_JOIN_TIMEOUT": "3"}

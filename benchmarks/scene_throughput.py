@@ -1,0 +1,139 @@
+"""Whole-scene throughput where the time goes (``bench_predict.py --scene``, issue 40).
+
+For one checkpoint and one real scene at the default tile, in fp32 and in bf16 (where the CPU
+computes bf16 natively): km2/s end to end (``ScenePredictor.predict``: inputs opened, the aux
+gridded and checked, windows read, the model, blending, writing, overviews) against the
+pure batched forward over the same windows with their inputs already in memory, and the
+phases measured alone: opening and checking the inputs (``ScenePredictor.dataset``), reading
+and normalising the windows, the forward. Then the forward with ``channels_last`` and with
+``torch.compile``, so that the report says whether they pay on this machine.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dualstream_geo.data.join import collate_samples
+from dualstream_geo.inference import ScenePredictor
+from dualstream_geo.inference.reading import WindowDataset, scene_grid
+from dualstream_geo.precision import native_bf16
+
+
+def seconds(work: Callable[[], object], repeats: int) -> float:
+    """Median wall time of ``work`` over ``repeats`` runs."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def scene_batches(
+    p: ScenePredictor, image: list[str], aux: dict[str, list[str]]
+) -> tuple[float, list[tuple[torch.Tensor, torch.Tensor | None]], float, float]:
+    """The scene's area (km2), its windows' model inputs batched as ``predict`` batches them
+    (windows without a valid pixel left out, as ``predict`` does), and the seconds taken to
+    open the inputs and to read the windows."""
+    start = time.perf_counter()
+    dataset = p.dataset(image, aux)
+    opened = time.perf_counter() - start
+    grid = scene_grid(dataset.image)
+    windows = p.layout(grid).windows
+    reader = WindowDataset(dataset, grid, windows)
+    start = time.perf_counter()
+    samples = [reader[i] for i in range(len(windows))]
+    batches = []
+    for first in range(0, len(samples), p.batch_size):
+        batch = collate_samples(samples[first : first + p.batch_size])
+        keep = batch["valid"].flatten(1).any(1)
+        if keep.any():
+            air = batch["air"][keep] if "air" in batch else None
+            batches.append((batch["image"][keep], air))
+    read = time.perf_counter() - start
+    area = grid.height * grid.width * abs(grid.transform.a * grid.transform.e) / 1e6
+    return area, batches, opened, read
+
+
+def forward_seconds(
+    p: ScenePredictor, batches: list[tuple[torch.Tensor, torch.Tensor | None]], repeats: int
+) -> float:
+    """Median time of the model over all ``batches`` (inputs already in memory)."""
+
+    def run() -> None:
+        for image, air in batches:
+            p.probabilities(image, air)
+
+    run()  # first-touch allocations
+    return seconds(run, repeats)
+
+
+def measure(
+    checkpoint: str,
+    image: list[str],
+    aux: dict[str, list[str]],
+    out: Path,
+    tile: int = 512,
+    repeats: int = 2,
+    compile_model: bool = True,
+) -> dict[str, Any]:
+    """The figures above, one row per precision the machine has natively.
+
+    Args:
+        checkpoint: a training checkpoint (e.g. of the zion_dem.yaml recipe).
+        image: the scene's image files or folders.
+        aux: the aux sources' files by name.
+        out: a folder for the maps written.
+        tile: the window side (the default 512).
+        repeats: runs per timing (the median is reported).
+        compile_model: also time the forward under ``torch.compile`` (minutes on a CPU).
+
+    Returns:
+        ``{"fp32": {...}, "bf16": {...}}`` (``bf16`` only where the CPU has it natively).
+    """
+    precisions = ["32", "bf16"] if native_bf16("cpu") else ["32"]
+    results: dict[str, Any] = {}
+    for precision in precisions:
+        p = ScenePredictor.from_checkpoint(checkpoint, tile=tile, precision=precision)
+        output = out / f"scene_{precision}.tif"
+
+        def end_to_end(p: ScenePredictor = p, output: Path = output) -> None:
+            p.predict(image, aux, output, overwrite=True)
+
+        end_to_end()  # GDAL caches, first-touch allocations
+        e2e = seconds(end_to_end, repeats)
+        area, batches, opened, read = scene_batches(p, image, aux)
+        forward = forward_seconds(p, batches, repeats)
+        row: dict[str, Any] = {
+            "windows": sum(len(b[0]) for b in batches),
+            "area_km2": round(area, 1),
+            "end_to_end_s": round(e2e, 2),
+            "end_to_end_km2_per_s": round(area / e2e, 3),
+            "forward_s": round(forward, 2),
+            "forward_km2_per_s": round(area / forward, 3),
+            "end_to_end_over_forward": round(e2e / forward, 3),
+            "outside_forward_share": round(1 - forward / e2e, 3),
+            "alone_s": {"inputs": round(opened, 2), "reading": round(read, 2)},
+        }
+        model = p.model
+        p.model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        channels_last = [(i.contiguous(memory_format=torch.channels_last), a) for i, a in batches]
+        row["forward_channels_last_s"] = round(forward_seconds(p, channels_last, repeats), 2)
+        p.model = model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+        if compile_model:
+            p.model = torch.compile(model)  # type: ignore[assignment]
+            start = time.perf_counter()
+            for image_batch, air_batch in batches[:1]:
+                p.probabilities(image_batch, air_batch)
+            row["compile_s"] = round(time.perf_counter() - start, 1)
+            row["forward_compiled_s"] = round(forward_seconds(p, batches, repeats), 2)
+            p.model = model
+        results["bf16" if precision == "bf16" else "fp32"] = row
+        print(precision, row, flush=True)
+    return results

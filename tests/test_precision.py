@@ -1,0 +1,61 @@
+"""Which machines compute in bf16 by default, and what bf16 changes in a map."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from dualstream_geo.models import DualStreamDFormer
+from dualstream_geo.precision import autocast, cpu_bf16_flags, describe_cpu, native_bf16
+
+X86 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx2 avx512f {extra}\n"
+ARM = "processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd sve {extra}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "flags"),
+    [
+        (X86.format(extra="avx512_bf16 avx512_vnni"), {"avx512_bf16"}),
+        (X86.format(extra="amx_bf16 amx_tile avx512_bf16"), {"amx_bf16", "avx512_bf16"}),
+        (X86.format(extra="avx512_vnni"), set()),  # Zen 3, Ice Lake: bf16 would be emulated
+        (ARM.format(extra="i8mm bf16"), {"bf16"}),  # Graviton 3, Neoverse V1
+        (ARM.format(extra="asimdhp"), set()),
+        ("", set()),
+    ],
+)
+def test_cpu_bf16_flags_read_the_cpu_features(tmp_path: Path, text: str, flags: set[str]) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(text)
+    assert cpu_bf16_flags(str(cpuinfo)) == flags
+    assert cpu_bf16_flags(str(tmp_path / "missing")) == frozenset()
+
+
+def test_native_bf16_follows_the_device() -> None:
+    assert native_bf16("cpu") == bool(cpu_bf16_flags())
+    assert native_bf16("meta") is False
+    assert ("no native bf16" in describe_cpu()) != native_bf16("cpu")
+
+
+def test_bf16_autocast_keeps_the_logits_in_fp32() -> None:
+    """Under bf16 autocast the model computes in bf16 but its class logits are fp32 (their
+    8 significant bits would decide close classes by rounding); the classes agree with fp32
+    on nearly every pixel."""
+    torch.manual_seed(0)
+    model = DualStreamDFormer(
+        num_classes=4, task="multiclass", preset="lite", image_detail=True, air_channels=3
+    ).eval()
+    image, air = torch.randn(2, 4, 96, 96), torch.randn(2, 3, 12, 12)
+    cpu = torch.device("cpu")
+    with torch.no_grad():
+        reference = model(image, air)
+        with autocast(cpu, bf16=True):
+            low = model(image, air)
+        with autocast(cpu, bf16=False):
+            same = model(image, air)
+    assert low["final"].dtype == torch.float32 and low["aux_f2"].dtype == torch.bfloat16
+    torch.testing.assert_close(same["final"], reference["final"], rtol=0, atol=0)
+    assert not torch.equal(low["final"], reference["final"])  # bf16 was used
+    agree = (low["final"].argmax(1) == reference["final"].argmax(1)).float().mean()
+    assert agree > 0.98
