@@ -17,6 +17,7 @@ from dualstream_geo.data import DEMO_CLASS_MAP
 from dualstream_geo.data.augment import DualStreamAugmentation
 from dualstream_geo.data.datamodule import DualStreamDataModule
 from dualstream_geo.demo import FULL
+from dualstream_geo.precision import native_bf16
 from dualstream_geo.training import DualStreamSegmentation, SegmentationLoss, read_spec
 from dualstream_geo.training.losses import DeepSupervisionLoss
 from dualstream_geo.training.trainer_defaults import default_precision
@@ -325,9 +326,9 @@ def test_cli_errors_are_one_line(
         assert len(err) == 1 and err[0].startswith("dualstream-geo: error: ") and named in err[0]
 
 
-def test_precision_defaults_to_32_bit_on_cpu() -> None:
+def test_precision_defaults_to_bf16_where_the_cpu_has_it() -> None:
     if not torch.cuda.is_available():
-        assert default_precision() == "32-true"
+        assert default_precision() == ("bf16-mixed" if native_bf16("cpu") else "32-true")
 
 
 def test_demo_quick(tmp_path: Path) -> None:

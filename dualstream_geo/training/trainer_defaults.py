@@ -10,12 +10,15 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger, Logger
 
+from ..precision import native_bf16
+
 
 def default_precision() -> str:
-    """bf16 mixed precision on a GPU that supports it, 32-bit otherwise."""
-    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return "bf16-mixed"
-    return "32-true"
+    """bf16 mixed precision where the device Lightning picks computes bf16 natively (a GPU
+    that supports it; without one, a CPU with AVX512-BF16, AMX or ARM BF16), 32-bit
+    otherwise (:func:`~dualstream_geo.precision.native_bf16`)."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return "bf16-mixed" if native_bf16(device) else "32-true"
 
 
 def default_loggers(root: str = ".") -> list[Logger]:
