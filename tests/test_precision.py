@@ -59,3 +59,32 @@ def test_bf16_autocast_keeps_the_logits_in_fp32() -> None:
     assert not torch.equal(low["final"], reference["final"])  # bf16 was used
     agree = (low["final"].argmax(1) == reference["final"].argmax(1)).float().mean()
     assert agree > 0.98
+
+
+@pytest.mark.parametrize("flags", [frozenset(), frozenset({"avx512_bf16"})])
+def test_predictor_uses_bf16_only_where_the_cpu_has_it(
+    monkeypatch: pytest.MonkeyPatch, flags: frozenset[str]
+) -> None:
+    """``auto`` is fp32 on a CPU without native bf16 (as before issue 40) and bf16 on one
+    with it; ``32`` is fp32 on both; ``bf16`` without it warns and stays fp32. Training
+    follows the same rule."""
+    import warnings
+
+    from dualstream_geo.data.spec import InputSpec
+    from dualstream_geo.inference import ScenePredictor
+
+    monkeypatch.setattr("dualstream_geo.precision.cpu_bf16_flags", lambda: flags)
+    model = DualStreamDFormer(num_classes=2, task="binary", preset="lite", air_channels=48)
+    spec = InputSpec()
+    auto = ScenePredictor(model, spec=spec, device="cpu")
+    assert auto.bf16 == bool(flags)
+    assert not ScenePredictor(model, spec=spec, device="cpu", precision="32").bf16
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        forced = ScenePredictor(model, spec=spec, device="cpu", precision="bf16")
+    assert forced.bf16 == bool(flags)
+    assert any("no native bf16" in str(w.message) for w in caught) == (not flags)
+    if not torch.cuda.is_available():
+        from dualstream_geo.training.trainer_defaults import default_precision
+
+        assert default_precision() == ("bf16-mixed" if flags else "32-true")
