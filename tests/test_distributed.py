@@ -220,6 +220,11 @@ def predict_args(checkpoint: Path, scene: dict[str, Path], output: Path, *extra:
         "--tile=64",
         "--batch-size=4",
         "--kind=both",
+        # fp32: bit-for-bit equality across ranks. In bf16 (the default on a CPU with native
+        # bf16) oneDNN's kernels round differently for another batch composition, and the
+        # ranks batch their own strips: a probability may move by 1/254, as it may with
+        # another thread count.
+        "--precision=32",
         *extra,
     ]
 

@@ -17,7 +17,7 @@ from dualstream_geo.data import DEMO_CLASS_MAP
 from dualstream_geo.data.augment import DualStreamAugmentation
 from dualstream_geo.data.datamodule import DualStreamDataModule
 from dualstream_geo.demo import FULL
-from dualstream_geo.precision import native_bf16
+from dualstream_geo.errors import DualStreamError
 from dualstream_geo.training import DualStreamSegmentation, SegmentationLoss, read_spec
 from dualstream_geo.training.losses import DeepSupervisionLoss
 from dualstream_geo.training.trainer_defaults import default_precision
@@ -326,9 +326,9 @@ def test_cli_errors_are_one_line(
         assert len(err) == 1 and err[0].startswith("dualstream-geo: error: ") and named in err[0]
 
 
-def test_precision_defaults_to_bf16_where_the_cpu_has_it() -> None:
+def test_precision_defaults_to_32_bit_on_cpu() -> None:
     if not torch.cuda.is_available():
-        assert default_precision() == ("bf16-mixed" if native_bf16("cpu") else "32-true")
+        assert default_precision() == "32-true"
 
 
 def test_demo_quick(tmp_path: Path) -> None:
@@ -464,3 +464,19 @@ def test_ctrl_c_during_fit_exits_130(demo_root: Path, tmp_path: Path) -> None:
             process.wait()
     assert process.returncode == 130
     assert err.strip().splitlines()[-1] == "dualstream-geo: interrupted"
+
+
+def test_a_diverged_run_stops_at_the_first_non_finite_loss(demo_root: Path, tmp_path: Path) -> None:
+    """A NaN loss would make every weight NaN at the optimizer step and the run would score
+    0 for its whole budget: fit stops at that step with one line naming it."""
+    from lightning.pytorch import Callback
+
+    class Poison(Callback):
+        def on_train_batch_start(self, trainer: Any, module: Any, batch: Any, index: int) -> None:
+            if trainer.global_step == 1:
+                batch["image"][0, 0, 0, 0] = float("nan")
+
+    task, datamodule = tiny(demo_root, tmp_path)
+    with pytest.raises(DualStreamError, match=r"training loss is nan at step 1 \(epoch 0\)"):
+        trainer(tmp_path, 1, [Poison()]).fit(task, datamodule)
+    assert torch.isfinite(next(task.parameters())).all()  # stopped before the step

@@ -32,13 +32,27 @@ DETAIL_DESIGNS = ("dense", "separable")
 DETAIL_WIDTHS = {"dense": 64, "separable": 32}
 
 
+class DepthwiseConv2d(nn.Conv2d):
+    """A depthwise convolution computed in fp32 whatever the autocast around it.
+
+    Under CPU bf16 autocast, oneDNN's bf16 backward of dilated depthwise convolutions
+    overflows within a few steps of training the zion.yaml recipe (its weight gradients turn
+    to inf, then every loss to NaN); in fp32 it does not. The layer is memory-bound, so fp32
+    costs it little.
+    """
+
+    def forward(self, input: Tensor) -> Tensor:
+        with torch.autocast(input.device.type, enabled=False):
+            return super().forward(input.float())
+
+
 def separable_conv_norm_act(
     in_channels: int, out_channels: int, dilation: int = 1
 ) -> nn.Sequential:
     """[0] depthwise 3 x 3 conv (``dilation``) -> [1] 1 x 1 conv -> [2] LayerNorm2d -> [3]
     GELU: (B, ``in_channels``, H, W) -> (B, ``out_channels``, H, W)."""
     return nn.Sequential(
-        nn.Conv2d(
+        DepthwiseConv2d(
             in_channels,
             in_channels,
             3,

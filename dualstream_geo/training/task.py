@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any, Literal
 
+import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
@@ -375,7 +376,16 @@ class DualStreamSegmentation(SemanticSegmentation):
         return loss
 
     def training_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
-        return self._shared_step(batch, "train")
+        loss = self._shared_step(batch, "train")
+        # One non-finite loss makes every weight NaN at the optimizer step, and the run would
+        # go on for its whole budget scoring 0: stop at once, saying where.
+        if not torch.isfinite(loss.detach()).all():
+            raise DualStreamError(
+                f"the training loss is {loss.item()} at step {self.global_step} (epoch "
+                f"{self.current_epoch}): the run diverged; lower --model.lr, or train in fp32 "
+                "(--trainer.precision 32-true)"
+            )
+        return loss
 
     def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._shared_step(batch, "val")
