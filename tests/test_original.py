@@ -346,7 +346,9 @@ def test_import_original_and_predict_reproduce_the_original(
             sub = "gems" if name.startswith("GEMS") else "air"
             write_raster(bare / sub / f"{name}.tif", src.read(), None, None)
     with pytest.warns(UserWarning, match=r"4 tile\(s\) without georeferencing"):
-        code = predict_tile(ckpt, tile["image"], bare / "gems", bare / "air", tmp_path / "bare.tif")
+        code = predict_tile(
+            ckpt, tile["image"], bare / "gems", bare / "air", tmp_path / "bare.tif", *extra[2:]
+        )
     assert code == 0
     with rasterio.open(tmp_path / "bare.tif") as src:
         np.testing.assert_array_equal(src.read(1), classes)
