@@ -22,9 +22,9 @@ from torch import Tensor, nn
 
 from .layers import conv_norm_act
 
-#: How the path's layers are built: ``dense`` 3 x 3 convolutions (models trained before
-#: 2026-12-06), or ``separable``: a depthwise 3 x 3 then a 1 x 1 convolution, about a seventh
-#: of the FLOP at the same width (issue 40; experiments/README.md has its accuracy).
+#: How the path's layers are built: ``dense`` 3 x 3 convolutions (the default), or
+#: ``separable``: a depthwise 3 x 3 then a 1 x 1 convolution, about a seventh of the FLOP at
+#: the same width (issue 40; experiments/README.md has its accuracy, below the dense one's).
 DETAIL_DESIGNS = ("dense", "separable")
 #: The path's width by design: 32 keeps the separable path under a quarter of the FLOP of
 #: the zion.yaml recipe (SegFormer-B0 lite: 18.6 % per window; 48 would be 31 %, and the dense

@@ -54,8 +54,8 @@ class DualStreamSegmentation(SemanticSegmentation):
         gate_twice: the original preset evaluates its stage 1-2 gate twice.
         image_detail: a full-resolution image path in the decoder (aux head ``aux_detail``).
         detail_aux: that path also reads the aux stream on the image grid (dual fusion).
-        detail_design: that path's layers: ``separable`` (depthwise and 1 x 1 convolutions,
-            new models) or ``dense`` 3 x 3 ones (checkpoints before 2026-12-06;
+        detail_design: that path's layers: ``dense`` 3 x 3 convolutions, or ``separable``
+            (depthwise and 1 x 1: a fifth of the FLOP, less accurate on Zion so far;
             :mod:`~dualstream_geo.models.detail`).
         context: ``local`` (new models): every operation sees a bounded neighbourhood of a
             pixel, so its class does not depend on the prediction window; ``window``:
@@ -115,7 +115,7 @@ class DualStreamSegmentation(SemanticSegmentation):
         gate_twice: bool = False,
         image_detail: bool = False,
         detail_aux: bool = True,
-        detail_design: Literal["dense", "separable"] = "separable",
+        detail_design: Literal["dense", "separable"] = "dense",
         context: Literal["local", "window"] = "local",
         air_stem: Literal["linear", "layernorm"] = "linear",
         drop_path_rate: float = 0.1,
