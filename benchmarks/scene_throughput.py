@@ -121,11 +121,18 @@ def measure(
             "outside_forward_share": round(1 - forward / e2e, 3),
             "alone_s": {"inputs": round(opened, 2), "reading": round(read, 2)},
         }
-        model = p.model
-        p.model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        channels_last = [(i.contiguous(memory_format=torch.channels_last), a) for i, a in batches]
-        row["forward_channels_last_s"] = round(forward_seconds(p, channels_last, repeats), 2)
-        p.model = model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+        # The predictor's own memory format is in "forward_s"; the other one here.
+        model, used = p.model, p.channels_last
+        row["channels_last_by_default"] = used
+        other = torch.contiguous_format if used else torch.channels_last
+        p.channels_last = not used
+        p.model = model.to(memory_format=other)  # type: ignore[call-overload]
+        other_batches = [(i.contiguous(memory_format=other), a) for i, a in batches]
+        name = "forward_contiguous_s" if used else "forward_channels_last_s"
+        row[name] = round(forward_seconds(p, other_batches, repeats), 2)
+        p.channels_last = used
+        own = torch.channels_last if used else torch.contiguous_format
+        p.model = model.to(memory_format=own)  # type: ignore[call-overload]
         if compile_model:
             p.model = torch.compile(model)  # type: ignore[assignment]
             start = time.perf_counter()

@@ -170,6 +170,11 @@ class ScenePredictor:
                 stacklevel=2,
             )
         self.model.eval().to(self.device)
+        # In bf16 on a CPU, oneDNN's convolutions run 1.19x faster on channels-last tensors
+        # (the zion_dem.yaml model; in fp32 they ran 7 % slower): benchmarks/README.md.
+        self.channels_last = self.bf16 and self.device.type == "cpu"
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     @classmethod
     def from_checkpoint(cls, checkpoint: PathLike, **kwargs: Any) -> ScenePredictor:
@@ -240,6 +245,9 @@ class ScenePredictor:
     @torch.inference_mode()
     def probabilities(self, image: Tensor, air: Tensor | None) -> Tensor:
         """(B, C, H, W) probabilities averaged over the TTA transforms."""
+
+        if self.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
 
         def once(image: Tensor, air: Tensor | None) -> Tensor:
             with autocast(self.device, self.bf16):
