@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+__all__ = ["BF16_CPU_FLAGS", "autocast", "cpu_bf16_flags", "describe_cpu", "native_bf16"]
+
 #: /proc/cpuinfo flags of a native bf16 dot product (x86: ``flags``; ARM: ``Features``).
 BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 
