@@ -1,4 +1,4 @@
-"""Which devices compute bf16 natively, and the autocast context that uses it.
+"""Which devices compute bf16 natively.
 
 bf16 autocast pays only where the hardware multiplies bf16 itself: CUDA GPUs of compute
 capability 8 and later, x86 CPUs with AVX512-BF16 (AMD Zen 4 and later, Intel Cooper Lake)
@@ -10,14 +10,13 @@ those machines keep fp32.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import platform
 from pathlib import Path
 
 import torch
 
-__all__ = ["BF16_CPU_FLAGS", "autocast", "cpu_bf16_flags", "describe_cpu", "native_bf16"]
+__all__ = ["BF16_CPU_FLAGS", "cpu_bf16_flags", "cpu_name", "describe_cpu", "native_bf16"]
 
 #: /proc/cpuinfo flags of a native bf16 dot product (x86: ``flags``; ARM: ``Features``).
 BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
@@ -62,34 +61,26 @@ def native_bf16(device: torch.device | str) -> bool:
     return False
 
 
+def cpu_name() -> str:
+    """The CPU's model name (Linux), else what the platform says.
+
+    Returns:
+        The ``model name`` line of ``/proc/cpuinfo``, or :func:`platform.processor`.
+    """
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def describe_cpu() -> str:
     """The CPU's model name and its native bf16 flags, for benchmark and experiment records.
 
     Returns:
         ``"<model name> (avx512_bf16)"``, or the model name with ``(no native bf16)``.
     """
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     flags = sorted(cpu_bf16_flags())
-    return f"{name} ({', '.join(flags) if flags else 'no native bf16'})"
-
-
-def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager[object]:
-    """bf16 autocast on ``device`` when ``bf16``, else a context that changes nothing.
-
-    Args:
-        device: where the model runs (CUDA or CPU).
-        bf16: compute matrix products and convolutions in bf16.
-
-    Returns:
-        The context manager to run the forward pass in.
-    """
-    if not bf16:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
+    return f"{cpu_name()} ({', '.join(flags) if flags else 'no native bf16'})"

@@ -24,7 +24,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -32,18 +31,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dualstream_geo.precision import cpu_name
+
 PREFIX = "test_ClasswiseJaccardIndex_"
-
-
-def cpu_name() -> str:
-    """The CPU model (Linux), else what the platform says."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run(command: list[str]) -> float:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dualstream_geo.models import DualStreamDFormer
-from dualstream_geo.precision import autocast, cpu_bf16_flags, describe_cpu, native_bf16
+from dualstream_geo.precision import cpu_bf16_flags, describe_cpu, native_bf16
 
 X86 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx2 avx512f {extra}\n"
 ARM = "processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd sve {extra}\n"
@@ -47,12 +47,11 @@ def test_bf16_autocast_keeps_the_logits_in_fp32() -> None:
         num_classes=4, task="multiclass", preset="lite", image_detail=True, air_channels=3
     ).eval()
     image, air = torch.randn(2, 4, 96, 96), torch.randn(2, 3, 12, 12)
-    cpu = torch.device("cpu")
     with torch.no_grad():
         reference = model(image, air)
-        with autocast(cpu, bf16=True):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
             low = model(image, air)
-        with autocast(cpu, bf16=False):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=False):
             same = model(image, air)
     assert low["final"].dtype == torch.float32 and low["aux_f2"].dtype == torch.bfloat16
     torch.testing.assert_close(same["final"], reference["final"], rtol=0, atol=0)

@@ -38,7 +38,7 @@ from ..models import DualStreamDFormer
 from ..models.dualstream import class_probabilities
 from ..models.locality import CELL
 from ..models.tta import TTAS, tta_mean
-from ..precision import autocast, describe_cpu, native_bf16
+from ..precision import describe_cpu, native_bf16
 from ..training.loading import load_task
 from ..training.stored import file_sha256
 from .budget import check_window_memory
@@ -250,7 +250,7 @@ class ScenePredictor:
             image = image.contiguous(memory_format=torch.channels_last)
 
         def once(image: Tensor, air: Tensor | None) -> Tensor:
-            with autocast(self.device, self.bf16):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                 logits = self.model(image, air)["final"]
             return class_probabilities(logits, self.model.task)
 

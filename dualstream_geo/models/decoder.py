@@ -13,7 +13,7 @@ from timm.models.convnext import ConvNeXtBlock
 from torch import Tensor, nn
 
 from .detail import ImageDetail
-from .layers import classify
+from .layers import in_fp32
 from .locality import LOCAL_ATROUS_RATES, NeighbourhoodPool
 
 
@@ -153,4 +153,4 @@ class LiteDecoder(nn.Module):
             if image is None:
                 raise ValueError("this decoder merges the image: pass image (B, C, H, W)")
             x0, outputs["aux_detail"] = self.image_detail(image, x0)  # type: ignore[assignment]
-        return {"final": classify(self.classifier, x0), **outputs}
+        return {"final": in_fp32(self.classifier, x0), **outputs}

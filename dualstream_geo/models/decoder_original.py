@@ -9,7 +9,7 @@ from timm.layers import GroupNorm1
 from torch import Tensor, nn
 
 from .detail import ImageDetail
-from .layers import BasicConv, classify, conv_norm_act, convnext_block
+from .layers import BasicConv, conv_norm_act, convnext_block, in_fp32
 from .locality import LOCAL_ATROUS_RATES, NeighbourhoodPool
 
 
@@ -177,4 +177,4 @@ class OriginalDecoder(nn.Module):
             if image is None:
                 raise ValueError("this decoder merges the image: pass image (B, C, H, W)")
             full, outputs["aux_detail"] = self.image_detail(image, full)  # type: ignore[assignment]
-        return {"final": classify(self.final_classifier_v8, full), **outputs}
+        return {"final": in_fp32(self.final_classifier_v8, full), **outputs}

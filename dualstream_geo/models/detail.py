@@ -20,7 +20,7 @@ import torch
 from timm.layers import LayerNorm2d
 from torch import Tensor, nn
 
-from .layers import conv_norm_act
+from .layers import conv_norm_act, in_fp32
 
 #: How the path's layers are built: ``dense`` 3 x 3 convolutions (the default), or
 #: ``separable``: a depthwise 3 x 3 then a 1 x 1 convolution, about a seventh of the FLOP at
@@ -42,8 +42,7 @@ class DepthwiseConv2d(nn.Conv2d):
     """
 
     def forward(self, input: Tensor) -> Tensor:
-        with torch.autocast(input.device.type, enabled=False):
-            return super().forward(input.float())
+        return in_fp32(super().forward, input)
 
 
 def separable_conv_norm_act(
