@@ -51,7 +51,7 @@ from dualstream_geo.data import (
     SatelliteImage,
     make_demo_scenes,
 )
-from dualstream_geo.data.aux_spec import original_aux
+from dualstream_geo.data.auxiliary.spec import original_aux
 from dualstream_geo.data.grid import Grid
 from dualstream_geo.data.spec import ClassSpec, InputSpec
 from dualstream_geo.data.synthetic import SceneSpec

@@ -16,7 +16,7 @@ import numpy as np
 from lightning.pytorch import Callback
 
 from .data import DEMO_CLASS_MAP, DEMO_CLASS_NAMES, make_demo_scenes
-from .data.aux_spec import original_aux
+from .data.auxiliary.spec import original_aux
 from .data.datamodule import DualStreamDataModule
 from .data.spec import ClassSpec, InputSpec
 from .errors import DualStreamError, OneLineParser

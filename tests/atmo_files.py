@@ -1,14 +1,24 @@
 """Atmospheric products written by the tests in their producers' layouts (netCDF4): a
 Sentinel-5P Level 2 orbit (groups, dimensions, attributes, fill values, the uint8 qa_value
-with its scale factor, footprint corners), a GEMS Level 2 file and a CF Level 3 grid with a
-time axis."""
+with its scale factor, footprint corners), a GEMS Level 2 file, a CF Level 3 grid with a
+time axis, and GRIB 2 messages as ECMWF's ERA5 and CAMS files hold them (GDAL's GRIB
+driver)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import netCDF4
 import numpy as np
+import rasterio
+import rasterio.shutil
+from affine import Affine
+
+#: GRIB 2 fields by name: (discipline, category, number) of WMO code table 4.2.
+GRIB_PARAMETERS = {"TMP": (0, 0, 0), "RH": (0, 1, 1)}
+#: GRIB 2 levels by name: (type of fixed surface, value) of WMO code table 4.5.
+GRIB_LEVELS = {"0-SFC": (1, 0), "2-HTGL": (103, 2)}
 
 S5P_FILL = np.float32(9.96921e36)
 
@@ -167,4 +177,38 @@ def write_zarr(
     if crs_wkt:
         extra["_CRS"] = {"wkt": crs_wkt}
     array("no2", values.astype("<f4"), ["time", *names], extra)
+    return path
+
+
+def write_grib(
+    path: Path,
+    transform: Affine,
+    messages: list[tuple[str, str, datetime, np.ndarray]],
+) -> Path:
+    """A GRIB 2 file of ``messages`` (element, level, valid time, (rows, cols) values) on
+    an EPSG:4326 grid: analyses (forecast time 0) from ECMWF (centre 98), one message each,
+    written by GDAL's GRIB driver."""
+    rows, cols = messages[0][3].shape
+    staging = path.with_suffix(".staging.tif")
+    profile = {"driver": "GTiff", "width": cols, "height": rows, "count": len(messages)}
+    profile |= {"dtype": "float32", "crs": "EPSG:4326", "transform": transform}
+    with rasterio.open(staging, "w", **profile) as dst:
+        dst.write(np.stack([m[3] for m in messages]).astype(np.float32))
+    options = {"PDS_PDTN": "0"}
+    for band, (element, level, valid, _) in enumerate(messages, start=1):
+        discipline, category, number = GRIB_PARAMETERS[element]
+        surface, value = GRIB_LEVELS[level]
+        options[f"BAND_{band}_DISCIPLINE"] = str(discipline)
+        options[f"BAND_{band}_IDS"] = (
+            "CENTER=98 SUBCENTER=0 MASTER_TABLE=2 SIGNF_REF_TIME=0 "
+            f"REF_TIME={valid:%Y-%m-%dT%H:%M:%SZ} PROD_STATUS=0 TYPE=0"
+        )
+        # category, number, process, background, forecast process, hours, minutes
+        # cut-off, time unit (1: hour), forecast time, surface 1 (type, scale, value),
+        # surface 2 (missing)
+        options[f"BAND_{band}_PDS_TEMPLATE_ASSEMBLED_VALUES"] = (
+            f"{category} {number} 2 0 96 0 0 1 0 {surface} 0 {value} 255 0 0"
+        )
+    rasterio.shutil.copy(staging, path, driver="GRIB", **options)
+    staging.unlink()
     return path

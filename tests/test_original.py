@@ -15,7 +15,7 @@ import torch
 from affine import Affine
 
 from dualstream_geo.cli import main
-from dualstream_geo.data.aux_spec import original_aux
+from dualstream_geo.data.auxiliary.spec import original_aux
 from dualstream_geo.data.normalize import OriginalScaling
 from dualstream_geo.data.spec import InputSpec
 from dualstream_geo.errors import DualStreamError

@@ -18,7 +18,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer, seed_everythin
 from torch import Tensor
 
 from dualstream_geo.data import DualStreamGeoDataset, LandCoverMask, SatelliteImage
-from dualstream_geo.data.aux_spec import original_aux
+from dualstream_geo.data.auxiliary.spec import original_aux
 from dualstream_geo.data.labels import class_counts
 from dualstream_geo.data.spec import ClassSpec, InputSpec
 from dualstream_geo.errors import DualStreamError

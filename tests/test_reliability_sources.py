@@ -14,7 +14,7 @@ import shapely
 from affine import Affine
 
 from dualstream_geo.cli import main
-from dualstream_geo.data.aux_spec import AuxSpec
+from dualstream_geo.data.auxiliary.spec import AuxSpec
 from dualstream_geo.errors import DualStreamError
 
 from .conftest import write_raster

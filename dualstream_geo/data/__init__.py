@@ -1,18 +1,15 @@
 """Data layer: raster sources, named aux sources, the input spec, the dual-stream join,
 statistics, demo scenes, datamodule."""
 
-from .aux_spec import AuxSpec
 from .auxiliary import GEMS, AirPollution, AuxRaster, aux_source
+from .auxiliary.spec import AuxSpec
 from .grid import Grid
 from .join import DualStreamGeoDataset, collate_samples
 from .land_cover import LandCoverMask
 from .normalize import BandStats, DatasetStats, Normalize
-from .remote import configure_gdal
 from .sources import IGNORE_INDEX, GeoRaster, SatelliteImage
 from .spec import ClassSpec, ImageSpec, InputSpec
 from .synthetic import DEMO_CLASS_MAP, DEMO_CLASS_NAMES, make_demo_scenes
-
-configure_gdal()
 
 __all__ = [
     "DEMO_CLASS_MAP",

@@ -15,8 +15,8 @@ from torchgeo.samplers import PreChippedGeoSampler
 
 from ..errors import DualStreamError
 from .augment import DualStreamAugmentation
-from .aux_spec import SWATH_FORMATS, AuxSpec, aux_specs
-from .auxiliary import aux_source, resolved, swath_channels
+from .auxiliary import aux_format, aux_source, resolved, swath_channels
+from .auxiliary.spec import AuxSpec, aux_specs
 from .checks import check_air_over_region, has_labels
 from .join import DualStreamGeoDataset, collate_samples
 from .labels import class_counts
@@ -172,7 +172,7 @@ class DualStreamDataModule(GeoDataModule):
                 assert train is not None
                 aux = []
                 for source_spec in split_aux(train, spec, "train"):
-                    if source_spec.format in SWATH_FORMATS:
+                    if aux_format(source_spec.format).swath:
                         # Known without gridding: gridded when the datasets are built.
                         aux.append(replace(source_spec, channels=swath_channels(source_spec)))
                         continue

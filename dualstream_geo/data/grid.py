@@ -23,6 +23,7 @@ from rasterio.warp import reproject
 from rasterio.windows import Window
 
 from ..errors import DualStreamError
+from .remote import configure_gdal
 
 # Offsets closer than this to a whole pixel are treated as aligned (float64 noise only).
 _ALIGN_TOLERANCE = 1e-6
@@ -94,6 +95,7 @@ class Grid:
 def _open_cached(path: str, pid: int, version: tuple[int, int]) -> DatasetReader:
     # Keyed by pid: a GDAL handle inherited through fork must not be shared by workers;
     # and by (mtime, size): a file rewritten in place (notebooks) is opened afresh.
+    configure_gdal()
     return rasterio.open(path)
 
 

@@ -15,9 +15,9 @@ import rasterio
 from affine import Affine
 
 from ..errors import DualStreamError
-from .aux_spec import GRIDDED_FORMATS, AuxSpec
-from .auxiliary import aux_source, resolved, scene_aux_grids
+from .auxiliary import aux_source, needs_grids, resolved, scene_aux_grids
 from .auxiliary.files import MULTIDIMENSIONAL
+from .auxiliary.spec import AuxSpec
 from .checks import check_air_values, check_aux_detail, check_image_values
 from .join import DualStreamGeoDataset
 from .land_cover import LandCoverMask
@@ -40,7 +40,7 @@ _AUX_NAME = re.compile(r"^(?:GEMS_|AIR_Pollution_(?:CO|NO2|SO2)_)?(?P<name>.+)\.
 class SceneSet:
     """Paths (files or folders) of one split's sources: the image, the labels (``mask``) and
     the aux sources' own paths by name (``aux``: a source not named here reads the paths of
-    its :class:`~dualstream_geo.data.aux_spec.AuxSpec`)."""
+    its :class:`~dualstream_geo.data.auxiliary.spec.AuxSpec`)."""
 
     image: list[str]
     mask: list[str] | None = None
@@ -204,8 +204,7 @@ def build_dataset(scenes: SceneSet, spec: InputSpec, split: str = "") -> DualStr
         )
     air = []
     sources = split_aux(scenes, spec, split)
-    swaths = any(s.format in GRIDDED_FORMATS for s in sources)
-    grids = scene_aux_grids(image, spec.aux_scale) if swaths else []
+    grids = scene_aux_grids(image, spec.aux_scale) if needs_grids(sources) else []
     for source_spec in sources:
         source = aux_source(source_spec, fallback, grids)
         resolved(source_spec, source)

@@ -7,7 +7,8 @@ reads (``AWS_*``, ``GS_*``/``GOOGLE_APPLICATION_CREDENTIALS``, ``AZURE_*``); pat
 redacted (no query string, no user info) wherever they are shown or stored.
 
 :data:`GDAL_DEFAULTS` is the one place that sets how remote files are read; a variable the
-user has set in the environment wins over it.
+user has set in the environment wins over it. They are applied when a source first opens
+data (:func:`configure_gdal`), never by importing the package.
 """
 
 from __future__ import annotations
@@ -21,11 +22,20 @@ from typing import Any
 
 from ..errors import DualStreamError
 
+#: What GDAL may open over HTTP: without this list it probes sidecar files (.aux.xml,
+#: .msk, .ovr) of every file it opens, a wasted request each.
+REMOTE_EXTENSIONS = (
+    *(".tif", ".tiff", ".TIF", ".TIFF", ".vrt", ".json"),
+    *(".nc", ".nc4", ".h5", ".he5", ".hdf5", ".grib", ".grb", ".grib2", ".grb2"),
+    *(".zarr", ".zarray", ".zgroup", ".zattrs", ".zmetadata"),
+)
 #: GDAL configuration for reading COGs over a network (see GDAL's "Configuration options").
 GDAL_DEFAULTS = {
     # Opening a file must not list its folder (an HTTP "folder" listing is a wasted request).
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.TIFF,.vrt,.json",
+    # Rasters, STAC JSON, and the multidimensional and GRIB files aux sources read over HTTP
+    # (a Zarr store is opened by its metadata files, its chunks have no extension).
+    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ",".join(REMOTE_EXTENSIONS),
     # Header and block caching: the first 64 KB of a COG hold its IFDs.
     "GDAL_INGESTED_BYTES_AT_OPEN": "65536",
     "VSI_CACHE": "TRUE",
@@ -52,10 +62,18 @@ _SCHEMES = {
 _URL = re.compile(r"^(?P<scheme>[a-z0-9]+)://", re.IGNORECASE)
 
 
+_configured = False
+
+
 def configure_gdal() -> None:
-    """Apply :data:`GDAL_DEFAULTS` where the user has not set the variable."""
+    """Apply :data:`GDAL_DEFAULTS` where the user has not set the variable (once per process:
+    the sources call it before they first open data)."""
+    global _configured
+    if _configured:
+        return
     for name, value in GDAL_DEFAULTS.items():
         os.environ.setdefault(name, value)
+    _configured = True
 
 
 def is_remote(path: str | os.PathLike[str]) -> bool:
@@ -66,6 +84,7 @@ def is_remote(path: str | os.PathLike[str]) -> bool:
 
 def gdal_path(path: str | os.PathLike[str]) -> str:
     """What GDAL opens for ``path``: URLs become virtual paths, the rest is unchanged."""
+    configure_gdal()
     text = str(path)
     match = _URL.match(text)
     if not match:
@@ -136,6 +155,7 @@ def warn_if_not_cloud_optimised(path: str, src: Any) -> None:
 def source_paths(paths: Any) -> list[Any]:
     """A source's paths with URLs turned into GDAL paths; a remote folder is refused, since
     HTTP cannot list it."""
+    configure_gdal()
     listed = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
     out = []
     for path in listed:

@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from ..errors import DualStreamError
-from .aux_spec import (
+from .auxiliary.formats import aux_format
+from .auxiliary.spec import (
     AuxSpec,
     aux_from_dict,
 )
@@ -248,7 +249,7 @@ class InputSpec:
         together: 12 per original file, a whole source otherwise."""
         groups: list[int] = []
         for source in self.aux:
-            per_file = 12 if source.format.startswith("original") else source.num_channels
+            per_file = 12 if aux_format(source.format).original else source.num_channels
             groups += [per_file] * (source.num_channels // per_file)
         return groups
 

@@ -28,7 +28,7 @@ from rasterio.crs import CRS
 from rasterio.dtypes import _gdal_typename
 
 from ..errors import DualStreamError
-from .remote import gdal_path, is_remote, redact, redact_text
+from .remote import configure_gdal, gdal_path, is_remote, redact, redact_text
 from .vrt import band_xml, dataset_xml
 
 _folder: str | None = None
@@ -116,6 +116,7 @@ def _bands(item: pystac.Item, name: str, href: str) -> list[tuple[str, float | N
 
 def _open_asset(item: pystac.Item, href: str) -> rasterio.io.DatasetReader:
     """Open an asset's file, or say in one line which Item's asset cannot be read."""
+    configure_gdal()
     try:
         return rasterio.open(href)
     except rasterio.errors.RasterioError as error:

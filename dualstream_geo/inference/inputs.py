@@ -9,8 +9,8 @@ from typing import Any
 
 import rasterio
 
-from ..data.aux_spec import GRIDDED_FORMATS, AuxSpec
-from ..data.auxiliary import AuxRaster, aux_source, resolved
+from ..data.auxiliary import AuxRaster, aux_format, aux_source, resolved
+from ..data.auxiliary.spec import AuxSpec
 from ..data.grid import Grid
 from ..data.sources import GeoRaster, Georef, SatelliteImage
 from ..data.spec import InputSpec
@@ -120,7 +120,7 @@ def scene_aux(
         given = named[source_spec.name]
         if isinstance(given, GeoRaster):
             source = given
-        elif source_spec.format in GRIDDED_FORMATS and all(
+        elif aux_format(source_spec.format).gridded and all(
             str(p).lower().endswith((".tif", ".tiff")) for p in given
         ):
             # The source pre-gridded by `dualstream-geo grid`: read as the cached grid is.

@@ -19,8 +19,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..data.aux_spec import GRIDDED_FORMATS
-from ..data.auxiliary import scene_aux_grids
+from ..data.auxiliary import needs_grids, scene_aux_grids
 from ..data.checks import (
     check_air_coverage,
     check_air_over_region,
@@ -212,8 +211,7 @@ class ScenePredictor:
         """
         spec = self.spec
         image = scene_image(spec, image)
-        swaths = any(source.format in GRIDDED_FORMATS for source in spec.aux)
-        grids = scene_aux_grids(image, spec.aux_scale) if swaths else []
+        grids = scene_aux_grids(image, spec.aux_scale) if needs_grids(spec.aux) else []
         sources = scene_aux(spec, aux, fallback, grids)
         check_image_values(image)
         for source in sources:

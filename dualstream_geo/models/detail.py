@@ -22,14 +22,25 @@ from torch import Tensor, nn
 
 from .layers import conv_norm_act, in_fp32
 
-#: How the path's layers are built: ``dense`` 3 x 3 convolutions (the default), or
+#: How the path's layers are built: ``dense`` 3 x 3 convolutions (the default);
 #: ``separable``: a depthwise 3 x 3 then a 1 x 1 convolution, about a seventh of the FLOP at
-#: the same width (issue 40; experiments/README.md has its accuracy, below the dense one's).
-DETAIL_DESIGNS = ("dense", "separable")
-#: The path's width by design: 32 keeps the separable path under a quarter of the FLOP of
-#: the zion.yaml recipe (SegFormer-B0 lite: 18.6 % per window; 48 would be 31 %, and the dense
-#: path is 83 %; benchmarks/README.md, "Detail path").
-DETAIL_WIDTHS = {"dense": 64, "separable": 32}
+#: the same width; ``spectral``: a wide 1 x 1 stem (each pixel's spectrum mixed 64 ways, as
+#: the dense path's first layer does), then separable layers with residual connections
+#: (issue 40; experiments/README.md has their accuracy).
+DETAIL_DESIGNS = ("dense", "separable", "spectral")
+#: The path's width by design: 32 keeps the separable paths under a quarter of the FLOP of
+#: the zion_dem.yaml recipe (SegFormer-B0 lite: 18.6 % per window separable, 21.7 % spectral;
+#: 48 would be 31 %, and the dense path is 83 %; benchmarks/README.md, "Detail path").
+DETAIL_WIDTHS = {"dense": 64, "separable": 32, "spectral": 32}
+#: The dilations by design: each reaches 33 x 33 pixels without gaps; the spectral path
+#: spends its fifth layer on the stem.
+DETAIL_DILATIONS = {
+    "dense": (1, 1, 2, 4, 8),
+    "separable": (1, 1, 2, 4, 8),
+    "spectral": (1, 3, 4, 8),
+}
+#: The spectral path's stem width: the dense path's first layer is 64 wide.
+SPECTRAL_STEM = 64
 
 
 class DepthwiseConv2d(nn.Conv2d):
@@ -66,6 +77,25 @@ def separable_conv_norm_act(
     )
 
 
+class Residual(nn.Sequential):
+    """``x + layers(x)``: (B, C, H, W) -> (B, C, H, W); lets a deep, narrow path train."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return input + super().forward(input)
+
+
+def spectral_path(in_channels: int, channels: int, dilations: Sequence[int]) -> nn.Sequential:
+    """The ``spectral`` design: [0] 1 x 1 conv-LayerNorm2d-GELU to :data:`SPECTRAL_STEM`
+    channels, [1] a separable layer to ``channels``, then one residual separable layer per
+    further dilation: (B, ``in_channels``, H, W) -> (B, ``channels``, H, W)."""
+    first, *rest = dilations
+    return nn.Sequential(
+        conv_norm_act(in_channels, SPECTRAL_STEM, 1, norm=LayerNorm2d),
+        separable_conv_norm_act(SPECTRAL_STEM, channels, first),
+        *(Residual(*separable_conv_norm_act(channels, channels, d)) for d in rest),
+    )
+
+
 class ImageDetail(nn.Module):
     """Merge full-resolution image features into the decoder's full-resolution map.
 
@@ -79,8 +109,10 @@ class ImageDetail(nn.Module):
     the path must learn each pixel's class from its spectrum and surroundings, rather than
     lean on the encoders' context, which on a single scene fits the training cells sooner.
 
-    ``design``: ``dense`` 3x3 convolutions, or ``separable`` (a depthwise 3 x 3 and a 1 x 1
-    convolution per layer: the same receptive field for about a seventh of the FLOP).
+    ``design``: ``dense`` 3x3 convolutions, ``separable`` (a depthwise 3 x 3 and a 1 x 1
+    convolution per layer: the same receptive field for about a seventh of the FLOP), or
+    ``spectral`` (:func:`spectral_path`; dilations 1, 3, 4, 8 by default: 33 x 33 pixels
+    too). ``dilations`` default to the design's (:data:`DETAIL_DILATIONS`).
     """
 
     def __init__(
@@ -88,7 +120,7 @@ class ImageDetail(nn.Module):
         image_channels: int,
         decoder_channels: int,
         channels: int | None = None,
-        dilations: Sequence[int] = (1, 1, 2, 4, 8),
+        dilations: Sequence[int] | None = None,
         num_outputs: int | None = None,
         design: str = "dense",
     ) -> None:
@@ -96,15 +128,19 @@ class ImageDetail(nn.Module):
         if design not in DETAIL_DESIGNS:
             raise ValueError(f"design must be one of {DETAIL_DESIGNS}, got {design!r}")
         channels = channels or DETAIL_WIDTHS[design]
+        dilations = dilations or DETAIL_DILATIONS[design]
         widths = [image_channels, *[channels] * len(dilations)]
-        self.encode = nn.Sequential(
-            *(
-                conv_norm_act(widths[i], widths[i + 1], 3, dilation, norm=LayerNorm2d)
-                if design == "dense"
-                else separable_conv_norm_act(widths[i], widths[i + 1], dilation)
-                for i, dilation in enumerate(dilations)
+        if design == "spectral":
+            self.encode = spectral_path(image_channels, channels, dilations)
+        else:
+            self.encode = nn.Sequential(
+                *(
+                    conv_norm_act(widths[i], widths[i + 1], 3, dilation, norm=LayerNorm2d)
+                    if design == "dense"
+                    else separable_conv_norm_act(widths[i], widths[i + 1], dilation)
+                    for i, dilation in enumerate(dilations)
+                )
             )
-        )
         self.merge = conv_norm_act(decoder_channels + channels, channels, 1, norm=LayerNorm2d)
         self.head = nn.Conv2d(channels, num_outputs, 1) if num_outputs else None
         self.out_channels = channels

@@ -16,7 +16,7 @@ from typing import Any
 import lightning
 import torch
 
-from ..data.aux_spec import original_aux
+from ..data.auxiliary.spec import original_aux
 from ..data.spec import ClassSpec, ImageSpec, InputSpec
 from ..errors import DualStreamError, OneLineParser
 from ..models import DualStreamDFormer

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..data.aux_spec import original_aux
+from ..data.auxiliary.spec import original_aux
 from ..data.normalize import DatasetStats
 from ..data.spec import ABSENT_AUX_CHANNELS, ClassSpec, ImageSpec, InputSpec
 from ..errors import DualStreamError

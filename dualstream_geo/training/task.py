@@ -115,7 +115,7 @@ class DualStreamSegmentation(SemanticSegmentation):
         gate_twice: bool = False,
         image_detail: bool = False,
         detail_aux: bool = True,
-        detail_design: Literal["dense", "separable"] = "dense",
+        detail_design: Literal["dense", "separable", "spectral"] = "dense",
         context: Literal["local", "window"] = "local",
         air_stem: Literal["linear", "layernorm"] = "linear",
         drop_path_rate: float = 0.1,

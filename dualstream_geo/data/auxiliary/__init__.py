@@ -2,7 +2,8 @@
 Zarr variables, Level 2 swaths gridded onto each scene, the original dataset's GEMS and
 air-pollution files, and how a named source spec becomes one of them."""
 
-from .build import aux_source, resolved, scene_aux_grids
+from .build import aux_source, needs_grids, resolved, scene_aux_grids
+from .formats import FORMATS, AuxFormat, aux_format
 from .gridding import swath_channels
 from .original import GEMS, GEMS_BANDS, POLLUTANT_BANDS, POLLUTANTS, AirPollution
 from .raster import AuxRaster
@@ -13,7 +14,11 @@ __all__ = [
     "POLLUTANTS",
     "POLLUTANT_BANDS",
     "AirPollution",
+    "FORMATS",
+    "AuxFormat",
     "AuxRaster",
+    "aux_format",
+    "needs_grids",
     "aux_source",
     "resolved",
     "scene_aux_grids",

@@ -1,4 +1,4 @@
-"""From an :class:`~dualstream_geo.data.aux_spec.AuxSpec` to the source that reads it."""
+"""From an :class:`~dualstream_geo.data.auxiliary.spec.AuxSpec` to the source that reads it."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from dataclasses import replace
 from typing import Any
 
 from ...errors import DualStreamError
-from ..aux_spec import GRIDDED_FORMATS, AuxSpec
 from ..grid import Grid, open_raster
 from ..sources import GeoRaster, Georef, SatelliteImage
 from .files import multidimensional_files
+from .formats import aux_format
 from .gridding import gridded
-from .netcdf import variable_vrt
 from .original import GEMS, AirPollution
 from .raster import AuxRaster
+from .spec import AuxSpec
 
 
 def scene_aux_grids(image: SatelliteImage, scale: int) -> list[Grid]:
@@ -26,6 +26,11 @@ def scene_aux_grids(image: SatelliteImage, scale: int) -> list[Grid]:
         src = open_raster(image.resolve(path))
         grids.append(Grid(src.crs, src.transform, src.height, src.width).coarsened(scale))
     return grids
+
+
+def needs_grids(specs: Sequence[AuxSpec]) -> bool:
+    """Whether any of ``specs`` is gridded once per scene (:func:`aux_source`'s ``grids``)."""
+    return any(aux_format(spec.format).gridded for spec in specs)
 
 
 def aux_source(
@@ -41,8 +46,10 @@ def aux_source(
             are gridded (once per scene and source, cached).
 
     Returns:
-        An :class:`AuxRaster` (for NetCDF variables over VRTs, for swaths over their cached
-        grids), or :class:`GEMS` / :class:`AirPollution` for the original formats.
+        What the format's row (:mod:`~dualstream_geo.data.auxiliary.formats`) says: an
+        :class:`AuxRaster` (for gridded fields over VRTs, or over their grids cached per
+        scene when ``grids`` are given; for swaths over those grids), or :class:`GEMS` /
+        :class:`AirPollution` for the original formats.
 
     Raises:
         DualStreamError: no paths, or files that do not hold what the spec asks for.
@@ -58,16 +65,10 @@ def aux_source(
         "derive": spec.derive,
         "reduce": spec.reduce,
     }
-    if spec.format == "raster":
-        if spec.assets:
-            return AuxRaster.from_stac(list(spec.paths), spec.assets, **kwargs)
-        return AuxRaster(list(spec.paths), filename_glob=spec.filename_glob or "*.tif", **kwargs)
-    if spec.format == "netcdf" and not grids:
-        # Direct windowed reads of the variable (through its VRT).
-        files = multidimensional_files(spec.paths, spec.name)
-        vrts = [variable_vrt(f, spec.variable or "", spec.time) for f in files]
-        return AuxRaster(vrts, filename_glob="*.vrt", **kwargs)
-    if spec.format in GRIDDED_FORMATS:
+    row = aux_format(spec.format)
+    if row.original:
+        return original_source(spec, georef_fallback)
+    if row.gridded and (row.swath or grids):
         # Once per scene and source onto its aux grid (cached): windows then read an
         # aligned GeoTIFF, the very file `dualstream-geo grid` writes for the same data.
         if not grids:
@@ -75,10 +76,23 @@ def aux_source(
                 f"aux source {spec.name!r}: a swath is gridded onto the scenes' aux grids; "
                 "build it with the image (build_dataset, ScenePredictor.dataset)"
             )
-        files = multidimensional_files(spec.paths, spec.name)
+        files = multidimensional_files(spec.paths, spec.name, row.extensions)
         cached = [gridded(spec, files, grid) for grid in grids]
         # The cache holds the values already reduced and on their bands.
         return AuxRaster(cached, **(kwargs | {"bands": None, "nodata": None, "reduce": "none"}))
+    if row.vrt is not None:
+        # Direct windowed reads of the field (through its VRT).
+        files = multidimensional_files(spec.paths, spec.name, row.extensions)
+        vrts = [row.vrt(f, spec.variable or "", spec.time) for f in files]
+        return AuxRaster(vrts, filename_glob="*.vrt", **kwargs)
+    if spec.assets:
+        return AuxRaster.from_stac(list(spec.paths), spec.assets, **kwargs)
+    return AuxRaster(list(spec.paths), filename_glob=spec.filename_glob or "*.tif", **kwargs)
+
+
+def original_source(spec: AuxSpec, georef_fallback: Georef | None) -> GeoRaster:
+    """The original dataset's GEMS or air-pollution files of ``spec``."""
+    # The one place a format is named outside the table: its two original file layouts.
     original: type[GEMS] | type[AirPollution] = (
         GEMS if spec.format == "original_gems" else AirPollution
     )

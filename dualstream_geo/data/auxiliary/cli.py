@@ -1,6 +1,6 @@
 """``dualstream-geo grid``: atmospheric products (Level 2 swaths, gridded NetCDF / HDF5 /
-Zarr variables) onto the aux grid of an image, as a COG: what the model will see, to look at
-in a GIS and to reuse as a plain raster aux source."""
+Zarr variables, GRIB fields) onto the aux grid of an image, as a COG: what the model will
+see, to look at in a GIS and to reuse as a plain raster aux source."""
 
 from __future__ import annotations
 
@@ -12,19 +12,26 @@ import rasterio
 
 from ...errors import DualStreamError, OneLineParser
 from ...paths import check_folder_writable, check_output
-from ..aux_spec import AuxSpec
 from ..grid import Grid
 from ..remote import redact_text
 from .files import multidimensional_files
+from .formats import FORMATS
 from .gridding import grid_data, write_grid
 from .netcdf import variables
+from .spec import AuxSpec
 
-FORMATS = ("netcdf", "s5p_l2", "gems_l2")
+#: The formats ``grid`` takes: those gridded onto a scene's aux grid.
+GRIDDED = tuple(name for name, row in FORMATS.items() if row.gridded)
+#: What a folder given to ``grid`` is searched for: the files of any of them.
+GRIDDED_EXTENSIONS = tuple(dict.fromkeys(e for n in GRIDDED for e in FORMATS[n].extensions))
 
 
 def detect_format(path: str) -> str:
-    """``s5p_l2`` for a file with a ``PRODUCT`` group, ``gems_l2`` for ``Data Fields`` and
-    ``Geolocation Fields`` groups, ``netcdf`` (a gridded variable) otherwise."""
+    """The format of a file: by extension for GRIB; ``s5p_l2`` for a file with a
+    ``PRODUCT`` group, ``gems_l2`` for ``Data Fields`` and ``Geolocation Fields`` groups,
+    ``netcdf`` (a gridded variable) otherwise."""
+    if path.lower().endswith(FORMATS["grib"].extensions):
+        return "grib"
     names = variables(path)
     if any(n.startswith("/PRODUCT/") for n in names):
         return "s5p_l2"
@@ -60,7 +67,7 @@ def grid_main(argv: list[str]) -> int:
     parser.add_argument("--variable", required=True, help="the variable to grid")
     parser.add_argument("--like", required=True, help="an image file: its CRS and bounds")
     parser.add_argument("--output", required=True, help="the COG to write (.tif)")
-    parser.add_argument("--format", choices=FORMATS, help="default: found from the first file")
+    parser.add_argument("--format", choices=GRIDDED, help="default: found from the first file")
     parser.add_argument("--aux-scale", type=int, default=8, help="aux pixels per image pixel")
     parser.add_argument("--qa-min", type=float, help="swaths: lowest quality value kept")
     parser.add_argument("--composite", choices=("mean", "median"), default="mean")
@@ -79,11 +86,11 @@ def grid_main(argv: list[str]) -> int:
     check_folder_writable(os.path.dirname(real), "--output")
     grid = like_grid(args.like, args.aux_scale)
     name = args.variable.strip("/").split("/")[-1].replace(" ", "_") or "value"
-    files = multidimensional_files(args.files, name)
+    files = multidimensional_files(args.files, name, GRIDDED_EXTENSIONS)
     spec = AuxSpec(
         name=name if name[0].isalpha() else f"v_{name}",
         paths=tuple(files),
-        format=args.format or detect_format(files[0]),  # type: ignore[arg-type]
+        format=args.format or detect_format(files[0]),
         variable=args.variable,
         time=tuple(args.time) if args.time else None,  # type: ignore[arg-type]
         reduce=args.reduce,

@@ -46,9 +46,11 @@ def cache_folder(kind: str) -> str:
     return folder
 
 
-def multidimensional_files(paths: Sequence[str], source: str) -> list[str]:
-    """The files of ``paths``: files (and URLs) as given, folders searched for NetCDF, HDF5
-    and Zarr.
+def multidimensional_files(
+    paths: Sequence[str], source: str, extensions: Sequence[str] = MULTIDIMENSIONAL
+) -> list[str]:
+    """The files of ``paths``: files (and URLs) as given, folders searched for files ending
+    in ``extensions`` (NetCDF, HDF5 and Zarr by default; the format's own).
 
     Raises:
         DualStreamError: a missing path, or nothing found.
@@ -62,12 +64,13 @@ def multidimensional_files(paths: Sequence[str], source: str) -> list[str]:
             found += sorted(
                 p
                 for p in glob.glob(os.path.join(path, "*"))
-                if p.lower().endswith(MULTIDIMENSIONAL)
+                if p.lower().endswith(tuple(extensions))
             )
         else:
             raise DualStreamError(f"aux source {source!r}: {path} does not exist")
     if not found:
         raise DualStreamError(
-            f"aux source {source!r}: no NetCDF / HDF5 / Zarr file in {', '.join(map(str, paths))}"
+            f"aux source {source!r}: no {' / '.join(extensions)} file in "
+            f"{', '.join(map(str, paths))}"
         )
     return found

@@ -15,10 +15,11 @@ import rasterio.shutil
 import rasterio.windows
 
 from ...errors import DualStreamError
-from ..aux_spec import AuxSpec
 from ..grid import Grid
 from ..remote import is_remote, redact, remote_version
 from .files import cache_folder
+from .formats import aux_format
+from .spec import AuxSpec
 from .swath import default_qa, grid_swaths
 
 #: Files up to this size are hashed whole for the caches; larger ones by samples.
@@ -172,8 +173,9 @@ def grid_data(
     (NaN: no data; reduced over time when asked, but not log-transformed: that is applied
     when read), their band descriptions, and provenance tags.
 
-    Swaths are gridded (:mod:`~dualstream_geo.data.auxiliary.swath`); a NetCDF / HDF5 / Zarr
-    variable is read through its VRT with the source's resampling, exactly warped.
+    Swaths are gridded (:mod:`~dualstream_geo.data.auxiliary.swath`); a gridded field (a
+    NetCDF / HDF5 / Zarr variable, a GRIB field) is read through its VRT with the source's
+    resampling, exactly warped.
 
     Raises:
         DualStreamError: bad files, or nothing over the grid.
@@ -184,11 +186,11 @@ def grid_data(
         "variable": spec.variable or "",
         "format": spec.format,
     }
-    if spec.format == "netcdf":
-        from .netcdf import variable_vrt
+    field = aux_format(spec.format).vrt
+    if field is not None:
         from .raster import AuxRaster
 
-        vrts = [variable_vrt(f, spec.variable or "", spec.time) for f in files]
+        vrts = [field(f, spec.variable or "", spec.time) for f in files]
         source = AuxRaster(
             vrts,
             name=spec.name,

@@ -25,7 +25,7 @@ from rasterio.crs import CRS
 from rasterio.errors import CRSError, NotGeoreferencedWarning, RasterioError
 
 from ...errors import DualStreamError
-from ..remote import redact
+from ..remote import gdal_path, is_remote, redact
 from ..vrt import dataset_xml
 from .classic import check_whole
 from .files import private_folder
@@ -48,8 +48,10 @@ _UNITS = {
 
 
 def driver_path(path: str, variable: str) -> str:
-    """The GDAL name of ``variable`` in ``path`` (NetCDF, HDF5 or Zarr by extension)."""
+    """The GDAL name of ``variable`` in ``path`` (NetCDF, HDF5 or Zarr by extension; a URL
+    as GDAL's virtual path)."""
     lower = path.rstrip("/").lower()
+    path = gdal_path(path)
     if lower.endswith(".zarr"):
         return f'ZARR:"{path}":/{variable.lstrip("/")}'
     if lower.endswith((".h5", ".he5", ".hdf5", ".hdf")):
@@ -65,7 +67,10 @@ def open_container(path: str) -> rasterio.io.DatasetReader:
     tell the user what the format is."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        return rasterio.open(path)
+        if is_remote(path) and path.rstrip("/").lower().endswith(".zarr"):
+            # A remote store has no folder GDAL could list: name the driver.
+            return rasterio.open(f'ZARR:"{gdal_path(path.rstrip("/"))}"')
+        return rasterio.open(gdal_path(path))
 
 
 def variables(path: str) -> list[str]:

@@ -1,6 +1,7 @@
 """The original dataset's aux files: ``GEMS_<name>.tif`` (12 bands) and
 ``AIR_Pollution_{CO,NO2,SO2}_<name>.tif`` (12 bands each). Together they are the
-``original`` preset of the aux sources (:func:`~dualstream_geo.data.aux_spec.original_aux`)."""
+``original`` preset of the aux sources
+(:func:`~dualstream_geo.data.auxiliary.spec.original_aux`)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from typing import Any, ClassVar, Self
 from torchgeo.datasets.utils import Path
 
 from ...errors import DualStreamError
-from ..aux_spec import GEMS_BANDS, POLLUTANT_BANDS, POLLUTANTS
 from ..sources import GeoRaster
+from .spec import GEMS_BANDS, POLLUTANT_BANDS, POLLUTANTS
 
 
 class GEMS(GeoRaster):

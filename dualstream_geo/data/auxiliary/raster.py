@@ -15,10 +15,10 @@ from rasterio.io import DatasetReader
 from torchgeo.datasets.utils import Path
 
 from ...errors import DualStreamError
-from ..aux_spec import AuxSpec
 from ..grid import STATS_SIDE, Grid, decimated_read, open_raster
 from ..remote import describe_error, is_remote
 from ..sources import GeoRaster
+from .spec import AuxSpec
 from .terrain import cell_size_m, margin_grid, terrain
 
 
@@ -36,7 +36,7 @@ class AuxRaster(GeoRaster):
 
     Args:
         paths: files, folders or URLs.
-        name: the source's name (:class:`~dualstream_geo.data.aux_spec.AuxSpec`).
+        name: the source's name (:class:`~dualstream_geo.data.auxiliary.spec.AuxSpec`).
         bands: 1-based band indexes or band descriptions; None for every band.
         nodata: nodata value overriding the files' own.
         resampling: a GDAL warp method: ``average`` (continuous values), ``nearest`` or

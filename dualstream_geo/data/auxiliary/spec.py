@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 from rasterio.enums import Resampling
 
-from ..errors import DualStreamError
+from ...errors import DualStreamError
+from .formats import FORMATS, SETTING_PURPOSE, applies_to, aux_format
 
 #: How aux values are changed before statistics: ``log`` for quantities spanning decades.
 VALUE_TRANSFORMS = ("none", "log")
@@ -20,10 +21,6 @@ _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 GEMS_BANDS = tuple(f"gems_{i:02d}" for i in range(1, 13))
 POLLUTANTS = ("CO", "NO2", "SO2")
 POLLUTANT_BANDS = tuple(f"{p.lower()}_{i:02d}" for p in POLLUTANTS for i in range(1, 13))
-#: Formats gridded once onto each scene's aux grid (cached): multidimensional files.
-GRIDDED_FORMATS = ("netcdf", "s5p_l2", "gems_l2")
-#: Of these, Level 2 swaths: their channels are known without reading them.
-SWATH_FORMATS = ("s5p_l2", "gems_l2")
 #: Terrain an elevation source can derive (:mod:`~dualstream_geo.data.auxiliary.terrain`).
 TERRAIN = ("slope", "northness", "eastness", "relief")
 
@@ -42,13 +39,15 @@ class AuxSpec:
             values, ``nearest`` or ``mode`` for categories (any GDAL warp method).
         transform: ``log``: the natural logarithm of the values (values <= 0 become
             nodata), for quantities spanning decades such as column densities.
-        format: ``raster`` (any GDAL raster); ``netcdf`` (a gridded variable of NetCDF,
-            HDF5 or Zarr files: Level 3, CAMS, ERA5); ``s5p_l2`` / ``gems_l2`` (Level 2
-            swaths, gridded onto each scene's aux grid); ``original_gems`` /
-            ``original_air``: the original dataset's ``GEMS_*`` and
+        format: a row of :data:`~dualstream_geo.data.auxiliary.formats.FORMATS`:
+            ``raster`` (any GDAL raster); ``netcdf`` (a gridded variable of NetCDF, HDF5 or
+            Zarr files: Level 3, CAMS, ERA5); ``grib`` (a field of GRIB files: ERA5, CAMS);
+            ``s5p_l2`` / ``gems_l2`` (Level 2 swaths, gridded onto each scene's aux grid);
+            ``original_gems`` / ``original_air``: the original dataset's ``GEMS_*`` and
             ``AIR_Pollution_{CO,NO2,SO2}_*`` files.
-        variable: the variable to read (``netcdf``, ``s5p_l2``, ``gems_l2``).
-        time: (start, end) dates, inclusive: the time steps read (``netcdf``).
+        variable: the variable to read (``netcdf``, ``s5p_l2``, ``gems_l2``), or the GRIB
+            field (``grib``: ``2T``, or ``TMP:2-HTGL`` to name the level).
+        time: (start, end) dates, inclusive: the time steps read (``netcdf``, ``grib``).
         reduce: ``mean``, ``median`` or ``max`` over the bands (time steps): one channel.
         qa_min: swaths: the lowest quality value kept (default: the producer's
             recommendation for the variable).
@@ -67,9 +66,7 @@ class AuxSpec:
     nodata: float | None = None
     resampling: str = "average"
     transform: Literal["none", "log"] = "none"
-    format: Literal["raster", "netcdf", "s5p_l2", "gems_l2", "original_gems", "original_air"] = (
-        "raster"
-    )
+    format: str = "raster"
     variable: str | None = None
     time: tuple[str, str] | None = None
     reduce: Literal["none", "mean", "median", "max"] = "none"
@@ -97,7 +94,12 @@ class AuxSpec:
                 f"aux source {self.name!r}: transform must be one of {VALUE_TRANSFORMS}, "
                 f"got {self.transform!r}"
             )
-        if self.variable is None and self.format in ("netcdf", "s5p_l2", "gems_l2"):
+        if self.format not in FORMATS:
+            raise DualStreamError(
+                f"aux source {self.name!r}: format {self.format!r} is unknown (known: "
+                f"{', '.join(FORMATS)})"
+            )
+        if self.variable is None and aux_format(self.format).needs_variable:
             raise DualStreamError(
                 f"aux source {self.name!r}: format {self.format} needs a variable"
             )
@@ -115,7 +117,7 @@ class AuxSpec:
                     f"aux source {self.name!r}: cannot derive {unknown[0]!r} (known: "
                     f"{', '.join(TERRAIN)})"
                 )
-            if self.transform != "none" or self.reduce != "none" or self.format != "raster":
+            if self.transform != "none" or self.reduce != "none":
                 raise DualStreamError(
                     f"aux source {self.name!r}: derive needs a plain elevation raster (no "
                     "transform)"
@@ -148,7 +150,7 @@ class AuxSpec:
 
     def _check_applies(self) -> None:
         """Settings of another format are refused, not ignored."""
-        swath = self.format in ("s5p_l2", "gems_l2")
+        row = aux_format(self.format)
         given = {
             "variable": self.variable is not None,
             "time": self.time is not None,
@@ -156,29 +158,14 @@ class AuxSpec:
             "count": self.count,
             "composite": self.composite != "mean",
             "reduce": self.reduce != "none",
-        }
-        applies = {
-            "variable": self.format in ("netcdf", "s5p_l2", "gems_l2"),
-            "time": self.format == "netcdf",
-            "qa_min": swath,
-            "count": swath,
-            "composite": swath,
-            "reduce": not swath,
-        }
-        why = {
-            "variable": "a variable names a NetCDF/HDF5/Zarr or Level 2 product's field",
-            "time": "time selects the steps of a gridded variable (format netcdf); for "
-            "swaths give the orbit files of the dates wanted",
-            "qa_min": "quality filtering applies to Level 2 swaths (format s5p_l2, gems_l2)",
-            "count": "the orbit count applies to Level 2 swaths (format s5p_l2, gems_l2)",
-            "composite": "compositing orbits applies to Level 2 swaths (format s5p_l2, gems_l2)",
-            "reduce": "swaths are composited over orbits (composite: mean or median)",
+            "derive": bool(self.derive),
         }
         for setting, set_ in given.items():
-            if set_ and not applies[setting]:
+            if set_ and setting not in row.settings:
                 raise DualStreamError(
                     f"aux source {self.name!r}: {setting} does not apply to format "
-                    f"{self.format}: {why[setting]}"
+                    f"{self.format}: {SETTING_PURPOSE[setting]} (format "
+                    f"{', '.join(applies_to(setting))})"
                 )
 
     @property
