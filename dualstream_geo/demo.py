@@ -119,7 +119,8 @@ def preview(data_root: Path, prediction: Path, path: Path) -> None:
     from matplotlib.colors import ListedColormap
     from matplotlib.figure import Figure
 
-    from .data.layout import build_dataset, scene_set
+    from .data.assemble import build_dataset
+    from .data.layout import scene_set
 
     scenes = scene_set(str(data_root), "test", aux_names=["gems", "air_pollution"])
     assert scenes is not None

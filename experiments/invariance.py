@@ -29,9 +29,9 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
+from dualstream_geo.data.assemble import scene_image
 from dualstream_geo.data.grid import Grid
 from dualstream_geo.inference import ScenePredictor
-from dualstream_geo.inference.inputs import scene_image
 
 #: A window side no scene here reaches: the predictor clamps it to one window over the scene.
 ONE_WINDOW = 1 << 15

@@ -396,7 +396,8 @@ def test_an_aux_source_finer_than_the_aux_grid_is_a_warning() -> None:
     away (a warning that names the 60 m grid); at 60 m or on the image grid it is kept."""
     import warnings
 
-    from dualstream_geo.data.layout import SceneSet, build_dataset
+    from dualstream_geo.data.assemble import build_dataset
+    from dualstream_geo.data.layout import SceneSet
     from dualstream_geo.data.spec import ImageSpec
 
     image = ImageSpec(band_files=("_b2", "_b3", "_b4", "_b5"), nodata=65535)

@@ -433,7 +433,8 @@ def test_a_dem_with_a_wrong_crs_label_is_one_error(tmp_path: Path) -> None:
     error, without the warning that its pixels (0.0008 'm') are finer than the aux grid."""
     import warnings
 
-    from dualstream_geo.data.layout import SceneSet, build_dataset
+    from dualstream_geo.data.assemble import build_dataset
+    from dualstream_geo.data.layout import SceneSet
     from dualstream_geo.data.spec import ImageSpec, InputSpec
 
     zion = Path(__file__).parent / "data" / "zion"

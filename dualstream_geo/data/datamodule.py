@@ -14,13 +14,13 @@ from torchgeo.datasets import random_grid_cell_assignment
 from torchgeo.samplers import PreChippedGeoSampler
 
 from ..errors import DualStreamError
+from .assemble import build_dataset, resolve_channels
 from .augment import DualStreamAugmentation
-from .auxiliary import aux_format, aux_source, resolved, swath_channels
 from .auxiliary.spec import AuxSpec, aux_specs
 from .checks import check_air_over_region, has_labels
 from .join import DualStreamGeoDataset, collate_samples
 from .labels import class_counts
-from .layout import SceneSet, build_dataset, scene_set, split_aux
+from .layout import SceneSet, scene_set
 from .normalize import DatasetStats
 from .ranks import RankLocal, RankShard, process_rank
 from .sampling import AlignedGriddedSampler, EpochPatchSampler, FocusPatchSampler
@@ -170,15 +170,7 @@ class DualStreamDataModule(GeoDataModule):
             if spec.aux:
                 train = self.scenes["train"]
                 assert train is not None
-                aux = []
-                for source_spec in split_aux(train, spec, "train"):
-                    if aux_format(source_spec.format).swath:
-                        # Known without gridding: gridded when the datasets are built.
-                        aux.append(replace(source_spec, channels=swath_channels(source_spec)))
-                        continue
-                    source = aux_source(source_spec, train.georef_fallback)  # type: ignore[arg-type]
-                    aux.append(resolved(source_spec, source))
-                spec = replace(spec, aux=tuple(aux))
+                spec = replace(spec, aux=resolve_channels(train, spec))
             path = self.stats_path
             if spec.normalization == "dataset" and path and os.path.exists(path):
                 spec = spec.with_stats(load_stats(path, spec))

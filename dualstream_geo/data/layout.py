@@ -15,14 +15,8 @@ import rasterio
 from affine import Affine
 
 from ..errors import DualStreamError
-from .auxiliary import aux_source, needs_grids, resolved, scene_aux_grids
 from .auxiliary.files import MULTIDIMENSIONAL
-from .auxiliary.spec import AuxSpec
-from .checks import check_air_values, check_aux_detail, check_image_values
-from .join import DualStreamGeoDataset
-from .land_cover import LandCoverMask
-from .sources import Georef, SatelliteImage, has_georeferencing
-from .spec import InputSpec
+from .sources import has_georeferencing
 
 #: Original layout folders per split: image, label, GEMS, air pollution.
 ORIGINAL_FOLDERS = {
@@ -154,67 +148,3 @@ def original_georef_fallback(
 ) -> dict[str, tuple[object, Affine]]:
     """:func:`georef_fallback` for the original layout's auxiliary folders."""
     return georef_fallback([image_folder], folders)
-
-
-def split_aux(scenes: SceneSet, spec: InputSpec, split: str = "") -> list[AuxSpec]:
-    """The spec's aux sources with this split's paths.
-
-    Raises:
-        DualStreamError: a source without paths, or a split naming a source the spec lacks.
-    """
-    own = scenes.aux or {}
-    unknown = sorted(set(own) - set(spec.aux_names))
-    if unknown and spec.aux:
-        raise DualStreamError(
-            f"the {split or 'data'} split names aux source {unknown[0]!r}, which data.aux does "
-            f"not define (it has: {', '.join(spec.aux_names)})"
-        )
-    sources = []
-    for source in spec.aux:
-        paths = own.get(source.name) or list(source.paths)
-        if not paths:
-            where = f"the {split} split" if split else "the data"
-            raise DualStreamError(
-                f"aux source {source.name!r} has no paths for {where}: give its paths in "
-                "data.aux (or the split's aux)"
-            )
-        sources.append(source.with_paths(paths))
-    return sources
-
-
-def build_dataset(scenes: SceneSet, spec: InputSpec, split: str = "") -> DualStreamGeoDataset:
-    """The joined dataset of one split (sources validated, overlap checked) as ``spec``
-    defines it; its aux sources must give the spec's channels when the spec names them."""
-    fallback: Georef = scenes.georef_fallback  # type: ignore[assignment]
-    image = SatelliteImage(
-        scenes.image,
-        bands=spec.image.bands,
-        band_files=spec.image.band_files,
-        nodata=spec.image.nodata,
-    )
-    mask = None
-    if scenes.mask:
-        classes = spec.classes
-        mask = LandCoverMask(
-            scenes.mask,
-            class_map=classes.map,
-            unmapped=classes.unmapped,
-            ignore_index=classes.ignore_index,
-            georef_fallback=fallback,
-        )
-    air = []
-    sources = split_aux(scenes, spec, split)
-    grids = scene_aux_grids(image, spec.aux_scale) if needs_grids(sources) else []
-    for source_spec in sources:
-        source = aux_source(source_spec, fallback, grids)
-        resolved(source_spec, source)
-        air.append(source)
-    check_image_values(image)
-    for source in air:
-        check_air_values(source)
-    # The join first: a source that does not overlap the image (a wrong CRS label, say) is
-    # that one error, not a warning about its pixel size before it.
-    dataset = DualStreamGeoDataset(image, air or None, mask, air_scale=spec.read_scale)
-    if spec.uses_aux:
-        check_aux_detail(image, air, spec.aux_scale)
-    return dataset

@@ -9,10 +9,9 @@ from typing import Any
 
 import rasterio
 
-from ..data.auxiliary import AuxRaster, aux_format, aux_source, resolved
+from ..data.auxiliary import AuxRaster, aux_format, resolved
 from ..data.auxiliary.spec import AuxSpec
-from ..data.grid import Grid
-from ..data.sources import GeoRaster, Georef, SatelliteImage
+from ..data.sources import GeoRaster
 from ..data.spec import InputSpec
 from ..errors import DualStreamError
 
@@ -22,50 +21,24 @@ PathLike = str | os.PathLike[str]
 AuxInputs = Mapping[str, GeoRaster | Sequence[PathLike]] | Sequence[GeoRaster | PathLike] | None
 
 
-def scene_image(spec: InputSpec, image: SatelliteImage | Sequence[PathLike]) -> SatelliteImage:
-    """The image source of a scene (paths are read as the spec's bands and band files).
-
-    Raises:
-        DualStreamError: a source with another number of bands than the spec's.
-    """
-    if not isinstance(image, SatelliteImage):
-        image = SatelliteImage(
-            [str(p) for p in image],
-            bands=spec.image.bands,
-            band_files=spec.image.band_files,
-            nodata=spec.image.nodata,
-        )
-    if len(image.all_bands) != len(spec.image.bands):
-        raise DualStreamError(
-            f"the checkpoint expects {len(spec.image.bands)} bands {spec.image.bands}, "
-            f"the image source has {len(image.all_bands)}"
-        )
-    return image
-
-
 def _describe(spec: InputSpec, names: Sequence[str]) -> str:
     return ", ".join(
         f"--aux {n}=PATH ({spec.aux_source(n).num_channels} channel(s))" for n in names
     )
 
 
-def scene_aux(
-    spec: InputSpec,
-    aux: AuxInputs,
-    fallback: Georef | None = None,
-    grids: Sequence[Grid] = (),
-) -> list[GeoRaster]:
-    """The scene's aux sources in the spec's order.
+def scene_aux(spec: InputSpec, aux: AuxInputs) -> list[AuxSpec | GeoRaster]:
+    """The scene's aux inputs in the spec's order, as :func:`~dualstream_geo.data.assemble.
+    assemble` takes them.
 
     Args:
         spec: the checkpoint's input spec.
         aux: sources or paths by name; sources in the spec's order; or the paths of the
             original preset's GEMS and air-pollution files together.
-        fallback: footprints for original-layout tiles without georeferencing.
-        grids: the scene's aux grids, onto which Level 2 swaths are gridded.
 
     Returns:
-        One source per aux source of the spec, its channels checked against the spec's.
+        One input per aux source of the spec: the source given, a GeoTIFF gridded by
+        ``dualstream-geo grid`` for a gridded format, or the spec with the given paths.
 
     Raises:
         DualStreamError: a source missing, extra, unknown or with another channel count,
@@ -115,11 +88,12 @@ def scene_aux(
         raise DualStreamError(
             f"the checkpoint needs aux source(s): give {_describe(spec, missing)}"
         )
-    sources: list[GeoRaster] = []
+    inputs: list[AuxSpec | GeoRaster] = []
     for source_spec in spec.aux:
         given = named[source_spec.name]
         if isinstance(given, GeoRaster):
-            source = given
+            resolved(source_spec, given)
+            inputs.append(given)
         elif aux_format(source_spec.format).gridded and all(
             str(p).lower().endswith((".tif", ".tiff")) for p in given
         ):
@@ -131,12 +105,11 @@ def scene_aux(
                 resampling=source_spec.resampling,
                 transform=source_spec.transform,
             )
+            resolved(source_spec, source)
+            inputs.append(source)
         else:
-            paths = [str(p) for p in given]
-            source = aux_source(source_spec.with_paths(paths), fallback, grids)
-        resolved(source_spec, source)
-        sources.append(source)
-    return sources
+            inputs.append(source_spec.with_paths([str(p) for p in given]))
+    return inputs
 
 
 def check_gridded_from(spec: AuxSpec, paths: Sequence[str]) -> None:

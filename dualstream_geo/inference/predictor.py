@@ -19,12 +19,10 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..data.auxiliary import needs_grids, scene_aux_grids
+from ..data.assemble import assemble, scene_image
 from ..data.checks import (
     check_air_coverage,
     check_air_over_region,
-    check_air_values,
-    check_image_values,
     check_value_shift,
 )
 from ..data.grid import Grid
@@ -43,7 +41,7 @@ from ..training.stored import file_sha256
 from .budget import check_window_memory
 from .distributed import RankGroup, predict_on_ranks
 from .fingerprint import input_fingerprint
-from .inputs import AuxInputs, scene_aux, scene_image
+from .inputs import AuxInputs, scene_aux
 from .locking import output_lock
 from .outputs import (
     check_interrupted_parts,
@@ -211,20 +209,9 @@ class ScenePredictor:
         """
         spec = self.spec
         image = scene_image(spec, image)
-        grids = scene_aux_grids(image, spec.aux_scale) if needs_grids(spec.aux) else []
-        sources = scene_aux(spec, aux, fallback, grids)
-        check_image_values(image)
-        for source in sources:
-            check_air_values(source)
-        # The join first: a source that does not overlap the image is that error, whatever
-        # its values.
-        dataset = DualStreamGeoDataset(
-            image,
-            sources or None,
-            air_scale=spec.read_scale,
-            air_fill=spec.aux_fill(),
-            transforms=spec.transform(),
-        )
+        inputs = scene_aux(spec, aux)
+        dataset = assemble(spec, image, inputs, fallback=fallback, transforms=spec.transform())
+        sources = dataset.air
         if spec.stats is not None and spec.normalization == "dataset":
             check_value_shift(image, spec.stats.image, allow_shift)
             for source_spec, source in zip(spec.aux, sources, strict=True):

@@ -74,7 +74,7 @@ def aux_source(
         if not grids:
             raise DualStreamError(
                 f"aux source {spec.name!r}: a swath is gridded onto the scenes' aux grids; "
-                "build it with the image (build_dataset, ScenePredictor.dataset)"
+                "build it with the image (dualstream_geo.data.assemble)"
             )
         files = multidimensional_files(spec.paths, spec.name, row.extensions)
         cached = [gridded(spec, files, grid) for grid in grids]
