@@ -60,6 +60,30 @@ def test_bf16_autocast_keeps_the_logits_in_fp32() -> None:
     assert agree > 0.98
 
 
+def test_the_spectral_detail_path_computes_in_fp32_under_autocast() -> None:
+    """The spectral path (a fifth of the FLOP) keeps fp32 under bf16 autocast: given the
+    same decoder features, its output and its head's logits are the fp32 ones exactly; the
+    dense path's are bf16."""
+    from dualstream_geo.models.detail import ImageDetail
+
+    torch.manual_seed(0)
+    image, decoded = torch.randn(1, 6, 48, 48), torch.randn(1, 16, 48, 48)
+    for design, exact in (("spectral", True), ("dense", False)):
+        path = ImageDetail(6, 16, num_outputs=4, design=design).eval()
+        with torch.no_grad():
+            reference, reference_logits = path(image, decoded)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                merged, logits = path(image, decoded.bfloat16())
+        assert logits is not None and reference_logits is not None
+        assert (merged.dtype == torch.float32) == exact
+        if exact:
+            torch.testing.assert_close(logits, reference_logits, rtol=0, atol=0)
+            # bf16 decoder features, widened: the merge differs by their rounding only.
+            torch.testing.assert_close(merged, reference, rtol=0.05, atol=0.05)
+        else:
+            assert not torch.equal(logits.float(), reference_logits)
+
+
 @pytest.mark.parametrize("flags", [frozenset(), frozenset({"avx512_bf16"})])
 def test_predictor_uses_bf16_only_where_the_cpu_has_it(
     monkeypatch: pytest.MonkeyPatch, flags: frozenset[str]
