@@ -107,6 +107,12 @@ def test_predictor_uses_bf16_only_where_the_cpu_has_it(
         forced = ScenePredictor(model, spec=spec, device="cpu", precision="bf16")
     assert forced.bf16 == bool(flags)
     assert any("no native bf16" in str(w.message) for w in caught) == (not flags)
+    # channels-last on a CPU: in bf16, and in fp32 for a depthwise (spectral) detail path.
+    assert auto.channels_last == bool(flags)
+    spectral = DualStreamDFormer(
+        num_classes=2, task="binary", preset="lite", image_detail=True, detail_design="spectral"
+    )
+    assert ScenePredictor(spectral, spec=spec, device="cpu", precision="32").channels_last
     if not torch.cuda.is_available():
         from dualstream_geo.training.trainer_defaults import default_precision
 

@@ -167,9 +167,13 @@ class ScenePredictor:
                 stacklevel=2,
             )
         self.model.eval().to(self.device)
-        # In bf16 on a CPU, oneDNN's convolutions run 1.19x faster on channels-last tensors
-        # (the zion_dem.yaml model; in fp32 they ran 7 % slower): benchmarks/README.md.
-        self.channels_last = self.bf16 and self.device.type == "cpu"
+        # On a CPU, channels-last tensors pay in bf16 (oneDNN's convolutions: 1.05-1.19x on
+        # the zion_dem.yaml model) and, in fp32 too, for a depthwise detail path, whose
+        # per-pixel LayerNorm then needs no copies at full resolution (1.20x; with the dense
+        # path in fp32: -7 % to +6 %): benchmarks/README.md.
+        detail = getattr(self.model.decoder, "image_detail", None)
+        depthwise = detail is not None and detail.design != "dense"
+        self.channels_last = self.device.type == "cpu" and (self.bf16 or depthwise)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 

@@ -144,6 +144,7 @@ class ImageDetail(nn.Module):
         self.merge = conv_norm_act(decoder_channels + channels, channels, 1, norm=LayerNorm2d)
         self.head = nn.Conv2d(channels, num_outputs, 1) if num_outputs else None
         self.out_channels = channels
+        self.design = design
         #: The spectral path computes in fp32 under autocast: it is a fifth of the model's
         #: FLOP, and in bf16 it alone moved 0.1 % of Zion's classes (experiments/README.md).
         self.fp32 = design == "spectral"
