@@ -2,8 +2,8 @@
 for data, with 0 and 2 DataLoader workers (data + model, real Lightning loop).
 
 ``--recipe``: samples/s of a real recipe (the zion_dem.yaml one by default, on the Zion
-data its configs name) through ``dualstream-geo fit`` itself, for the dense and the
-separable detail path, in fp32 and, where the CPU has it natively, bf16 mixed precision.
+data its configs name) through ``dualstream-geo fit`` itself, for the dense, separable and
+spectral detail paths, in fp32 and, where the CPU has it natively, bf16 mixed precision.
 
     python benchmarks/bench_train.py [--samples 128] [--patch 64]
     python benchmarks/bench_train.py --recipe [--steps 24]
@@ -27,6 +27,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from dualstream_geo.data import DEMO_CLASS_MAP, ClassSpec, make_demo_scenes
 from dualstream_geo.data.datamodule import DualStreamDataModule
 from dualstream_geo.data.settings import LoaderSettings
+from dualstream_geo.models.detail import DETAIL_DESIGNS
 from dualstream_geo.precision import describe_cpu, native_bf16
 from dualstream_geo.training import DualStreamSegmentation
 from dualstream_geo.training.trainer_defaults import default_precision
@@ -135,11 +136,12 @@ def recipe_rate(root: Path, configs: list[Path], steps: int, design: str, precis
 
 
 def recipe(steps: int) -> dict[str, Any]:
-    """samples/s of the zion_dem.yaml recipe: dense and separable detail path, fp32 and bf16."""
+    """samples/s of the zion_dem.yaml recipe: the dense, separable and spectral detail
+    paths, fp32 and bf16."""
     precisions = ["32-true", "bf16-mixed"] if native_bf16("cpu") else ["32-true"]
     results: dict[str, Any] = {"cpu": describe_cpu()}
     with tempfile.TemporaryDirectory() as tmp:
-        for design in ("dense", "separable"):
+        for design in DETAIL_DESIGNS:
             for precision in precisions:
                 rate = recipe_rate(
                     Path(tmp) / f"{design}_{precision}", RECIPE, steps, design, precision

@@ -91,8 +91,9 @@ class DualStreamDFormer(nn.Module):
     ``detail_aux`` that path also reads the air stream, bilinearly upsampled to the image
     grid: the per-pixel decisions the path makes then see the aux values at each pixel (on
     Zion it is what early fusion had and the dual stream lacked; experiments/README.md).
-    ``detail_design``: the path's layers, ``dense`` 3 x 3 convolutions (models before
-    2026-12-06) or ``separable`` ones (:mod:`~dualstream_geo.models.detail`).
+    ``detail_design``: the path's layers, ``dense`` 3 x 3 convolutions (the default, and
+    models before 2026-12-06), ``separable`` or ``spectral`` ones
+    (:mod:`~dualstream_geo.models.detail`).
 
     ``context`` (not in the original): ``local`` (the default for new models) makes every
     operation see a bounded neighbourhood of the pixel: neighbourhood attention on 32 px

@@ -54,9 +54,10 @@ class DualStreamSegmentation(SemanticSegmentation):
         gate_twice: the original preset evaluates its stage 1-2 gate twice.
         image_detail: a full-resolution image path in the decoder (aux head ``aux_detail``).
         detail_aux: that path also reads the aux stream on the image grid (dual fusion).
-        detail_design: that path's layers: ``dense`` 3 x 3 convolutions, or ``separable``
-            (depthwise and 1 x 1: a fifth of the FLOP, less accurate on Zion so far;
-            :mod:`~dualstream_geo.models.detail`).
+        detail_design: that path's layers: ``dense`` 3 x 3 convolutions; ``separable``
+            (depthwise and 1 x 1: a fifth of the FLOP, less accurate on Zion); or
+            ``spectral`` (a 64-wide 1 x 1 stem, then residual separable layers: a fifth of
+            the FLOP; :mod:`~dualstream_geo.models.detail`, experiments/README.md).
         context: ``local`` (new models): every operation sees a bounded neighbourhood of a
             pixel, so its class does not depend on the prediction window; ``window``:
             attention, GroupNorm and pooling over the whole input, as the original and
