@@ -14,7 +14,6 @@ reports temperatures in degrees Celsius (its ``GRIB_NORMALIZE_UNITS`` default).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Sequence
@@ -28,8 +27,7 @@ from rasterio.errors import RasterioError
 from ...errors import DualStreamError
 from ..remote import gdal_path, is_remote, redact
 from ..vrt import dataset_xml
-from .files import private_folder
-from .netcdf import scaled_band_xml, select_steps
+from .netcdf import scaled_band_xml, select_steps, write_field_vrt
 
 #: Extensions of GRIB files a folder is searched for.
 GRIB_EXTENSIONS = (".grib", ".grb", ".grib2", ".grb2")
@@ -145,9 +143,4 @@ def grib_vrt(path: str, variable: str, time: Sequence[Any] | None = None) -> str
             for number, m in enumerate(kept, start=1)
         ]
         document = dataset_xml(src.width, src.height, src.crs, src.transform, parts)
-    digest = hashlib.sha1(f"{path}|{variable}|{time}".encode()).hexdigest()[:12]
-    stem = re.sub(r"[^A-Za-z0-9-]+", "-", os.path.basename(path.rstrip("/")))[:60]
-    vrt = os.path.join(private_folder("grib"), f"{stem}_{digest}.vrt")
-    with open(vrt, "w") as f:
-        f.write(document)
-    return vrt
+    return write_field_vrt("grib", document, path, variable, time)

@@ -235,9 +235,21 @@ def variable_vrt(path: str, variable: str, time: Sequence[Any] | None = None) ->
                 label = f"step{band}"
             parts.append(scaled_band_xml(number, name, band, scale, offset, fill, label))
         document = dataset_xml(src.width, src.height, crs, src.transform, parts)
+    return write_field_vrt("netcdf", document, path, variable, time)
+
+
+def write_field_vrt(
+    kind: str, document: str, path: str, variable: str, time: Sequence[Any] | None
+) -> str:
+    """Write a field's VRT ``document`` in the process's private ``kind`` folder, named by
+    the file, the variable and the time range (the same inputs, the same name).
+
+    Returns:
+        The VRT's path.
+    """
     digest = hashlib.sha1(f"{path}|{variable}|{time}".encode()).hexdigest()[:12]
     stem = re.sub(r"[^A-Za-z0-9-]+", "-", os.path.basename(path.rstrip("/")))[:60]
-    vrt = os.path.join(private_folder("netcdf"), f"{stem}_{digest}.vrt")
+    vrt = os.path.join(private_folder(kind), f"{stem}_{digest}.vrt")
     with open(vrt, "w") as f:
         f.write(document)
     return vrt
