@@ -15,14 +15,15 @@ from ..errors import DualStreamError
 from . import air as _air  # noqa: F401  (registers air-lite)
 from . import air_original as _air_original  # noqa: F401  (registers air-original)
 from . import vision as _vision  # noqa: F401  (registers segformer-b*)
+from .backbones import FeatureNeck, TorchGeoEncoder
 from .decoder import LiteDecoder
 from .decoder_original import OriginalDecoder
 from .detail import DETAIL_DESIGNS
 from .fusion import StageFusion, lite_fusion
 from .fusion_original import CrossAttentionBlock, GatedFiLMFusion
 from .locality import CONTEXTS, groupnorm_to_layernorm
-from .registry import build_encoder
-from .vision import SegformerEncoder
+from .pretrained import WEIGHTS_NAME, resolve_weights
+from .registry import Encoder, build_encoder
 from .weights import load_weights
 
 log = logging.getLogger(__name__)
@@ -173,10 +174,17 @@ class DualStreamDFormer(nn.Module):
         self.detail_aux = image_detail and detail_aux
         detail = (in_channels + (air_channels if self.detail_aux else 0)) if image_detail else 0
 
-        self.vision_encoder: SegformerEncoder = build_encoder(  # type: ignore[assignment]
+        self.vision_encoder: Encoder = build_encoder(
             vision_encoder, in_channels=in_channels, drop_path_rate=drop_path_rate, local=local
         )
         widths = self.vision_encoder.out_channels
+        # The SegFormer's stages feed the fusion as they are; the other encoders' through a
+        # neck onto SegFormer-B1's grid and widths (the rest of the model is then the same).
+        self.vision_neck: nn.Module = nn.Identity()
+        if isinstance(self.vision_encoder, TorchGeoEncoder):
+            encoder = self.vision_encoder
+            self.vision_neck = FeatureNeck(widths, encoder.reductions, encoder.neck_widths)
+            widths = encoder.neck_widths
         if preset == "original":
             self.air_encoder = build_encoder(
                 "air-original", in_channels=air_channels, out_channels=widths
@@ -213,15 +221,33 @@ class DualStreamDFormer(nn.Module):
         if local:
             groupnorm_to_layernorm(self)
         if vision_weights is not None:
-            load_weights(
-                self.vision_encoder.model,
-                vision_weights,
-                stem_key=self.vision_encoder.stem_key,
-                band_names=self.band_names,
-                hf_model=True,
-            )
+            self._load_vision_weights(str(vision_weights))
         if air_weights is not None:
             load_weights(self.air_encoder, air_weights)
+
+    def _load_vision_weights(self, source: str) -> None:
+        encoder = self.vision_encoder
+        if isinstance(encoder, TorchGeoEncoder):
+            encoder.load_pretrained(resolve_weights(source), self.band_names)
+            return
+        if WEIGHTS_NAME.match(source) and not os.path.exists(source):
+            raise DualStreamError(
+                f"{source}: TorchGeo weights are for the encoders resnet18, resnet50, "
+                "vit-small16, swin-v2-t and swin-v2-b; the vision encoder is a SegFormer"
+            )
+        load_weights(
+            encoder.model,
+            source,
+            stem_key=encoder.stem_key,
+            band_names=self.band_names,
+            hf_model=True,
+        )
+
+    @property
+    def vision_weights(self) -> str:
+        """The TorchGeo weights the vision encoder started from ("" if none or unknown)."""
+        encoder = self.vision_encoder
+        return encoder.weights_name if isinstance(encoder, TorchGeoEncoder) else ""
 
     @classmethod
     def from_original(
@@ -292,7 +318,7 @@ class DualStreamDFormer(nn.Module):
 
     def forward(self, image: Tensor, air: Tensor | None = None) -> dict[str, Tensor]:
         self._check(image, air)
-        vision = self.vision_encoder(image)
+        vision = self.vision_neck(self.vision_encoder(image))
         air_input = self._air_input(image, air)
         air_features = self.air_encoder(air_input)
         return self.decoder(self.fusion(vision, air_features), self._detail_input(image, air_input))

@@ -308,6 +308,10 @@ class DualStreamSegmentation(SemanticSegmentation):
         groups = []
         for part in PARTS:
             params = list(getattr(self.model, part).parameters())
+            if part == "fusion":
+                # A vision encoder's neck is new in every model: it trains with the fusion,
+                # never frozen.
+                params += list(self.model.vision_neck.parameters())
             absent = self.model.air_absent
             if part == "air_encoder" and isinstance(absent, nn.Parameter) and absent.requires_grad:
                 params.append(absent)
