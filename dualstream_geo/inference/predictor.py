@@ -285,6 +285,8 @@ class ScenePredictor:
             "precision": "bf16" if self.bf16 else "32",
             "dualstream_geo_version": __version__,
         }
+        if self.model.vision_weights:  # the map says which pretrained weights it came from
+            settings["vision_weights"] = self.model.vision_weights
         provenance = {
             "command": redact_text(" ".join(sys.argv)),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),

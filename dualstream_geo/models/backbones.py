@@ -21,8 +21,8 @@ from typing import Any
 import timm
 import torch
 import torchvision
-from torchvision.ops import StochasticDepth
 from torch import Tensor, nn
+from torchvision.ops import StochasticDepth
 
 from ..errors import DualStreamError
 from .pretrained import PretrainedWeights, stem_for_channels
@@ -87,6 +87,10 @@ class TorchGeoEncoder(Encoder):
     #: The widths the neck resamples the features onto.
     neck_widths = NECK_WIDTHS
     backbone: nn.Module
+    input_scale: Tensor
+    input_shift: Tensor
+    weights_mean: Tensor
+    weights_std: Tensor
 
     def __init__(self, in_channels: int) -> None:
         super().__init__()
@@ -223,7 +227,7 @@ class ViTEncoder(TorchGeoEncoder):
         )
         # The final norm follows block 12, whose tokens are taken before it: unused.
         self.backbone.norm = nn.Identity()
-        width = int(self.backbone.embed_dim)
+        width = int(self.backbone.embed_dim)  # type: ignore[arg-type]
         self.out_channels = (width,) * 4
         self.reductions = (16,) * 4
 
@@ -281,7 +285,8 @@ class SwinV2Encoder(TorchGeoEncoder):
 
     def features(self, x: Tensor) -> list[Tensor]:
         out = []
-        for i, layer in enumerate(self.backbone):
+        stages: Any = self.backbone
+        for i, layer in enumerate(stages):
             x = layer(x)
             if i % 2:
                 out.append(x.permute(0, 3, 1, 2))

@@ -24,6 +24,7 @@ from .fusion_original import CrossAttentionBlock, GatedFiLMFusion
 from .locality import CONTEXTS, groupnorm_to_layernorm
 from .pretrained import WEIGHTS_NAME, resolve_weights
 from .registry import Encoder, build_encoder
+from .vision import SegformerEncoder
 from .weights import load_weights
 
 log = logging.getLogger(__name__)
@@ -230,7 +231,9 @@ class DualStreamDFormer(nn.Module):
         if isinstance(encoder, TorchGeoEncoder):
             encoder.load_pretrained(resolve_weights(source), self.band_names)
             return
-        if WEIGHTS_NAME.match(source) and not os.path.exists(source):
+        if not isinstance(encoder, SegformerEncoder) or (
+            WEIGHTS_NAME.match(source) and not os.path.exists(source)
+        ):
             raise DualStreamError(
                 f"{source}: TorchGeo weights are for the encoders resnet18, resnet50, "
                 "vit-small16, swin-v2-t and swin-v2-b; the vision encoder is a SegFormer"

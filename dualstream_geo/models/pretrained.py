@@ -77,7 +77,11 @@ def torchgeo_weights() -> dict[str, WeightsEnum]:
 
     found: dict[str, WeightsEnum] = {}
     for model in list_models():
-        for member in get_model_weights(model):
+        try:
+            members = list(get_model_weights(model))
+        except KeyError:  # a model TorchGeo lists without published weights
+            continue
+        for member in members:
             found.setdefault(str(member), member)
     return found
 

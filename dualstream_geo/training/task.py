@@ -25,6 +25,7 @@ from .curves import TrainingCurves
 from .defaults import PARTS, freeze_epochs, lr_multipliers
 from .finetuning import TwoStageFinetuning
 from .losses import DeepSupervisionLoss, balanced_weights
+from .pretrained_input import match_pretrained_input
 from .schedule import INTERVALS, SCHEDULES, build_schedule
 from .settings import LossSettings
 from .stored import store_spec
@@ -45,10 +46,18 @@ class DualStreamSegmentation(SemanticSegmentation):
         input_spec: the inputs and classes (default: 4 bands, 2 classes, image only).
         task: ``binary`` (one sigmoid channel; two classes) or ``multiclass`` (softmax).
         preset: ``original`` (the original architecture) or ``lite``.
-        vision_encoder: ``segformer-b0`` ... ``segformer-b5``.
+        vision_encoder: ``segformer-b0``, ``-b1``, ``-b2``; or an architecture TorchGeo
+            publishes weights for: ``resnet18``, ``resnet50`` (either context),
+            ``vit-small16``, ``swin-v2-t``, ``swin-v2-b`` (``context: window``), their
+            features resampled onto SegFormer-B1's by a neck (:mod:`~dualstream_geo.models.
+            backbones`).
         weights: initialise the whole model from a project checkpoint (e.g. one written by
             ``dualstream-geo import-original``) or an original full-model state dict.
-        vision_weights: pretrained SegFormer weights (directory, hub id or state dict).
+        vision_weights: pretrained vision-encoder weights: for a SegFormer a directory, hub
+            id or state dict; for the others a TorchGeo weights name
+            (``ResNet50_Weights.LANDSAT_OLI_SR_MOCO``, downloaded once, or read from the torch
+            hub cache) or a state-dict file, the stem matched to the bands by name
+            (:mod:`~dualstream_geo.models.pretrained`).
         air_weights: pretrained air-encoder weights (a state dict).
         use_boundary_refine: the original preset's classifier reads the boundary branch.
         gate_twice: the original preset evaluates its stage 1-2 gate twice.
@@ -286,7 +295,9 @@ class DualStreamSegmentation(SemanticSegmentation):
         root = self.trainer.default_root_dir if self._trainer is not None else "."
         folder = os.path.join(root, "checkpoints")
         callbacks: list[Callback] = [
-            TwoStageFinetuning(self.frozen_epochs),
+            # BatchNorm layers (a ResNet's) keep learning their statistics while frozen: the
+            # data is not the weights' pretraining data.
+            TwoStageFinetuning(self.frozen_epochs, train_bn=True),
             EpochSeeds(),
             BestCheckpoint(
                 dirpath=folder,
@@ -448,6 +459,8 @@ class DualStreamSegmentation(SemanticSegmentation):
                 )
             # The data's spec carries the band statistics once it has read the training data.
             self.input_spec = spec
+            if stage == "fit" and self.hparams["vision_weights"]:
+                match_pretrained_input(self.model, spec)
         self._balance_classes()
         self._sync_batchnorm()
 
