@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import torch
@@ -78,7 +79,8 @@ def torchgeo_weights() -> dict[str, WeightsEnum]:
     found: dict[str, WeightsEnum] = {}
     for model in list_models():
         try:
-            members = list(get_model_weights(model))
+            enum: Any = get_model_weights(model)  # an Enum class: iterating gives its members
+            members: list[WeightsEnum] = list(enum)
         except KeyError:  # a model TorchGeo lists without published weights
             continue
         for member in members:
