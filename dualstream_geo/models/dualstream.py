@@ -64,6 +64,51 @@ def class_probabilities(logits: Tensor, task: str) -> Tensor:
     return logits.softmax(dim=1)
 
 
+def _one_of(name: str, value: str, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise DualStreamError(f"{name} must be one of {tuple(allowed)}, got {value!r}")
+
+
+def check_settings(
+    *,
+    num_classes: int,
+    task: str,
+    preset: str,
+    in_channels: int,
+    band_names: Sequence[str],
+    modality_dropout: float,
+    air_stem: str,
+    aux_scale: int,
+    context: str,
+    detail_design: str,
+) -> None:
+    """Refuse :class:`DualStreamDFormer` settings that do not fit together, before building.
+
+    Raises:
+        DualStreamError: the first setting that is wrong, named, with what it may be.
+    """
+    _one_of("context", context, CONTEXTS)
+    if preset == "original" and aux_scale != 8:
+        raise DualStreamError(
+            f"aux_scale {aux_scale}: the original preset reads the aux stream at 1/8 of "
+            "the image; the lite preset also takes 4, 2 or 1"
+        )
+    _one_of("detail_design", detail_design, DETAIL_DESIGNS)
+    _one_of("air_stem", air_stem, AIR_STEMS)
+    _one_of("task", task, TASKS)
+    _one_of("preset", preset, PRESETS)
+    if task == "binary" and num_classes != 2:
+        raise DualStreamError(
+            f"task='binary' needs num_classes=2 (background, target), got {num_classes}"
+        )
+    if len(band_names) != in_channels:
+        raise DualStreamError(
+            f"band_names has {len(band_names)} names, in_channels is {in_channels}"
+        )
+    if not 0.0 <= modality_dropout <= 1.0:
+        raise DualStreamError(f"modality_dropout must be in [0, 1], got {modality_dropout}")
+
+
 class DualStreamDFormer(nn.Module):
     """Image (B, in_channels, H, W) + air (B, air_channels, H/r, W/r) -> logits, r = ``aux_scale``.
 
@@ -134,33 +179,18 @@ class DualStreamDFormer(nn.Module):
         detail_design: str = "dense",
     ) -> None:
         super().__init__()
-        if context not in CONTEXTS:
-            raise DualStreamError(f"context must be one of {CONTEXTS}, got {context!r}")
-        if preset == "original" and aux_scale != 8:
-            raise DualStreamError(
-                f"aux_scale {aux_scale}: the original preset reads the aux stream at 1/8 of "
-                "the image; the lite preset also takes 4, 2 or 1"
-            )
-        if detail_design not in DETAIL_DESIGNS:
-            raise DualStreamError(
-                f"detail_design must be one of {DETAIL_DESIGNS}, got {detail_design!r}"
-            )
-        if air_stem not in AIR_STEMS:
-            raise DualStreamError(f"air_stem must be one of {AIR_STEMS}, got {air_stem!r}")
-        if task not in TASKS:
-            raise DualStreamError(f"task must be one of {TASKS}, got {task!r}")
-        if preset not in PRESETS:
-            raise DualStreamError(f"preset must be one of {PRESETS}, got {preset!r}")
-        if task == "binary" and num_classes != 2:
-            raise DualStreamError(
-                f"task='binary' needs num_classes=2 (background, target), got {num_classes}"
-            )
-        if len(band_names) != in_channels:
-            raise DualStreamError(
-                f"band_names has {len(band_names)} names, in_channels is {in_channels}"
-            )
-        if not 0.0 <= modality_dropout <= 1.0:
-            raise DualStreamError(f"modality_dropout must be in [0, 1], got {modality_dropout}")
+        check_settings(
+            num_classes=num_classes,
+            task=task,
+            preset=preset,
+            in_channels=in_channels,
+            band_names=band_names,
+            modality_dropout=modality_dropout,
+            air_stem=air_stem,
+            aux_scale=aux_scale,
+            context=context,
+            detail_design=detail_design,
+        )
         self.num_classes = num_classes
         self.task = task
         self.preset = preset
@@ -186,45 +216,75 @@ class DualStreamDFormer(nn.Module):
             encoder = self.vision_encoder
             self.vision_neck = FeatureNeck(widths, encoder.reductions, encoder.neck_widths)
             widths = encoder.neck_widths
+        # Built in this order (air encoder, fusion, decoder): the random initialisation of a
+        # seed stays what it was.
         if preset == "original":
-            self.air_encoder = build_encoder(
-                "air-original", in_channels=air_channels, out_channels=widths
+            self._build_original(
+                widths, outputs, (detail, detail_design), use_boundary_refine, gate_twice, local
             )
-            self.fusion = original_fusion(widths, widths, gate_twice, local)
-            self.decoder: nn.Module = OriginalDecoder(
-                widths,  # type: ignore[arg-type]
-                outputs,
-                use_boundary_refine=use_boundary_refine,
-                image_channels=detail,
-                local=local,
-                detail_design=detail_design,
-            )
-            # Not a parameter: the original model has none besides its modules' weights.
-            self.register_buffer("air_absent", torch.zeros(1, air_channels, 1, 1), False)
         else:
-            self.air_encoder = build_encoder(
-                "air-lite",
-                in_channels=air_channels,
-                out_channels=widths,
-                drop_path_rate=drop_path_rate,
-                stem_norm=air_stem == "layernorm",
-                input_reduction=aux_scale,
+            self._build_lite(
+                widths, outputs, (detail, detail_design), drop_path_rate, air_stem, local
             )
-            self.fusion = lite_fusion(widths, widths, drop_path_rate=drop_path_rate, local=local)
-            self.decoder = LiteDecoder(
-                widths,  # type: ignore[arg-type]
-                outputs,
-                image_channels=detail,
-                local=local,
-                detail_design=detail_design,
-            )
-            self.air_absent = nn.Parameter(torch.zeros(1, air_channels, 1, 1))
         if local:
             groupnorm_to_layernorm(self)
         if vision_weights is not None:
             self._load_vision_weights(str(vision_weights))
         if air_weights is not None:
             load_weights(self.air_encoder, air_weights)
+
+    def _build_original(
+        self,
+        widths: tuple[int, ...],
+        outputs: int,
+        detail: tuple[int, str],
+        use_boundary_refine: bool,
+        gate_twice: bool,
+        local: bool,
+    ) -> None:
+        """The original's air encoder, fusion and decoder; ``detail``: the detail path's
+        input channels (0: none) and design."""
+        channels = self.air_channels
+        self.air_encoder = build_encoder("air-original", in_channels=channels, out_channels=widths)
+        self.fusion = original_fusion(widths, widths, gate_twice, local)
+        self.decoder: nn.Module = OriginalDecoder(
+            widths,  # type: ignore[arg-type]
+            outputs,
+            use_boundary_refine=use_boundary_refine,
+            image_channels=detail[0],
+            local=local,
+            detail_design=detail[1],
+        )
+        # Not a parameter: the original model has none besides its modules' weights.
+        self.register_buffer("air_absent", torch.zeros(1, channels, 1, 1), False)
+
+    def _build_lite(
+        self,
+        widths: tuple[int, ...],
+        outputs: int,
+        detail: tuple[int, str],
+        drop_path_rate: float,
+        air_stem: str,
+        local: bool,
+    ) -> None:
+        """The lite air encoder, fusion and decoder; ``detail`` as in :meth:`_build_original`."""
+        self.air_encoder = build_encoder(
+            "air-lite",
+            in_channels=self.air_channels,
+            out_channels=widths,
+            drop_path_rate=drop_path_rate,
+            stem_norm=air_stem == "layernorm",
+            input_reduction=self.air_reduction,
+        )
+        self.fusion = lite_fusion(widths, widths, drop_path_rate=drop_path_rate, local=local)
+        self.decoder = LiteDecoder(
+            widths,  # type: ignore[arg-type]
+            outputs,
+            image_channels=detail[0],
+            local=local,
+            detail_design=detail[1],
+        )
+        self.air_absent = nn.Parameter(torch.zeros(1, self.air_channels, 1, 1))
 
     def _load_vision_weights(self, source: str) -> None:
         encoder = self.vision_encoder
