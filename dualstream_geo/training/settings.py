@@ -5,8 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from ..data.spec import InputSpec
 from ..errors import DualStreamError
+from ..models import PRESETS
+from ..models.air import AIR_REDUCTIONS
+from ..models.tta import TTAS
+from .defaults import PARTS
 from .losses import HEAD_WEIGHTS, LOVASZ_FORMS, DeepSupervisionLoss, SegmentationLoss
+from .schedule import SCHEDULES
 
 
 @dataclass(frozen=True)
@@ -85,3 +91,86 @@ class LossSettings:
             lovasz_form=self.lovasz_form,
         )
         return DeepSupervisionLoss(loss, {**HEAD_WEIGHTS, **(self.aux_weights or {})})
+
+
+def check_task_settings(
+    spec: InputSpec,
+    loss: LossSettings,
+    *,
+    task: str,
+    preset: str,
+    test_tta: str,
+    lr_schedule: str,
+    lr_multipliers: dict[str, float] | None,
+    lr: float,
+    min_lr: float,
+    weight_decay: float,
+    warmup_epochs: float,
+    drop_path_rate: float,
+    freeze_epochs: int | None,
+) -> None:
+    """Refuse task settings that do not fit together or the data, before anything is built.
+
+    Args:
+        spec: the inputs and classes the task is for.
+        loss: the loss settings.
+        task: ``binary`` or ``multiclass`` (the rest as the task's arguments of the same
+            names: :class:`~dualstream_geo.training.DualStreamSegmentation`).
+        preset: the model preset.
+        test_tta: the test-time augmentation.
+        lr_schedule: the schedule's name.
+        lr_multipliers: per-part learning-rate multipliers.
+        lr: the base learning rate.
+        min_lr: the schedule's floor.
+        weight_decay: AdamW's weight decay.
+        warmup_epochs: the warm-up length.
+        drop_path_rate: the encoders' stochastic depth.
+        freeze_epochs: epochs with frozen encoders.
+
+    Raises:
+        DualStreamError: the first setting that is wrong, named.
+    """
+    num_classes = spec.num_classes
+    if task == "binary" and num_classes != 2:
+        raise DualStreamError(
+            f"task='binary' needs 2 classes (background, target), the data has {num_classes}"
+        )
+    if preset not in PRESETS:
+        raise DualStreamError(f"preset must be one of {PRESETS}, got {preset!r}")
+    if loss.lovasz_form == "original" and task != "binary":
+        raise DualStreamError("loss.lovasz_form='original' needs task='binary'")
+    if test_tta not in TTAS:
+        raise DualStreamError(f"test_tta must be one of {TTAS}, got {test_tta!r}")
+    if lr_schedule not in SCHEDULES:
+        raise DualStreamError(f"lr_schedule must be one of {SCHEDULES}, got {lr_schedule!r}")
+    if lr_multipliers is not None and set(lr_multipliers) - set(PARTS):
+        raise DualStreamError(
+            f"lr_multipliers keys must be among {PARTS}, got {sorted(lr_multipliers)}"
+        )
+    if loss.class_weights is not None and len(loss.class_weights) != num_classes:
+        raise DualStreamError(
+            f"loss.class_weights has {len(loss.class_weights)} values for {num_classes} classes"
+        )
+    if not lr > 0:
+        raise DualStreamError(f"lr must be > 0, got {lr}")
+    for name, value in (
+        ("min_lr", min_lr),
+        ("weight_decay", weight_decay),
+        ("warmup_epochs", warmup_epochs),
+    ):
+        if not value >= 0:
+            raise DualStreamError(f"{name} must be >= 0, got {value}")
+    if not 0.0 <= drop_path_rate < 1.0:
+        raise DualStreamError(f"drop_path_rate must lie in [0, 1), got {drop_path_rate}")
+    if freeze_epochs is not None and freeze_epochs < 0:
+        raise DualStreamError(f"freeze_epochs must be >= 0, got {freeze_epochs}")
+    if spec.uses_aux and spec.aux_scale not in AIR_REDUCTIONS:
+        raise DualStreamError(
+            f"aux_scale {spec.aux_scale}: DualStreamDFormer reads the aux stream "
+            f"at 1/r of the image with r in {AIR_REDUCTIONS} (the original preset: 8)"
+        )
+    if spec.uses_aux and preset == "original" and spec.aux_scale != 8:
+        raise DualStreamError(
+            f"aux_scale {spec.aux_scale}: the original preset reads the aux "
+            "stream at 1/8 of the image (set data.aux_scale 8, or model.preset lite)"
+        )

@@ -15,10 +15,9 @@ from torchmetrics import MetricCollection
 
 from ..data.spec import MODEL_AUX_SCALE, InputSpec
 from ..errors import DualStreamError
-from ..models import PRESETS, DualStreamDFormer
-from ..models.air import AIR_REDUCTIONS
+from ..models import DualStreamDFormer
 from ..models.dualstream import class_probabilities
-from ..models.tta import TTAS, tta_mean
+from ..models.tta import tta_mean
 from ..models.weights import load_model_weights
 from .checkpointing import BestCheckpoint, EpochSeeds, epoch_checkpoints, last_checkpoint
 from .curves import TrainingCurves
@@ -26,8 +25,8 @@ from .defaults import PARTS, freeze_epochs, lr_multipliers
 from .finetuning import TwoStageFinetuning
 from .losses import DeepSupervisionLoss, balanced_weights
 from .pretrained_input import match_pretrained_input
-from .schedule import INTERVALS, SCHEDULES, build_schedule
-from .settings import LossSettings
+from .schedule import INTERVALS, build_schedule
+from .settings import LossSettings, check_task_settings
 from .stored import store_spec
 
 #: Parts frozen for the first epochs: their parameters join the optimiser frozen.
@@ -145,51 +144,21 @@ class DualStreamSegmentation(SemanticSegmentation):
     ) -> None:
         self.input_spec = input_spec or InputSpec()
         settings = loss if isinstance(loss, LossSettings) else LossSettings(**(loss or {}))
-        num_classes = self.input_spec.num_classes
-        if task == "binary" and num_classes != 2:
-            raise DualStreamError(
-                f"task='binary' needs 2 classes (background, target), the data has {num_classes}"
-            )
-        if preset not in PRESETS:
-            raise DualStreamError(f"preset must be one of {PRESETS}, got {preset!r}")
-        if settings.lovasz_form == "original" and task != "binary":
-            raise DualStreamError("loss.lovasz_form='original' needs task='binary'")
-        if test_tta not in TTAS:
-            raise DualStreamError(f"test_tta must be one of {TTAS}, got {test_tta!r}")
-        if lr_schedule not in SCHEDULES:
-            raise DualStreamError(f"lr_schedule must be one of {SCHEDULES}, got {lr_schedule!r}")
-        if lr_multipliers is not None and set(lr_multipliers) - set(PARTS):
-            raise DualStreamError(
-                f"lr_multipliers keys must be among {PARTS}, got {sorted(lr_multipliers)}"
-            )
-        if settings.class_weights is not None and len(settings.class_weights) != num_classes:
-            raise DualStreamError(
-                f"loss.class_weights has {len(settings.class_weights)} values for "
-                f"{num_classes} classes"
-            )
-        if not lr > 0:
-            raise DualStreamError(f"lr must be > 0, got {lr}")
-        for name, value in (
-            ("min_lr", min_lr),
-            ("weight_decay", weight_decay),
-            ("warmup_epochs", warmup_epochs),
-        ):
-            if not value >= 0:
-                raise DualStreamError(f"{name} must be >= 0, got {value}")
-        if not 0.0 <= drop_path_rate < 1.0:
-            raise DualStreamError(f"drop_path_rate must lie in [0, 1), got {drop_path_rate}")
-        if freeze_epochs is not None and freeze_epochs < 0:
-            raise DualStreamError(f"freeze_epochs must be >= 0, got {freeze_epochs}")
-        if self.input_spec.uses_aux and self.input_spec.aux_scale not in AIR_REDUCTIONS:
-            raise DualStreamError(
-                f"aux_scale {self.input_spec.aux_scale}: DualStreamDFormer reads the aux stream "
-                f"at 1/r of the image with r in {AIR_REDUCTIONS} (the original preset: 8)"
-            )
-        if self.input_spec.uses_aux and preset == "original" and self.input_spec.aux_scale != 8:
-            raise DualStreamError(
-                f"aux_scale {self.input_spec.aux_scale}: the original preset reads the aux "
-                "stream at 1/8 of the image (set data.aux_scale 8, or model.preset lite)"
-            )
+        check_task_settings(
+            self.input_spec,
+            settings,
+            task=task,
+            preset=preset,
+            test_tta=test_tta,
+            lr_schedule=lr_schedule,
+            lr_multipliers=lr_multipliers,
+            lr=lr,
+            min_lr=min_lr,
+            weight_decay=weight_decay,
+            warmup_epochs=warmup_epochs,
+            drop_path_rate=drop_path_rate,
+            freeze_epochs=freeze_epochs,
+        )
         self.loss_settings = settings
         # Saved as plain values (the frame's locals are what save_hyperparameters reads).
         loss = settings.as_dict()  # type: ignore[assignment]
