@@ -23,11 +23,20 @@ from .tiling import BLENDS
 
 
 def predict_parser() -> ArgumentParser:
+    """The ``predict`` command's arguments (one line per refusal, no usage dump)."""
     parser = ArgumentParser(
         prog="dualstream-geo predict",
         description="Predict whole scenes to GeoTIFF.",
         exit_on_error=False,
     )
+    add_input_arguments(parser)
+    add_window_arguments(parser)
+    add_run_arguments(parser)
+    return parser
+
+
+def add_input_arguments(parser: ArgumentParser) -> None:
+    """The checkpoint, the image and the aux sources (files, folders, URLs, STAC Items)."""
     parser.add_argument("--checkpoint", required=True, help="training checkpoint (.ckpt)")
     parser.add_argument("--image", required=True, nargs="+", help="image files or folders")
     parser.add_argument(
@@ -64,6 +73,10 @@ def predict_parser() -> ArgumentParser:
     parser.add_argument(
         "--air-assets", default=None, help="shorthand of --aux-assets air_pollution=..."
     )
+
+
+def add_window_arguments(parser: ArgumentParser) -> None:
+    """The output, the windows and how their predictions are computed and blended."""
     parser.add_argument("--output", required=True, help="output GeoTIFF")
     parser.add_argument("--tile", type=int, default=512)
     parser.add_argument(
@@ -92,6 +105,10 @@ def predict_parser() -> ArgumentParser:
         help="auto: bf16 autocast where the device computes bf16 natively (a GPU; a CPU with "
         "AVX512-BF16, AMX or ARM BF16), fp32 elsewhere; 32: fp32 everywhere",
     )
+
+
+def add_run_arguments(parser: ArgumentParser) -> None:
+    """Processes, input checks, the preview, resuming and overwriting."""
     parser.add_argument(
         "--devices",
         type=int,
@@ -112,7 +129,6 @@ def predict_parser() -> ArgumentParser:
     )
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--overwrite", action="store_true")
-    return parser
 
 
 def predict_main(argv: list[str]) -> int:
