@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import torch
 from jsonargparse import ArgumentParser
 
 from ..data.auxiliary import aux_source
+from ..data.join import DualStreamGeoDataset
 from ..data.layout import georef_fallback
 from ..data.sources import SatelliteImage
+from ..data.spec import InputSpec
 from ..errors import DualStreamError
 from ..models.tta import TTAS
 from ..paths import check_output
@@ -150,7 +153,45 @@ def predict_main(argv: list[str]) -> int:
         precision=args.precision,
         device=device,
     )
-    spec = predictor.spec
+    image, aux, fallback = scene_inputs(args, predictor.spec)
+    # Inputs are checked before other ranks start: a bad input is one line, from here.
+    dataset = predictor.dataset(image, aux, fallback, allow_shift=args.allow_input_shift)
+    preview = None if args.no_preview else checked_preview(args, dataset)
+    children = launch_local(argv, args.devices) if launch else []
+    group = None
+    try:
+        group = RankGroup.from_environment()
+        path = predictor.predict(
+            dataset,
+            None,
+            args.output,
+            kind=args.kind,
+            overwrite=args.overwrite,
+            resume=args.resume,
+            group=group,
+        )
+    finally:
+        if group is not None:
+            group.close()
+        failed = wait_for(children)
+    if failed:
+        raise DualStreamError(failed)
+    if group is None or group.rank == 0:
+        if preview is not None:
+            spec = predictor.spec
+            write_preview(path, preview, spec.class_names, spec.class_colors)
+        print(f"wrote {path}" + (f" (preview with legend: {preview})" if preview else ""))
+    return 0
+
+
+def scene_inputs(args: Any, spec: InputSpec) -> tuple[Any, dict[str, Any], Any]:
+    """The image (paths, or a STAC source), the aux inputs by source name (paths, or a
+    STAC source with its assets) and the georeferencing fallback of original-layout tiles,
+    from ``predict``'s arguments.
+
+    Raises:
+        DualStreamError: ``--aux-assets`` for a source without ``--aux`` Items.
+    """
     paths, assets = named_pairs(args.aux, "--aux"), named_pairs(args.aux_assets, "--aux-assets")
     for name, given in (("gems", args.gems), ("air_pollution", args.air_pollution)):
         if given:
@@ -180,44 +221,26 @@ def predict_main(argv: list[str]) -> int:
             bands=spec.image.bands,
             nodata=spec.image.nodata,
         )
-    # Inputs are checked before other ranks start: a bad input is one line, from here.
-    dataset = predictor.dataset(image, aux, fallback, allow_shift=args.allow_input_shift)
-    preview = None
-    if not args.no_preview:
-        # The map first: an empty name, or an output that is an input, is refused by its
-        # own name.
-        inputs = [*prediction_inputs(dataset), args.checkpoint]
-        check_output(args.output, inputs, "--output")
-        preview = preview_path(args.output)
-        check_output(preview, inputs, "--output's preview")
-        # An existing map is refused by name below; a lone preview is refused here.
-        if preview.exists() and not (args.overwrite or args.resume or os.path.exists(args.output)):
-            raise DualStreamError(f"preview {preview} exists; pass --overwrite to replace it")
-    children = launch_local(argv, args.devices) if launch else []
-    group = None
-    try:
-        group = RankGroup.from_environment()
-        path = predictor.predict(
-            dataset,
-            None,
-            args.output,
-            kind=args.kind,
-            overwrite=args.overwrite,
-            resume=args.resume,
-            group=group,
-        )
-    finally:
-        if group is not None:
-            group.close()
-        failed = wait_for(children)
-    if failed:
-        raise DualStreamError(failed)
-    if group is None or group.rank == 0:
-        if preview is not None:
-            spec = predictor.spec
-            write_preview(path, preview, spec.class_names, spec.class_colors)
-        print(f"wrote {path}" + (f" (preview with legend: {preview})" if preview else ""))
-    return 0
+    return image, aux, fallback
+
+
+def checked_preview(args: Any, dataset: DualStreamGeoDataset) -> Path:
+    """Where the preview goes, checked before any work: never an input, never a lone
+    existing preview without ``--overwrite``.
+
+    Raises:
+        DualStreamError: the map or preview would replace an input, or the preview exists.
+    """
+    # The map first: an empty name, or an output that is an input, is refused by its
+    # own name.
+    inputs = [*prediction_inputs(dataset), args.checkpoint]
+    check_output(args.output, inputs, "--output")
+    preview = preview_path(args.output)
+    check_output(preview, inputs, "--output's preview")
+    # An existing map is refused by name below; a lone preview is refused here.
+    if preview.exists() and not (args.overwrite or args.resume or os.path.exists(args.output)):
+        raise DualStreamError(f"preview {preview} exists; pass --overwrite to replace it")
+    return preview
 
 
 def named_pairs(values: list[str], flag: str) -> dict[str, list[str]]:
