@@ -157,6 +157,42 @@ def class_names_of(
     return [f"class_{i}" for i in range(top + 1)]
 
 
+class Tally:
+    """The confusion counts and areas of a comparison, block by block.
+
+    Args:
+        classes: the number of classes k.
+    """
+
+    def __init__(self, classes: int) -> None:
+        self.classes = classes
+        self.confusion = np.zeros(classes * classes, dtype=np.int64)
+        #: Area (ha) of each class in the prediction (row 0) and the reference (row 1).
+        self.areas = np.zeros((2, classes))
+        self.excluded = 0
+        #: Reference values that are no class (value: pixels).
+        self.unknown: dict[int, int] = {}
+
+    def valid(self, truth: np.ndarray, ignore_index: int) -> np.ndarray:
+        """Where ``truth`` holds a class; values that are none are counted in ``unknown``."""
+        k = self.classes
+        foreign = (truth != ignore_index) & ((truth < 0) | (truth >= k))
+        for value, count in zip(*np.unique(truth[foreign], return_counts=True), strict=True):
+            self.unknown[int(value)] = self.unknown.get(int(value), 0) + int(count)
+        return (truth != ignore_index) & (truth >= 0) & (truth < k)
+
+    def add(
+        self, predicted: np.ndarray, truth: np.ndarray, valid: np.ndarray, row_area: np.ndarray
+    ) -> None:
+        """Count a block: classes (H, W) of both, where to compare, each row's pixel area."""
+        k = self.classes
+        self.excluded += int((~valid).sum())
+        self.confusion += np.bincount(truth[valid] * k + predicted[valid], minlength=k * k)
+        for i, classes in enumerate((predicted, truth)):
+            weights = np.broadcast_to(row_area[:, None], classes.shape)[valid]
+            self.areas[i] += np.bincount(classes[valid], weights=weights, minlength=k)[:k]
+
+
 def assess(
     prediction: str | os.PathLike[str],
     reference: str | os.PathLike[str],
@@ -184,10 +220,7 @@ def assess(
         grid = Grid(src.crs, src.transform, src.height, src.width)
         check_overlap(mask, grid, prediction, str(reference))
         files = list(mask.index.filepath)
-        confusion = np.zeros(k * k, dtype=np.int64)
-        areas = np.zeros((2, k))
-        excluded = 0
-        unknown: dict[int, int] = {}
+        tally = Tally(k)
         for window in blocks(src.height, src.width):
             block = Grid(
                 grid.crs, src.window_transform(window), int(window.height), int(window.width)
@@ -200,12 +233,8 @@ def assess(
                     f"--prediction {prediction}: corrupt or unreadable raster ({reason})"
                 ) from None
             # The reference's own reader names its file (GeoRaster.read).
-            raw = mask.read(files, block, Resampling.nearest)[0]
-            truth = mask.to_classes(raw)
-            foreign = (truth != ignore_index) & ((truth < 0) | (truth >= k))
-            for value, count in zip(*np.unique(truth[foreign], return_counts=True), strict=True):
-                unknown[int(value)] = unknown.get(int(value), 0) + int(count)
-            valid = (truth != ignore_index) & (truth >= 0) & (truth < k)
+            truth = mask.to_classes(mask.read(files, block, Resampling.nearest)[0])
+            valid = tally.valid(truth, ignore_index)
             if src.nodata is not None:
                 valid &= predicted != int(src.nodata)
             outside = valid & ((predicted < 0) | (predicted >= k))
@@ -214,14 +243,15 @@ def assess(
                     f"--prediction {prediction}: value {int(predicted[outside][0])} is not a "
                     f"class (0-{k - 1}: {', '.join(names)})"
                 )
-            excluded += int((~valid).sum())
-            confusion += np.bincount(truth[valid] * k + predicted[valid], minlength=k * k)
-            row_area = pixel_area_ha(block, np.arange(block.height))[:, None]
-            for i, classes in enumerate((predicted, truth)):
-                weights = np.broadcast_to(row_area, classes.shape)[valid]
-                areas[i] += np.bincount(classes[valid], weights=weights, minlength=k)[:k]
+            tally.add(predicted, truth, valid, pixel_area_ha(block, np.arange(block.height)))
             if errors is not None:
                 errors.write(error_codes(predicted, truth, valid, k), window=window)
+    confusion, areas, excluded, unknown = (
+        tally.confusion,
+        tally.areas,
+        tally.excluded,
+        tally.unknown,
+    )
     matrix = confusion.reshape(k, k)
     if unknown:
         listed = ", ".join(f"{v}: {n}" for v, n in sorted(unknown.items())[:8])

@@ -52,6 +52,7 @@ from .outputs import (
     resumable_rows,
 )
 from .reading import WindowDataset, prefetch, scene_grid
+from .strips import StripSums
 from .tiling import (
     BLENDS,
     Layout,
@@ -65,6 +66,36 @@ from .writer import OutputSpec, create_partial, finalize, write_blended, write_p
 KINDS = ("class", "probabilities", "both")
 PRECISIONS = ("auto", "32", "bf16")
 PathLike = str | os.PathLike[str]
+
+
+def check_settings(
+    tile: int,
+    overlap: float | None,
+    batch_size: int,
+    blend: str,
+    tta: str,
+    workers: int,
+    precision: str,
+) -> None:
+    """Refuse :class:`ScenePredictor` settings out of range, before the model is touched.
+
+    Raises:
+        DualStreamError: the first wrong setting, named, with what it may be.
+    """
+    if tile <= 0 or tile % 32:
+        raise DualStreamError(f"tile must be a positive multiple of 32, got {tile}")
+    if precision not in PRECISIONS:
+        raise DualStreamError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if workers < 0:
+        raise DualStreamError(f"workers must be >= 0, got {workers}")
+    if overlap is not None and not 0.0 <= overlap <= 0.9:
+        raise DualStreamError(f"overlap must lie in [0, 0.9], got {overlap}")
+    if blend not in BLENDS:
+        raise DualStreamError(f"blend must be one of {BLENDS}, got {blend!r}")
+    if tta not in TTAS:
+        raise DualStreamError(f"tta must be one of {TTAS}, got {tta!r}")
+    if batch_size < 1:
+        raise DualStreamError(f"batch_size must be >= 1, got {batch_size}")
 
 
 class ScenePredictor:
@@ -113,20 +144,7 @@ class ScenePredictor:
         precision: str = "auto",
         margin: int | None = None,
     ) -> None:
-        if tile <= 0 or tile % 32:
-            raise DualStreamError(f"tile must be a positive multiple of 32, got {tile}")
-        if precision not in PRECISIONS:
-            raise DualStreamError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        if workers < 0:
-            raise DualStreamError(f"workers must be >= 0, got {workers}")
-        if overlap is not None and not 0.0 <= overlap <= 0.9:
-            raise DualStreamError(f"overlap must lie in [0, 0.9], got {overlap}")
-        if blend not in BLENDS:
-            raise DualStreamError(f"blend must be one of {BLENDS}, got {blend!r}")
-        if tta not in TTAS:
-            raise DualStreamError(f"tta must be one of {TTAS}, got {tta!r}")
-        if batch_size < 1:
-            raise DualStreamError(f"batch_size must be >= 1, got {batch_size}")
+        check_settings(tile, overlap, batch_size, blend, tta, workers, precision)
         spec = spec or getattr(model_or_task, "input_spec", None)
         if not isinstance(spec, InputSpec):
             raise DualStreamError(
@@ -273,20 +291,7 @@ class ScenePredictor:
         grid = scene_grid(dataset.image)
         layout = self.layout(grid)
         check_window_memory(layout.tile, self.batch_size, self.device)
-        settings = {
-            "checkpoint": os.path.abspath(self.checkpoint) if self.checkpoint else "",
-            "checkpoint_sha256": self.checkpoint_sha256,
-            "tile": str(layout.tile),
-            "overlap": str(self.overlap),
-            "margin": str(layout.margin),
-            "windows": "cell lattice" if layout.lattice else "scene corner",
-            "blend": self.blend,
-            "tta": self.tta,
-            "precision": "bf16" if self.bf16 else "32",
-            "dualstream_geo_version": __version__,
-        }
-        if self.model.vision_weights:  # the map says which pretrained weights it came from
-            settings["vision_weights"] = self.model.vision_weights
+        settings = self.map_settings(layout)
         provenance = {
             "command": redact_text(" ".join(sys.argv)),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -336,6 +341,26 @@ class ScenePredictor:
                 finalize(spec)
         return Path(specs[0].path)
 
+    def map_settings(self, layout: Layout) -> dict[str, str]:
+        """What a map records of how it was made (GeoTIFF tags; a resumed run must match
+        them): the checkpoint and its hash, the windows, blending, TTA, precision, version,
+        and the pretrained vision weights the model started from."""
+        settings = {
+            "checkpoint": os.path.abspath(self.checkpoint) if self.checkpoint else "",
+            "checkpoint_sha256": self.checkpoint_sha256,
+            "tile": str(layout.tile),
+            "overlap": str(self.overlap),
+            "margin": str(layout.margin),
+            "windows": "cell lattice" if layout.lattice else "scene corner",
+            "blend": self.blend,
+            "tta": self.tta,
+            "precision": "bf16" if self.bf16 else "32",
+            "dualstream_geo_version": __version__,
+        }
+        if self.model.vision_weights:  # the map says which pretrained weights it came from
+            settings["vision_weights"] = self.model.vision_weights
+        return settings
+
     def layout(self, grid: Grid) -> Layout:
         """Where the windows over ``grid`` lie: on the CRS-anchored cell lattice for a model
         with local context, from the scene's corner otherwise
@@ -374,40 +399,29 @@ class ScenePredictor:
             num_workers=self.workers,
             collate_fn=collate_samples,
         )
-        classes = self.spec.num_classes
         # Accumulator columns from the first window's (left of the scene on the lattice).
         left = min((w.col for w in windows), default=0)
         span = max(max((w.col for w in windows), default=0) + tile - left, width)
-        scores = np.zeros((classes, tile, span), dtype=np.float32)
-        weights = np.zeros((tile, span), dtype=np.float32)
-        top = windows[0].row if windows else 0
-        scene = slice(-left, -left + width)
 
-        def flush(until: int) -> None:
-            nonlocal top, rows_done
-            stop = min(until, end)
-            if stop > top:
-                first = max(top, rows_done) - top
-                count = stop - top
-                if count > first:
-                    write_blended(
-                        specs,
-                        top + first,
-                        scores[:, first:count, scene],
-                        weights[first:count, scene],
-                    )
-                    rows_done = stop
-                    for spec in specs:
-                        write_progress(spec, signature, rows_done)
-                    if progress_callback is not None:
-                        progress_callback(rows_done, height)
-            shift = min(until - top, tile)
-            scores[:, : tile - shift] = scores[:, shift:]
-            scores[:, tile - shift :] = 0
-            weights[: tile - shift] = weights[shift:]
-            weights[tile - shift :] = 0
-            top = until
+        def write(first: int, scores: np.ndarray, weights: np.ndarray) -> None:
+            write_blended(specs, first, scores, weights)
+            done = first + scores.shape[1]
+            for spec in specs:
+                write_progress(spec, signature, done)
+            if progress_callback is not None:
+                progress_callback(done, height)
 
+        sums = StripSums(
+            self.spec.num_classes,
+            tile,
+            left,
+            span,
+            width,
+            top=windows[0].row if windows else 0,
+            rows_done=rows_done,
+            end=end,
+            write=write,
+        )
         batches = loader if self.workers > 0 else prefetch(loader)
         # A prefetching generator left to the garbage collector on an error would join its
         # thread at interpreter exit, where a daemon thread never runs again (a hang).
@@ -428,15 +442,12 @@ class ScenePredictor:
                 position = 0
                 for i, index in enumerate(batch["index"].tolist()):
                     window = windows[index]
-                    if window.row > top:
-                        flush(window.row)
+                    if window.row > sums.top:
+                        sums.flush(window.row)
                     if keep[i]:
                         assert probs is not None
                         w = layout.weights(window, height, width, self.blend)
-                        w = w * valid[i].numpy()
-                        cols = slice(window.col - left, window.col - left + tile)
-                        scores[:, :, cols] += probs[position] * w
-                        weights[:, cols] += w
+                        sums.add(window.row, window.col, probs[position], w * valid[i].numpy())
                         position += 1
                     bar.update(1)
-        flush(top + tile)
+        sums.flush(sums.top + tile)
