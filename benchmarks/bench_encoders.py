@@ -6,7 +6,7 @@ parameters (all, the vision encoder's, the neck's), GFLOP of one 512 px forward
 (torch.utils.flop_counter: 2 FLOP per multiply-add) and the training step of the recipe
 (batch 16 of 64 px patches: forward, loss, backward, AdamW step) in seconds, the median of
 ``--repeats`` steps with the encoders run alternately, and its ratio to SegFormer-B0's (the
-recipe's encoder). Accuracy: experiments/README.md ("Pretrained encoders").
+recipe's encoder). Accuracy: experiments/README.md ("Vision encoders").
 
     python benchmarks/bench_encoders.py [--repeats 5] [--threads 2]
 """
