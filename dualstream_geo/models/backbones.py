@@ -12,7 +12,6 @@ sets the input so that the stem sees the raw values in the weights' normalisatio
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
@@ -28,8 +27,6 @@ from ..errors import DualStreamError
 from .pretrained import PretrainedWeights, stem_for_channels
 from .registry import Encoder, register_encoder
 from .weights import load_into
-
-log = logging.getLogger(__name__)
 
 #: SegFormer-B1's stage widths: what the neck gives the fusion.
 NECK_WIDTHS = (64, 128, 320, 512)
