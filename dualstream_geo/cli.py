@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from jsonargparse import ArgumentError
@@ -154,7 +156,6 @@ class DualStreamCLI(LightningCLI):
             # Scored as trained: the checkpoint's statistics normalise the data.
             spec = read_spec(read_checkpoint(path), path)
             self.datamodule.adopt(spec, path)
-            self.model.input_spec = self.datamodule.input_spec
 
     def before_fit(self) -> None:
         config = self.config_init["fit"]
@@ -230,6 +231,17 @@ def user_error(error: BaseException) -> DualStreamError | None:
     return None
 
 
+#: The commands that are not LightningCLI's: module and function of each.
+ENTRY_POINTS = {
+    "demo": (".demo", "demo_main"),
+    "predict": (".inference.cli", "predict_main"),
+    "evaluate": (".evaluation.cli", "evaluate_main"),
+    "grid": (".data.auxiliary.cli", "grid_main"),
+    "sample-design": (".evaluation.cli", "sample_design_main"),
+    "import-original": (".training.imported", "import_main"),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; bad input ends with one ``error:`` line and exit status 2."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -249,34 +261,16 @@ def main(argv: list[str] | None = None) -> int:
                 "dualstream-geo --help)"
             )
         check_config_files(rest)
-        if command in ("predict", "evaluate", "sample-design", "grid", "import-original", "demo"):
+        if command in ENTRY_POINTS:
             # Lightning handles SIGTERM for fit/validate/test; these commands unwind as on
             # Ctrl-C (locks released, partial files removed) and say so.
             signal.signal(signal.SIGTERM, _terminate)
-        if command == "demo":
-            from .demo import demo_main
-
-            return demo_main(rest)
-        if command == "predict":
-            from .inference.cli import predict_main
-
-            return predict_main(rest)
-        if command == "evaluate":
-            from .evaluation.cli import evaluate_main
-
-            return evaluate_main(rest)
-        if command == "grid":
-            from .data.auxiliary.cli import grid_main
-
-            return grid_main(rest)
-        if command == "sample-design":
-            from .evaluation.cli import sample_design_main
-
-            return sample_design_main(rest)
-        if command == "import-original":
-            from .training.imported import import_main
-
-            return import_main(rest)
+            module, function = ENTRY_POINTS[command]
+            # Imported when run: each command loads its own modules only.
+            entry: Callable[[list[str]], int] = getattr(
+                importlib.import_module(module, __package__), function
+            )
+            return entry(rest)
         # The process's own command line is read by LightningCLI itself (passing it as
         # ``args`` makes Lightning warn with the whole argv).
         run_lightning(args if argv is not None else None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from dualstream_geo.training import DualStreamSegmentation, SegmentationLoss, re
 from dualstream_geo.training.losses import DeepSupervisionLoss
 from dualstream_geo.training.trainer_defaults import default_precision
 
-from .conftest import tiny, trainer
+from .conftest import demo_datamodule, tiny, trainer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -140,6 +141,24 @@ def test_binary_task_trains_and_tests(demo_root: Path, tmp_path: Path) -> None:
     assert 0.0 <= results["test_OverallJaccardIndex"] <= 1.0
     probs = task.probabilities(torch.randn(1, 4, 64, 64), torch.randn(1, 48, 8, 8))
     torch.testing.assert_close(probs.sum(1), torch.ones(1, 64, 64))
+
+    # What was declared stays as declared; what the data showed is found once and kept.
+    declared, found = datamodule.declared_spec, datamodule.input_spec
+    assert declared.stats is None and found.stats is not None
+    assert found.stats is datamodule.stats and task.input_spec.stats is datamodule.stats
+    assert found.differences(declared) == [] and found.aux_channel_names
+    stored: dict[str, Any] = {}
+    task.on_save_checkpoint(stored)
+    assert read_spec(stored, "x.ckpt").to_dict() == found.to_dict()
+    # Data normalised otherwise is refused, by the task and by the data.
+    other = replace(found.stats, image=replace(found.stats.image, mean=[0.0] * 4))
+    other.save(str(tmp_path / "other.json"))
+    shifted = demo_datamodule(demo_root, tmp_path, stats_path=str(tmp_path / "other.json"))
+    with pytest.raises(DualStreamError, match="other band statistics than the model was"):
+        fit.test(task, shifted, verbose=False)
+    with pytest.raises(DualStreamError, match="x.ckpt: the data is already normalised"):
+        datamodule.adopt(replace(found, stats=other), "x.ckpt")
+    datamodule.adopt(found, "x.ckpt")  # the same statistics: nothing to change
 
 
 def test_resume_from_last_continues_at_next_epoch(demo_root: Path, tmp_path: Path) -> None:

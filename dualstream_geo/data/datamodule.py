@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -26,17 +27,20 @@ from .ranks import RankLocal, RankShard, process_rank
 from .sampling import AlignedGriddedSampler, EpochPatchSampler, FocusPatchSampler
 from .settings import LoaderSettings, SamplingSettings, SplitSettings
 from .spec import ClassSpec, ImageSpec, InputSpec
-from .statistics import load_stats, training_stats
+from .statistics import training_stats
 from .warp_cache import cache_dir, warp_once
 
 
 class DualStreamDataModule(GeoDataModule):
     """Train/val/test loaders of image + aux + mask patches from georeferenced scenes.
 
-    What the model sees is the :class:`~dualstream_geo.data.spec.InputSpec` built here from
-    ``image``, ``classes``, ``aux``, ``aux_scale`` and ``normalization`` (with the band
-    statistics once the training data is read): :attr:`input_spec`, which LightningCLI
-    links into the task and every checkpoint stores.
+    What the user declares (``image``, ``classes``, ``aux``, ``aux_scale``, ``aux_fusion``,
+    ``normalization``) is :attr:`declared_spec`, a frozen
+    :class:`~dualstream_geo.data.spec.InputSpec` that nothing replaces. What the data shows
+    is found once each: the aux sources' channels (from the training files' headers) and the
+    band statistics (:attr:`stats`: a checkpoint's, ``stats_path``'s, or the training data's).
+    :attr:`input_spec` is the declared spec with both, which LightningCLI links into the task
+    and every checkpoint stores.
 
     Splits come from ``root`` (``layout="scenes"``: ``<root>/{train,val,test}/{image,label}``
     and a folder per aux source, ``gems`` / ``air`` for the original preset;
@@ -111,25 +115,13 @@ class DualStreamDataModule(GeoDataModule):
         augment: bool = True,
         augment_intensity: bool = True,
     ) -> None:
-        if batch_size < 1:
-            raise DualStreamError(f"batch_size must be >= 1, got {batch_size}")
-        if length is not None and length < 1:
-            raise DualStreamError(
-                f"length must be >= 1 patches per epoch (or null: about one pass over the "
-                f"training area), got {length}"
-            )
-        if patch_size < 32 or patch_size % 32:
-            raise DualStreamError(f"patch_size must be a positive multiple of 32, got {patch_size}")
-        if aux_scale < 1 or patch_size % aux_scale:
-            raise DualStreamError(
-                f"patch_size {patch_size} is not divisible by aux_scale {aux_scale}"
-            )
+        check_sizes(batch_size, length, patch_size, aux_scale)
         self.split = split or SplitSettings()
         self.loader = loader or LoaderSettings()
         self.cache_dir = cache_dir
         self.sampling = sampling or SamplingSettings()
         self.stats_path = stats_path
-        self._spec = InputSpec(
+        self._declared = InputSpec(
             image=image or ImageSpec(),
             classes=classes or ClassSpec(),
             aux=aux_specs(aux),
@@ -137,7 +129,7 @@ class DualStreamDataModule(GeoDataModule):
             aux_fusion=aux_fusion,
             normalization=normalization,
         )
-        self._resolved = False
+        self._stats: DatasetStats | None = None
         super().__init__(
             DualStreamGeoDataset,
             batch_size=batch_size,
@@ -145,7 +137,7 @@ class DualStreamDataModule(GeoDataModule):
             length=length,
             num_workers=self.loader.num_workers,
         )
-        names = self._spec.aux_names
+        names = self._declared.aux_names
         if root is not None:
             if not os.path.isdir(root):
                 raise DualStreamError(f"root {root!r} is not a folder")
@@ -162,42 +154,64 @@ class DualStreamDataModule(GeoDataModule):
 
     # -- the input spec ------------------------------------------------------------------
     @property
+    def declared_spec(self) -> InputSpec:
+        """The inputs as the settings declare them (aux channels as given, no statistics)."""
+        return self._declared
+
+    @cached_property
+    def _found_aux(self) -> tuple[AuxSpec, ...]:
+        """The aux sources, each with its channels as the training files have them."""
+        train = self.scenes["train"]
+        assert train is not None
+        return resolve_channels(train, self._declared)
+
+    @property
     def input_spec(self) -> InputSpec:
-        """What the model sees: the aux channels resolved from the training files, with the
-        band statistics once known (from ``stats_path`` or the training data)."""
-        if not self._resolved:
-            spec = self._spec
-            if spec.aux:
-                train = self.scenes["train"]
-                assert train is not None
-                spec = replace(spec, aux=resolve_channels(train, spec))
-            path = self.stats_path
-            if spec.normalization == "dataset" and path and os.path.exists(path):
-                spec = spec.with_stats(load_stats(path, spec))
-            self._spec, self._resolved = spec, True
-        return self._spec
+        """What the model reads: :attr:`declared_spec` with the aux channels found in the
+        training files and, once found, the band statistics (:attr:`stats`)."""
+        spec = self._declared
+        if spec.aux:
+            spec = replace(spec, aux=self._found_aux)
+        return spec if self._stats is None else replace(spec, stats=self._stats)
 
     @property
     def stats(self) -> DatasetStats | None:
         """The band statistics (None until the training data is read, or without them)."""
-        return self._spec.stats
+        return self._stats
+
+    def _settle_stats(self, stats: DatasetStats) -> None:
+        """Take ``stats`` as the data's statistics: once, checked against the channels."""
+        if self._stats is not None:
+            raise RuntimeError("the band statistics are settled once")
+        self._stats = self.input_spec.with_stats(stats).stats
 
     def adopt(self, spec: InputSpec, source: str) -> None:
         """Normalise with the statistics of ``spec`` (a checkpoint's, named ``source``), after
         checking that it reads the same inputs as this data.
 
+        Args:
+            spec: the checkpoint's input spec.
+            source: the checkpoint's path, for messages.
+
         Raises:
-            DualStreamError: the checkpoint's inputs differ from the data's (named).
+            DualStreamError: the checkpoint's inputs differ from the data's (named), or the
+                data was already normalised with other statistics.
         """
-        mine = self.input_spec
-        differences = spec.differences(mine)
+        differences = spec.differences(self.input_spec)
         if differences:
             raise DualStreamError(
                 f"{source} was trained on other inputs than the data gives: "
                 + "; ".join(differences)
             )
-        self._spec = replace(mine, stats=spec.stats)
-        self._splits = {}
+        if self._stats is not None:
+            if _plain_stats(self._stats) != _plain_stats(spec.stats):
+                raise DualStreamError(
+                    f"{source}: the data is already normalised with other band statistics "
+                    "than the checkpoint's; adopt the checkpoint before the data is set up"
+                )
+            return
+        if spec.stats is not None:
+            self._settle_stats(spec.stats)
 
     # -- datasets ------------------------------------------------------------------------
     def _build(self, scenes: SceneSet, split: str) -> DualStreamGeoDataset:
@@ -221,8 +235,9 @@ class DualStreamDataModule(GeoDataModule):
         assert self.scenes["train"] is not None
         train = self._build(self.scenes["train"], "train")
         if spec.normalization == "dataset" and spec.stats is None:
-            # From the sources as given (a warped copy covers only the scenes).
-            self._spec = spec.with_stats(training_stats(train, spec, self.stats_path))
+            # From the sources as given (a warped copy covers only the scenes); an existing
+            # stats_path file is read instead.
+            self._settle_stats(training_stats(train, spec, self.stats_path))
         train = self._warped(train)
         splits = {"train": train}
         fractions = {
@@ -259,7 +274,7 @@ class DualStreamDataModule(GeoDataModule):
     def prepare_data(self) -> None:
         # Lightning calls this on one process per node before setup: the statistics file is
         # computed there once, and the other ranks load it instead of racing to write it.
-        if self._spec.normalization == "dataset" and self.stats_path:
+        if self._declared.normalization == "dataset" and self.stats_path:
             self.datasets()
 
     def _rank(self) -> tuple[int, int]:
@@ -391,6 +406,35 @@ class DualStreamDataModule(GeoDataModule):
         """(num_classes,) labelled pixels of each class in the training split (its cells only),
         counted on a decimated grid (:func:`~dualstream_geo.data.labels.class_counts`)."""
         return class_counts(self.datasets()["train"], num_classes)
+
+
+def check_sizes(batch_size: int, length: int | None, patch_size: int, aux_scale: int) -> None:
+    """Refuse batch, epoch and patch sizes the loaders cannot use.
+
+    Args:
+        batch_size: samples per batch and process.
+        length: training patches per epoch (None: about one pass over the training area).
+        patch_size: patch side in image pixels.
+        aux_scale: aux pixels per image pixel side.
+
+    Raises:
+        DualStreamError: the first wrong size, named.
+    """
+    if batch_size < 1:
+        raise DualStreamError(f"batch_size must be >= 1, got {batch_size}")
+    if length is not None and length < 1:
+        raise DualStreamError(
+            f"length must be >= 1 patches per epoch (or null: about one pass over the "
+            f"training area), got {length}"
+        )
+    if patch_size < 32 or patch_size % 32:
+        raise DualStreamError(f"patch_size must be a positive multiple of 32, got {patch_size}")
+    if aux_scale < 1 or patch_size % aux_scale:
+        raise DualStreamError(f"patch_size {patch_size} is not divisible by aux_scale {aux_scale}")
+
+
+def _plain_stats(stats: DatasetStats | None) -> dict[str, Any] | None:
+    return None if stats is None else stats.to_dict()
 
 
 def _identity(batch: dict[str, Any]) -> dict[str, Any]:

@@ -165,11 +165,19 @@ def _write(path: Path, data: np.ndarray, crs: str, transform: Affine, nodata: fl
 
 
 def _write_scene(scene: _Scene, folder: Path, rng: np.random.Generator) -> None:
-    spec = scene.spec
+    """The scene's image, labels and air files under ``folder`` (drawn from ``rng`` in this
+    order: the demo data stays what it was)."""
     for sub in ("image", "label", "gems", "air"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
+    transform = _write_image(scene, folder, rng)
+    _write_labels(scene, folder, transform)
+    _write_air(scene, folder, rng)
 
-    # Image: 10 m, 4 bands uint16, striped plots so they are easy to find but not to classify.
+
+def _write_image(scene: _Scene, folder: Path, rng: np.random.Generator) -> Affine:
+    """``image/<name>.tif``; its transform."""
+    spec = scene.spec
+    # 10 m, 4 bands uint16, striped plots so they are easy to find but not to classify.
     transform = Affine(RES, 0, spec.x0, 0, -RES, spec.y0)
     xs, ys = _centres(transform, spec.size, spec.size)
     sx, sy = _to_scene(spec, spec.crs, xs, ys)
@@ -186,8 +194,13 @@ def _write_scene(scene: _Scene, folder: Path, rng: np.random.Generator) -> None:
         collar = (sx + (spec.size * RES - sy)) < 0.35 * spec.size * RES
         image[:, collar] = IMAGE_NODATA
     _write(folder / "image" / f"{spec.name}.tif", image, spec.crs, transform, IMAGE_NODATA)
+    return transform
 
-    # Labels: another resolution, an origin offset by a fraction of a pixel, maybe another CRS.
+
+def _write_labels(scene: _Scene, folder: Path, transform: Affine) -> None:
+    """``label/<name>.tif`` around the image of ``transform``."""
+    spec = scene.spec
+    # Another resolution, an origin offset by a fraction of a pixel, maybe another CRS.
     extent = spec.size * RES
     left, bottom, right, top = transform_bounds(
         spec.crs, spec.label_crs, spec.x0, spec.y0 - extent, spec.x0 + extent, spec.y0
@@ -207,7 +220,11 @@ def _write_scene(scene: _Scene, folder: Path, rng: np.random.Generator) -> None:
     labels = scene.raw_labels(*_to_scene(spec, spec.label_crs, lx, ly))[None]
     _write(folder / "label" / f"{spec.name}.tif", labels, spec.label_crs, label_transform, 255)
 
-    # Air: EPSG:4326 at ~500 m, padded beyond the scene; 12 GEMS + 3 x 12 pollutant bands.
+
+def _write_air(scene: _Scene, folder: Path, rng: np.random.Generator) -> None:
+    """``gems/GEMS_<name>.tif`` and ``air/AIR_Pollution_<product>_<name>.tif``."""
+    spec = scene.spec
+    # EPSG:4326 at ~500 m, padded beyond the scene; 12 GEMS + 3 x 12 pollutant bands.
     lon0, lat1 = Transformer.from_crs(spec.crs, "EPSG:4326", always_xy=True).transform(
         np.array([spec.x0, spec.x0 + spec.size * RES, spec.x0, spec.x0 + spec.size * RES]),
         np.array([spec.y0, spec.y0, spec.y0 - spec.size * RES, spec.y0 - spec.size * RES]),

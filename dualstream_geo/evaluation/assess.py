@@ -203,9 +203,22 @@ def assess(
 ) -> Assessment:
     """Compare the class raster ``prediction`` with ``reference`` on the prediction's grid.
 
-    ``class_map``: raw reference value -> class index (values not in it are excluded);
-    without it the reference holds class indices. ``errors``: an open dataset on the
-    prediction grid with one uint8 band per class, filled with the error codes.
+    Args:
+        prediction: the class raster.
+        reference: the reference labels (a raster, or a folder of them).
+        class_map: raw reference value -> class index (values not in it are excluded);
+            without it the reference holds class indices.
+        ignore_index: the reference value that is not compared.
+        class_names: the classes (default: the prediction's own names).
+        errors: an open dataset on the prediction grid with one uint8 band per class, filled
+            with the error codes (:func:`error_codes`).
+
+    Returns:
+        The confusion-based accuracy and the area of each class in both rasters.
+
+    Raises:
+        DualStreamError: unreadable or disjoint rasters, values that are no class, or no
+            pixel to compare.
     """
     prediction = str(prediction)
     if not os.path.isfile(prediction):
@@ -225,13 +238,7 @@ def assess(
             block = Grid(
                 grid.crs, src.window_transform(window), int(window.height), int(window.width)
             )
-            try:
-                predicted = src.read(1, window=window).astype(np.int64)
-            except rasterio.errors.RasterioError as error:
-                reason = " ".join(str(error.__cause__ or error).split())
-                raise DualStreamError(
-                    f"--prediction {prediction}: corrupt or unreadable raster ({reason})"
-                ) from None
+            predicted = _read_classes(src, window, prediction)
             # The reference's own reader names its file (GeoRaster.read).
             truth = mask.to_classes(mask.read(files, block, Resampling.nearest)[0])
             valid = tally.valid(truth, ignore_index)
@@ -246,34 +253,47 @@ def assess(
             tally.add(predicted, truth, valid, pixel_area_ha(block, np.arange(block.height)))
             if errors is not None:
                 errors.write(error_codes(predicted, truth, valid, k), window=window)
-    confusion, areas, excluded, unknown = (
-        tally.confusion,
-        tally.areas,
-        tally.excluded,
-        tally.unknown,
+    matrix = _compared(tally, str(reference), prediction)
+    return Assessment(
+        class_names=names,
+        accuracy=Accuracy.from_confusion(matrix),
+        area_ha={"prediction": tally.areas[0].tolist(), "reference": tally.areas[1].tolist()},
+        compared_pixels=int(matrix.sum()),
+        excluded_pixels=tally.excluded,
     )
-    matrix = confusion.reshape(k, k)
-    if unknown:
-        listed = ", ".join(f"{v}: {n}" for v, n in sorted(unknown.items())[:8])
+
+
+def _read_classes(src: rasterio.io.DatasetReader, window: Window, prediction: str) -> np.ndarray:
+    """(H, W) int64 classes of the prediction's ``window``; a read error names the file."""
+    try:
+        return src.read(1, window=window).astype(np.int64)
+    except rasterio.errors.RasterioError as error:
+        reason = " ".join(str(error.__cause__ or error).split())
+        raise DualStreamError(
+            f"--prediction {prediction}: corrupt or unreadable raster ({reason})"
+        ) from None
+
+
+def _compared(tally: Tally, reference: str, prediction: str) -> np.ndarray:
+    """The (K, K) confusion matrix, once something was compared; reference values that are
+    no class are reported (a warning, or an error when they are all there is)."""
+    k = tally.classes
+    matrix = tally.confusion.reshape(k, k)
+    if tally.unknown:
+        listed = ", ".join(f"{v}: {n}" for v, n in sorted(tally.unknown.items())[:8])
         message = (
             f"--reference {reference}: values that are no class of the prediction (0-{k - 1}) "
             f"were excluded (value: pixels) {{{listed}}}; give --class-map to map them"
         )
         if not matrix.sum():
             raise DualStreamError(message.replace("were excluded", "are all it holds there"))
-        warnings.warn(message, stacklevel=2)
+        warnings.warn(message, stacklevel=3)
     if not matrix.sum():
         raise DualStreamError(
             f"--reference {reference}: no pixel to compare with --prediction {prediction} (the "
             "reference is nodata or ignored wherever the prediction has classes)"
         )
-    return Assessment(
-        class_names=names,
-        accuracy=Accuracy.from_confusion(matrix),
-        area_ha={"prediction": areas[0].tolist(), "reference": areas[1].tolist()},
-        compared_pixels=int(matrix.sum()),
-        excluded_pixels=excluded,
-    )
+    return matrix
 
 
 def check_class_map(

@@ -121,13 +121,62 @@ def evaluate(
     overwrite: bool = False,
     inputs: Sequence[str] = (),
 ) -> Assessment:
-    """Assess ``prediction`` against ``reference`` and write the report to the folder
-    ``output``: ``report.json``, ``report.md``, ``confusion.png`` and ``errors.tif`` (one
-    band per class: 0 true negative, 1 true positive, 2 false positive, 3 false negative,
-    255 not compared; category names in ``errors.tif.aux.xml``). The folder is written
-    whole or not at all (built beside it, then renamed). ``inputs``: other files the
-    command read (a class-map file), which the output may not replace either."""
+    """Assess a class map against a reference and write the report folder.
+
+    The folder holds ``report.json``, ``report.md``, ``confusion.png`` and ``errors.tif``
+    (one band per class: 0 true negative, 1 true positive, 2 false positive, 3 false
+    negative, 255 not compared; category names in ``errors.tif.aux.xml``). It is written
+    whole or not at all (built beside it, then renamed).
+
+    Args:
+        prediction: the class map (a ``predict`` output or any single-band class raster).
+        reference: the reference labels (a raster, or a folder of them).
+        output: the report folder.
+        class_map: reference value -> class index (None: the values are the classes).
+        ignore_index: the reference value that is not compared.
+        overwrite: replace an earlier report in ``output``.
+        inputs: other files the command read (a class-map file), which the output may not
+            replace either.
+
+    Returns:
+        The assessment the report shows.
+
+    Raises:
+        DualStreamError: a missing input, an output that would replace an input or a folder
+            of other files, or a failed write (named).
+    """
     out = Path(output)
+    real = _checked_report_folder(out, prediction, reference, inputs, overwrite)
+    building = real.with_name(f".{real.name}.{os.getpid()}.partial")
+    shutil.rmtree(building, ignore_errors=True)
+    building.mkdir()
+    try:
+        assessment = _write_errors(prediction, reference, class_map, ignore_index, building)
+        report = {"prediction": str(prediction), "reference": str(reference)}
+        (building / "report.json").write_text(
+            # Strict JSON: a score that is undefined (a class never seen) is null, not NaN.
+            json.dumps(strict_json({**report, **assessment.to_dict()}), indent=2, allow_nan=False)
+        )
+        (building / "report.md").write_text(markdown(assessment, str(prediction), str(reference)))
+        confusion_png(assessment, building / "confusion.png")
+        if real.exists():
+            shutil.rmtree(real)
+        os.replace(building, real)
+    except OSError as error:
+        raise DualStreamError(describe_write_error(out, error)) from None
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    return assessment
+
+
+def _checked_report_folder(
+    out: Path,
+    prediction: str | os.PathLike[str],
+    reference: str | os.PathLike[str],
+    inputs: Sequence[str],
+    overwrite: bool,
+) -> Path:
+    """The report folder's real path, once the inputs exist and the folder may be replaced."""
     if not os.path.isfile(prediction):
         raise DualStreamError(f"--prediction {prediction} does not exist")
     if not os.path.exists(reference):
@@ -144,7 +193,20 @@ def evaluate(
                 "and is not replaced; choose another folder"
             )
     check_folder_writable(real.parent, "--output")
+    return real
+
+
+def _write_errors(
+    prediction: str | os.PathLike[str],
+    reference: str | os.PathLike[str],
+    class_map: Mapping[int, int] | None,
+    ignore_index: int,
+    folder: Path,
+) -> Assessment:
+    """Assess, writing ``folder/errors.tif`` (a COG on the prediction's grid) on the way."""
     with open_prediction(prediction) as src:
+        # The class count is known once the prediction's names are read: a first, cheap pass.
+        names = class_names_of(src, class_map)
         profile = {
             "driver": "GTiff",
             "width": src.width,
@@ -159,43 +221,17 @@ def evaluate(
             "compress": "deflate",
             "BIGTIFF": "IF_SAFER",
         }
-    building = real.with_name(f".{real.name}.{os.getpid()}.partial")
-    shutil.rmtree(building, ignore_errors=True)
-    building.mkdir()
-    try:
-        # The class count is known once the prediction's names are read: a first, cheap pass.
-        with open_prediction(prediction) as src:
-            names = class_names_of(src, class_map)
-        errors_path = building / "errors.tif"
-        with rasterio.open(
-            errors_path.with_suffix(".tmp.tif"), "w", count=len(names), **profile
-        ) as dst:
-            assessment = assess(
-                prediction, reference, class_map, ignore_index, class_names=names, errors=dst
-            )
-            for band, name in enumerate(names, start=1):
-                dst.set_band_description(band, name)
-        rasterio.shutil.copy(
-            errors_path.with_suffix(".tmp.tif"),
-            errors_path,
-            driver="COG",
-            compress="DEFLATE",
-            overview_resampling="nearest",
+    errors_path = folder / "errors.tif"
+    staged = errors_path.with_suffix(".tmp.tif")
+    with rasterio.open(staged, "w", count=len(names), **profile) as dst:
+        assessment = assess(
+            prediction, reference, class_map, ignore_index, class_names=names, errors=dst
         )
-        errors_path.with_suffix(".tmp.tif").unlink()
-        (building / "errors.tif.aux.xml").write_text(_errors_pam(names))
-        report = {"prediction": str(prediction), "reference": str(reference)}
-        (building / "report.json").write_text(
-            # Strict JSON: a score that is undefined (a class never seen) is null, not NaN.
-            json.dumps(strict_json({**report, **assessment.to_dict()}), indent=2, allow_nan=False)
-        )
-        (building / "report.md").write_text(markdown(assessment, str(prediction), str(reference)))
-        confusion_png(assessment, building / "confusion.png")
-        if real.exists():
-            shutil.rmtree(real)
-        os.replace(building, real)
-    except OSError as error:
-        raise DualStreamError(describe_write_error(out, error)) from None
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
+        for band, name in enumerate(names, start=1):
+            dst.set_band_description(band, name)
+    rasterio.shutil.copy(
+        staged, errors_path, driver="COG", compress="DEFLATE", overview_resampling="nearest"
+    )
+    staged.unlink()
+    (folder / "errors.tif.aux.xml").write_text(_errors_pam(names))
     return assessment

@@ -217,22 +217,7 @@ def draw_sample(
             for k, n in sorted(sizes.items())
             if n
         }
-        seen = dict.fromkeys(chosen, 0)
-        rows: list[int] = []
-        cols: list[int] = []
-        classes: list[int] = []
-        for window in blocks(src.height, src.width):
-            values = src.read(1, window=window, masked=True)
-            valid = ~np.ma.getmaskarray(values).ravel()
-            for k, ranks in chosen.items():
-                where = np.flatnonzero(valid & (values.data.ravel() == k))
-                first = seen[k]
-                picked = ranks[(ranks >= first) & (ranks < first + len(where))] - first
-                seen[k] = first + len(where)
-                r, c = np.divmod(where[picked], int(window.width))
-                rows += (r + int(window.row_off)).tolist()
-                cols += (c + int(window.col_off)).tolist()
-                classes += [k] * len(picked)
+        rows, cols, classes = _pixels_of_ranks(src, chosen)
         xs, ys = rasterio.transform.xy(src.transform, rows, cols, offset="center")
         crs = src.crs
     total_area = sum(strata.area_ha.values())
@@ -255,3 +240,27 @@ def draw_sample(
         crs=crs,
     )
     return frame
+
+
+def _pixels_of_ranks(
+    src: rasterio.io.DatasetReader, chosen: dict[int, np.ndarray]
+) -> tuple[list[int], list[int], list[int]]:
+    """Rows, columns and classes of the chosen pixels: ``chosen`` holds, per class, sorted
+    ranks among that class's valid pixels in row-major order (read block by block)."""
+    seen = dict.fromkeys(chosen, 0)
+    rows: list[int] = []
+    cols: list[int] = []
+    classes: list[int] = []
+    for window in blocks(src.height, src.width):
+        values = src.read(1, window=window, masked=True)
+        valid = ~np.ma.getmaskarray(values).ravel()
+        for k, ranks in chosen.items():
+            where = np.flatnonzero(valid & (values.data.ravel() == k))
+            first = seen[k]
+            picked = ranks[(ranks >= first) & (ranks < first + len(where))] - first
+            seen[k] = first + len(where)
+            r, c = np.divmod(where[picked], int(window.width))
+            rows += (r + int(window.row_off)).tolist()
+            cols += (c + int(window.col_off)).tolist()
+            classes += [k] * len(picked)
+    return rows, cols, classes

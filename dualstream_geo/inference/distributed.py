@@ -248,18 +248,9 @@ def predict_on_ranks(
     """
     rank, world_size = group.rank, group.world_size
     with ExitStack() as held:
-        error = None
         if rank == 0:
-            try:
-                held.enter_context(output_lock(output, take_over_stale=resume))
-                check_outputs()
-                check_interrupted_parts(specs, world_size, resume, overwrite)
-            except DualStreamError as failure:
-                error = str(failure)
-        error = group.broadcast(error)
-        if error is not None:
-            if rank == 0:
-                raise DualStreamError(error)
+            _checked_output(held, group, output, check_outputs, specs, resume, overwrite)
+        elif group.broadcast(None) is not None:
             raise PeerStopped()
         shares = [rank_rows(strip_rows, grid.height, r, world_size) for r in range(world_size)]
         share = shares[rank]
@@ -297,9 +288,36 @@ def predict_on_ranks(
             raise PeerStopped()
         if rank == 0:
             for spec in specs:
-                every = [rank_part(spec, r, world_size) for r in range(world_size)]
-                assemble(spec, grid, every, shares)
-                finalize(spec)
-                for leftover in interrupted_files(spec):  # every rank's part
-                    os.remove(leftover)
+                _assemble_output(spec, grid, shares)
         group.gather(None)  # the other ranks return once the output exists
+
+
+def _checked_output(
+    held: ExitStack,
+    group: RankGroup,
+    output: str,
+    check_outputs: Callable[[], None],
+    specs: list[OutputSpec],
+    resume: bool,
+    overwrite: bool,
+) -> None:
+    """On rank 0: take the output lock (held by ``held``) and check the outputs and the
+    parts of an interrupted run; the outcome is broadcast, and a failure raised here."""
+    error = None
+    try:
+        held.enter_context(output_lock(output, take_over_stale=resume))
+        check_outputs()
+        check_interrupted_parts(specs, group.world_size, resume, overwrite)
+    except DualStreamError as failure:
+        error = str(failure)
+    if group.broadcast(error) is not None:
+        raise DualStreamError(str(error))
+
+
+def _assemble_output(spec: OutputSpec, grid: Grid, shares: list[range]) -> None:
+    """The one COG of ``spec`` from every rank's part; the parts are removed."""
+    every = [rank_part(spec, r, len(shares)) for r in range(len(shares))]
+    assemble(spec, grid, every, shares)
+    finalize(spec)
+    for leftover in interrupted_files(spec):  # every rank's part
+        os.remove(leftover)

@@ -57,26 +57,7 @@ def scene_aux(spec: InputSpec, aux: AuxInputs) -> list[AuxSpec | GeoRaster]:
         raise DualStreamError(
             f"the checkpoint needs its aux sources: give {_describe(spec, names)}"
         )
-    named: dict[str, Any]
-    if isinstance(aux, Mapping):
-        named = dict(aux)
-    else:
-        items = list(aux)
-        if all(isinstance(a, GeoRaster) for a in items):
-            if len(items) != len(names):
-                raise DualStreamError(
-                    f"{len(items)} aux source(s) given, the checkpoint takes {len(names)}: "
-                    f"{', '.join(names)}"
-                )
-            named = dict(zip(names, items, strict=True))
-        elif names == ["gems", "air_pollution"]:
-            paths = [str(p) for p in items]
-            named = {"gems": paths, "air_pollution": paths}
-        else:
-            raise DualStreamError(
-                f"name the aux paths (the checkpoint takes {', '.join(names)}): "
-                f"{_describe(spec, names)}"
-            )
+    named = _by_name(spec, aux)
     unknown = [name for name in named if name not in names]
     if unknown:
         raise DualStreamError(
@@ -110,6 +91,32 @@ def scene_aux(spec: InputSpec, aux: AuxInputs) -> list[AuxSpec | GeoRaster]:
         else:
             inputs.append(source_spec.with_paths([str(p) for p in given]))
     return inputs
+
+
+def _by_name(spec: InputSpec, aux: AuxInputs) -> dict[str, Any]:
+    """``aux`` as a mapping of source name -> source or paths (unchecked names)."""
+    names = spec.aux_names
+    named: dict[str, Any]
+    if isinstance(aux, Mapping):
+        named = dict(aux)
+    else:
+        items = list(aux or ())
+        if all(isinstance(a, GeoRaster) for a in items):
+            if len(items) != len(names):
+                raise DualStreamError(
+                    f"{len(items)} aux source(s) given, the checkpoint takes {len(names)}: "
+                    f"{', '.join(names)}"
+                )
+            named = dict(zip(names, items, strict=True))
+        elif names == ["gems", "air_pollution"]:
+            paths = [str(p) for p in items]
+            named = {"gems": paths, "air_pollution": paths}
+        else:
+            raise DualStreamError(
+                f"name the aux paths (the checkpoint takes {', '.join(names)}): "
+                f"{_describe(spec, names)}"
+            )
+    return named
 
 
 def check_gridded_from(spec: AuxSpec, paths: Sequence[str]) -> None:

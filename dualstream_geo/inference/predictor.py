@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from collections.abc import Callable, Generator, Sequence
-from contextlib import closing, nullcontext
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -56,6 +56,7 @@ from .strips import StripSums
 from .tiling import (
     BLENDS,
     Layout,
+    Window,
     default_margin,
     default_overlap,
     lattice_layout,
@@ -308,24 +309,7 @@ class ScenePredictor:
             "inputs": input_fingerprint(dataset),
         }
         if group is not None:
-
-            def run(
-                parts: list[OutputSpec], start: int, end: int, report: Callable[[int, int], None]
-            ) -> None:
-                self._run(dataset, grid, layout, parts, signature, start, report, end, False)
-
-            predict_on_ranks(
-                group,
-                grid,
-                specs,
-                signature,
-                [max(strip[0].row, 0) for strip in layout.strips],
-                output,
-                partial(check_output_paths, specs, dataset, overwrite, resume),
-                run,
-                resume,
-                overwrite,
-            )
+            self._share(group, dataset, grid, layout, specs, signature, output, overwrite, resume)
             return Path(specs[0].path)
         # Held from the existence checks to the final rename: no second run can interleave.
         with output_lock(output, take_over_stale=resume):
@@ -340,6 +324,38 @@ class ScenePredictor:
             for spec in specs:
                 finalize(spec)
         return Path(specs[0].path)
+
+    def _share(
+        self,
+        group: RankGroup,
+        dataset: DualStreamGeoDataset,
+        grid: Grid,
+        layout: Layout,
+        specs: list[OutputSpec],
+        signature: dict[str, Any],
+        output: str,
+        overwrite: bool,
+        resume: bool,
+    ) -> None:
+        """Predict this rank's share of the scene (:func:`~.distributed.predict_on_ranks`)."""
+
+        def run(
+            parts: list[OutputSpec], start: int, end: int, report: Callable[[int, int], None]
+        ) -> None:
+            self._run(dataset, grid, layout, parts, signature, start, report, end, False)
+
+        predict_on_ranks(
+            group,
+            grid,
+            specs,
+            signature,
+            [max(strip[0].row, 0) for strip in layout.strips],
+            output,
+            partial(check_output_paths, specs, dataset, overwrite, resume),
+            run,
+            resume,
+            overwrite,
+        )
 
     def map_settings(self, layout: Layout) -> dict[str, str]:
         """What a map records of how it was made (GeoTIFF tags; a resumed run must match
@@ -393,12 +409,6 @@ class ScenePredictor:
         rows_done = max(rows_done, 0)
         todo = [s for s in layout.strips if s[0].row + tile > rows_done and s[0].row < end]
         windows = [w for strip in todo for w in strip]
-        loader = DataLoader(
-            WindowDataset(dataset, grid, windows),
-            batch_size=self.batch_size,
-            num_workers=self.workers,
-            collate_fn=collate_samples,
-        )
         # Accumulator columns from the first window's (left of the scene on the lattice).
         left = min((w.col for w in windows), default=0)
         span = max(max((w.col for w in windows), default=0) + tile - left, width)
@@ -422,23 +432,13 @@ class ScenePredictor:
             end=end,
             write=write,
         )
-        batches = loader if self.workers > 0 else prefetch(loader)
-        # A prefetching generator left to the garbage collector on an error would join its
-        # thread at interpreter exit, where a daemon thread never runs again (a hang).
-        stopper = closing(batches) if isinstance(batches, Generator) else nullcontext()
         bar = tqdm(
             total=len(windows), unit="win", desc="predict", disable=None if show_bar else True
         )
-        with bar, stopper:
+        with bar, self._window_batches(dataset, grid, windows) as batches:
             for batch in batches:
                 valid = batch["valid"]
-                keep = valid.flatten(1).any(1)
-                probs = None
-                if keep.any():
-                    air = batch["air"][keep].to(self.device) if "air" in batch else None
-                    probs = (
-                        self.probabilities(batch["image"][keep].to(self.device), air).cpu().numpy()
-                    )
+                keep, probs = self._batch_probabilities(batch)
                 position = 0
                 for i, index in enumerate(batch["index"].tolist()):
                     window = windows[index]
@@ -451,3 +451,32 @@ class ScenePredictor:
                         position += 1
                     bar.update(1)
         sums.flush(sums.top + tile)
+
+    @contextmanager
+    def _window_batches(
+        self, dataset: DualStreamGeoDataset, grid: Grid, windows: list[Window]
+    ) -> Iterator[Iterable[dict[str, Any]]]:
+        """The batches of ``windows``, read ahead (by loader workers, or a prefetching thread)."""
+        loader = DataLoader(
+            WindowDataset(dataset, grid, windows),
+            batch_size=self.batch_size,
+            num_workers=self.workers,
+            collate_fn=collate_samples,
+        )
+        if self.workers > 0:
+            yield loader
+            return
+        # A prefetching generator left to the garbage collector on an error would join its
+        # thread at interpreter exit, where a daemon thread never runs again (a hang).
+        with closing(prefetch(loader)) as batches:
+            yield batches
+
+    def _batch_probabilities(self, batch: dict[str, Any]) -> tuple[Tensor, np.ndarray | None]:
+        """Which windows of ``batch`` hold a valid pixel (B,), and their class probabilities
+        (N, K, H, W) as an array (None when no window does)."""
+        keep = batch["valid"].flatten(1).any(1)
+        if not keep.any():
+            return keep, None
+        air = batch["air"][keep].to(self.device) if "air" in batch else None
+        image = batch["image"][keep].to(self.device)
+        return keep, self.probabilities(image, air).cpu().numpy()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 import numpy as np
@@ -67,7 +67,7 @@ class WindowDataset(Dataset[dict[str, Any]]):
         return sample
 
 
-def prefetch(loader: DataLoader[Any], depth: int = 2) -> Iterator[Any]:
+def prefetch(loader: DataLoader[Any], depth: int = 2) -> Generator[Any, None, None]:
     """Iterate ``loader`` in a background thread so reading runs ahead of the model.
 
     When the consumer stops early (an error, Ctrl-C, SIGTERM) the thread is told to stop

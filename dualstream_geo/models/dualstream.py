@@ -205,17 +205,7 @@ class DualStreamDFormer(nn.Module):
         self.detail_aux = image_detail and detail_aux
         detail = (in_channels + (air_channels if self.detail_aux else 0)) if image_detail else 0
 
-        self.vision_encoder: Encoder = build_encoder(
-            vision_encoder, in_channels=in_channels, drop_path_rate=drop_path_rate, local=local
-        )
-        widths = self.vision_encoder.out_channels
-        # The SegFormer's stages feed the fusion as they are; the other encoders' through a
-        # neck onto SegFormer-B1's grid and widths (the rest of the model is then the same).
-        self.vision_neck: nn.Module = nn.Identity()
-        if isinstance(self.vision_encoder, TorchGeoEncoder):
-            encoder = self.vision_encoder
-            self.vision_neck = FeatureNeck(widths, encoder.reductions, encoder.neck_widths)
-            widths = encoder.neck_widths
+        widths = self._build_vision(vision_encoder, drop_path_rate, local)
         # Built in this order (air encoder, fusion, decoder): the random initialisation of a
         # seed stays what it was.
         if preset == "original":
@@ -228,10 +218,29 @@ class DualStreamDFormer(nn.Module):
             )
         if local:
             groupnorm_to_layernorm(self)
-        if vision_weights is not None:
-            self._load_vision_weights(str(vision_weights))
-        if air_weights is not None:
-            load_weights(self.air_encoder, air_weights)
+        self._load_weights(vision_weights, air_weights)
+
+    def _load_weights(self, vision: PathLike | None, air: PathLike | None) -> None:
+        """Start the encoders from weights files (a TorchGeo name for the vision encoder)."""
+        if vision is not None:
+            self._load_vision_weights(str(vision))
+        if air is not None:
+            load_weights(self.air_encoder, air)
+
+    def _build_vision(self, name: str, drop_path_rate: float, local: bool) -> tuple[int, ...]:
+        """The vision encoder (and the neck of a TorchGeo encoder); the fusion's widths."""
+        self.vision_encoder: Encoder = build_encoder(
+            name, in_channels=self.in_channels, drop_path_rate=drop_path_rate, local=local
+        )
+        widths = self.vision_encoder.out_channels
+        # The SegFormer's stages feed the fusion as they are; the other encoders' through a
+        # neck onto SegFormer-B1's grid and widths (the rest of the model is then the same).
+        self.vision_neck: nn.Module = nn.Identity()
+        if isinstance(self.vision_encoder, TorchGeoEncoder):
+            encoder = self.vision_encoder
+            self.vision_neck = FeatureNeck(widths, encoder.reductions, encoder.neck_widths)
+            widths = encoder.neck_widths
+        return widths
 
     def _build_original(
         self,

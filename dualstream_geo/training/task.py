@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any, Literal
 
 import torch
@@ -13,6 +14,7 @@ from torch.optim import AdamW
 from torchgeo.tasks import SemanticSegmentation
 from torchmetrics import MetricCollection
 
+from ..data.normalize import DatasetStats
 from ..data.spec import MODEL_AUX_SCALE, InputSpec
 from ..errors import DualStreamError
 from ..models import DualStreamDFormer
@@ -142,10 +144,12 @@ class DualStreamSegmentation(SemanticSegmentation):
         keep_epoch_checkpoints: bool = False,
         test_tta: Literal["none", "flip", "d4"] = "none",
     ) -> None:
-        self.input_spec = input_spec or InputSpec()
+        self._built_for = input_spec or InputSpec()
+        #: The band statistics of the data the task was set up with (set once, in setup).
+        self._data_stats: DatasetStats | None = None
         settings = loss if isinstance(loss, LossSettings) else LossSettings(**(loss or {}))
         check_task_settings(
-            self.input_spec,
+            self._built_for,
             settings,
             task=task,
             preset=preset,
@@ -416,6 +420,14 @@ class DualStreamSegmentation(SemanticSegmentation):
         """One RGB colour per class, from the input spec."""
         return self.input_spec.class_colors
 
+    @property
+    def input_spec(self) -> InputSpec:
+        """What the model reads: the spec it was built for (the data's, linked by the CLI, or
+        its checkpoint's) with the band statistics of the data it was set up with."""
+        if self._data_stats is None:
+            return self._built_for
+        return replace(self._built_for, stats=self._data_stats)
+
     def setup(self, stage: str) -> None:
         datamodule = getattr(self._trainer, "datamodule", None)
         spec = getattr(datamodule, "input_spec", None)
@@ -426,16 +438,26 @@ class DualStreamSegmentation(SemanticSegmentation):
                     "the model was built for other inputs than the data gives: "
                     + "; ".join(differences)
                 )
-            # The data's spec carries the band statistics once it has read the training data.
-            self.input_spec = spec
+            self._take_stats(spec.stats)
             if stage == "fit" and self.hparams["vision_weights"]:
-                match_pretrained_input(self.model, spec)
+                match_pretrained_input(self.model, self.input_spec)
         self._balance_classes()
         self._sync_batchnorm()
 
+    def _take_stats(self, stats: DatasetStats | None) -> None:
+        """Normalise as the data does: its statistics, once; other statistics than those the
+        model already has (its checkpoint's, or an earlier setup's) are refused."""
+        if stats is None:
+            return
+        mine = self.input_spec.stats
+        if mine is None:
+            self._data_stats = stats
+        elif mine.to_dict() != stats.to_dict():
+            raise DualStreamError(
+                "the data is normalised with other band statistics than the model was trained "
+                "with: evaluate a checkpoint through --ckpt_path, which normalises the data "
+                "with the checkpoint's statistics"
+            )
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
-        spec = getattr(datamodule, "input_spec", None)
-        if isinstance(spec, InputSpec):
-            self.input_spec = spec
         store_spec(checkpoint, self.input_spec, class_weights=self.balanced_class_weights)
