@@ -1,5 +1,7 @@
-"""The ``dualstream-geo`` command: LightningCLI ``fit``/``validate``/``test``, plus whole-scene
-``predict`` and the ``demo``."""
+"""The ``dualstream-geo`` command.
+
+LightningCLI ``fit``/``validate``/``test``, plus whole-scene ``predict`` and the ``demo``.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, override
 
 from jsonargparse import ArgumentError
 from lightning.pytorch import Trainer
@@ -43,6 +45,7 @@ EVALUATION_SETTINGS = ("test_tta",)
 class DualStreamCLI(LightningCLI):
     """LightningCLI with ``fit``, ``validate`` and ``test`` for the dual-stream task."""
 
+    @override
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
         return {
@@ -51,15 +54,18 @@ class DualStreamCLI(LightningCLI):
             "test": {"model", "dataloaders", "datamodule"},
         }
 
+    @override
     def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
         # A bad flag or config value raises, so that main() reports it in one line.
         kwargs.setdefault("exit_on_error", False)
         return super().init_parser(**kwargs)
 
+    @override
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # What the model sees is defined once, by the data: the task gets its input spec.
         parser.link_arguments("data.input_spec", "model.input_spec", apply_on="instantiate")
 
+    @override
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         # Default loggers go under the run's own default_root_dir, known only after parsing.
         config = self._get(self.config_init, "trainer", default={})
@@ -111,6 +117,7 @@ class DualStreamCLI(LightningCLI):
             update = {subcommand: {"model": hparams}}
             self.config = self.parser.parse_object(update, self.config)
 
+    @override
     def before_instantiate_classes(self) -> None:
         # Before any class is built (and any weights loaded): the run folder takes new files
         # and none of them replaces an input.
@@ -120,6 +127,7 @@ class DualStreamCLI(LightningCLI):
         if subcommand == "fit":
             check_run_folder(self.config["fit"])
 
+    @override
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         super().parse_arguments(parser, args)
         # LightningCLI reads hyper-parameters from --ckpt_path right after parsing: check the
@@ -158,6 +166,7 @@ class DualStreamCLI(LightningCLI):
             self.datamodule.adopt(spec, path)
 
     def before_fit(self) -> None:
+        """Resolve ``--ckpt_path last`` to the run's own ``last.ckpt``, or refuse it."""
         config = self.config_init["fit"]
         if config.get("ckpt_path") == "last":
             # The run's own last.ckpt; never silently start again from epoch 0.
@@ -219,8 +228,10 @@ COMMANDS = (
 
 
 def user_error(error: BaseException) -> DualStreamError | None:
-    """The :class:`DualStreamError` that ``error`` is, or that caused it (jsonargparse wraps
-    what a config class refuses into its own errors)."""
+    """The :class:`DualStreamError` that ``error`` is, or that caused it.
+
+    Jsonargparse wraps what a config class refuses into its own errors.
+    """
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:

@@ -1,13 +1,16 @@
-"""What the commands print: Lightning's notices that do not help a user of this tool are
-dropped (advertisements for other products, notices about this project's own callbacks,
-accelerators the machine cannot have), and jsonargparse's type errors are cut to one short
-line."""
+"""What the commands print.
+
+Lightning's notices that do not help a user of this tool are dropped (advertisements for
+other products, notices about this project's own callbacks, accelerators the machine cannot
+have), and jsonargparse's type errors are cut to one short line.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
 import warnings
+from typing import override
 
 #: The starts and parts of Lightning's info messages that are noise here.
 NOISE = (
@@ -31,14 +34,18 @@ LOGGERS = (
 class LightningNoise(logging.Filter):
     """Drops Lightning's records listed in :data:`NOISE`."""
 
+    @override
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         return not any(part in message for part in NOISE)
 
 
 def quiet_lightning() -> None:
-    """Attach :class:`LightningNoise` to Lightning's loggers (once), and drop the warning
-    Lightning's own code raises under the torch installed (about its pytree use)."""
+    """Attach :class:`LightningNoise` to Lightning's loggers (once).
+
+    And drop the warning Lightning's own code raises under the torch installed (about its
+    pytree use).
+    """
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     for name in LOGGERS:
         logger = logging.getLogger(name)
@@ -60,9 +67,12 @@ _TYPES = {
 
 
 def brief_parser_error(message: str) -> str:
-    """jsonargparse's error for a value of the wrong type, which lists every member of every
+    """Cut jsonargparse's error for a value of the wrong type to one short line.
+
+    Jsonargparse's error for a value of the wrong type, which lists every member of every
     Union it tried (450-900 characters), as one short line: the full key, what it takes,
-    what it got. Other messages are returned as they are."""
+    what it got. Other messages are returned as they are.
+    """
     keys = re.findall(r'Parser key "([^"]+)"', message)
     if not keys:
         return message

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, override
 
 import numpy as np
 from lightning.pytorch import Callback
@@ -48,8 +48,10 @@ QUICK = DemoBudget(epochs=2, freeze_epochs=1, samples_per_epoch=16)
 def build(
     data_root: Path, out: Path, budget: DemoBudget, use_air: bool, preset: str = "original"
 ) -> tuple[Any, DualStreamDataModule]:
-    """The task and datamodule of one demo model (with the original preset's aux stream, or
-    the image alone)."""
+    """The task and datamodule of one demo model.
+
+    With the original preset's aux stream, or the image alone.
+    """
     from .training import DualStreamSegmentation
 
     datamodule = DualStreamDataModule(
@@ -108,6 +110,7 @@ class InterruptRecorder(Callback):
 
     exception: BaseException | None = None
 
+    @override
     def on_exception(self, trainer: Any, module: Any, exception: BaseException) -> None:
         if isinstance(exception, KeyboardInterrupt):
             self.exception = exception
@@ -158,6 +161,7 @@ def preview(data_root: Path, prediction: Path, path: Path) -> None:
 
 
 def predict_scene(data_root: Path, checkpoint: Path, output: Path) -> Path:
+    """Predict the demo's held-out scene with ``checkpoint`` to ``output``; its path."""
     from .inference import ScenePredictor
 
     test = data_root / "test"
@@ -178,6 +182,7 @@ def write_report(
     budget: DemoBudget,
     preset: str = "original",
 ) -> Path:
+    """Write the demo's report (both models' test scores) under ``out``; its path."""
     names = DEMO_CLASS_NAMES
     target = f"test_ClasswiseJaccardIndex_{names[1]}"
 
@@ -226,6 +231,7 @@ polluted from clean districts, so the image-only model cannot separate them.
 
 
 def demo_main(argv: list[str]) -> int:
+    """Run ``dualstream-geo demo`` on ``argv``; the exit status."""
     parser = OneLineParser(prog="dualstream-geo demo", description=__doc__)
     parser.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
     parser.add_argument(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import NoReturn
+from typing import NoReturn, override
 
 
 class DualStreamError(ValueError):
@@ -11,8 +11,12 @@ class DualStreamError(ValueError):
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """An argparse parser whose errors are one line (a :class:`DualStreamError`, printed by
-    the command's entry point), not a usage dump."""
+    """An argparse parser whose errors are one line, not a usage dump.
 
+    An argparse parser whose errors are one line (a :class:`DualStreamError`, printed by the
+    command's entry point), not a usage dump.
+    """
+
+    @override
     def error(self, message: str) -> NoReturn:
         raise DualStreamError(f"{self.prog}: {message} (see {self.prog} --help)")

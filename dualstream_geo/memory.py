@@ -24,9 +24,12 @@ TRIM_THRESHOLD = 2**30
 
 
 def keep_freed_memory() -> bool:
-    """Have glibc keep freed blocks (up to ``MMAP_THRESHOLD_MAX`` each, ``TRIM_THRESHOLD`` in
+    """Have glibc keep freed blocks for reuse instead of returning them to the system.
+
+    Have glibc keep freed blocks (up to ``MMAP_THRESHOLD_MAX`` each, ``TRIM_THRESHOLD`` in
     all) for reuse instead of returning them to the system. True when applied; False where
-    the C library is not glibc (macOS, Windows, musl), which is left as it is."""
+    the C library is not glibc (macOS, Windows, musl), which is left as it is.
+    """
     if not sys.platform.startswith("linux"):
         return False
     try:

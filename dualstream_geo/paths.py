@@ -108,8 +108,9 @@ def check_output(
 
 
 def check_apart(folder: PathLike, inputs: Iterable[PathLike | None], flag: str) -> None:
-    """Refuse a folder a command writes into that is an input folder or lies inside one:
-    what it writes there would be read back as part of that input.
+    """Refuse a folder a command writes into that is an input folder or lies inside one.
+
+    What it writes there would be read back as part of that input.
 
     Raises:
         DualStreamError: the folder and the input folder (named).
@@ -127,9 +128,10 @@ def check_apart(folder: PathLike, inputs: Iterable[PathLike | None], flag: str) 
 
 
 def check_folder_writable(folder: PathLike, flag: str = "--output") -> None:
-    """The folder that will hold an output exists and takes a new file (a probe file is
-    created and removed: permissions alone miss read-only mounts, immutable folders and
-    the superuser).
+    """The folder that will hold an output exists and takes a new file.
+
+    A probe file is created and removed: permissions alone miss read-only mounts, immutable
+    folders and the superuser.
 
     Raises:
         DualStreamError: the folder is missing, not a folder, or cannot be written (named).

@@ -1,6 +1,8 @@
-"""A small PNG of a class map beside it, on map axes with its legend: what a user looks at
-before opening a GIS (``predict`` writes one beside every map, ``sample-design`` one with the
-sample's points)."""
+"""A small PNG of a class map beside it, on map axes with its legend.
+
+What a user looks at before opening a GIS (``predict`` writes one beside every map,
+``sample-design`` one with the sample's points).
+"""
 
 from __future__ import annotations
 
@@ -25,8 +27,10 @@ def preview_path(output: str | os.PathLike[str]) -> Path:
 
 
 def read_classes(src: rasterio.io.DatasetReader, max_side: int = MAX_SIDE) -> np.ma.MaskedArray:
-    """The raster's classes at most ``max_side`` pixels a side (nearest neighbour, from the
-    overviews where the file has them): (rows, cols), masked where there is no class.
+    """The raster's classes at most ``max_side`` pixels a side.
+
+    (nearest neighbour, from the overviews where the file has them): (rows, cols), masked
+    where there is no class.
 
     A one-band raster is a class map; a multi-band one holds per-class probabilities
     (``predict --kind probabilities``), and each pixel takes its most likely class.
@@ -41,8 +45,11 @@ def read_classes(src: rasterio.io.DatasetReader, max_side: int = MAX_SIDE) -> np
 
 
 def map_colors(src: rasterio.io.DatasetReader, count: int) -> list[tuple[int, int, int]]:
-    """The raster's colour table (``predict``'s class maps carry one), else matplotlib's
-    ``tab20`` colours."""
+    """The raster's colour table, else matplotlib's ``tab20`` colours.
+
+    The raster's colour table (``predict``'s class maps carry one), else matplotlib's
+    ``tab20`` colours.
+    """
     try:
         table = src.colormap(1)
         return [tuple(table.get(i, NODATA_COLOR)[:3]) for i in range(count)]  # type: ignore[misc]
@@ -61,7 +68,9 @@ def write_preview(
     points: tuple[np.ndarray, np.ndarray] | None = None,
     title: str | None = None,
 ) -> Path:
-    """Draw the class raster ``raster`` (classes, or probabilities per class) to the PNG
+    """Draw the class raster ``raster`` to the PNG ``path`` on map axes in its CRS.
+
+    Draw the class raster ``raster`` (classes, or probabilities per class) to the PNG
     ``path`` on map axes in its CRS, with a legend of the classes it holds.
 
     Args:

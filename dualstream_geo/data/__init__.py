@@ -1,5 +1,8 @@
-"""Data layer: raster sources, named aux sources, the input spec, the dual-stream join,
-statistics, demo scenes, datamodule."""
+"""Data layer.
+
+Raster sources, named aux sources, the input spec, the dual-stream join, statistics, demo
+scenes, datamodule.
+"""
 
 from .auxiliary import GEMS, AirPollution, AuxRaster, aux_source
 from .auxiliary.spec import AuxSpec

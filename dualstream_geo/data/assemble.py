@@ -143,8 +143,9 @@ def split_aux(scenes: SceneSet, spec: InputSpec, split: str = "") -> list[AuxSpe
 
 
 def resolve_channels(scenes: SceneSet, spec: InputSpec) -> tuple[AuxSpec, ...]:
-    """The spec's aux sources with the channels the split's files give (a swath's are known
-    from its settings, without gridding it).
+    """The spec's aux sources with the channels the split's files give.
+
+    A swath's are known from its settings, without gridding it.
 
     Args:
         scenes: the (training) split's files.
@@ -167,8 +168,9 @@ def resolve_channels(scenes: SceneSet, spec: InputSpec) -> tuple[AuxSpec, ...]:
 
 
 def build_dataset(scenes: SceneSet, spec: InputSpec, split: str = "") -> DualStreamGeoDataset:
-    """The joined dataset of one split (sources validated, overlap checked) as ``spec``
-    defines it; its aux sources must give the spec's channels when the spec names them.
+    """The joined dataset of one split (sources validated, overlap checked) as ``spec`` defines it.
+
+    Its aux sources must give the spec's channels when the spec names them.
 
     Args:
         scenes: the split's files.

@@ -8,7 +8,7 @@ size-independent, so the replay is the same transformation at the air resolution
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, override
 
 import kornia.augmentation as K
 import torch
@@ -16,8 +16,10 @@ from torch import Tensor, nn
 
 
 class DualStreamAugmentation(nn.Module):
-    """Random flips and 90-degree rotations of every stream; brightness/contrast/noise on the
-    image only. Patches are square, so a 90-degree rotation keeps the shape.
+    """Random flips and 90-degree rotations of every stream.
+
+    Brightness/contrast/noise on the image only. Patches are square, so a 90-degree rotation
+    keeps the shape.
 
     Takes and returns a batch dict with ``image`` (B, C, H, W), ``mask`` (B, H, W), ``valid``
     (B, H, W) and ``air`` (B, A, H/8, W/8); other keys pass through.
@@ -47,6 +49,7 @@ class DualStreamAugmentation(nn.Module):
             else None
         )
 
+    @override
     @torch.no_grad()
     def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
         image: Tensor = batch["image"]

@@ -32,8 +32,9 @@ DETAIL_WARNING = 2.0
 
 
 def check_air_values(source: GeoRaster) -> None:
-    """Every air file must hold valid values; partly empty files are filled, with a warning
-    per file giving the share.
+    """Every air file must hold valid values.
+
+    Partly empty files are filled, with a warning per file giving the share.
 
     Raises:
         DualStreamError: a file with no valid value in some band (all NaN or nodata).
@@ -59,8 +60,10 @@ def check_air_values(source: GeoRaster) -> None:
 
 
 def pixel_size_m(source: GeoRaster) -> float | None:
-    """The longer side, in metres, of the pixels of ``source``'s first file (None when the
-    file has no georeferencing of its own)."""
+    """The longer side, in metres, of the pixels of ``source``'s first file.
+
+    None when the file has no georeferencing of its own.
+    """
     entry = next(iter(source.index.filepath), None)
     if entry is None:
         return None
@@ -72,13 +75,15 @@ def pixel_size_m(source: GeoRaster) -> float | None:
 
 
 def check_aux_detail(image: GeoRaster, air: list[GeoRaster], aux_scale: int) -> None:
-    """Warn when the aux grid (the image's pixels times ``aux_scale``) is much coarser than
-    an aux source's own pixels: the dual stream then averages away detail that a finer aux
-    grid (``data.aux_scale``, down to 1 in the lite preset) or early fusion
-    (``data.aux_fusion: early``) keeps. On Zion, a 90 m DEM under 30 m Landsat averaged onto
-    240 m cost early fusion 0.012 accuracy, and the dual stream was level with early fusion
-    only from 1/2 (60 m; experiments/README.md); air-quality products (km pixels) are
-    coarser than the grid."""
+    """Warn when the aux grid is much coarser than an aux source's own pixels.
+
+    Warn when the aux grid (the image's pixels times ``aux_scale``) is much coarser than an
+    aux source's own pixels: the dual stream then averages away detail that a finer aux grid
+    (``data.aux_scale``, down to 1 in the lite preset) or early fusion (``data.aux_fusion:
+    early``) keeps. On Zion, a 90 m DEM under 30 m Landsat averaged onto 240 m cost early
+    fusion 0.012 accuracy, and the dual stream was level with early fusion only from 1/2 (60
+    m; experiments/README.md); air-quality products (km pixels) are coarser than the grid.
+    """
     image_cell = pixel_size_m(image)
     if image_cell is None:
         return
@@ -127,8 +132,10 @@ def _region_grid(dataset: DualStreamGeoDataset, side: int) -> tuple[Any, Grid, A
 
 
 def has_labels(dataset: DualStreamGeoDataset, side: int = STATS_SIDE) -> bool:
-    """True when a dataset's mask has a labelled pixel inside its index (and ``label_roi``),
-    scanned on a grid of at most ``side`` px a side."""
+    """True when a dataset's mask has a labelled pixel inside its index.
+
+    And inside ``label_roi``; scanned on a grid of at most ``side`` px a side.
+    """
     if dataset.mask is None:
         return True
     return bool((scan_labels(dataset, side) != dataset.mask.ignore_index).any())
@@ -137,8 +144,10 @@ def has_labels(dataset: DualStreamGeoDataset, side: int = STATS_SIDE) -> bool:
 def check_air_over_region(
     dataset: DualStreamGeoDataset, what: str = "the scene", side: int = 512
 ) -> None:
-    """Air must hold valid values where it is used: over ``dataset``'s own region (a scene,
-    or a split's cells), not only somewhere in its files.
+    """Air must hold valid values where it is used.
+
+    Over ``dataset``'s own region (a scene, or a split's cells), not only somewhere in its
+    files.
 
     Raises:
         DualStreamError: an air source has no valid value there (in some band).
@@ -170,9 +179,12 @@ def check_air_over_region(
 
 
 def check_air_coverage(dataset: DualStreamGeoDataset) -> None:
-    """Air that misses part of the scene is filled (band means, or zeros under the original
+    """Fill aux data that misses part of the scene, with a warning.
+
+    Air that misses part of the scene is filled (band means, or zeros under the original
     scaling) with a warning giving the share covered; air that misses the scene entirely is
-    an error, raised by the join."""
+    an error, raised by the join.
+    """
     scene = dataset._indexes[0].geometry.union_all()
     for i, source in enumerate(dataset.air, start=1):
         covered = dataset._indexes[i].geometry.union_all().intersection(scene).area / scene.area

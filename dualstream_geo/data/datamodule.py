@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, Literal, override
 
 import numpy as np
 import torch
@@ -167,8 +167,11 @@ class DualStreamDataModule(GeoDataModule):
 
     @property
     def input_spec(self) -> InputSpec:
-        """What the model reads: :attr:`declared_spec` with the aux channels found in the
-        training files and, once found, the band statistics (:attr:`stats`)."""
+        """What the model reads.
+
+        :attr:`declared_spec` with the aux channels found in the training files and, once
+        found, the band statistics (:attr:`stats`).
+        """
         spec = self._declared
         if spec.aux:
             spec = replace(spec, aux=self._found_aux)
@@ -186,7 +189,9 @@ class DualStreamDataModule(GeoDataModule):
         self._stats = self.input_spec.with_stats(stats).stats
 
     def adopt(self, spec: InputSpec, source: str) -> None:
-        """Normalise with the statistics of ``spec`` (a checkpoint's, named ``source``), after
+        """Normalise with the statistics of ``spec``, a checkpoint's.
+
+        Normalise with the statistics of ``spec`` (a checkpoint's, named ``source``), after
         checking that it reads the same inputs as this data.
 
         Args:
@@ -271,6 +276,7 @@ class DualStreamDataModule(GeoDataModule):
         return self._splits
 
     # -- Lightning hooks -----------------------------------------------------------------
+    @override
     def prepare_data(self) -> None:
         # Lightning calls this on one process per node before setup: the statistics file is
         # computed there once, and the other ranks load it instead of racing to write it.
@@ -284,6 +290,7 @@ class DualStreamDataModule(GeoDataModule):
             return trainer.global_rank, trainer.world_size
         return process_rank()
 
+    @override
     def setup(self, stage: str) -> None:
         splits = self.datasets()
         size = self.patch_size
@@ -342,6 +349,7 @@ class DualStreamDataModule(GeoDataModule):
                 self._eval_sampler(splits["test"]), rank=rank, world_size=world_size
             )
 
+    @override
     def train_dataloader(self) -> DataLoader[dict[str, Any]]:
         super().train_dataloader()  # TorchGeo's checks of the dataset and sampler
         tiles = self.sampling.kind == "tiles"
@@ -358,6 +366,7 @@ class DualStreamDataModule(GeoDataModule):
             generator=torch.Generator().manual_seed(0),
         )
 
+    @override
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> Any:
         trainer = self.trainer
         if trainer is None or not trainer.training:
@@ -372,9 +381,11 @@ class DualStreamDataModule(GeoDataModule):
             torch.manual_seed((base * 1_000_003 + step + 1) % 2**63)
             return super().on_after_batch_transfer(batch, dataloader_idx)
 
+    @override
     def val_dataloader(self) -> DataLoader[dict[str, Any]]:
         return self._evaluation_loader("val")
 
+    @override
     def test_dataloader(self) -> DataLoader[dict[str, Any]]:
         return self._evaluation_loader("test")
 
@@ -403,8 +414,11 @@ class DualStreamDataModule(GeoDataModule):
         return max(self.batch_size, int(area / patch_area))
 
     def class_counts(self, num_classes: int) -> np.ndarray:
-        """(num_classes,) labelled pixels of each class in the training split (its cells only),
-        counted on a decimated grid (:func:`~dualstream_geo.data.labels.class_counts`)."""
+        """(num_classes,) labelled pixels of each class in the training split.
+
+        Its cells only, counted on a decimated grid
+        (:func:`~dualstream_geo.data.labels.class_counts`).
+        """
         return class_counts(self.datasets()["train"], num_classes)
 
 

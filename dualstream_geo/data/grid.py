@@ -57,8 +57,10 @@ class Grid:
         return (self.transform.a, -self.transform.e)
 
     def coarsened(self, factor: int) -> Grid:
-        """A grid of pixels ``factor`` times larger from the same corner, covering all of
-        this one (its last row and column may reach beyond)."""
+        """A grid of pixels ``factor`` times larger from the same corner.
+
+        Covering all of this one (its last row and column may reach beyond).
+        """
         xres, yres = self.res
         xmin, _, _, ymax = self.bounds
         return Grid.from_bounds(

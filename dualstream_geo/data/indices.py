@@ -47,6 +47,7 @@ class SpectralIndices:
             self.transforms.append(transform(*(position[band] for band in needs)))
 
     def __call__(self, image: Tensor) -> Tensor:
+        """(C, H, W) or (B, C, H, W) bands -> the indices (len(indices), H, W), batched alike."""
         batch = image if image.ndim == 4 else image.unsqueeze(0)
         # Each TorchGeo transform appends its index as the last channel.
         values = torch.cat([transform(batch)[:, -1:] for transform in self.transforms], 1)

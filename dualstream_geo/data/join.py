@@ -133,8 +133,11 @@ class DualStreamGeoDataset(GeoDataset):
     def with_sources(
         self, air: Sequence[GeoRaster], mask: LandCoverMask | None
     ) -> DualStreamGeoDataset:
-        """The same join (image, index, grids, fill, transforms, label region) reading its
-        air and mask from other sources holding the same data (warped-once copies)."""
+        """The same join, reading its air and mask from other sources holding the same data.
+
+        The same join (image, index, grids, fill, transforms, label region) reading its air
+        and mask from other sources holding the same data (warped-once copies).
+        """
         other = DualStreamGeoDataset(
             self.image,
             list(air) or None,
@@ -148,10 +151,13 @@ class DualStreamGeoDataset(GeoDataset):
         return other
 
     def aligned(self, index: tuple[slice, slice]) -> tuple[slice, slice]:
-        """A query moved onto the scene's grids: its corner on a corner of the first image
-        file's pixels and, with an aux stream, of the aux grid (the image grid with pixels
-        ``air_scale`` times larger). Such a patch is read without resampling the image, and
-        its aux cells are the scene's own (as a cached, warped-once scene gives them)."""
+        """A query moved onto the scene's grids.
+
+        Its corner on a corner of the first image file's pixels and, with an aux stream, of
+        the aux grid (the image grid with pixels ``air_scale`` times larger). Such a patch
+        is read without resampling the image, and its aux cells are the scene's own (as a
+        cached, warped-once scene gives them).
+        """
         x, y = index[0], index[1]
         origin = self._origin()
         step_x = self.res[0] * (self.air_scale if self.air else 1)

@@ -1,5 +1,7 @@
-"""The labels of a dataset's region, scanned once on a decimated grid: whether any pixel is
-labelled, and how often each class occurs (for class-balanced losses)."""
+"""The labels of a dataset's region, scanned once on a decimated grid.
+
+Whether any pixel is labelled, and how often each class occurs (for class-balanced losses).
+"""
 
 from __future__ import annotations
 
@@ -18,9 +20,11 @@ LABEL_SCAN_SIDE = 2048
 
 
 def scan_labels(dataset: DualStreamGeoDataset, side: int = LABEL_SCAN_SIDE) -> np.ndarray:
-    """The class index of every scanned pixel inside the dataset's region (and its
-    ``label_roi``), read by nearest neighbour on a grid of at most ``side`` px a side: a 1-D
-    int64 array, ``ignore_index`` for unlabelled pixels. Empty without a mask."""
+    """The class index of every scanned pixel inside the dataset's region.
+
+    And inside its ``label_roi``; read by nearest neighbour on a grid of at most ``side`` px a
+    side: a 1-D int64 array, ``ignore_index`` for unlabelled pixels. Empty without a mask.
+    """
     mask = dataset.mask
     if mask is None:
         return np.zeros(0, dtype=np.int64)
@@ -41,8 +45,11 @@ def scan_labels(dataset: DualStreamGeoDataset, side: int = LABEL_SCAN_SIDE) -> n
 def class_counts(
     dataset: DualStreamGeoDataset, num_classes: int, side: int = LABEL_SCAN_SIDE
 ) -> np.ndarray:
-    """(num_classes,) int64: how many scanned labelled pixels of each class the region holds
-    (:func:`scan_labels`; labels outside 0..num_classes-1 are not counted)."""
+    """(num_classes,) int64.
+
+    How many scanned labelled pixels of each class the region holds (:func:`scan_labels`;
+    labels outside 0..num_classes-1 are not counted).
+    """
     classes = scan_labels(dataset, side)
     classes = classes[(classes >= 0) & (classes < num_classes)]
     return np.bincount(classes, minlength=num_classes).astype(np.int64)

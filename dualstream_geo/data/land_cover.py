@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Self
+from typing import Any, Self, override
 
 import numpy as np
 import torch
@@ -77,10 +77,12 @@ class LandCoverMask(GeoRaster):
                 stacklevel=2,
             )
 
+    @override
     @property
     def resampling(self) -> Resampling:
         return Resampling.nearest
 
+    @override
     def relocated(self, paths: Sequence[str]) -> Self:
         return type(self)(
             list(paths),

@@ -1,5 +1,8 @@
-"""Where the rasters of a split live: explicit paths, the scene-folder layout, or the original
-project's tile layout (``ts_sn/ tl_sn/ t_ap/ t_gems/`` and ``vs_sn/ vl_sn/ v_ap/ v_gems/``)."""
+"""Where the rasters of a split live.
+
+Explicit paths, the scene-folder layout, or the original project's tile layout (``ts_sn/
+tl_sn/ t_ap/ t_gems/`` and ``vs_sn/ vl_sn/ v_ap/ v_gems/``).
+"""
 
 from __future__ import annotations
 
@@ -32,9 +35,12 @@ _AUX_NAME = re.compile(r"^(?:GEMS_|AIR_Pollution_(?:CO|NO2|SO2)_)?(?P<name>.+)\.
 
 @dataclass
 class SceneSet:
-    """Paths (files or folders) of one split's sources: the image, the labels (``mask``) and
-    the aux sources' own paths by name (``aux``: a source not named here reads the paths of
-    its :class:`~dualstream_geo.data.auxiliary.spec.AuxSpec`)."""
+    """Paths (files or folders) of one split's sources.
+
+    The image, the labels (``mask``) and the aux sources' own paths by name (``aux``: a
+    source not named here reads the paths of its
+    :class:`~dualstream_geo.data.auxiliary.spec.AuxSpec`).
+    """
 
     image: list[str]
     mask: list[str] | None = None
@@ -96,9 +102,11 @@ def raster_files(paths: Sequence[str]) -> list[str]:
 def georef_fallback(
     image_paths: Sequence[str], aux_paths: Sequence[str]
 ) -> dict[str, tuple[object, Affine]]:
-    """Footprints for auxiliary tiles without georeferencing, taken from the image tile of
-    the same name (``GEMS_<name>.tif``, ``AIR_Pollution_CO_<name>.tif`` -> ``<name>.tif``),
-    or from the only image when there is one.
+    """Footprints for auxiliary tiles without georeferencing.
+
+    Taken from the image tile of the same name (``GEMS_<name>.tif``,
+    ``AIR_Pollution_CO_<name>.tif`` -> ``<name>.tif``), or from the only image when there is
+    one.
 
     A tile of w x h pixels gets the image tile's CRS and a transform stretched so that it
     covers the same bounds. Emits one warning with the number of such tiles.

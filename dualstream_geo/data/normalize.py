@@ -90,7 +90,9 @@ class BandStats:
     def from_indices(
         cls, source: GeoRaster, bands: Sequence[str], indices: Sequence[str]
     ) -> BandStats:
-        """Statistics of the spectral ``indices`` of ``source``'s bands (named ``bands``) over
+        """Statistics of the spectral ``indices`` of ``source``'s bands over every file.
+
+        Statistics of the spectral ``indices`` of ``source``'s bands (named ``bands``) over
         every file, from the same decimated reads as :meth:`from_source`.
 
         Raises:
@@ -138,16 +140,20 @@ class BandStats:
 
 @dataclass
 class DatasetStats:
-    """Statistics of both streams and of any spectral indices appended to the image, saved
-    to and loaded from JSON."""
+    """Statistics of both streams and of any spectral indices appended to the image.
+
+    Saved to and loaded from JSON.
+    """
 
     image: BandStats
     air: BandStats | None
     indices: BandStats | None = None
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the statistics to ``path`` as JSON (through a temporary file, so a reader
-        never sees half of it)."""
+        """Write the statistics to ``path`` as JSON.
+
+        Through a temporary file, so a reader never sees half of it.
+        """
         tmp = f"{path}.tmp"
         with open(tmp, "w") as f:
             json.dump(self.to_dict(), f)
@@ -182,8 +188,10 @@ class DatasetStats:
 
     @classmethod
     def from_dict(cls, raw: dict[str, dict[str, Any] | None]) -> DatasetStats:
-        """Statistics from the plain data :meth:`to_dict` gives (``image``, ``air``,
-        ``indices``)."""
+        """Statistics from the plain data :meth:`to_dict` gives.
+
+        ``image``, ``air``, ``indices``.
+        """
         image, air, indices = (raw.get(key) for key in ("image", "air", "indices"))
         if image is None:
             raise DualStreamError("statistics have no 'image' entry")
@@ -216,6 +224,7 @@ class Normalize:
         )
 
     def __call__(self, sample: dict[str, object]) -> dict[str, object]:
+        """Standardise the sample's image (and indices) and aux stream, zeroing invalid pixels."""
         image = sample["image"]
         assert isinstance(image, Tensor)
         raw = image
@@ -233,15 +242,18 @@ class Normalize:
 
 
 class AppendAux:
-    """Sample transform for early fusion: after ``normalize``, the aux channels (read on the
-    image grid) are appended to the image, zero where the image is invalid, and the sample
-    has no ``air`` any more: ``image`` (C, H, W) and ``air`` (A, H, W) -> ``image``
-    (C + A, H, W)."""
+    """Sample transform for early fusion.
+
+    After ``normalize``, the aux channels (read on the image grid) are appended to the
+    image, zero where the image is invalid, and the sample has no ``air`` any more:
+    ``image`` (C, H, W) and ``air`` (A, H, W) -> ``image`` (C + A, H, W).
+    """
 
     def __init__(self, normalize: Normalize) -> None:
         self.normalize = normalize
 
     def __call__(self, sample: dict[str, object]) -> dict[str, object]:
+        """Normalise, then append the aux channels to the image (see the class)."""
         sample = self.normalize(sample)
         image, air = sample["image"], sample.pop("air")
         assert isinstance(image, Tensor) and isinstance(air, Tensor)
@@ -272,6 +284,7 @@ class OriginalScaling:
         self.groups = list(groups) if groups else None
 
     def __call__(self, sample: dict[str, object]) -> dict[str, object]:
+        """Scale the sample as the original project does (see the class)."""
         image = sample["image"]
         assert isinstance(image, Tensor)
         image = torch.floor(image / 256) / 255
@@ -286,8 +299,11 @@ class OriginalScaling:
 
 
 def minmax_per_file(air: Tensor, groups: Sequence[int] | None = None) -> Tensor:
-    """(C, H, W): each group of channels (``groups``: their sizes in order; default groups
-    of 12) min-max scaled with one min and one max (zeros when constant or holding NaN)."""
+    """Min-max scale each group of channels of (C, H, W) with one min and one max.
+
+    (C, H, W): each group of channels (``groups``: their sizes in order; default groups of
+    12) min-max scaled with one min and one max (zeros when constant or holding NaN).
+    """
     sizes = list(groups) if groups else [AIR_FILE_BANDS] * (air.shape[-3] // AIR_FILE_BANDS)
     if sum(sizes) != air.shape[-3]:
         raise DualStreamError(f"{air.shape[-3]} air channels do not split into files of {sizes}")

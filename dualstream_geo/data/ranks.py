@@ -49,10 +49,13 @@ class _RankSampler(DistributedSampler):  # type: ignore[type-arg]
 
 
 class RankShard(_RankSampler):
-    """Rank ``rank``'s share (every ``world_size``-th item, from item ``rank``) of
-    ``sampler``, which must yield the same sequence on every rank. ``pad``: repeat the first
-    items so that every rank gets ``ceil(len / world_size)`` (training); otherwise shares
-    differ by at most one item and the union is the sequence exactly (evaluation)."""
+    """Rank ``rank``'s share of ``sampler``.
+
+    Rank ``rank``'s share (every ``world_size``-th item, from item ``rank``) of ``sampler``,
+    which must yield the same sequence on every rank. ``pad``: repeat the first items so
+    that every rank gets ``ceil(len / world_size)`` (training); otherwise shares differ by
+    at most one item and the union is the sequence exactly (evaluation).
+    """
 
     def __init__(self, sampler: _Sampler, *, rank: int, world_size: int, pad: bool = False) -> None:
         super().__init__(sampler, rank=rank, world_size=world_size)

@@ -66,8 +66,10 @@ _configured = False
 
 
 def configure_gdal() -> None:
-    """Apply :data:`GDAL_DEFAULTS` where the user has not set the variable (once per process:
-    the sources call it before they first open data)."""
+    """Apply :data:`GDAL_DEFAULTS` where the user has not set the variable.
+
+    Once per process: the sources call it before they first open data.
+    """
     global _configured
     if _configured:
         return
@@ -137,8 +139,10 @@ _warned: set[str] = set()
 
 
 def warn_if_not_cloud_optimised(path: str, src: Any) -> None:
-    """Warn once per remote file whose layout makes network reads slow (no internal tiles:
-    every window reads whole strips of the image)."""
+    """Warn once per remote file whose layout makes network reads slow.
+
+    No internal tiles: every window reads whole strips of the image.
+    """
     if not is_remote(path) or path in _warned:
         return
     block_height, block_width = src.block_shapes[0]
@@ -153,8 +157,10 @@ def warn_if_not_cloud_optimised(path: str, src: Any) -> None:
 
 
 def source_paths(paths: Any) -> list[Any]:
-    """A source's paths with URLs turned into GDAL paths; a remote folder is refused, since
-    HTTP cannot list it."""
+    """A source's paths with URLs turned into GDAL paths.
+
+    A remote folder is refused, since HTTP cannot list it.
+    """
     configure_gdal()
     listed = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
     out = []
@@ -173,8 +179,11 @@ def source_paths(paths: Any) -> list[Any]:
 
 
 def remote_version(path: str) -> list[Any]:
-    """What identifies a remote file's content without reading it: for HTTP(S), the
-    server's length, ETag and Last-Modified (a HEAD request); otherwise nothing."""
+    """What identifies a remote file's content without reading it.
+
+    For HTTP(S), the server's length, ETag and Last-Modified (a HEAD request); otherwise
+    nothing.
+    """
     url = path[len("/vsicurl/") :] if path.startswith("/vsicurl/") else path
     if not url.lower().startswith(("http://", "https://")):
         return []

@@ -1,5 +1,7 @@
-"""Training samplers: random patches drawn per epoch from (seed, epoch, rank), optionally
-centred on rare classes."""
+"""Training samplers.
+
+Random patches drawn per epoch from (seed, epoch, rank), optionally centred on rare classes.
+"""
 
 from __future__ import annotations
 
@@ -19,9 +21,11 @@ SCAN_SIDE = 4096
 
 
 class EpochPatchSampler(RandomPatchSampler):
-    """TorchGeo's random patches, drawn for each epoch from a generator seeded with
-    (``seed``, epoch, ``rank``): every epoch gets new patches, a resumed run draws the same
-    patches for an epoch as an uninterrupted one, and ranks draw differently. Lightning calls
+    """TorchGeo's random patches, drawn for each epoch from a seeded generator.
+
+    TorchGeo's random patches, drawn for each epoch from a generator seeded with (``seed``,
+    epoch, ``rank``): every epoch gets new patches, a resumed run draws the same patches for
+    an epoch as an uninterrupted one, and ranks draw differently. Lightning calls
     :meth:`set_epoch` before each epoch. ``seed=None`` draws from the operating system.
 
     ``length`` is the epoch's total over ``world_size`` processes: each rank draws
@@ -46,6 +50,7 @@ class EpochPatchSampler(RandomPatchSampler):
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
+        """Draw the next epoch's patches from (``seed``, ``epoch``, ``rank``)."""
         if self.seed is not None:
             self.generator = np.random.default_rng([self.seed, epoch, self.rank])
 
@@ -57,8 +62,9 @@ class EpochPatchSampler(RandomPatchSampler):
 
 
 class FocusPatchSampler(EpochPatchSampler):
-    """TorchGeo's random patches, of which ``fraction`` are centred on pixels of
-    ``classes`` (for classes too rare to appear in uniformly drawn patches).
+    """TorchGeo's random patches, of which ``fraction`` are centred on pixels of ``classes``.
+
+    For classes too rare to appear in uniformly drawn patches.
 
     Each focused patch first draws one of the classes found in the region (uniformly, so a
     class of a hundred pixels gets as many patches as one of a million), then one of its pixels.
@@ -128,8 +134,10 @@ class FocusPatchSampler(EpochPatchSampler):
 
 
 class AlignedGriddedSampler(GriddedPatchSampler):
-    """TorchGeo's gridded patches (validation, test) moved onto the scene's grids
-    (:meth:`~dualstream_geo.data.join.DualStreamGeoDataset.aligned`)."""
+    """TorchGeo's gridded patches (validation, test) moved onto the scene's grids.
+
+    :meth:`~dualstream_geo.data.join.DualStreamGeoDataset.aligned`.
+    """
 
     def __init__(
         self,

@@ -1,5 +1,7 @@
-"""Settings of the datamodule that are not part of the input spec: how the training area is
-split and how patches are drawn."""
+"""Settings of the datamodule that are not part of the input spec.
+
+How the training area is split and how patches are drawn.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +15,12 @@ SAMPLERS = ("random", "tiles")
 
 @dataclass(frozen=True)
 class SplitSettings:
-    """Hold-out by TorchGeo grid cells (``random_grid_cell_assignment``) where a split has
-    no scenes of its own: ``val_fraction`` and ``test_fraction`` of the training area's
-    ``grid`` x ``grid`` cells, drawn with ``seed``."""
+    """Hold-out by TorchGeo grid cells where a split has no scenes of its own.
+
+    Hold-out by TorchGeo grid cells (``random_grid_cell_assignment``) where a split has no
+    scenes of its own: ``val_fraction`` and ``test_fraction`` of the training area's
+    ``grid`` x ``grid`` cells, drawn with ``seed``.
+    """
 
     val_fraction: float = 0.2
     test_fraction: float = 0.0
@@ -33,10 +38,13 @@ class SplitSettings:
 
 @dataclass(frozen=True)
 class SamplingSettings:
-    """How training patches are drawn: ``kind`` ``random`` (TorchGeo random patches, new
-    ones every epoch from ``seed``; None draws from the operating system) or ``tiles`` (each
-    image file whole, once per epoch, as the original project does); ``focus_classes``:
-    centre ``focus_fraction`` of the random patches on pixels of these (rare) classes."""
+    """How training patches are drawn.
+
+    ``kind`` ``random`` (TorchGeo random patches, new ones every epoch from ``seed``; None
+    draws from the operating system) or ``tiles`` (each image file whole, once per epoch, as
+    the original project does); ``focus_classes``: centre ``focus_fraction`` of the random
+    patches on pixels of these (rare) classes.
+    """
 
     kind: Literal["random", "tiles"] = "random"
     seed: int | None = 0
@@ -54,10 +62,13 @@ class SamplingSettings:
 
 @dataclass(frozen=True)
 class LoaderSettings:
-    """How batches are loaded: ``num_workers`` processes (0: in the training process),
-    ``pin_memory`` (default: when a GPU is present), ``persistent_workers`` (default: when
-    there are workers) and ``prefetch_factor`` batches loaded ahead per worker (default 2).
-    Augmentation runs after the batch is on the device (on the GPU when training on one)."""
+    """How batches are loaded.
+
+    ``num_workers`` processes (0: in the training process), ``pin_memory`` (default: when a
+    GPU is present), ``persistent_workers`` (default: when there are workers) and
+    ``prefetch_factor`` batches loaded ahead per worker (default 2). Augmentation runs after
+    the batch is on the device (on the GPU when training on one).
+    """
 
     num_workers: int = 0
     pin_memory: bool | None = None

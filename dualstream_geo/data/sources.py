@@ -1,6 +1,7 @@
-"""The raster sources: :class:`GeoRaster` and the satellite image (the land-cover mask is in
-:mod:`~dualstream_geo.data.land_cover`, the aux stream's sources in
-:mod:`~dualstream_geo.data.auxiliary`).
+"""The raster sources: :class:`GeoRaster` and the satellite image.
+
+The land-cover mask is in :mod:`~dualstream_geo.data.land_cover`, the aux stream's sources
+in :mod:`~dualstream_geo.data.auxiliary`.
 
 Each is a TorchGeo :class:`~torchgeo.datasets.RasterDataset` (file discovery, spatial index,
 CRS handling) that also validates its files up front and can read itself onto any
@@ -14,7 +15,7 @@ import fnmatch
 import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, override
 
 import numpy as np
 import rasterio
@@ -120,9 +121,12 @@ class GeoRaster(RasterDataset):
 
     @classmethod
     def from_stac(cls, items: Any, assets: Sequence[str], **kwargs: Any) -> Self:
-        """The source whose bands are the ``assets`` of STAC Items (a pystac Item or
-        ItemCollection, a path or URL of one, or a list of these), in channel order: one
-        asset per band or multi-band assets (:mod:`~dualstream_geo.data.stac`)."""
+        """The source whose bands are the ``assets`` of STAC Items.
+
+        A pystac Item or ItemCollection, a path or URL of one, or a list of these; in
+        channel order: one asset per band or multi-band assets
+        (:mod:`~dualstream_geo.data.stac`).
+        """
         paths = stac_files(read_items(items), list(assets), cls.stac_prefix, cls.stac_groups)
         first = f"{cls.stac_groups[0]}_" if cls.stac_groups else ""
         kwargs.setdefault("filename_glob", f"{cls.stac_prefix}{first}*.vrt")
@@ -131,8 +135,10 @@ class GeoRaster(RasterDataset):
     # -- files ---------------------------------------------------------------------------
     @property
     def files(self) -> list[str]:
-        """Local paths are searched (folders with ``filename_glob``) as TorchGeo does;
-        remote paths are files as given: opening them never lists a folder."""
+        """Local paths are searched (folders with ``filename_glob``) as TorchGeo does.
+
+        Remote paths are files as given: opening them never lists a folder.
+        """
         listed = [self.paths] if isinstance(self.paths, str | os.PathLike) else self.paths
         files = {
             str(p)
@@ -162,20 +168,26 @@ class GeoRaster(RasterDataset):
         return type(self).__name__
 
     def cached_names(self, key: str) -> list[str]:
-        """File names of the warped-once copy of one scene (:mod:`~dualstream_geo.data.
-        warp_cache`), one per file of an index entry, named so that :meth:`relocated`
-        finds them as it finds the original files."""
+        """File names of the warped-once copy of one scene.
+
+        See :mod:`~dualstream_geo.data.warp_cache`: one per file of an index entry, named so
+        that :meth:`relocated` finds them as it finds the original files.
+        """
         return [f"{key}.tif"]
 
     def relocated(self, paths: Sequence[str]) -> Self:
-        """The same source over other files holding the same bands (its warped-once copy):
-        their nodata is NaN, their bands are the ones this source reads."""
+        """The same source over other files holding the same bands (its warped-once copy).
+
+        Their nodata is NaN, their bands are the ones this source reads.
+        """
         raise NotImplementedError(f"{type(self).__name__} cannot be relocated")
 
     def sample_values(self, filepath: str) -> list[np.ndarray]:
-        """Decimated values of one index entry (what statistics are computed from): one
-        float32 array (channels, pixels) per file, in channel order, converted, NaN =
-        nodata."""
+        """Decimated values of one index entry (what statistics are computed from).
+
+        One float32 array (channels, pixels) per file, in channel order, converted, NaN =
+        nodata.
+        """
         return [
             self.convert(decimated_read(open_raster(self.resolve(path)), indexes, self.nodata))
             for path, indexes in self.channel_files(filepath)
@@ -249,9 +261,11 @@ class GeoRaster(RasterDataset):
         resampling: Resampling,
         tolerance: float | None = None,
     ) -> np.ndarray:
-        """The files' own bands (before :meth:`convert`) onto ``grid``: float32
-        (file channels, height, width), NaN where no file has data. ``tolerance``: the
-        warp's (default the source's ``warp_tolerance``; 0: exact)."""
+        """The files' own bands (before :meth:`convert`) onto ``grid``.
+
+        Float32 (file channels, height, width), NaN where no file has data. ``tolerance``:
+        the warp's (default the source's ``warp_tolerance``; 0: exact).
+        """
         tolerance = self.warp_tolerance if tolerance is None else tolerance
         filepaths = list(filepaths)
         channels = self.num_channels
@@ -334,6 +348,7 @@ class SatelliteImage(GeoRaster):
             kwargs["filename_glob"] = f"*{self.band_files[0]}*.tif"
         super().__init__(paths, **kwargs)
 
+    @override
     def channel_files(self, filepath: str) -> list[tuple[str, list[int]]]:
         if not self.band_files:
             return [(filepath, self.file_band_indexes)]

@@ -45,10 +45,13 @@ ABSENT_AUX_CHANNELS = 48
 
 @dataclass(frozen=True)
 class ImageSpec:
-    """The image stream: ``bands`` in file order (one multi-band file per scene, or one file
-    per band named by the ``band_files`` tokens, e.g. ``[_b2, _b3, _b4, _b5]``), the
-    files' ``nodata`` when they carry none, and spectral ``indices`` computed from the
-    bands and appended after them (:mod:`~dualstream_geo.data.indices`)."""
+    """The image stream: its bands, files, nodata and spectral indices.
+
+    The image stream: ``bands`` in file order (one multi-band file per scene, or one file
+    per band named by the ``band_files`` tokens, e.g. ``[_b2, _b3, _b4, _b5]``), the files'
+    ``nodata`` when they carry none, and spectral ``indices`` computed from the bands and
+    appended after them (:mod:`~dualstream_geo.data.indices`).
+    """
 
     bands: tuple[str, ...] = ("blue", "green", "red", "nir")
     band_files: tuple[str, ...] | None = None
@@ -73,11 +76,14 @@ class ImageSpec:
 
 @dataclass(frozen=True)
 class ClassSpec:
-    """The classes: ``names`` (their count is the model's number of classes), ``colors``
-    (RGB, one per class; default a fixed palette), how raw label values become classes
-    (``map``: raw value -> class index; values not in it go to class 0 with
-    ``unmapped: background`` or are ignored with ``unmapped: ignore``; without a map the raw
-    values are the classes) and the ``ignore_index`` of unknown pixels."""
+    """The classes, their colours and how raw label values become classes.
+
+    The classes: ``names`` (their count is the model's number of classes), ``colors`` (RGB,
+    one per class; default a fixed palette), how raw label values become classes (``map``:
+    raw value -> class index; values not in it go to class 0 with ``unmapped: background``
+    or are ignored with ``unmapped: ignore``; without a map the raw values are the classes)
+    and the ``ignore_index`` of unknown pixels.
+    """
 
     names: tuple[str, ...] = ("background", "target")
     colors: tuple[tuple[int, int, int], ...] | None = None
@@ -159,8 +165,10 @@ class InputSpec:
 
     @property
     def channel_names(self) -> tuple[str, ...]:
-        """The model's image channels: the bands, the indices, and with early fusion the
-        aux channels."""
+        """The model's image channels.
+
+        The bands, the indices, and with early fusion the aux channels.
+        """
         early = tuple(self.aux_channel_names) if self.aux_fusion == "early" else ()
         return (*self.image.channels, *early)
 
@@ -191,8 +199,10 @@ class InputSpec:
 
     @property
     def read_scale(self) -> int:
-        """The aux grid the join reads: 1/``aux_scale`` of the image, or the image grid
-        itself for early fusion."""
+        """The aux grid the join reads.
+
+        1/``aux_scale`` of the image, or the image grid itself for early fusion.
+        """
         return 1 if self.aux_fusion == "early" else self.aux_scale
 
     @property
@@ -245,8 +255,10 @@ class InputSpec:
         return Normalize(self.stats)  # type: ignore[return-value]
 
     def minmax_groups(self) -> list[int]:
-        """Channels per file of the aux stream, which the original scaling min-max scales
-        together: 12 per original file, a whole source otherwise."""
+        """Channels per file of the aux stream, which the original scaling min-max scales together.
+
+        12 per original file, a whole source otherwise.
+        """
         groups: list[int] = []
         for source in self.aux:
             per_file = 12 if aux_format(source.format).original else source.num_channels
@@ -254,8 +266,11 @@ class InputSpec:
         return groups
 
     def aux_fill(self) -> float | list[float]:
-        """What missing aux values become before the transform: the channel means (0 once
-        standardised), or NaN under the original scaling (which zeroes that file)."""
+        """What missing aux values become before the transform.
+
+        The channel means (0 once standardised), or NaN under the original scaling (which
+        zeroes that file).
+        """
         if self.normalization == "original":
             return float("nan")
         if self.stats is not None and self.stats.air is not None:
@@ -274,8 +289,10 @@ class InputSpec:
 
     # -- comparison ----------------------------------------------------------------------
     def differences(self, other: InputSpec) -> list[str]:
-        """What a model trained on ``self`` would read differently from ``other`` (statistics
-        and file locations aside): one phrase per difference."""
+        """What a model trained on ``self`` would read differently from ``other``.
+
+        Statistics and file locations aside; one phrase per difference.
+        """
         found = []
         if self.channel_names != other.channel_names:
             found.append(

@@ -43,8 +43,11 @@ def _vrt_folder() -> str:
 
 
 def read_items(source: Any) -> list[pystac.Item]:
-    """The Items of ``source``: a pystac Item or ItemCollection, or the path or URL of one
-    (JSON), or a list of any of these."""
+    """The Items of ``source``.
+
+    A pystac Item or ItemCollection, or the path or URL of one (JSON), or a list of any of
+    these.
+    """
     if isinstance(source, list | tuple):
         return [item for part in source for item in read_items(part)]
     if isinstance(source, pystac.Item):
@@ -105,8 +108,10 @@ def _grid(item: pystac.Item, hrefs: Sequence[str]) -> tuple[CRS, Affine, int, in
 
 
 def _bands(item: pystac.Item, name: str, href: str) -> list[tuple[str, float | None]]:
-    """(GDAL data type, nodata) of each band of an asset: the raster extension, else the
-    file."""
+    """(GDAL data type, nodata) of each band of an asset.
+
+    The raster extension, else the file.
+    """
     described = item.assets[name].extra_fields.get("raster:bands")
     if described and all("data_type" in band for band in described):
         return [(_gdal_typename(b["data_type"]), b.get("nodata")) for b in described]
@@ -126,8 +131,11 @@ def _open_asset(item: pystac.Item, href: str) -> rasterio.io.DatasetReader:
 
 
 def stack_vrt(item: pystac.Item, assets: Sequence[str], filename: str) -> str:
-    """Write ``filename`` (in the process's VRT folder), a VRT stacking every band of
-    ``assets`` in order; return its path."""
+    """Write ``filename``, a VRT stacking every band of ``assets`` in order.
+
+    Write ``filename`` (in the process's VRT folder), a VRT stacking every band of
+    ``assets`` in order; return its path.
+    """
     hrefs = [_asset_href(item, asset) for asset in assets]
     crs, transform, height, width = _grid(item, hrefs)
     bands: list[str] = []
@@ -144,10 +152,12 @@ def stack_vrt(item: pystac.Item, assets: Sequence[str], filename: str) -> str:
 def stac_files(
     items: Sequence[pystac.Item], assets: Sequence[str], prefix: str, groups: Sequence[str] = ()
 ) -> list[str]:
-    """The VRT files a source reads for ``items``: one per Item named ``<prefix><id>_...``,
-    or with ``groups`` (the pollutants) the assets split into equal parts, one file each,
-    named ``<prefix><group>_<id>_...``; the first group's files are returned (the others
-    are found by name, as for files on disk)."""
+    """The VRT files a source reads for ``items``.
+
+    One per Item named ``<prefix><id>_...``, or with ``groups`` (the pollutants) the assets
+    split into equal parts, one file each, named ``<prefix><group>_<id>_...``; the first
+    group's files are returned (the others are found by name, as for files on disk).
+    """
     if not assets:
         raise DualStreamError("STAC: name the assets that hold the bands (--assets a,b,...)")
     if groups and len(assets) % len(groups):

@@ -1,6 +1,8 @@
-"""The normalisation statistics of a training dataset: read from ``stats_path`` when that
-file exists (checked against the input spec), else computed from the training sources and
-saved there."""
+"""The normalisation statistics of a training dataset.
+
+Read from ``stats_path`` when that file exists (checked against the input spec), else
+computed from the training sources and saved there.
+"""
 
 from __future__ import annotations
 
@@ -31,8 +33,9 @@ def load_stats(path: str, spec: InputSpec) -> DatasetStats:
 def training_stats(
     dataset: DualStreamGeoDataset, spec: InputSpec, path: str | None
 ) -> DatasetStats:
-    """``path``'s statistics if it exists, else those of ``dataset``'s image bands, indices
-    and aux channels (saved to ``path`` when given).
+    """``path``'s statistics if it exists, else those of ``dataset``.
+
+    's image bands, indices and aux channels (saved to ``path`` when given).
 
     Raises:
         DualStreamError: the file describes other channels, or an aux channel is constant

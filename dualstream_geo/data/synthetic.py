@@ -165,8 +165,10 @@ def _write(path: Path, data: np.ndarray, crs: str, transform: Affine, nodata: fl
 
 
 def _write_scene(scene: _Scene, folder: Path, rng: np.random.Generator) -> None:
-    """The scene's image, labels and air files under ``folder`` (drawn from ``rng`` in this
-    order: the demo data stays what it was)."""
+    """The scene's image, labels and air files under ``folder``.
+
+    Drawn from ``rng`` in this order: the demo data stays what it was.
+    """
     for sub in ("image", "label", "gems", "air"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     transform = _write_image(scene, folder, rng)

@@ -1,5 +1,8 @@
-"""GDAL VRT documents written by the project: a raster seen through another grid or as a
-stack of other rasters' bands, read by GDAL like any file."""
+"""GDAL VRT documents written by the project.
+
+A raster seen through another grid or as a stack of other rasters' bands, read by GDAL like
+any file.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +16,11 @@ from rasterio.crs import CRS
 def band_xml(
     band: int, data_type: str, source: str, source_band: int, nodata: float | None = None
 ) -> str:
-    """One VRT band (``data_type``: a GDAL type name) reading band ``source_band`` of
-    ``source`` (a file name or GDAL path) pixel for pixel."""
+    """One VRT band reading band ``source_band`` of ``source`` pixel for pixel.
+
+    One VRT band (``data_type``: a GDAL type name) reading band ``source_band`` of
+    ``source`` (a file name or GDAL path) pixel for pixel.
+    """
     nodata_xml = f"<NoDataValue>{nodata}</NoDataValue>" if nodata is not None else ""
     return (
         f'<VRTRasterBand dataType="{data_type}" band="{band}">{nodata_xml}'

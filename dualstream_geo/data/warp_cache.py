@@ -1,6 +1,8 @@
-"""Warp once: the label and aux sources of a training or evaluation dataset that are not on
-a scene's grids (another CRS, resolution or alignment, or remote) are warped once onto them
-and kept as tiled, compressed GeoTIFFs in a cache; samples then read aligned windows.
+"""Warp once.
+
+The label and aux sources of a training or evaluation dataset that are not on a scene's
+grids (another CRS, resolution or alignment, or remote) are warped once onto them and kept
+as tiled, compressed GeoTIFFs in a cache; samples then read aligned windows.
 
 Each scene (image file) has two grids: its own (labels) and the one the aux stream is read
 at (its pixels ``air_scale`` times larger; with a one-cell margin for sources that derive
@@ -49,8 +51,10 @@ def scene_grids(dataset: DualStreamGeoDataset) -> list[Grid]:
 
 
 def on_grid(source: GeoRaster, grid: Grid) -> bool:
-    """True when every file of ``source`` is local and lies on ``grid``'s pixels (same CRS,
-    pixel size and whole-pixel offsets): reading it needs no warp."""
+    """True when every file of ``source`` is local and lies on ``grid``'s pixels.
+
+    Same CRS, pixel size and whole-pixel offsets: reading it needs no warp.
+    """
     for entry in source.index.filepath:
         for path, _ in source.channel_files(entry):
             if is_remote(path):
@@ -78,11 +82,13 @@ def _settings(source: GeoRaster, entries: Sequence[str]) -> dict[str, Any]:
 
 
 def _usable(paths: Sequence[str], key: str) -> bool:
-    """The cached files exist, read to their last block and carry ``key``. A file that
-    exists but does not (cut short, or replaced by another) is removed, to be rebuilt. A
-    complete file whose siblings are missing stays: files are written under a temporary
-    name and renamed, so another run may be writing the set now, and removing its first
-    file would pull it from under that run."""
+    """The cached files exist, read to their last block and carry ``key``.
+
+    . A file that exists but does not (cut short, or replaced by another) is removed, to be
+    rebuilt. A complete file whose siblings are missing stays: files are written under a
+    temporary name and renamed, so another run may be writing the set now, and removing its
+    first file would pull it from under that run.
+    """
     usable = True
     for path in paths:
         if not os.path.exists(path):
@@ -110,8 +116,9 @@ def make_cache_folder(folder: str) -> None:
 
 
 def warp_source(source: GeoRaster, grids: Sequence[Grid], folder: str) -> GeoRaster:
-    """``source`` warped once onto each of ``grids`` (exactly, with its own resampling):
-    the same source over the cached copies.
+    """``source`` warped once onto each of ``grids`` (exactly, with its own resampling).
+
+    The same source over the cached copies.
 
     Raises:
         DualStreamError: the cache folder cannot be written (named).
@@ -151,8 +158,10 @@ def warp_source(source: GeoRaster, grids: Sequence[Grid], folder: str) -> GeoRas
 
 
 def warp_once(dataset: DualStreamGeoDataset, folder: str) -> DualStreamGeoDataset:
-    """The dataset with each label and aux source that is not on its scenes' grids read
-    from a warped-once copy; its index (the region it samples) unchanged.
+    """The dataset with its off-grid label and aux sources read from warped-once copies.
+
+    The dataset with each label and aux source that is not on its scenes' grids read from a
+    warped-once copy; its index (the region it samples) unchanged.
 
     Raises:
         DualStreamError: the cache folder lies inside an input folder, or cannot be
@@ -185,9 +194,11 @@ def source_paths(source: GeoRaster) -> list[str]:
 
 
 def cache_dir(setting: str | bool) -> str | None:
-    """The warp cache's folder from ``data.cache_dir``: True the default place, a path that
-    folder (made by :func:`warp_once`, once it is known to lie apart from the inputs),
-    False none (the sources are warped for every sample)."""
+    """The warp cache's folder from ``data.cache_dir``.
+
+    True the default place, a path that folder (made by :func:`warp_once`, once it is known
+    to lie apart from the inputs), False none (the sources are warped for every sample).
+    """
     if setting is False:
         return None
     if setting is True:

@@ -63,11 +63,14 @@ class AreaEstimate:
 
     @property
     def area_ci95_ha(self) -> np.ndarray:
+        """The half-width of each class's 95 % confidence interval of area, in hectares."""
         return Z95 * self.area_se_ha
 
     def to_dict(self) -> dict[str, object]:
-        """The report's entries (``report.json``): per class and overall; null where a
-        value is undefined."""
+        """The report's entries (``report.json``).
+
+        Per class and overall; null where a value is undefined.
+        """
 
         def value(x: float) -> float | None:
             return None if math.isnan(x) else float(x)

@@ -36,8 +36,11 @@ TRUE_NEGATIVE, TRUE_POSITIVE, FALSE_POSITIVE, FALSE_NEGATIVE, EXCLUDED = 0, 1, 2
 
 @dataclass
 class Assessment:
-    """The accuracy of a prediction, with class names and areas (hectares) per class over the
-    compared pixels, for the prediction and for the reference."""
+    """The accuracy of a prediction, with class names and areas per class.
+
+    The accuracy of a prediction, with class names and areas (hectares) per class over the
+    compared pixels, for the prediction and for the reference.
+    """
 
     class_names: list[str]
     accuracy: Accuracy
@@ -65,6 +68,7 @@ class Assessment:
 
 
 def blocks(height: int, width: int, size: int = BLOCK) -> Iterator[Window]:
+    """Windows of at most ``size`` px a side covering a ``height`` x ``width`` raster."""
     for row in range(0, height, size):
         for col in range(0, width, size):
             yield Window(col, row, min(size, width - col), min(size, height - row))
@@ -130,7 +134,9 @@ def open_prediction(path: str | os.PathLike[str]) -> rasterio.io.DatasetReader:
 def class_names_of(
     src: rasterio.io.DatasetReader, class_map: Mapping[int, int] | None = None
 ) -> list[str]:
-    """The class names stored by ``dualstream-geo predict`` (tag ``class_names``), else
+    """The class names stored by ``dualstream-geo predict``, else ``class_<i>``.
+
+    The class names stored by ``dualstream-geo predict`` (tag ``class_names``), else
     ``class_<i>`` up to the class map's largest class or the raster's largest value.
 
     Raises:
@@ -275,8 +281,11 @@ def _read_classes(src: rasterio.io.DatasetReader, window: Window, prediction: st
 
 
 def _compared(tally: Tally, reference: str, prediction: str) -> np.ndarray:
-    """The (K, K) confusion matrix, once something was compared; reference values that are
-    no class are reported (a warning, or an error when they are all there is)."""
+    """The (K, K) confusion matrix, once something was compared.
+
+    Reference values that are no class are reported (a warning, or an error when they are
+    all there is).
+    """
     k = tally.classes
     matrix = tally.confusion.reshape(k, k)
     if tally.unknown:
@@ -329,8 +338,11 @@ def check_overlap(mask: LandCoverMask, grid: Grid, prediction: str, reference: s
 
 
 def error_codes(predicted: np.ndarray, truth: np.ndarray, valid: np.ndarray, k: int) -> np.ndarray:
-    """(K, H, W) uint8: per class, true negative / true positive / false positive / false
-    negative, EXCLUDED where not compared."""
+    """(K, H, W) uint8 error codes per class.
+
+    (K, H, W) uint8: per class, true negative / true positive / false positive / false
+    negative, EXCLUDED where not compared.
+    """
     out = np.full((k, *predicted.shape), EXCLUDED, dtype=np.uint8)
     for c in range(k):
         is_pred, is_true = predicted == c, truth == c

@@ -1,5 +1,8 @@
-"""``dualstream-geo evaluate`` (a class map against a reference raster, or a labelled
-sample) and ``dualstream-geo sample-design`` (the sample to label)."""
+"""``dualstream-geo evaluate`` and ``dualstream-geo sample-design``.
+
+``dualstream-geo evaluate`` (a class map against a reference raster, or a labelled sample)
+and ``dualstream-geo sample-design`` (the sample to label).
+"""
 
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ def read_class_map(path: str) -> dict[int, int]:
 
 
 def evaluate_main(argv: list[str]) -> int:
+    """Run ``dualstream-geo evaluate`` on ``argv``; the exit status."""
     parser = OneLineParser(
         prog="dualstream-geo evaluate",
         description="Accuracy of a class GeoTIFF against a reference raster (any CRS), or "
@@ -86,8 +90,10 @@ def evaluate_main(argv: list[str]) -> int:
 
 
 def sample_outputs(output: str, overwrite: bool, inputs: list[str]) -> list[str]:
-    """The sample's GeoPackage ``output``, the CSV and the PNG (the points over the map)
-    beside it, checked before any work.
+    """The sample's output files, checked before any work.
+
+    The sample's GeoPackage ``output``, the CSV and the PNG (the points over the map) beside
+    it, checked before any work.
 
     Raises:
         DualStreamError: an output that is or lies in an input, is not a plain file, exists
@@ -106,8 +112,9 @@ def sample_outputs(output: str, overwrite: bool, inputs: list[str]) -> list[str]
 
 
 def write_sample(frame: gpd.GeoDataFrame, paths: list[str]) -> None:
-    """The sample as a GeoPackage and a CSV (x, y in the map's CRS), each written whole or
-    not at all.
+    """The sample as a GeoPackage and a CSV.
+
+    x and y in the map's CRS; each written whole or not at all.
 
     Raises:
         DualStreamError: a write that fails (one line).
@@ -134,6 +141,7 @@ def write_sample(frame: gpd.GeoDataFrame, paths: list[str]) -> None:
 
 
 def sample_design_main(argv: list[str]) -> int:
+    """Run ``dualstream-geo sample-design`` on ``argv``; the exit status."""
     parser = OneLineParser(
         prog="dualstream-geo sample-design",
         description="A stratified random sample of a class map (strata: its classes) to "

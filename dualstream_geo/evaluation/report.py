@@ -26,6 +26,7 @@ def _fmt(value: float, digits: int = 3) -> str:
 
 
 def markdown(assessment: Assessment, prediction: str, reference: str) -> str:
+    """The report as Markdown: per-class scores, overall scores and areas."""
     a, names = assessment.accuracy, assessment.class_names
     rows = "\n".join(
         f"| {name} | {_fmt(a.iou[i])} | {_fmt(a.precision[i])} | {_fmt(a.recall[i])} | "
@@ -61,6 +62,7 @@ Confusion matrix (pixels; rows = reference class, columns = predicted class):
 
 
 def confusion_png(assessment: Assessment, path: Path) -> None:
+    """Draw the row-normalised confusion matrix to the PNG ``path``."""
     from matplotlib.figure import Figure
 
     matrix = assessment.accuracy.confusion.astype(np.float64)

@@ -1,5 +1,8 @@
-"""``evaluate --sample``: area and accuracy of a class map from labelled sample points, as a
-report folder (report.json, report.md, area.png)."""
+"""``evaluate --sample``.
+
+Area and accuracy of a class map from labelled sample points, as a report folder
+(report.json, report.md, area.png).
+"""
 
 from __future__ import annotations
 
@@ -24,7 +27,9 @@ PathLike = str | os.PathLike[str]
 
 
 def read_points(path: PathLike, crs: object) -> gpd.GeoDataFrame:
-    """Sample points from a vector file (GeoPackage, GeoJSON, Shapefile) or a CSV with
+    """Sample points from a vector file or a CSV.
+
+    Sample points from a vector file (GeoPackage, GeoJSON, Shapefile) or a CSV with
     ``x``/``y`` columns in the map's CRS (or ``lon``/``lat`` in degrees), in ``crs``.
 
     Raises:
@@ -196,8 +201,10 @@ def rasterio_index(src: object, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndar
 
 
 def markdown(estimate: AreaEstimate, prediction: str, sample: str, design: str) -> str:
-    """The report in the paper's layout: sample counts, area proportions, accuracies and
-    areas with 95 % intervals."""
+    """The report in the paper's layout.
+
+    Sample counts, area proportions, accuracies and areas with 95 % intervals.
+    """
     names = estimate.names
     header = "| map \\ reference | " + " | ".join(names) + " | total |"
     rule = "|" + " --- |" * (len(names) + 2)
@@ -291,8 +298,9 @@ def area_png(estimate: AreaEstimate, path: Path) -> None:
 def evaluate_sample(
     prediction: PathLike, sample: PathLike, output: PathLike, overwrite: bool = False
 ) -> AreaEstimate:
-    """Write the report of a labelled sample of ``prediction`` to the folder ``output``
-    (whole or not at all).
+    """Write the report of a labelled sample of ``prediction`` to the folder ``output``.
+
+    Whole or not at all.
 
     Raises:
         DualStreamError: bad input (see :func:`sample_estimate`) or an output that is, holds

@@ -34,8 +34,11 @@ ALLOCATIONS = ("proportional", "equal", "olofsson")
 
 
 def largest_remainder(shares: Mapping[int, float], total: int) -> dict[int, int]:
-    """Integers proportional to ``shares`` that sum to ``total`` (Hamilton's method: floors,
-    then one more to the largest remainders; ties to the larger share, then the lower key)."""
+    """Integers proportional to ``shares`` that sum to ``total``.
+
+    Hamilton's method: floors, then one more to the largest remainders; ties to the larger
+    share, then the lower key.
+    """
     weight = sum(shares.values())
     exact = {k: total * v / weight for k, v in shares.items()} if weight > 0 else {}
     out = {k: math.floor(v) for k, v in exact.items()}
@@ -127,8 +130,10 @@ class StrataAreas:
 
 
 def strata_areas(src: rasterio.io.DatasetReader) -> StrataAreas:
-    """Pixel counts and areas of the values of a class map (block by block; the pixel
-    area varies by row in geographic coordinates)."""
+    """Pixel counts and areas of the values of a class map.
+
+    Block by block; the pixel area varies by row in geographic coordinates.
+    """
     grid = Grid(src.crs, src.transform, src.height, src.width)
     pixels: dict[int, int] = {}
     area: dict[int, float] = {}
@@ -151,8 +156,9 @@ MOST_CLASSES = 100
 
 
 def check_strata(map_path: str | os.PathLike[str], strata: StrataAreas, named: bool) -> None:
-    """Refuse strata that cannot be a map's classes (``named``: the map carries its class
-    names, as predict's do).
+    """Refuse strata that cannot be a map's classes.
+
+    ``named``: the map carries its class names, as predict's do.
 
     Raises:
         DualStreamError: negative values (a nodata value the file does not declare), or
@@ -245,8 +251,11 @@ def draw_sample(
 def _pixels_of_ranks(
     src: rasterio.io.DatasetReader, chosen: dict[int, np.ndarray]
 ) -> tuple[list[int], list[int], list[int]]:
-    """Rows, columns and classes of the chosen pixels: ``chosen`` holds, per class, sorted
-    ranks among that class's valid pixels in row-major order (read block by block)."""
+    """Rows, columns and classes of the chosen pixels.
+
+    ``chosen`` holds, per class, sorted ranks among that class's valid pixels in row-major
+    order (read block by block).
+    """
     seen = dict.fromkeys(chosen, 0)
     rows: list[int] = []
     cols: list[int] = []

@@ -1,5 +1,7 @@
-"""How large a prediction window may be: small enough for the memory that is free for the
-model's activations."""
+"""How large a prediction window may be.
+
+Small enough for the memory that is free for the model's activations.
+"""
 
 from __future__ import annotations
 

@@ -135,6 +135,7 @@ def add_run_arguments(parser: ArgumentParser) -> None:
 
 
 def predict_main(argv: list[str]) -> int:
+    """Run ``dualstream-geo predict`` on ``argv``; the exit status."""
     args = predict_parser().parse_args(argv)
     check_devices(args.devices)
     # Under torchrun (or in a rank started below) the environment names this process.
@@ -185,9 +186,11 @@ def predict_main(argv: list[str]) -> int:
 
 
 def scene_inputs(args: Any, spec: InputSpec) -> tuple[Any, dict[str, Any], Any]:
-    """The image (paths, or a STAC source), the aux inputs by source name (paths, or a
-    STAC source with its assets) and the georeferencing fallback of original-layout tiles,
-    from ``predict``'s arguments.
+    """The image, the aux inputs by source name and the georeferencing fallback.
+
+    The image (paths, or a STAC source), the aux inputs by source name (paths, or a STAC
+    source with its assets) and the georeferencing fallback of original-layout tiles, from
+    ``predict``'s arguments.
 
     Raises:
         DualStreamError: ``--aux-assets`` for a source without ``--aux`` Items.
@@ -225,8 +228,9 @@ def scene_inputs(args: Any, spec: InputSpec) -> tuple[Any, dict[str, Any], Any]:
 
 
 def checked_preview(args: Any, dataset: DualStreamGeoDataset) -> Path:
-    """Where the preview goes, checked before any work: never an input, never a lone
-    existing preview without ``--overwrite``.
+    """Where the preview goes, checked before any work.
+
+    Never an input, never a lone existing preview without ``--overwrite``.
 
     Raises:
         DualStreamError: the map or preview would replace an input, or the preview exists.

@@ -50,9 +50,11 @@ class PeerStopped(Exception):
 
 
 def rank_rows(strip_rows: Sequence[int], height: int, rank: int, world_size: int) -> range:
-    """The output rows rank ``rank`` writes: an equal share of the strips (windows rows
-    starting at ``strip_rows``), from the first row of its first strip to the first row of
-    the next rank's."""
+    """The output rows rank ``rank`` writes.
+
+    An equal share of the strips (windows rows starting at ``strip_rows``), from the first
+    row of its first strip to the first row of the next rank's.
+    """
     count = len(strip_rows)
     first, after = count * rank // world_size, count * (rank + 1) // world_size
     if first == after:
@@ -129,9 +131,11 @@ class RankGroup:
             ) from None
 
     def add_progress(self, rows: int) -> None:
+        """Count ``rows`` more output rows written (all ranks' bar reads the sum)."""
         self.store.add("rows_written", rows)
 
     def close(self) -> None:
+        """Leave the process group."""
         if dist.is_initialized():
             dist.destroy_process_group()
 
@@ -152,6 +156,7 @@ class GroupProgress:
             self.bar.refresh()
 
     def close(self) -> None:
+        """Stop following the ranks' progress and close the bar at the scene's end."""
         self.stopped.set()
         self.thread.join()
         self.bar.n = self.bar.total
@@ -165,8 +170,11 @@ def _free_port() -> int:
 
 
 def check_devices(devices: int) -> None:
-    """``--devices N``: at least one, no more GPUs than there are, and without a GPU no more
-    processes than CPU cores."""
+    """Check ``--devices N`` against the machine.
+
+    ``--devices N``: at least one, no more GPUs than there are, and without a GPU no more
+    processes than CPU cores.
+    """
     if devices < 1:
         raise DualStreamError(f"--devices must be >= 1, got {devices}")
     if torch.cuda.is_available() and devices > torch.cuda.device_count():
@@ -182,8 +190,10 @@ def check_devices(devices: int) -> None:
 
 
 def launch_local(argv: Sequence[str], devices: int) -> list[subprocess.Popen[bytes]]:
-    """Start ranks 1..devices-1 of ``dualstream-geo predict argv`` on this machine and make
-    this process rank 0 (the environment of a one-node torchrun)."""
+    """Start ranks 1..devices-1 of ``dualstream-geo predict argv`` on this machine.
+
+    And make this process rank 0 (the environment of a one-node torchrun).
+    """
     env = {
         "MASTER_ADDR": "127.0.0.1",
         "MASTER_PORT": str(_free_port()),
@@ -207,8 +217,10 @@ def launch_local(argv: Sequence[str], devices: int) -> list[subprocess.Popen[byt
 
 
 def wait_for(children: Sequence[subprocess.Popen[bytes]]) -> str | None:
-    """Wait for the ranks started by :func:`launch_local`; stop the others as soon as one
-    fails. Returns what went wrong, or None."""
+    """Wait for the ranks started by :func:`launch_local`.
+
+    Stop the others as soon as one fails. Returns what went wrong, or None.
+    """
     failed = None
     pending = list(children)
     while pending:
@@ -301,8 +313,11 @@ def _checked_output(
     resume: bool,
     overwrite: bool,
 ) -> None:
-    """On rank 0: take the output lock (held by ``held``) and check the outputs and the
-    parts of an interrupted run; the outcome is broadcast, and a failure raised here."""
+    """On rank 0: take the output lock and check the outputs.
+
+    On rank 0: take the output lock (held by ``held``) and check the outputs and the parts
+    of an interrupted run; the outcome is broadcast, and a failure raised here.
+    """
     error = None
     try:
         held.enter_context(output_lock(output, take_over_stale=resume))

@@ -10,8 +10,11 @@ from ..data.remote import is_remote, redact, remote_version
 
 
 def input_fingerprint(dataset: DualStreamGeoDataset) -> list[list[Any]]:
-    """[path, size, mtime_ns] of every input file (remote: [path without credentials, what
-    the server says of its version]): a resumed run must read the same data."""
+    """What identifies every input file.
+
+    [path, size, mtime_ns] of every input file (remote: [path without credentials, what the
+    server says of its version]): a resumed run must read the same data.
+    """
     files: set[str] = set()
     for source in [dataset.image, *dataset.air]:
         for entry in source.index.filepath:

@@ -1,5 +1,8 @@
-"""A scene's inputs as the checkpoint's input spec names them: the image source and the
-named aux sources, each checked against what the model was trained on."""
+"""A scene's inputs as the checkpoint's input spec names them.
+
+The image source and the named aux sources, each checked against what the model was trained
+on.
+"""
 
 from __future__ import annotations
 
@@ -28,8 +31,9 @@ def _describe(spec: InputSpec, names: Sequence[str]) -> str:
 
 
 def scene_aux(spec: InputSpec, aux: AuxInputs) -> list[AuxSpec | GeoRaster]:
-    """The scene's aux inputs in the spec's order, as :func:`~dualstream_geo.data.assemble.
-    assemble` takes them.
+    """The scene's aux inputs in the spec's order.
+
+    As :func:`~dualstream_geo.data.assemble. assemble` takes them.
 
     Args:
         spec: the checkpoint's input spec.
@@ -120,7 +124,8 @@ def _by_name(spec: InputSpec, aux: AuxInputs) -> dict[str, Any]:
 
 
 def check_gridded_from(spec: AuxSpec, paths: Sequence[str]) -> None:
-    """A GeoTIFF given for a source of a gridded format must hold that source's variable:
+    """A GeoTIFF given for a source of a gridded format must hold that source's variable.
+
     ``dualstream-geo grid`` tags the variable it gridded (files without the tag are judged
     by their values, :func:`~dualstream_geo.data.checks.check_value_shift`).
 

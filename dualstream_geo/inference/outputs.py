@@ -27,8 +27,11 @@ def output_specs(
     colors: Sequence[tuple[int, int, int]],
     settings: dict[str, str],
 ) -> list[OutputSpec]:
-    """The rasters of a ``kind`` prediction: ``output`` (classes or probabilities), and for
-    ``both`` the probabilities beside it as ``<stem>_probabilities.tif``."""
+    """The rasters of a ``kind`` prediction.
+
+    ``output`` (classes or probabilities), and for ``both`` the probabilities beside it as
+    ``<stem>_probabilities.tif``.
+    """
     specs = []
     if kind in ("class", "both"):
         dtype = "uint8" if len(names) <= 255 else "uint16"
@@ -58,8 +61,10 @@ def output_specs(
 
 
 def prediction_inputs(dataset: DualStreamGeoDataset) -> list[str]:
-    """Every local file and folder a prediction reads (the sources' paths as given and the
-    files they resolve to)."""
+    """Every local file and folder a prediction reads.
+
+    The sources' paths as given and the files they resolve to.
+    """
     inputs: set[str] = set()
     for source in [dataset.image, *dataset.air]:
         given = source.paths
@@ -70,8 +75,10 @@ def prediction_inputs(dataset: DualStreamGeoDataset) -> list[str]:
 
 
 def check_output_names(specs: list[OutputSpec], inputs: Sequence[str]) -> None:
-    """Before anything is written (the lock included): every output is a plain file name in
-    a writable folder that neither is, holds nor lies inside an input.
+    """Before anything is written (the lock included).
+
+    Every output is a plain file name in a writable folder that neither is, holds nor lies
+    inside an input.
 
     Raises:
         DualStreamError: naming the output and the input or folder.
@@ -115,9 +122,11 @@ def resumable_rows(spec: OutputSpec, signature: dict[str, Any]) -> int:
 def check_interrupted_parts(
     specs: list[OutputSpec], world_size: int, resume: bool, overwrite: bool
 ) -> None:
-    """What an interrupted run left beside the outputs: ``--resume`` continues it only on as
-    many processes as made it, ``--overwrite`` removes it, and without either a run refuses
-    to start over it."""
+    """What an interrupted run left beside the outputs.
+
+    ``--resume`` continues it only on as many processes as made it, ``--overwrite`` removes
+    it, and without either a run refuses to start over it.
+    """
     for spec in specs:
         sizes = _world_sizes(spec)
         if not sizes:
@@ -150,8 +159,10 @@ def interrupted_files(spec: OutputSpec) -> list[str]:
 
 
 def _world_sizes(spec: OutputSpec) -> set[int]:
-    """Process counts of the interrupted runs whose partial files lie beside ``spec.path``
-    (1: a single process; N: the parts ``.<rank>ofN``)."""
+    """Process counts of the interrupted runs whose partial files lie beside ``spec.path``.
+
+    1: a single process; N: the parts ``.<rank>ofN``.
+    """
     prefix = f"{os.path.basename(spec.path)}.partial"
     sizes = set()
     for path in interrupted_files(spec):

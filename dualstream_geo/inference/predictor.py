@@ -198,8 +198,10 @@ class ScenePredictor:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: PathLike, **kwargs: Any) -> ScenePredictor:
-        """Load a training checkpoint (weights and the input spec: bands, statistics,
-        aux sources, classes)."""
+        """Load a training checkpoint.
+
+        Weights and the input spec: bands, statistics, aux sources, classes.
+        """
         predictor = cls(load_task(checkpoint), **kwargs)
         predictor.checkpoint = str(checkpoint)
         predictor.checkpoint_sha256 = file_sha256(checkpoint)
@@ -253,7 +255,6 @@ class ScenePredictor:
     @torch.inference_mode()
     def probabilities(self, image: Tensor, air: Tensor | None) -> Tensor:
         """(B, C, H, W) probabilities averaged over the TTA transforms."""
-
         if self.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
 
@@ -358,9 +359,11 @@ class ScenePredictor:
         )
 
     def map_settings(self, layout: Layout) -> dict[str, str]:
-        """What a map records of how it was made (GeoTIFF tags; a resumed run must match
-        them): the checkpoint and its hash, the windows, blending, TTA, precision, version,
-        and the pretrained vision weights the model started from."""
+        """What a map records of how it was made (GeoTIFF tags; a resumed run must match them).
+
+        The checkpoint and its hash, the windows, blending, TTA, precision, version, and the
+        pretrained vision weights the model started from.
+        """
         settings = {
             "checkpoint": os.path.abspath(self.checkpoint) if self.checkpoint else "",
             "checkpoint_sha256": self.checkpoint_sha256,
@@ -378,9 +381,11 @@ class ScenePredictor:
         return settings
 
     def layout(self, grid: Grid) -> Layout:
-        """Where the windows over ``grid`` lie: on the CRS-anchored cell lattice for a model
-        with local context, from the scene's corner otherwise
-        (:mod:`~dualstream_geo.inference.tiling`)."""
+        """Where the windows over ``grid`` lie.
+
+        On the CRS-anchored cell lattice for a model with local context, from the scene's
+        corner otherwise (:mod:`~dualstream_geo.inference.tiling`).
+        """
         height, width = grid.height, grid.width
         if self.model.context == "local":
             return lattice_layout(
@@ -400,10 +405,12 @@ class ScenePredictor:
         end: int | None = None,
         show_bar: bool = True,
     ) -> None:
-        """Write rows ``rows_done`` to ``end`` (the scene's height by default) with the
-        windows of ``layout``, computing every window that overlaps them, in the order a
-        whole-scene run computes them, so that each pixel's blended sum is the same bit for
-        bit."""
+        """Write rows ``rows_done`` to ``end`` with the windows of ``layout``.
+
+        Write rows ``rows_done`` to ``end`` (the scene's height by default) with the windows
+        of ``layout``, computing every window that overlaps them, in the order a whole-scene
+        run computes them, so that each pixel's blended sum is the same bit for bit.
+        """
         height, width, tile = grid.height, grid.width, layout.tile
         end = height if end is None else end
         rows_done = max(rows_done, 0)
@@ -472,8 +479,12 @@ class ScenePredictor:
             yield batches
 
     def _batch_probabilities(self, batch: dict[str, Any]) -> tuple[Tensor, np.ndarray | None]:
-        """Which windows of ``batch`` hold a valid pixel (B,), and their class probabilities
-        (N, K, H, W) as an array (None when no window does)."""
+        """Which windows of ``batch`` hold a valid pixel, and their class probabilities.
+
+        Returns:
+            (B,) bool, and the (N, K, H, W) probabilities of those N windows as an array
+            (None when no window has a valid pixel).
+        """
         keep = batch["valid"].flatten(1).any(1)
         if not keep.any():
             return keep, None

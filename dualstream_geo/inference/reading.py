@@ -19,8 +19,11 @@ from .tiling import Window
 
 
 def scene_grid(image: SatelliteImage) -> Grid:
-    """The output grid: the image file's own grid, or for several files their mosaic on the
-    first file's CRS, pixel size and pixel alignment. Read in float64 from the files."""
+    """The output grid: the image file's own grid, or the mosaic of several files.
+
+    The output grid: the image file's own grid, or for several files their mosaic on the
+    first file's CRS, pixel size and pixel alignment. Read in float64 from the files.
+    """
     paths = [image.channel_files(p)[0][0] for p in image.index.filepath]
     first = open_raster(paths[0])
     if len(paths) == 1:
@@ -39,6 +42,7 @@ def scene_grid(image: SatelliteImage) -> Grid:
 
 
 def window_grid(grid: Grid, window: Window) -> Grid:
+    """The grid of ``window``'s pixels on ``grid`` (it may reach past the scene)."""
     xres, yres = grid.res
     xmin, _, _, ymax = grid.bounds
     return Grid.from_bounds(

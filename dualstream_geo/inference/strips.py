@@ -14,7 +14,9 @@ import numpy as np
 
 
 class StripSums:
-    """Weighted probability sums (classes, tile, span) and weights (tile, span) of the rows
+    """Weighted probability sums and weights of the rows ``top`` to ``top + tile``.
+
+    Weighted probability sums (classes, tile, span) and weights (tile, span) of the rows
     ``top`` to ``top + tile``.
 
     Args:
@@ -51,16 +53,22 @@ class StripSums:
         self.write = write
 
     def add(self, row: int, col: int, probabilities: np.ndarray, weights: np.ndarray) -> None:
-        """Add a window's probabilities (classes, tile, tile) with its blending ``weights``
-        (tile, tile); its top ``row`` must lie in the buffers (call :meth:`flush` first)."""
+        """Add a window's probabilities with its blending ``weights``.
+
+        Probabilities (classes, tile, tile), weights (tile, tile); the window's top ``row``
+        must lie in the buffers (call :meth:`flush` first).
+        """
         cols = slice(col - self.left, col - self.left + self.tile)
         rows = slice(row - self.top, row - self.top + self.tile)
         self.scores[:, rows, cols] += probabilities * weights
         self.weights[rows, cols] += weights
 
     def flush(self, until: int) -> None:
-        """Write the rows above ``until`` (final: no window left starts above it) that are
-        not written yet, and move the buffers down to start at ``until``."""
+        """Write the rows above ``until`` that are not written yet.
+
+        Write the rows above ``until`` (final: no window left starts above it) that are not
+        written yet, and move the buffers down to start at ``until``.
+        """
         tile, top = self.tile, self.top
         stop = min(until, self.end)
         if stop > top:

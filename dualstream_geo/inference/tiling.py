@@ -50,9 +50,11 @@ class Window:
 def strips(
     height: int, width: int, tile: int, overlap: float, margin: int = 0
 ) -> list[list[Window]]:
-    """Windows grouped by row offset, top to bottom; each strip left to right. Every pixel
-    is at least ``margin`` px inside some window (or on the scene edge): the stride is at
-    most ``tile - 2 margin``."""
+    """Windows grouped by row offset, top to bottom.
+
+    Each strip left to right. Every pixel is at least ``margin`` px inside some window (or
+    on the scene edge): the stride is at most ``tile - 2 margin``.
+    """
     stride = max(1, min(tile - round(tile * overlap), tile - 2 * margin))
     cols = window_starts(width, tile, stride)
     return [[Window(r, c, tile) for c in cols] for r in window_starts(height, tile, stride)]
@@ -64,15 +66,21 @@ LOCAL_MARGIN = 64
 
 
 def default_overlap(local: bool) -> float:
-    """The share of a window its neighbours overlap: none beyond the margins for a model
-    with local context (every pixel gets the same value from any window keeping it: there
-    is nothing to blend), 0.34 for window context (the Hann blend evens out the windows)."""
+    """The share of a window its neighbours overlap.
+
+    None beyond the margins for a model with local context (every pixel gets the same value
+    from any window keeping it: there is nothing to blend), 0.34 for window context (the
+    Hann blend evens out the windows).
+    """
     return 0.0 if local else 0.34
 
 
 def default_margin(tile: int, local: bool = False) -> int:
-    """The context margin of a window: :data:`LOCAL_MARGIN` for a model with local context
-    (at most a quarter of the window), else an eighth of the window's side (64 px of 512)."""
+    """The context margin of a window.
+
+    :data:`LOCAL_MARGIN` for a model with local context (at most a quarter of the window),
+    else an eighth of the window's side (64 px of 512).
+    """
     return min(LOCAL_MARGIN, tile // 4) if local else tile // 8
 
 
@@ -112,9 +120,11 @@ def ramp(size: int, blend: str, flat_start: bool, flat_end: bool, margin: int = 
 def window_weights(
     window: Window, height: int, width: int, blend: str, margin: int = 0, edges: bool = True
 ) -> np.ndarray:
-    """(size, size) weights of ``window`` on a ``height`` x ``width`` output grid, its
-    ``margin`` context-only (:func:`ramp`); ``edges``: kept where it lies on the scene's
-    edge (windows that do not reach past the scene)."""
+    """(size, size) blending weights of ``window`` on a ``height`` x ``width`` output grid.
+
+    Its ``margin`` is context-only (:func:`ramp`); ``edges``: kept where it lies on the scene's
+    edge (windows that do not reach past the scene).
+    """
     rows = ramp(
         window.size,
         blend,
@@ -134,10 +144,13 @@ def window_weights(
 
 @dataclass(frozen=True)
 class Layout:
-    """A scene's windows: ``tile`` px squares in ``strips`` (rows of windows, top to
-    bottom, each left to right), ``margin`` px of each side context only. ``lattice``:
-    windows on the CRS-anchored cell lattice, reaching past the scene's edges
-    (:func:`lattice_layout`); otherwise inside the scene (:func:`scene_layout`)."""
+    """A scene's windows.
+
+    ``tile`` px squares in ``strips`` (rows of windows, top to bottom, each left to right),
+    ``margin`` px of each side context only. ``lattice``: windows on the CRS-anchored cell
+    lattice, reaching past the scene's edges (:func:`lattice_layout`); otherwise inside the
+    scene (:func:`scene_layout`).
+    """
 
     tile: int
     margin: int
@@ -146,6 +159,7 @@ class Layout:
 
     @property
     def windows(self) -> list[Window]:
+        """Every window, strip by strip."""
         return [window for strip in self.strips for window in strip]
 
     def weights(self, window: Window, height: int, width: int, blend: str) -> np.ndarray:
@@ -154,17 +168,21 @@ class Layout:
 
 
 def scene_layout(height: int, width: int, tile: int, overlap: float, margin: int) -> Layout:
-    """Windows from the scene's corner (:func:`strips`); a tile larger than the scene is
-    one window, its margin scaled with it."""
+    """Windows from the scene's corner (:func:`strips`).
+
+    A tile larger than the scene is one window, its margin scaled with it.
+    """
     side = min(tile, 32 * math.ceil(max(height, width) / 32))
     margin = margin if side == tile else margin * side // tile
     return Layout(side, margin, strips(height, width, side, overlap, margin), False)
 
 
 def lattice_phase(transform: Affine, period: int) -> tuple[int, int]:
-    """(row, column) offsets in [0, period) of the lattice lines that pass through whole
-    multiples of ``period`` pixels in the grid's CRS: the same lattice for every grid of
-    that pixel size and alignment, whatever its extent."""
+    """(row, column) offsets in [0, period) of the CRS-anchored lattice lines.
+
+    The lines pass through whole multiples of ``period`` pixels in the grid's CRS: the same
+    lattice for every grid of that pixel size and alignment, whatever its extent.
+    """
     row = _nearest(transform.f / abs(transform.e)) % period
     col = -_nearest(transform.c / transform.a) % period
     return row, col
@@ -178,14 +196,18 @@ def _nearest(value: float) -> int:
 
 
 def lattice_start(phase: int, margin: int, period: int) -> int:
-    """The last lattice offset (``phase`` + k x ``period``) at or before ``-margin``: where
-    the first window starts, so that its kept part starts at or before the scene."""
+    """The last lattice offset (``phase`` + k x ``period``) at or before ``-margin``.
+
+    Where the first window starts, so that its kept part starts at or before the scene.
+    """
     return phase - math.ceil((phase + margin) / period) * period
 
 
 def lattice_starts(size: int, tile: int, margin: int, stride: int, first: int) -> list[int]:
-    """Window offsets from ``first``, ``stride`` apart, until a window's kept part reaches
-    past ``size``."""
+    """Window offsets from ``first``, ``stride`` apart.
+
+    Until a window's kept part reaches past ``size``.
+    """
     starts = [first]
     while starts[-1] + tile - margin < size:
         starts.append(starts[-1] + stride)
@@ -201,11 +223,12 @@ def lattice_layout(
     margin: int,
     period: int,
 ) -> Layout:
-    """Windows on the lattice of ``period`` px cells anchored in the grid's CRS
+    """Windows on the lattice of ``period`` px cells anchored in the grid's CRS.
+
     (:func:`lattice_phase`), reaching past the scene's edges so that every pixel lies in
-    some window's kept part, and a stride (a multiple of ``period``) at most
-    ``tile`` x (1 - ``overlap``) and ``tile`` - 2 ``margin``. A tile larger than the scene
-    needs is one window: the smallest lattice-aligned square keeping the whole scene.
+    some window's kept part, and a stride (a multiple of ``period``) at most ``tile`` x (1 -
+    ``overlap``) and ``tile`` - 2 ``margin``. A tile larger than the scene needs is one
+    window: the smallest lattice-aligned square keeping the whole scene.
 
     Raises:
         ValueError: ``tile`` not a multiple of ``period``, or no kept part.

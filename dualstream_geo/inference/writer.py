@@ -44,17 +44,21 @@ class OutputSpec:
 
     @property
     def partial(self) -> str:
+        """The partial GeoTIFF this part is written to before the output exists."""
         return f"{self.path}.partial{self.part}.tif"
 
     @property
     def progress(self) -> str:
+        """The JSON file recording this part's rows written, for ``--resume``."""
         return f"{self.path}.partial{self.part}.json"
 
 
 @contextmanager
 def writing(spec: OutputSpec, what: str) -> Iterator[None]:
-    """Turn a failed write (a full disk, a folder made read-only, a lost mount) into one
-    line: the rows finished so far stay in the partial file for ``--resume``."""
+    """Turn a failed write (a full disk, a folder made read-only, a lost mount) into one line.
+
+    The rows finished so far stay in the partial file for ``--resume``.
+    """
     try:
         yield
     except (OSError, rasterio.errors.RasterioError) as error:
@@ -104,8 +108,10 @@ def create_partial(spec: OutputSpec, grid: Grid) -> None:
 def assemble(
     spec: OutputSpec, grid: Grid, parts: Sequence[OutputSpec], rows: Sequence[range]
 ) -> None:
-    """``spec``'s partial file made of rows ``rows[i]`` of each part, a band of rows at a
-    time."""
+    """``spec``'s partial file made of rows ``rows[i]`` of each part.
+
+    A band of rows at a time.
+    """
     create_partial(spec, grid)
     with rasterio.open(spec.partial, "r+") as dst:
         for part, share in zip(parts, rows, strict=True):
@@ -137,6 +143,7 @@ def read_progress(spec: OutputSpec) -> tuple[int, dict[str, Any] | None]:
 
 
 def write_progress(spec: OutputSpec, signature: Mapping[str, Any], rows_done: int) -> None:
+    """Record ``rows_done`` and the run's ``signature`` beside ``spec``'s partial file."""
     tmp = f"{spec.progress}.tmp"
     with writing(spec, "recording progress"):
         with open(tmp, "w") as f:
@@ -172,16 +179,19 @@ def finalize(spec: OutputSpec) -> None:
 
 
 def class_tags(class_names: Sequence[str]) -> dict[str, str]:
+    """The GeoTIFF tags that name the classes of a map."""
     return {"class_names": json.dumps(list(class_names))}
 
 
 def write_blended(
     specs: Sequence[OutputSpec], row: int, scores: np.ndarray, weights: np.ndarray
 ) -> None:
-    """Write finished rows from row ``row`` on to each output: ``scores`` (K, rows, width),
-    the blend-weighted sums of the class probabilities, over ``weights`` (rows, width);
-    classes (argmax) or uint8 probabilities (x ``PROBABILITY_SCALE``), nodata where no
-    window covered a pixel."""
+    """Write finished rows from row ``row`` on to each output.
+
+    ``scores`` (K, rows, width), the blend-weighted sums of the class probabilities, over
+    ``weights`` (rows, width); classes (argmax) or uint8 probabilities (x
+    ``PROBABILITY_SCALE``), nodata where no window covered a pixel.
+    """
     covered = weights > 0
     probs = scores / np.where(covered, weights, 1.0)
     for spec in specs:

@@ -1,5 +1,8 @@
-"""Models: encoder registry, SegFormer and air encoders, fusion, decoders, the two presets,
-pretrained weights and the original project's checkpoints."""
+"""Models.
+
+Encoder registry, SegFormer and air encoders, fusion, decoders, the two presets, pretrained
+weights and the original project's checkpoints.
+"""
 
 from .air import ConvNeXtAirEncoder
 from .air_original import OriginalAirEncoder

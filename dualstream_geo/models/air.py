@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import override
+
 import torch
 from timm.layers import LayerNorm2d
 from timm.models.convnext import ConvNeXtBlock
@@ -25,8 +27,11 @@ def _downsample(in_channels: int, out_channels: int) -> nn.Sequential:
 
 
 def _stem(in_channels: int, out_channels: int, patch: int, norm: bool) -> nn.Sequential:
-    """A linear stem: a 3x3 convolution, or a ``patch`` x ``patch`` stride-``patch`` one
-    (patchify) when the stream is finer than the stem's output; LayerNorm2d if ``norm``."""
+    """A linear stem: a 3x3 convolution, or a patchify one when the stream is finer.
+
+    The patchify convolution is ``patch`` x ``patch`` with stride ``patch``, for a stream
+    finer than the stem's output; LayerNorm2d after it if ``norm``.
+    """
     conv = (
         nn.Conv2d(in_channels, out_channels, 3, padding=1)
         if patch == 1
@@ -105,6 +110,7 @@ class ConvNeXtAirEncoder(Encoder):
         self.stage3 = nn.Sequential(_downsample(c2, c3), _blocks(c3, stage_rates[2], mlp_ratio))
         self.stage4 = nn.Sequential(_downsample(c3, c4), _blocks(c4, stage_rates[3], mlp_ratio))
 
+    @override
     def forward(self, x: Tensor) -> list[Tensor]:
         if self.input_reduction == 8:
             f2 = self.stage2(self.stem(x))

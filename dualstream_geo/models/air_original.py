@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import override
+
 import torch.nn.functional as F
 from timm.layers import GroupNorm1
 from torch import Tensor, nn
@@ -11,14 +13,17 @@ from .registry import Encoder, register_encoder
 
 
 class Downsample(nn.Module):
-    """GroupNorm(1) then a 2x2 stride-2 convolution without bias:
-    (B, C_in, H, W) -> (B, C_out, H/2, W/2). Parts ``norm`` and ``conv``."""
+    """GroupNorm(1) then a 2x2 stride-2 convolution without bias.
+
+    (B, C_in, H, W) -> (B, C_out, H/2, W/2). Parts ``norm`` and ``conv``.
+    """
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
         self.norm = GroupNorm1(in_channels)
         self.conv = nn.Conv2d(in_channels, out_channels, 2, stride=2, bias=False)
 
+    @override
     def forward(self, x: Tensor) -> Tensor:
         return self.conv(self.norm(x))
 
@@ -29,8 +34,10 @@ def _blocks(channels: int, depth: int) -> nn.Sequential:
 
 @register_encoder("air-original")
 class OriginalAirEncoder(Encoder):
-    """Air stream (B, in_channels, h, w) with h = H/8 -> [A1 (c1, 2h), A2 (c2, h),
-    A3 (c3, h/2), A4 (c4, h/4)], aligned with the vision stages at H/4 ... H/32.
+    """Air stream -> four feature maps aligned with the vision stages.
+
+    Air stream (B, in_channels, h, w) with h = H/8 -> [A1 (c1, 2h), A2 (c2, h), A3 (c3,
+    h/2), A4 (c4, h/4)], aligned with the vision stages at H/4 ... H/32.
 
     Stem at h (BasicConv + two ConvNeXt blocks) gives A2; a bilinear x2 upsampling, a
     BasicConv and two blocks give A1; two GroupNorm + 2x2-conv downsamplings, each followed
@@ -60,6 +67,7 @@ class OriginalAirEncoder(Encoder):
         self.make_f4_downsample = Downsample(c3, c4)
         self.make_f4_blocks = _blocks(c4, depth)
 
+    @override
     def forward(self, x: Tensor) -> list[Tensor]:
         a2 = self.stem_blocks(self.stem_conv(x))
         up = F.interpolate(a2, scale_factor=2, mode="bilinear", align_corners=False)

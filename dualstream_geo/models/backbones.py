@@ -1,5 +1,6 @@
-"""Vision encoders of the architectures TorchGeo publishes weights for: ResNet-18/50,
-ViT-S/16 (timm) and Swin-V2 T/B (torchvision), with any number of bands.
+"""Vision encoders of the architectures TorchGeo publishes weights for.
+
+ResNet-18/50, ViT-S/16 (timm) and Swin-V2 T/B (torchvision), with any number of bands.
 
 Each returns its own feature maps (``out_channels``, ``reductions``); the model puts a
 :class:`FeatureNeck` after it that resamples them onto SegFormer-B1's grid and widths
@@ -15,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
-from typing import Any
+from typing import Any, override
 
 import timm
 import torch
@@ -63,6 +64,7 @@ class FeatureNeck(nn.Module):
             layers.append(nn.Conv2d(width, out, 1))
             self.stages.append(nn.Sequential(*layers))
 
+    @override
     def forward(self, features: list[Tensor]) -> list[Tensor]:
         return [stage(f) for stage, f in zip(self.stages, features, strict=True)]
 
@@ -100,9 +102,11 @@ class TorchGeoEncoder(Encoder):
         #: The weights it started from (stored in the state dict: predictions name them).
         self.weights_name = ""
 
+    @override
     def get_extra_state(self) -> dict[str, str]:
         return {"weights": self.weights_name}
 
+    @override
     def set_extra_state(self, state: Any) -> None:
         self.weights_name = str(state.get("weights", "")) if isinstance(state, dict) else ""
 
@@ -149,11 +153,13 @@ class TorchGeoEncoder(Encoder):
                     self.weights_std[channel]
                 )
 
+    @override
     def forward(self, x: Tensor) -> list[Tensor]:
         scale = self.input_scale.to(x.dtype)
         return self.features(x * scale + self.input_shift.to(x.dtype))
 
     def features(self, x: Tensor) -> list[Tensor]:  # pragma: no cover - interface
+        """(B, C, H, W) image -> the encoder's feature maps, finest first."""
         raise NotImplementedError
 
 
@@ -187,6 +193,7 @@ class ResNetEncoder(TorchGeoEncoder):
         self.out_channels = tuple(info.channels())
         self.reductions = tuple(info.reduction())
 
+    @override
     def features(self, x: Tensor) -> list[Tensor]:
         return list(self.backbone(x))
 
@@ -201,8 +208,10 @@ def _window_only(name: str, local: bool) -> None:
 
 
 class ViTEncoder(TorchGeoEncoder):
-    """timm's ViT-S/16 (TorchGeo's ``vit_small_patch16_224``): the tokens of blocks 3, 6,
-    9 and 12 as maps, [(B, 384, H/16, W/16)] x 4 (the neck makes the pyramid).
+    """timm's ViT-S/16 (TorchGeo's ``vit_small_patch16_224``).
+
+    The tokens of blocks 3, 6, 9 and 12 as maps, [(B, 384, H/16, W/16)] x 4 (the neck makes
+    the pyramid).
 
     Position embeddings are resampled to the input's token grid. Needs ``context``
     ``window``: attention and positions span the whole window.
@@ -228,6 +237,7 @@ class ViTEncoder(TorchGeoEncoder):
         self.out_channels = (width,) * 4
         self.reductions = (16,) * 4
 
+    @override
     def features(self, x: Tensor) -> list[Tensor]:
         backbone: Any = self.backbone
         maps = backbone.forward_intermediates(
@@ -237,10 +247,12 @@ class ViTEncoder(TorchGeoEncoder):
 
 
 class SwinV2Encoder(TorchGeoEncoder):
-    """torchvision's Swin-V2 (TorchGeo's ``swin_v2_t`` / ``swin_v2_b``, as Satlas): its
-    four stages, [(B, c1, H/4, W/4), ..., (B, c4, H/32, W/32)], c = (96, 192, 384, 768)
+    """torchvision's Swin-V2 (TorchGeo's ``swin_v2_t`` / ``swin_v2_b``, as Satlas).
+
+    Its four stages, [(B, c1, H/4, W/4), ..., (B, c4, H/32, W/32)], c = (96, 192, 384, 768)
     for T, (128, 256, 512, 1024) for B. Needs ``context`` ``window``: its attention windows
-    are placed from the window's corner."""
+    are placed from the window's corner.
+    """
 
     #: The stages are ``backbone`` (torchvision's ``features``): keys without ``features.``.
     stem_key = "0.0.weight"
@@ -271,6 +283,7 @@ class SwinV2Encoder(TorchGeoEncoder):
             int(model.features[i][-1].norm1.normalized_shape[0]) for i in (1, 3, 5, 7)
         )
 
+    @override
     def load_pretrained(self, weights: PretrainedWeights, channels: Sequence[str]) -> None:
         # TorchGeo's files hold the whole model: its final norm and head are not loaded.
         state = {
@@ -280,6 +293,7 @@ class SwinV2Encoder(TorchGeoEncoder):
         }
         super().load_pretrained(replace(weights, state=state), channels)
 
+    @override
     def features(self, x: Tensor) -> list[Tensor]:
         out = []
         stages: Any = self.backbone

@@ -1,9 +1,14 @@
-"""The lite decoder: ASPP on stage 4, attention-gated skips, ConvNeXt refinement, learnable
-x2 upsampling back to full resolution, boundary refinement feeding the classifier, and deep
-supervision heads. GroupNorm throughout: batches of 4 make BatchNorm statistics noisy, and
-the pooling branch sees a 1x1 map."""
+"""The lite decoder.
+
+ASPP on stage 4, attention-gated skips, ConvNeXt refinement, learnable x2 upsampling back to
+full resolution, boundary refinement feeding the classifier, and deep supervision heads.
+GroupNorm throughout: batches of 4 make BatchNorm statistics noisy, and the pooling branch
+sees a 1x1 map.
+"""
 
 from __future__ import annotations
+
+from typing import override
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +23,7 @@ from .locality import LOCAL_ATROUS_RATES, NeighbourhoodPool
 
 
 def conv_gn_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> nn.Sequential:
+    """Conv -> GroupNorm(1) -> ReLU: (B, ``in_channels``, H, W) -> (B, ``out_channels``, H, W)."""
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
         GroupNorm1(out_channels),
@@ -47,6 +53,7 @@ class AttentionGate(nn.Module):
         self.gate = nn.Conv2d(gate_channels, inner_channels, 1)
         self.psi = nn.Conv2d(inner_channels, 1, 1)
 
+    @override
     def forward(self, skip: Tensor, gate: Tensor) -> Tensor:
         attention = self.psi(F.relu(self.skip(skip) + self.gate(gate)))
         return skip * attention.sigmoid()
@@ -64,6 +71,7 @@ class UpBlock(nn.Module):
         self.merge = conv_gn_relu(in_channels + skip_channels, out_channels)
         self.refine = ConvNeXtBlock(out_channels)
 
+    @override
     def forward(self, x: Tensor, skip: Tensor) -> Tensor:
         x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
         return self.refine(self.merge(torch.cat([x, self.gate(skip, x)], dim=1)))
@@ -91,14 +99,17 @@ class BoundaryRefinement(nn.Module):
             nn.Conv2d(channels, channels, 3, padding=1),
         )
 
+    @override
     def forward(self, x: Tensor) -> Tensor:
         return x + self.body(x)
 
 
 class LiteDecoder(nn.Module):
-    """Fused features [H/4, H/8, H/16, H/32] (and the image (B, C, H, W) when
-    ``image_channels`` > 0) -> {"final": (B, K, H, W), "aux_f2": (B, K, H/8, W/8),
-    "aux_f3": (B, K, H/16, W/16)}.
+    """Fused features (and the image) -> class logits at full and coarser resolutions.
+
+    Fused features [H/4, H/8, H/16, H/32] (and the image (B, C, H, W) when
+    ``image_channels`` > 0) -> {"final": (B, K, H, W), "aux_f2": (B, K, H/8, W/8), "aux_f3":
+    (B, K, H/16, W/16)}.
 
     ``image_channels`` > 0 merges full-resolution image features into the last map after
     boundary refinement (:class:`~dualstream_geo.models.detail.ImageDetail`), and adds the
@@ -142,6 +153,7 @@ class LiteDecoder(nn.Module):
         self.aux_f3 = nn.Conv2d(d3, num_outputs, 1)
         self.aux_f2 = nn.Conv2d(d2, num_outputs, 1)
 
+    @override
     def forward(self, features: list[Tensor], image: Tensor | None = None) -> dict[str, Tensor]:
         f1, f2, f3, f4 = features
         x3 = self.up3(self.aspp(f4), f3)

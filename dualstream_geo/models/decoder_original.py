@@ -1,7 +1,12 @@
-"""The original DualStream-DFormer decoder: ASPP, attention-gated skips, ConvNeXt refinement,
-bilinear up-sampling to full resolution, deep-supervision heads. GroupNorm(1) throughout."""
+"""The original DualStream-DFormer decoder.
+
+ASPP, attention-gated skips, ConvNeXt refinement, bilinear up-sampling to full resolution,
+deep-supervision heads. GroupNorm(1) throughout.
+"""
 
 from __future__ import annotations
+
+from typing import override
 
 import torch
 import torch.nn.functional as F
@@ -21,19 +26,24 @@ class ASPPBranch(nn.Module):
         kernel = 3 if dilation else 1
         self.conv = conv_norm_act(in_channels, out_channels, kernel, max(dilation, 1))
 
+    @override
     def forward(self, x: Tensor) -> Tensor:
         return self.conv(x)
 
 
 class ASPPPooling(ASPPBranch):
-    """Global average pool -> 1x1 conv -> GroupNorm(1) (across channels on the 1x1 map) ->
+    """Global average pool -> 1x1 conv -> GroupNorm(1) -> GELU, broadcast back.
+
+    Global average pool -> 1x1 conv -> GroupNorm(1) (across channels on the 1x1 map) ->
     GELU, broadcast back to the input size; with ``local``, the mean over the neighbouring
-    positions instead (:class:`~.locality.NeighbourhoodPool`)."""
+    positions instead (:class:`~.locality.NeighbourhoodPool`).
+    """
 
     def __init__(self, in_channels: int, out_channels: int, local: bool = False) -> None:
         super().__init__(in_channels, out_channels)
         self.local = NeighbourhoodPool() if local else None
 
+    @override
     def forward(self, x: Tensor) -> Tensor:
         if self.local is not None:
             return self.conv(self.local(x))
@@ -57,6 +67,7 @@ class AttentionGate(nn.Module):
         )
         self.psi = nn.Sequential(nn.Conv2d(inner_channels, 1, 1), nn.Sigmoid())
 
+    @override
     def forward(self, gate: Tensor, skip: Tensor) -> Tensor:
         return skip * self.psi(F.gelu(self.W_g(gate) + self.W_x(skip)))
 
@@ -83,8 +94,10 @@ def _resize(x: Tensor, like: Tensor) -> Tensor:
 
 
 class OriginalDecoder(nn.Module):
-    """Fused features [F1 (c1, H/4), F2 (c2, H/8), F3 (c3, H/16), F4 (c4, H/32)] ->
-    {"final": (B, K, H, W), "aux_f2": (B, K, H/8, W/8), "aux_f3": (B, K, H/16, W/16)}.
+    """Fused features -> class logits at full and coarser resolutions.
+
+    Fused features [F1 (c1, H/4), F2 (c2, H/8), F3 (c3, H/16), F4 (c4, H/32)] -> {"final":
+    (B, K, H, W), "aux_f2": (B, K, H/8, W/8), "aux_f3": (B, K, H/16, W/16)}.
 
     ASPP (rates 6, 12, 18 and image pooling) on F4; at H/16, H/8 and H/4 the coarse signal is
     resized to the skip, the skip projected to 64 channels and gated by it, and
@@ -155,6 +168,7 @@ class OriginalDecoder(nn.Module):
         branches = [self.conv_1x1, self.atrous_6, self.atrous_12, self.atrous_18, self.image_pool]
         return self.concat_conv(torch.cat([branch(f4) for branch in branches], dim=1))
 
+    @override
     def forward(self, features: list[Tensor], image: Tensor | None = None) -> dict[str, Tensor]:
         f1, f2, f3, f4 = features
         coarse = _resize(self.aspp(f4), f3)

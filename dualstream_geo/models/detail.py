@@ -15,6 +15,7 @@ the rest of the patch, while its own spectrum is what decides its class here.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import override
 
 import torch
 from timm.layers import LayerNorm2d
@@ -52,6 +53,7 @@ class DepthwiseConv2d(nn.Conv2d):
     costs it little.
     """
 
+    @override
     def forward(self, input: Tensor) -> Tensor:
         return in_fp32(super().forward, input)
 
@@ -59,8 +61,10 @@ class DepthwiseConv2d(nn.Conv2d):
 def separable_conv_norm_act(
     in_channels: int, out_channels: int, dilation: int = 1
 ) -> nn.Sequential:
-    """[0] depthwise 3 x 3 conv (``dilation``) -> [1] 1 x 1 conv -> [2] LayerNorm2d -> [3]
-    GELU: (B, ``in_channels``, H, W) -> (B, ``out_channels``, H, W)."""
+    """[0] depthwise 3 x 3 conv (``dilation``) -> [1] 1 x 1 conv -> [2] LayerNorm2d -> [3] GELU.
+
+    (B, ``in_channels``, H, W) -> (B, ``out_channels``, H, W).
+    """
     return nn.Sequential(
         DepthwiseConv2d(
             in_channels,
@@ -80,14 +84,18 @@ def separable_conv_norm_act(
 class Residual(nn.Sequential):
     """``x + layers(x)``: (B, C, H, W) -> (B, C, H, W); lets a deep, narrow path train."""
 
+    @override
     def forward(self, input: Tensor) -> Tensor:
         return input + super().forward(input)
 
 
 def spectral_path(in_channels: int, channels: int, dilations: Sequence[int]) -> nn.Sequential:
-    """The ``spectral`` design: [0] 1 x 1 conv-LayerNorm2d-GELU to :data:`SPECTRAL_STEM`
-    channels, [1] a separable layer to ``channels``, then one residual separable layer per
-    further dilation: (B, ``in_channels``, H, W) -> (B, ``channels``, H, W)."""
+    """The ``spectral`` design.
+
+    [0] 1 x 1 conv-LayerNorm2d-GELU to :data:`SPECTRAL_STEM` channels, [1] a separable layer
+    to ``channels``, then one residual separable layer per further dilation: (B,
+    ``in_channels``, H, W) -> (B, ``channels``, H, W).
+    """
     first, *rest = dilations
     return nn.Sequential(
         conv_norm_act(in_channels, SPECTRAL_STEM, 1, norm=LayerNorm2d),
@@ -149,6 +157,7 @@ class ImageDetail(nn.Module):
         #: FLOP, and in bf16 it alone moved 0.1 % of Zion's classes (experiments/README.md).
         self.fp32 = design == "spectral"
 
+    @override
     def forward(self, image: Tensor, decoded: Tensor) -> tuple[Tensor, Tensor | None]:
         if self.fp32:
             with torch.autocast(decoded.device.type, enabled=False):

@@ -1,12 +1,16 @@
-"""DualStream-DFormer: a SegFormer vision encoder fused stage by stage with a ConvNeXt air
-encoder, decoded with deep supervision. Two presets share inputs, outputs and training:
-``original`` (the original project's architecture, module for module) and ``lite``."""
+"""DualStream-DFormer.
+
+A SegFormer vision encoder fused stage by stage with a ConvNeXt air encoder, decoded with
+deep supervision. Two presets share inputs, outputs and training: ``original`` (the original
+project's architecture, module for module) and ``lite``.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 from collections.abc import Sequence
+from typing import override
 
 import torch
 from torch import Tensor, nn
@@ -42,8 +46,10 @@ def original_fusion(
     gate_twice: bool = False,
     local: bool = False,
 ) -> StageFusion:
-    """FiLM + gate at stages 1-2, 8-head cross-attention at stages 3-4 (the original), over
-    the neighbouring 32 px cells when ``local``."""
+    """FiLM + gate at stages 1-2, 8-head cross-attention at stages 3-4 (the original).
+
+    Over the neighbouring 32 px cells when ``local``.
+    """
     return StageFusion(
         [
             GatedFiLMFusion(vision_channels[0], air_channels[0], gate_twice),
@@ -55,8 +61,11 @@ def original_fusion(
 
 
 def class_probabilities(logits: Tensor, task: str) -> Tensor:
-    """Final logits (B, K, H, W) -> probabilities (B, C, H, W), in float32: a softmax, or
-    for the binary task's one logit (background, target) = (1 - sigmoid, sigmoid)."""
+    """Final logits (B, K, H, W) -> probabilities (B, C, H, W), in float32.
+
+    A softmax, or for the binary task's one logit (background, target) = (1 - sigmoid,
+    sigmoid).
+    """
     logits = logits.float()
     if task == "binary":
         target = logits.sigmoid()
@@ -251,8 +260,10 @@ class DualStreamDFormer(nn.Module):
         gate_twice: bool,
         local: bool,
     ) -> None:
-        """The original's air encoder, fusion and decoder; ``detail``: the detail path's
-        input channels (0: none) and design."""
+        """The original's air encoder, fusion and decoder.
+
+        ``detail``: the detail path's input channels (0: none) and design.
+        """
         channels = self.air_channels
         self.air_encoder = build_encoder("air-original", in_channels=channels, out_channels=widths)
         self.fusion = original_fusion(widths, widths, gate_twice, local)
@@ -328,10 +339,13 @@ class DualStreamDFormer(nn.Module):
         air_encoder: PathLike | None = None,
         vision_encoder: PathLike | None = None,
     ) -> DualStreamDFormer:
-        """The original project's trained model from its full-model state dict (``path``),
-        optionally with its separate air-encoder and vision-encoder files replacing those
-        parts. Keys of transformers 4.x or 5.x, ``module.``/``_orig_mod.`` prefixes accepted;
-        every tensor must be consumed. Boundary refinement off, as the original predicts."""
+        """The original project's trained model from its full-model state dict.
+
+        Read from ``path``, optionally with its separate air-encoder and vision-encoder files
+        replacing those parts. Keys of transformers 4.x or 5.x, ``module.``/``_orig_mod.``
+        prefixes accepted; every tensor must be consumed. Boundary refinement off, as the
+        original predicts.
+        """
         from .original_checkpoint import load_original, original_dimensions, read_original
 
         state = read_original(path, air_encoder, vision_encoder)
@@ -388,6 +402,7 @@ class DualStreamDFormer(nn.Module):
         )
         return torch.cat([image, upsampled], dim=1)
 
+    @override
     def forward(self, image: Tensor, air: Tensor | None = None) -> dict[str, Tensor]:
         self._check(image, air)
         vision = self.vision_neck(self.vision_encoder(image))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import override
+
 import torch
 import torch.nn.functional as F
 from timm.layers import DropPath, GroupNorm1, Mlp
@@ -22,14 +24,16 @@ class FiLM(nn.Module):
         nn.init.zeros_(self.to_gamma_beta.weight)
         nn.init.zeros_(self.to_gamma_beta.bias)  # type: ignore[arg-type]
 
+    @override
     def forward(self, vision: Tensor, air: Tensor) -> Tensor:
         gamma, beta = self.to_gamma_beta(air).chunk(2, dim=1)
         return vision * (1 + gamma) + beta
 
 
 class DynamicFusionGate(nn.Module):
-    """Per-pixel gate from vision and air features: (B, Cv, H, W), (B, Ca, H, W) ->
-    (B, 1, H, W) in (0, 1).
+    """Per-pixel gate from vision and air features.
+
+    (B, Cv, H, W), (B, Ca, H, W) -> (B, 1, H, W) in (0, 1).
 
     A 1x1 convolution mixes all channels of both streams at each position, then
     GroupNorm(1), GELU and a 1x1 convolution to one channel: the gate can weigh a vision
@@ -47,20 +51,24 @@ class DynamicFusionGate(nn.Module):
             nn.Conv2d(hidden, 1, 1),
         )
 
+    @override
     def forward(self, vision: Tensor, air: Tensor) -> Tensor:
         return torch.sigmoid(self.gate(torch.cat([vision, air], dim=1)))
 
 
 class FiLMFusion(nn.Module):
-    """``vision + g * (FiLM(vision, air) - vision)``: FiLM mixed with the unmodulated vision
-    features by a gate computed once from both streams. (B, Cv, H, W), (B, Ca, H, W) ->
-    (B, Cv, H, W)."""
+    """``vision + g * (FiLM(vision, air) - vision)``.
+
+    FiLM mixed with the unmodulated vision features by a gate computed once from both
+    streams. (B, Cv, H, W), (B, Ca, H, W) -> (B, Cv, H, W).
+    """
 
     def __init__(self, vision_channels: int, air_channels: int) -> None:
         super().__init__()
         self.film = FiLM(vision_channels, air_channels)
         self.gate = DynamicFusionGate(vision_channels, air_channels)
 
+    @override
     def forward(self, vision: Tensor, air: Tensor) -> Tensor:
         gate = self.gate(vision, air)
         return vision + gate * (self.film(vision, air) - vision)
@@ -106,6 +114,7 @@ class CrossAttentionFusion(nn.Module):
         batch, tokens, channels = x.shape
         return x.view(batch, tokens, self.num_heads, channels // self.num_heads).transpose(1, 2)
 
+    @override
     def forward(self, vision: Tensor, air: Tensor) -> Tensor:
         batch, channels, height, width = vision.shape
         if self.kv_reduction > 1:
@@ -137,6 +146,7 @@ class CrossAttentionFusion(nn.Module):
 class StageFusion(nn.ModuleList):
     """One fusion module per encoder stage, each called as ``fuse(vision, air)``."""
 
+    @override
     def forward(self, vision: list[Tensor], air: list[Tensor]) -> list[Tensor]:  # type: ignore[override]
         return [fuse(v, a) for fuse, v, a in zip(self, vision, air, strict=True)]
 
@@ -148,8 +158,11 @@ def lite_fusion(
     drop_path_rate: float = 0.1,
     local: bool = False,
 ) -> StageFusion:
-    """FiLM + gate at stages 1-2; cross-attention at 3-4 (keys pooled x2 at stage 3), over
-    the neighbouring 32 px cells when ``local``."""
+    """FiLM + gate at stages 1-2.
+
+    Cross-attention at 3-4 (keys pooled x2 at stage 3), over the neighbouring 32 px cells
+    when ``local``.
+    """
     return StageFusion(
         [
             FiLMFusion(vision_channels[0], air_channels[0]),

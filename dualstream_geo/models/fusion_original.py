@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import override
+
 import torch
 import torch.nn.functional as F
 from timm.layers import DropPath, GroupNorm1
@@ -28,6 +30,7 @@ class FiLMGenerator(nn.Module):
             nn.Conv2d(mid, 2 * vision_channels, 1),
         )
 
+    @override
     def forward(self, vision: Tensor, air: Tensor) -> Tensor:
         gamma, beta = self.generator(air).chunk(2, dim=1)
         return vision * (1 + gamma) + beta
@@ -51,6 +54,7 @@ class FusionGate(nn.Module):
             nn.Sigmoid(),
         )
 
+    @override
     def forward(self, vision: Tensor, air: Tensor) -> Tensor:
         return self.gate_generator(torch.cat([vision, air], dim=1))
 
@@ -70,6 +74,7 @@ class GatedFiLMFusion(nn.Module):
         self.gate = FusionGate(vision_channels, air_channels)
         self.gate_twice = gate_twice
 
+    @override
     def forward(self, vision: Tensor, air: Tensor) -> Tensor:
         gate = self.gate(vision, air)
         second = self.gate(vision, air) if self.gate_twice else gate
@@ -107,6 +112,7 @@ class CrossAttentionBlock(nn.Module):
         self.norm2 = GroupNorm1(channels)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
+    @override
     def forward(self, vision: Tensor, air: Tensor) -> Tensor:
         batch, channels, height, width = vision.shape
         queries = vision.flatten(2).transpose(1, 2)

@@ -9,6 +9,7 @@ only fix the arguments so that every preset builds the same block the same way.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import override
 
 import torch
 from timm.layers import GroupNorm1
@@ -20,8 +21,10 @@ BLOCK_DROP_PATH = 0.1
 
 
 def convnext_block(channels: int, drop_path: float = BLOCK_DROP_PATH) -> ConvNeXtBlock:
-    """ConvNeXt block (B, C, H, W) -> (B, C, H, W): depthwise 7x7 -> GroupNorm(1) -> 1x1 conv
-    C->4C -> GELU -> 1x1 conv 4C->C, residual with drop-path; no layer scale.
+    """ConvNeXt block (B, C, H, W) -> (B, C, H, W).
+
+    Depthwise 7x7 -> GroupNorm(1) -> 1x1 conv C->4C -> GELU -> 1x1 conv 4C->C, residual with
+    drop-path; no layer scale.
 
     timm names its parts ``conv_dw``, ``norm``, ``mlp.fc1``, ``mlp.fc2`` (the original:
     ``dwconv``, ``norm``, ``pwconv1``, ``pwconv2``).
@@ -52,6 +55,7 @@ class BasicConv(nn.Module):
         self.bn = GroupNorm1(out_channels)
         self.relu = nn.GELU()
 
+    @override
     def forward(self, x: Tensor) -> Tensor:
         return self.relu(self.bn(self.conv(x)))
 
@@ -63,8 +67,11 @@ def conv_norm_act(
     dilation: int = 1,
     norm: Callable[[int], nn.Module] = GroupNorm1,
 ) -> nn.Sequential:
-    """[0] conv (no bias, "same" padding) -> [1] ``norm`` (GroupNorm(1)) -> [2] GELU, as a
-    Sequential."""
+    """Conv -> norm -> GELU, as a Sequential.
+
+    [0] conv (no bias, "same" padding) -> [1] ``norm`` (GroupNorm(1)) -> [2] GELU, as a
+    Sequential.
+    """
     return nn.Sequential(
         nn.Conv2d(
             in_channels,

@@ -25,6 +25,8 @@ global attention would.
 
 from __future__ import annotations
 
+from typing import override
+
 import torch
 import torch.nn.functional as F
 from timm.layers import LayerNorm2d
@@ -118,21 +120,26 @@ def neighbourhood_attention(
 
 
 class NeighbourhoodPool(nn.Module):
-    """Mean over the (2 ``radius`` + 1)^2 positions around each one, those inside the map:
-    (B, C, H, W) -> (B, C, H, W). The local stand-in for global average pooling."""
+    """Mean over the (2 ``radius`` + 1)^2 positions around each one, those inside the map.
+
+    (B, C, H, W) -> (B, C, H, W). The local stand-in for global average pooling.
+    """
 
     def __init__(self, radius: int = RADIUS) -> None:
         super().__init__()
         self.radius = radius
 
+    @override
     def forward(self, x: Tensor) -> Tensor:
         size = 2 * self.radius + 1
         return F.avg_pool2d(x, size, 1, self.radius, count_include_pad=False)
 
 
 def groupnorm_to_layernorm(module: nn.Module) -> nn.Module:
-    """Replace every one-group GroupNorm inside ``module`` by a per-pixel LayerNorm2d of the
-    same width (same parameter names and shapes), in place; returns ``module``."""
+    """Replace every one-group GroupNorm inside ``module`` by a per-pixel LayerNorm2d.
+
+    Of the same width (same parameter names and shapes), in place; returns ``module``.
+    """
     for name, child in module.named_children():
         if isinstance(child, nn.GroupNorm) and child.num_groups == 1:
             setattr(module, name, LayerNorm2d(child.num_channels))

@@ -96,9 +96,11 @@ def project_state(state: Mapping[str, Tensor], source: str) -> dict[str, Tensor]
 
 
 def vision_encoder_state(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """The original's cleaning of a vision-encoder file: keep only ``_orig_mod.`` keys when
-    there are any (prefix stripped), then only ``segformer.`` keys when there are any
-    (prefix stripped; drops e.g. ``decode_head.*``)."""
+    """The original's cleaning of a vision-encoder file.
+
+    Keep only ``_orig_mod.`` keys when there are any (prefix stripped), then only
+    ``segformer.`` keys when there are any (prefix stripped; drops e.g. ``decode_head.*``).
+    """
     cleaned = dict(state)
     for prefix in ("module.", "_orig_mod.", "segformer."):
         if any(k.startswith(prefix) for k in cleaned):
@@ -109,8 +111,10 @@ def vision_encoder_state(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
 def read_original(
     path: PathLike, air_encoder: PathLike | None = None, vision_encoder: PathLike | None = None
 ) -> dict[str, Tensor]:
-    """The project-named state dict of an original checkpoint, with the separate encoder
-    files (when given) replacing those parts."""
+    """The project-named state dict of an original checkpoint.
+
+    With the separate encoder files (when given) replacing those parts.
+    """
     source = str(path)
     state = project_state(strip_wrappers(read_state(path)), source)
     if air_encoder is not None:
@@ -129,8 +133,11 @@ def read_original(
 def _replace_part(
     state: dict[str, Tensor], part: dict[str, Tensor], prefix: str, source: str
 ) -> None:
-    """Replace the ``prefix`` tensors of ``state`` (the full model, which fixes the
-    architecture) by ``part``: same keys, same shapes."""
+    """Replace the ``prefix`` tensors of ``state`` by ``part``.
+
+    Replace the ``prefix`` tensors of ``state`` (the full model, which fixes the
+    architecture) by ``part``: same keys, same shapes.
+    """
     own = {k: v for k, v in state.items() if k.startswith(prefix)}
     _check_keys(set(part), set(own), source)
     _check_shapes(part, own, source)
@@ -192,8 +199,11 @@ def original_dimensions(state: Mapping[str, Tensor], source: str) -> tuple[int, 
 
 
 def load_original(model: nn.Module, state: Mapping[str, Tensor], source: str) -> None:
-    """Load a project-named state dict into ``model`` strictly: every key of one must be in
-    the other, with the same shape; the first that is not is named in the error."""
+    """Load a project-named state dict into ``model`` strictly.
+
+    Every key of one must be in the other, with the same shape; the first that is not is
+    named in the error.
+    """
     own = model.state_dict()
     _check_keys(set(state), set(own), source)
     _check_shapes(state, own, source)

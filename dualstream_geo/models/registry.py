@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, override
 
 from torch import Tensor, nn
 
@@ -19,6 +19,7 @@ class Encoder(nn.Module):
     out_channels: tuple[int, ...]
     reductions: tuple[int, ...]
 
+    @override
     def forward(self, x: Tensor) -> list[Tensor]:  # pragma: no cover - interface
         raise NotImplementedError
 

@@ -79,8 +79,11 @@ SENSORS: dict[str, dict[str, str]] = {
 
 
 def sensor_of(weights_name: str, bands: Sequence[str]) -> str:
-    """The sensor of :data:`SENSORS` a weights name (``ResNet50_Weights.LANDSAT_OLI_SR_MOCO``)
-    and its band list point to: ``rgb`` for three bands named R, G, B."""
+    """The sensor of :data:`SENSORS` a weights name and its band list point to.
+
+    The sensor of :data:`SENSORS` a weights name (``ResNet50_Weights.LANDSAT_OLI_SR_MOCO``)
+    and its band list point to: ``rgb`` for three bands named R, G, B.
+    """
     name = weights_name.upper()
     if set(bands) == {"R", "G", "B"}:
         return "rgb"
@@ -108,8 +111,10 @@ def common_name(band: str, sensor: str) -> str | None:
 
 
 def names_of(band: str, sensor: str) -> set[str]:
-    """Every name an image channel may carry to be ``band`` (lower case): the identifier
-    itself (``sr_b5``, ``b5``), its common name and that name's aliases."""
+    """Every name an image channel may carry to be ``band`` (lower case).
+
+    The identifier itself (``sr_b5``, ``b5``), its common name and that name's aliases.
+    """
     names = {band.lower(), _identifier(band).lower()}
     common = common_name(band, sensor)
     if common:

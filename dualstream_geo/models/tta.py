@@ -1,5 +1,8 @@
-"""Test-time augmentation: the dihedral transforms of a (..., H, W) tensor and the mean of a
-prediction over them, each mapped back onto the input's pixels."""
+"""Test-time augmentation.
+
+The dihedral transforms of a (..., H, W) tensor and the mean of a prediction over them, each
+mapped back onto the input's pixels.
+"""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from functools import cache, partial
-from typing import Any
+from typing import Any, override
 
 import torch
 from torch import Tensor, nn
@@ -95,8 +95,11 @@ def installed_layout_is_v5() -> bool:
 
 
 def to_installed_layout(state: Mapping[str, Tensor], v5: bool | None = None) -> dict[str, Tensor]:
-    """Rename the keys of a bare ``SegformerModel`` state dict (4.x or 5.x names) to the
-    layout of the installed transformers (or to 5.x when ``v5`` is True, 4.x when False)."""
+    """Rename the keys of a bare ``SegformerModel`` state dict.
+
+    4.x or 5.x names, to the layout of the installed transformers (or to 5.x when ``v5`` is
+    True, 4.x when False).
+    """
     rename = (
         segformer_key_v5 if (installed_layout_is_v5() if v5 is None else v5) else segformer_key_v4
     )
@@ -118,13 +121,16 @@ _ATTENTION: Any = getattr(
 if _ATTENTION is not modeling_segformer.SegformerAttention:  # transformers 4.x
 
     class LocalSegformerAttention(_ATTENTION):  # type: ignore[no-redef]
-        """SegFormer's efficient self-attention as neighbourhood attention (transformers
-        4.x layout: the output projection follows in ``SegformerSelfOutput``). Its reduced
-        keys are one per 32 px cell at every stage; a cell's queries attend to the keys of
-        the ``radius`` cells around it (:func:`~.locality.neighbourhood_attention`)."""
+        """SegFormer's efficient self-attention as neighbourhood attention (transformers 4.x).
+
+        The output projection follows in ``SegformerSelfOutput``. Its reduced keys
+        are one per 32 px cell at every stage; a cell's queries attend to the keys of the
+        ``radius`` cells around it (:func:`~.locality.neighbourhood_attention`).
+        """
 
         radius = RADIUS
 
+        @override
         def forward(  # type: ignore[override]
             self, hidden_states: Tensor, height: int, width: int, output_attentions: bool = False
         ) -> tuple[Tensor]:
@@ -147,13 +153,16 @@ if _ATTENTION is not modeling_segformer.SegformerAttention:  # transformers 4.x
 else:  # transformers 5.x
 
     class LocalSegformerAttention(_ATTENTION):  # type: ignore[no-redef]
-        """SegFormer's efficient self-attention as neighbourhood attention (transformers
-        5.x layout). Its reduced keys are one per 32 px cell at every stage; a cell's
-        queries attend to the keys of the ``radius`` cells around it
-        (:func:`~.locality.neighbourhood_attention`)."""
+        """SegFormer's efficient self-attention as neighbourhood attention (transformers 5.x).
+
+        Its reduced keys are one per 32 px cell at every stage; a cell's queries attend to
+        the keys of the ``radius`` cells around it
+        (:func:`~.locality.neighbourhood_attention`).
+        """
 
         radius = RADIUS
 
+        @override
         def forward(  # type: ignore[override]
             self, hidden_states: Tensor, height: int, width: int, *args: Any, **kwargs: Any
         ) -> tuple[Tensor, None]:
@@ -184,8 +193,10 @@ else:  # transformers 5.x
 
 
 def localise_attention(model: SegformerModel, radius: int = RADIUS) -> None:
-    """Make every self-attention of ``model`` neighbourhood attention, in place: the same
-    parameters under the same names (weights of either kind load into either)."""
+    """Make every self-attention of ``model`` neighbourhood attention, in place.
+
+    The same parameters under the same names (weights of either kind load into either).
+    """
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if type(child) is not _ATTENTION:
@@ -259,6 +270,7 @@ class SegformerEncoder(Encoder):
         weight: Any = self.model.get_parameter(self.stem_key)
         return weight
 
+    @override
     def forward(self, x: Tensor) -> list[Tensor]:
         if not self.v5_layout:
             return list(self.model(x, output_hidden_states=True).hidden_states)

@@ -63,8 +63,11 @@ def strip_prefixes(
 
 
 def looks_like_hub_id(source: str) -> bool:
-    """True for ``owner/name`` without a file suffix or a path of this machine's form (a
-    missing local path is then reported at once, not tried on the hub with retries)."""
+    """True for a hub id (``owner/name``), False for a path of this machine's form.
+
+    True for ``owner/name`` without a file suffix or a path of this machine's form (a
+    missing local path is then reported at once, not tried on the hub with retries).
+    """
     if source.startswith((".", "/", "~")) or os.sep != "/" and os.sep in source:
         return False
     parts = source.split("/")
@@ -183,8 +186,10 @@ def load_weights(
 
 
 def load_model_weights(model: nn.Module, source: str | os.PathLike[str]) -> None:
-    """Initialise a whole model from ``source``: a project checkpoint (``.ckpt``, e.g. from
-    ``dualstream-geo import-original``) or the original project's full-model state dict.
+    """Initialise a whole model from ``source``.
+
+    A project checkpoint (``.ckpt``, e.g. from ``dualstream-geo import-original``) or the
+    original project's full-model state dict.
 
     Raises:
         DualStreamError: the file is missing or unreadable, or its tensors do not match the

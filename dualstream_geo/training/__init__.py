@@ -1,5 +1,8 @@
-"""Training: losses, schedules, two-stage fine-tuning, resumable checkpoints, the Lightning
-task, and importing the original project's weights (``imported``)."""
+"""Training.
+
+Losses, schedules, two-stage fine-tuning, resumable checkpoints, the Lightning task, and
+importing the original project's weights (``imported``).
+"""
 
 from .checkpointing import BestCheckpoint, EpochSeeds, last_checkpoint
 from .finetuning import TwoStageFinetuning

@@ -1,5 +1,6 @@
-"""What makes a training run resumable exactly: checkpoints every epoch, the best score kept
-across folders, and per-epoch random seeds.
+"""What makes a training run resumable exactly.
+
+Checkpoints every epoch, the best score kept across folders, and per-epoch random seeds.
 
 Each epoch's randomness (patch positions, augmentation, drop-path, modality dropout) comes
 from (seed, epoch) alone, so a run resumed from the checkpoint written at the end of epoch e
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import os
 import random
-from typing import Any
+from typing import Any, override
 
 import lightning.pytorch as pl
 import numpy as np
@@ -19,10 +20,14 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 
 class BestCheckpoint(ModelCheckpoint):
-    """``best.ckpt``: the best ``monitor`` so far. Resuming restores the best score even when
-    the run folder was copied or moved (Lightning keeps it only for the same folder, so a
-    worse epoch could replace the best checkpoint)."""
+    """``best.ckpt``: the best ``monitor`` so far.
 
+    . Resuming restores the best score even when the run folder was copied or moved
+    (Lightning keeps it only for the same folder, so a worse epoch could replace the best
+    checkpoint).
+    """
+
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         score = state_dict.get("best_model_score")
@@ -37,8 +42,11 @@ class BestCheckpoint(ModelCheckpoint):
 
 
 def last_checkpoint(dirpath: str, every_n_steps: int | None = None) -> ModelCheckpoint:
-    """``last.ckpt``, rewritten at the end of every epoch (and every ``every_n_steps``
-    training steps when given): the one ``--ckpt_path last`` resumes from."""
+    """``last.ckpt``, rewritten at the end of every epoch.
+
+    (and every ``every_n_steps`` training steps when given): the one ``--ckpt_path last``
+    resumes from.
+    """
     return ModelCheckpoint(
         dirpath=dirpath,
         filename="last",
@@ -50,8 +58,10 @@ def last_checkpoint(dirpath: str, every_n_steps: int | None = None) -> ModelChec
 
 
 def epoch_checkpoints(dirpath: str) -> ModelCheckpoint:
-    """``epoch=N.ckpt`` for every epoch, weights only (no optimiser state): for scoring a run
-    epoch by epoch afterwards (a learning curve), not for resuming."""
+    """``epoch=N.ckpt`` for every epoch, weights only (no optimiser state).
+
+    For scoring a run epoch by epoch afterwards (a learning curve), not for resuming.
+    """
     return ModelCheckpoint(
         dirpath=dirpath,
         filename="{epoch:02d}",
@@ -64,10 +74,13 @@ def epoch_checkpoints(dirpath: str) -> ModelCheckpoint:
 
 
 class EpochSeeds(Callback):
-    """Reseed Python, NumPy and torch at the start of every training epoch from (seed,
-    epoch, rank); the seed is the run's ``seed_everything`` value (``PL_GLOBAL_SEED``).
-    Ranks get different drop-path and dropout draws; rank 0 those of a single process."""
+    """Reseed Python, NumPy and torch at the start of every training epoch from (seed, epoch, rank).
 
+    The seed is the run's ``seed_everything`` value (``PL_GLOBAL_SEED``). Ranks get
+    different drop-path and dropout draws; rank 0 those of a single process.
+    """
+
+    @override
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         base = int(os.environ.get("PL_GLOBAL_SEED", 0))
         seed = (base * 1_000_003 + trainer.current_epoch + trainer.global_rank * 7_654_321) % 2**32

@@ -1,5 +1,6 @@
-"""Training defaults of the task, some depending on whether the encoders start from
-pretrained weights.
+"""Training defaults of the task.
+
+Some depending on whether the encoders start from pretrained weights.
 
 The original recipe freezes its pretrained encoders for the first epochs, so that the
 randomly initialised fusion and decoder do not wreck features learned elsewhere. From random
@@ -36,6 +37,8 @@ def freeze_epochs(hparams: Mapping[str, Any]) -> int:
 
 
 def lr_multipliers(hparams: Mapping[str, Any]) -> dict[str, float]:
-    """The learning-rate multiplier of every part: the defaults updated by the
-    ``lr_multipliers`` given."""
+    """The learning-rate multiplier of every part.
+
+    The defaults updated by the ``lr_multipliers`` given.
+    """
     return {**MULTIPLIERS, **(hparams.get("lr_multipliers") or {})}

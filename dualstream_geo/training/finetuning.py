@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, override
 
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BaseFinetuning
@@ -39,14 +39,19 @@ class TwoStageFinetuning(BaseFinetuning):
 
     @staticmethod
     def distributed(pl_module: LightningModule) -> bool:
-        """True under DDP, where frozen encoders stay trainable and their gradients are
-        dropped instead (DDP would not track parameters unfrozen later)."""
+        """True under DDP, where frozen encoders stay trainable.
+
+        And their gradients are dropped instead (DDP would not track parameters unfrozen
+        later).
+        """
         return pl_module._trainer is not None and pl_module.trainer.world_size > 1
 
+    @override
     def freeze_before_training(self, pl_module: LightningModule) -> None:
         if self.freeze_epochs > 0 and not self.distributed(pl_module):
             self.freeze(self.encoders(pl_module), train_bn=self.train_bn)
 
+    @override
     def finetune_function(
         self, pl_module: LightningModule, epoch: int, optimizer: Optimizer
     ) -> None:
@@ -63,6 +68,7 @@ class TwoStageFinetuning(BaseFinetuning):
         else:
             self.make_trainable(self.encoders(pl_module))
 
+    @override
     def on_before_optimizer_step(
         self, trainer: Trainer, pl_module: LightningModule, optimizer: Optimizer
     ) -> None:

@@ -31,8 +31,11 @@ PathLike = str | os.PathLike[str]
 
 
 def imported_spec(model: DualStreamDFormer) -> InputSpec:
-    """What an imported model sees: its bands, the original's aux stream (GEMS, CO, NO2,
-    SO2) and scaling, classes background/target for the binary head."""
+    """What an imported model sees.
+
+    Its bands, the original's aux stream (GEMS, CO, NO2, SO2) and scaling, classes
+    background/target for the binary head.
+    """
     binary = model.task == "binary"
     names = ORIGINAL_CLASSES if binary else [f"class_{i}" for i in range(model.num_classes)]
     return InputSpec(
@@ -107,6 +110,7 @@ def import_original(
 
 
 def import_main(argv: list[str]) -> int:
+    """Run ``dualstream-geo import-original`` on ``argv``; the exit status."""
     parser = OneLineParser(
         prog="dualstream-geo import-original",
         description="Convert the original DualStream-DFormer's weights to a checkpoint.",

@@ -1,5 +1,7 @@
-"""A trained task from its checkpoint file alone: the model its stored settings describe,
-with the checkpoint's weights and input spec."""
+"""A trained task from its checkpoint file alone.
+
+The model its stored settings describe, with the checkpoint's weights and input spec.
+"""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ binary ``FocalLoss``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import override
 
 import numpy as np
 import torch
@@ -24,11 +25,14 @@ HEAD_WEIGHTS = {"final": 1.0, "aux_f2": 0.3, "aux_f3": 0.15, "aux_detail": 0.5}
 
 
 def balanced_weights(counts: np.ndarray, power: float) -> np.ndarray:
-    """Class weights ``(median frequency / frequency) ** power`` (median-frequency balancing,
-    Eigen & Fergus 2015, softened by ``power``: 0 = no weighting, 1 = full), scaled so that
-    the mean weight over the pixels is 1 (the loss keeps its scale). A class with no pixel
-    gets the largest weight of the others (it cannot occur in training, and must not make the
-    weights infinite). ``counts`` (K,) -> (K,) float64."""
+    """Class weights ``(median frequency / frequency) ** power``.
+
+    (median-frequency balancing, Eigen & Fergus 2015, softened by ``power``: 0 = no
+    weighting, 1 = full), scaled so that the mean weight over the pixels is 1 (the loss
+    keeps its scale). A class with no pixel gets the largest weight of the others (it cannot
+    occur in training, and must not make the weights infinite). ``counts`` (K,) -> (K,)
+    float64.
+    """
     counts = np.asarray(counts, dtype=np.float64)
     if counts.sum() <= 0:
         raise ValueError("balanced_weights needs at least one labelled pixel")
@@ -41,8 +45,11 @@ def balanced_weights(counts: np.ndarray, power: float) -> np.ndarray:
 
 
 def lovasz_grad(sorted_truth: Tensor) -> Tensor:
-    """Gradient of the Lovasz extension of the Jaccard loss w.r.t. errors sorted in
-    descending order (Berman et al., 2018, Alg. 1): (N,) 0/1 truth -> (N,) weights."""
+    """Gradient of the Lovasz extension of the Jaccard loss.
+
+    W.r.t. errors sorted in descending order (Berman et al., 2018, Alg. 1): (N,) 0/1 truth
+    -> (N,) weights.
+    """
     total = sorted_truth.sum()
     intersection = total - sorted_truth.cumsum(0)
     union = total + (1 - sorted_truth).cumsum(0)
@@ -64,6 +71,7 @@ class BinaryLovaszProbabilityLoss(nn.Module):
         super().__init__()
         self.ignore_index = ignore_index
 
+    @override
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         probabilities = logits.float().sigmoid()
         losses = []
@@ -82,8 +90,10 @@ class BinaryLovaszProbabilityLoss(nn.Module):
 
 
 class CrossEntropy(nn.Module):
-    """Cross-entropy averaged over the labelled pixels: softmax (multiclass, torch's
-    ``cross_entropy``) or sigmoid (binary, torch's ``binary_cross_entropy_with_logits``).
+    """Cross-entropy averaged over the labelled pixels.
+
+    Softmax (multiclass, torch's ``cross_entropy``) or sigmoid (binary, torch's
+    ``binary_cross_entropy_with_logits``).
 
     logits (B, K, H, W) multiclass or (B, H, W) binary, target (B, H, W) -> scalar; 0 when no
     pixel is labelled. smp's ``SoftCrossEntropyLoss`` averages over every pixel, ignored ones
@@ -103,10 +113,12 @@ class CrossEntropy(nn.Module):
         self.set_class_weights(class_weights)
 
     def set_class_weights(self, class_weights: list[float] | None) -> None:
+        """Weight the classes by ``class_weights`` (None: equally)."""
         self.class_weights = (
             torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         )
 
+    @override
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         weights = self.class_weights
         if weights is not None:
@@ -129,7 +141,8 @@ class CrossEntropy(nn.Module):
 
 
 class SegmentationLoss(nn.Module):
-    """Weighted sum of cross-entropy, Focal, Lovasz and Dice on one logit map,
+    """Weighted sum of cross-entropy, Focal, Lovasz and Dice on one logit map.
+
     ``ignore_index`` honoured.
 
     logits (B, K, H, W) (K = 1 for binary), target (B, H, W) int64 -> scalar.
@@ -189,6 +202,7 @@ class SegmentationLoss(nn.Module):
             raise ValueError("class weights weight the cross-entropy: set ce_weight > 0")
         term.set_class_weights(class_weights)  # type: ignore[operator]
 
+    @override
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         if self.binary:
             logits = logits[:, 0]
@@ -196,16 +210,19 @@ class SegmentationLoss(nn.Module):
 
 
 class DeepSupervisionLoss(nn.Module):
-    """Loss over the model's heads: each head's logits are upsampled to the label size
-    (bilinear) and weighted by ``head_weights`` (final 1.0, aux_f2 0.3, aux_f3 0.15, and
-    aux_detail for models with the full-resolution image path); a head the model does not
-    have is skipped."""
+    """Loss over the model's heads.
+
+    Each head's logits are upsampled to the label size (bilinear) and weighted by
+    ``head_weights`` (final 1.0, aux_f2 0.3, aux_f3 0.15, and aux_detail for models with the
+    full-resolution image path); a head the model does not have is skipped.
+    """
 
     def __init__(self, loss: SegmentationLoss, head_weights: Mapping[str, float]) -> None:
         super().__init__()
         self.loss = loss
         self.head_weights = dict(head_weights)
 
+    @override
     def forward(self, outputs: Mapping[str, Tensor], target: Tensor) -> Tensor:
         total = target.new_zeros((), dtype=outputs["final"].dtype)
         for head, weight in self.head_weights.items():

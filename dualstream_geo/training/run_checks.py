@@ -1,6 +1,8 @@
-"""Checks a ``fit`` / ``validate`` / ``test`` command makes before any heavy work: its config
-files, run folder, trainer settings and checkpoint, each refusal one line naming the file or
-setting (:class:`~dualstream_geo.errors.DualStreamError`)."""
+"""Checks a ``fit`` / ``validate`` / ``test`` command makes before any heavy work.
+
+Its config files, run folder, trainer settings and checkpoint, each refusal one line naming
+the file or setting (:class:`~dualstream_geo.errors.DualStreamError`).
+"""
 
 from __future__ import annotations
 
@@ -16,8 +18,11 @@ from ..torchfiles import load_torch_file
 
 
 def config_inputs(config: Any) -> list[str]:
-    """Every local path a parsed ``fit`` config reads: its config files, the data's paths
-    (splits and aux sources) and the model's initial weights."""
+    """Every local path a parsed ``fit`` config reads.
+
+    Its config files, the data's paths (splits and aux sources) and the model's initial
+    weights.
+    """
     inputs = [str(path) for path in config.get("config") or []]
     data = config.get("data") or {}
     for split in ("train", "val", "test"):
@@ -34,7 +39,9 @@ def config_inputs(config: Any) -> list[str]:
 
 
 def check_run_folder(config: Any) -> None:
-    """A ``fit`` run's folder (``trainer.default_root_dir``) can take its files, and none of
+    """A ``fit`` run's folder can take its files without replacing an input.
+
+    A ``fit`` run's folder (``trainer.default_root_dir``) can take its files, and none of
     them (config.yaml, best/last.ckpt, training_curves.png) replaces an input.
 
     Raises:
@@ -100,7 +107,9 @@ def check_resumable(
 
 
 def check_trainer(config: Any) -> None:
-    """Trainer settings Lightning would fail on with a traceback, or that would start more
+    """Refuse trainer settings Lightning would fail on with a traceback.
+
+    Trainer settings Lightning would fail on with a traceback, or that would start more
     processes than the machine has cores.
 
     Raises:
@@ -132,8 +141,9 @@ def check_trainer(config: Any) -> None:
 
 
 def check_checkpoint_file(path: str | None) -> None:
-    """A ``--ckpt_path`` that names a file must be a training checkpoint (checked before
-    Lightning says it restores from it).
+    """A ``--ckpt_path`` that names a file must be a training checkpoint.
+
+    Checked before Lightning says it restores from it.
 
     Raises:
         DualStreamError: a local file that does not exist or is not a training checkpoint.
@@ -148,8 +158,9 @@ def check_checkpoint_file(path: str | None) -> None:
 
 
 def check_config_files(args: list[str]) -> None:
-    """Every ``--config`` file exists and is valid YAML, named with its line (jsonargparse
-    would say ``<unicode string>``).
+    """Every ``--config`` file exists and is valid YAML.
+
+    Named with its line (jsonargparse would say ``<unicode string>``).
 
     Raises:
         DualStreamError: a missing file or a YAML syntax error.

@@ -56,9 +56,11 @@ def build_schedule(
     total_steps: int = 1,
     warmup_steps: int = 0,
 ) -> LRScheduler:
-    """The scheduler ``name`` for a run of ``max_epochs`` epochs (``total_steps`` optimiser
-    steps; ``warmup_steps`` of them warm-up, for ``warmup_cosine``). Step it as
-    :data:`INTERVALS` says."""
+    """The scheduler ``name`` for a run of ``max_epochs`` epochs.
+
+    (``total_steps`` optimiser steps; ``warmup_steps`` of them warm-up, for
+    ``warmup_cosine``). Step it as :data:`INTERVALS` says.
+    """
     if name == "warmup_cosine":
         factors = [
             partial(

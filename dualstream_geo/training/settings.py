@@ -17,14 +17,16 @@ from .schedule import SCHEDULES
 
 @dataclass(frozen=True)
 class LossSettings:
-    """``ce_weight`` x cross-entropy + ``focal_weight`` x Focal(``focal_alpha``,
+    """The loss: a weighted sum of cross-entropy, Focal, Lovasz and Dice on every head.
+
+    ``ce_weight`` x cross-entropy + ``focal_weight`` x Focal(``focal_alpha``,
     ``focal_gamma``) + ``lovasz_weight`` x Lovasz + ``dice_weight`` x Dice on every head,
     the heads weighted by ``aux_weights`` (default final 1.0, aux_f2 0.3, aux_f3 0.15,
-    aux_detail 0.5). ``lovasz_form="original"``: the original's Lovasz on probabilities,
-    per image (binary task). ``class_weights`` weight the cross-entropy per class;
-    ``class_balance`` p > 0 computes them from the training labels as
-    ``(median frequency / frequency) ** p``. The defaults are the original's focal 0.5 +
-    Lovasz 0.5."""
+    aux_detail 0.5). ``lovasz_form="original"``: the original's Lovasz on probabilities, per
+    image (binary task). ``class_weights`` weight the cross-entropy per class;
+    ``class_balance`` p > 0 computes them from the training labels as ``(median frequency /
+    frequency) ** p``. The defaults are the original's focal 0.5 + Lovasz 0.5.
+    """
 
     ce_weight: float = 0.0
     focal_weight: float = 0.5
@@ -76,8 +78,11 @@ class LossSettings:
         }
 
     def build(self, task: str, ignore_index: int) -> DeepSupervisionLoss:
-        """The loss these settings describe for ``task`` (``binary`` or ``multiclass``),
-        pixels of ``ignore_index`` left out, summed over the model's heads."""
+        """The loss these settings describe for ``task``.
+
+        (``binary`` or ``multiclass``), pixels of ``ignore_index`` left out, summed over the
+        model's heads.
+        """
         loss = SegmentationLoss(
             task,
             ignore_index=ignore_index,

@@ -87,6 +87,7 @@ def read_checkpoint(path: PathLike) -> dict[str, Any]:
 
 
 def file_sha256(path: PathLike) -> str:
+    """The sha256 hex digest of the file at ``path``."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Any, Literal, override
 
 import torch
 from lightning.pytorch.callbacks import Callback
@@ -171,6 +171,7 @@ class DualStreamSegmentation(SemanticSegmentation):
         super(SemanticSegmentation, self).__init__()
 
     # -- construction --------------------------------------------------------------------
+    @override
     def configure_models(self) -> None:
         h = self.hparams
         spec = self.input_spec
@@ -242,11 +243,13 @@ class DualStreamSegmentation(SemanticSegmentation):
         """Epochs with frozen encoders (``freeze_epochs``, or its default)."""
         return freeze_epochs(self.hparams)
 
+    @override
     def configure_losses(self) -> None:
         self.criterion = self.loss_settings.build(
             self.hparams["task"], self.input_spec.ignore_index
         )
 
+    @override
     def configure_metrics(self) -> None:
         # TorchGeo's metrics read the classes from the hyper-parameters; here they are the
         # spec's, and must not be saved as hyper-parameters (the CLI parses those back).
@@ -264,6 +267,7 @@ class DualStreamSegmentation(SemanticSegmentation):
             for key in borrowed:
                 del self.hparams[key]
 
+    @override
     def configure_callbacks(self) -> list[Callback]:
         root = self.trainer.default_root_dir if self._trainer is not None else "."
         folder = os.path.join(root, "checkpoints")
@@ -306,6 +310,7 @@ class DualStreamSegmentation(SemanticSegmentation):
             )
         return groups
 
+    @override
     def configure_optimizers(self) -> Any:
         optimizer = AdamW(
             self.param_groups(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"]
@@ -331,13 +336,17 @@ class DualStreamSegmentation(SemanticSegmentation):
         }
 
     # -- steps ---------------------------------------------------------------------------
+    @override
     def forward(self, image: Tensor, air: Tensor | None = None) -> dict[str, Tensor]:  # type: ignore[override]
         return self.model(image, air if self.input_spec.uses_aux else None)
 
     def _scores(self, outputs: dict[str, Tensor]) -> Tensor:
-        """What the metrics take: target probabilities (B, H, W) for a binary task (thresholded
-        at 0.5, i.e. logit > 0), class indices (B, H, W) otherwise: the argmax once, which
-        each of the fifteen metrics would otherwise take again from the logits."""
+        """What the metrics take.
+
+        Target probabilities (B, H, W) for a binary task (thresholded at 0.5, i.e. logit >
+        0), class indices (B, H, W) otherwise: the argmax once, which each of the fifteen
+        metrics would otherwise take again from the logits.
+        """
         logits = outputs["final"].detach().float()
         return logits[:, 0].sigmoid() if self.hparams["task"] == "binary" else logits.argmax(1)
 
@@ -364,6 +373,7 @@ class DualStreamSegmentation(SemanticSegmentation):
         )
         return loss
 
+    @override
     def training_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
         loss = self._shared_step(batch, "train")
         # One non-finite loss makes every weight NaN at the optimizer step, and the run would
@@ -376,18 +386,23 @@ class DualStreamSegmentation(SemanticSegmentation):
             )
         return loss
 
+    @override
     def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._shared_step(batch, "val")
 
+    @override
     def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._shared_step(batch, "test", tta=self.hparams["test_tta"])
 
+    @override
     def on_train_epoch_end(self) -> None:
         self._log_metrics(self.train_metrics)
 
+    @override
     def on_validation_epoch_end(self) -> None:
         self._log_metrics(self.val_metrics)
 
+    @override
     def on_test_epoch_end(self) -> None:
         self._log_metrics(self.test_metrics)
 
@@ -397,6 +412,7 @@ class DualStreamSegmentation(SemanticSegmentation):
         self.log_dict(metrics.compute(), sync_dist=True)
         metrics.reset()
 
+    @override
     def predict_step(
         self, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> dict[str, Tensor | None]:
@@ -422,12 +438,16 @@ class DualStreamSegmentation(SemanticSegmentation):
 
     @property
     def input_spec(self) -> InputSpec:
-        """What the model reads: the spec it was built for (the data's, linked by the CLI, or
-        its checkpoint's) with the band statistics of the data it was set up with."""
+        """What the model reads.
+
+        The spec it was built for (the data's, linked by the CLI, or its checkpoint's) with
+        the band statistics of the data it was set up with.
+        """
         if self._data_stats is None:
             return self._built_for
         return replace(self._built_for, stats=self._data_stats)
 
+    @override
     def setup(self, stage: str) -> None:
         datamodule = getattr(self._trainer, "datamodule", None)
         spec = getattr(datamodule, "input_spec", None)
@@ -445,8 +465,11 @@ class DualStreamSegmentation(SemanticSegmentation):
         self._sync_batchnorm()
 
     def _take_stats(self, stats: DatasetStats | None) -> None:
-        """Normalise as the data does: its statistics, once; other statistics than those the
-        model already has (its checkpoint's, or an earlier setup's) are refused."""
+        """Normalise as the data does.
+
+        Its statistics, once; other statistics than those the model already has (its
+        checkpoint's, or an earlier setup's) are refused.
+        """
         if stats is None:
             return
         mine = self.input_spec.stats
@@ -459,5 +482,6 @@ class DualStreamSegmentation(SemanticSegmentation):
                 "with the checkpoint's statistics"
             )
 
+    @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         store_spec(checkpoint, self.input_spec, class_weights=self.balanced_class_weights)

@@ -1,9 +1,13 @@
-"""What every ``dualstream-geo`` trainer gets unless told otherwise: the precision for the
-machine, its loggers, and the resolved config saved beside the checkpoints."""
+"""What every ``dualstream-geo`` trainer gets unless told otherwise.
+
+The precision for the machine, its loggers, and the resolved config saved beside the
+checkpoints.
+"""
 
 from __future__ import annotations
 
 import os
+from typing import override
 
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import SaveConfigCallback
@@ -39,6 +43,7 @@ def default_loggers(root: str = ".") -> list[Logger]:
 class SaveConfigBesideCheckpoints(SaveConfigCallback):
     """Write the resolved config to ``<default_root_dir>/checkpoints/config.yaml``."""
 
+    @override
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         folder = os.path.join(trainer.default_root_dir, "checkpoints")
         os.makedirs(folder, exist_ok=True)

@@ -1,6 +1,9 @@
-"""The aux stream's sources: any coarse raster (:class:`AuxRaster`), gridded NetCDF / HDF5 /
-Zarr variables, Level 2 swaths gridded onto each scene, the original dataset's GEMS and
-air-pollution files, and how a named source spec becomes one of them."""
+"""The aux stream's sources.
+
+Any coarse raster (:class:`AuxRaster`), gridded NetCDF / HDF5 / Zarr variables, Level 2
+swaths gridded onto each scene, the original dataset's GEMS and air-pollution files, and how
+a named source spec becomes one of them.
+"""
 
 from .build import aux_source, needs_grids, resolved, scene_aux_grids
 from .formats import FORMATS, AuxFormat, aux_format

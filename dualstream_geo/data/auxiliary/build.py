@@ -36,8 +36,9 @@ def needs_grids(specs: Sequence[AuxSpec]) -> bool:
 def aux_source(
     spec: AuxSpec, georef_fallback: Georef | None = None, grids: Sequence[Grid] = ()
 ) -> GeoRaster:
-    """The source of ``spec`` over its ``paths`` (files, folders, URLs or STAC Items with
-    ``assets``).
+    """The source of ``spec`` over its ``paths``.
+
+    Files, folders, URLs or STAC Items with ``assets``.
 
     Args:
         spec: the named source.

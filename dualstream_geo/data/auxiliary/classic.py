@@ -21,8 +21,10 @@ _STREAMING = 0xFFFFFFFF
 
 
 class _Header:
-    """A reader of a classic header's big-endian fields (32-bit counts, or 64-bit in
-    CDF-5)."""
+    """A reader of a classic header's big-endian fields.
+
+    32-bit counts, or 64-bit in CDF-5.
+    """
 
     def __init__(self, f: BinaryIO, version: int) -> None:
         self.f, self.version = f, version
@@ -61,8 +63,10 @@ class _Header:
 
 
 def classic_length(path: str) -> int | None:
-    """The bytes a NetCDF classic file needs (the end of its last variable's data), or None
-    for a file of another format or of unknown length (streaming).
+    """The bytes a NetCDF classic file needs, or None where that is unknown.
+
+    The bytes a NetCDF classic file needs (the end of its last variable's data), or None for
+    a file of another format or of unknown length (streaming).
 
     Raises:
         ValueError: a header that is cut short or malformed.

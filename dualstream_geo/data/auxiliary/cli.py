@@ -1,6 +1,9 @@
-"""``dualstream-geo grid``: atmospheric products (Level 2 swaths, gridded NetCDF / HDF5 /
-Zarr variables, GRIB fields) onto the aux grid of an image, as a COG: what the model will
-see, to look at in a GIS and to reuse as a plain raster aux source."""
+"""``dualstream-geo grid``.
+
+Atmospheric products (Level 2 swaths, gridded NetCDF / HDF5 / Zarr variables, GRIB fields)
+onto the aux grid of an image, as a COG: what the model will see, to look at in a GIS and to
+reuse as a plain raster aux source.
+"""
 
 from __future__ import annotations
 
@@ -27,9 +30,12 @@ GRIDDED_EXTENSIONS = tuple(dict.fromkeys(e for n in GRIDDED for e in FORMATS[n].
 
 
 def detect_format(path: str) -> str:
-    """The format of a file: by extension for GRIB; ``s5p_l2`` for a file with a
-    ``PRODUCT`` group, ``gems_l2`` for ``Data Fields`` and ``Geolocation Fields`` groups,
-    ``netcdf`` (a gridded variable) otherwise."""
+    """The format of a file.
+
+    By extension for GRIB; ``s5p_l2`` for a file with a ``PRODUCT`` group, ``gems_l2`` for
+    ``Data Fields`` and ``Geolocation Fields`` groups, ``netcdf`` (a gridded variable)
+    otherwise.
+    """
     if path.lower().endswith(FORMATS["grib"].extensions):
         return "grib"
     names = variables(path)
@@ -59,6 +65,7 @@ def like_grid(path: str, scale: int) -> Grid:
 
 
 def grid_main(argv: list[str]) -> int:
+    """Run ``dualstream-geo grid`` on ``argv``; the exit status."""
     parser = OneLineParser(
         prog="dualstream-geo grid",
         description="Grid atmospheric products onto the aux grid of an image (a COG).",

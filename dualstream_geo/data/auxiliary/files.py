@@ -1,5 +1,7 @@
-"""Folders for the files aux sources make: VRTs private to the process, and the cache of
-gridded swaths shared by runs."""
+"""Folders for the files aux sources make.
+
+VRTs private to the process, and the cache of gridded swaths shared by runs.
+"""
 
 from __future__ import annotations
 
@@ -27,8 +29,10 @@ def private_folder(kind: str) -> str:
 
 
 def cache_folder(kind: str) -> str:
-    """The shared cache folder of ``kind`` files: ``$DUALSTREAM_CACHE`` (default
-    ``$XDG_CACHE_HOME/dualstream_geo`` or ``~/.cache/dualstream_geo``).
+    """The shared cache folder of ``kind`` files.
+
+    ``$DUALSTREAM_CACHE`` (default ``$XDG_CACHE_HOME/dualstream_geo`` or
+    ``~/.cache/dualstream_geo``).
 
     Raises:
         DualStreamError: the folder cannot be created.
@@ -49,8 +53,10 @@ def cache_folder(kind: str) -> str:
 def multidimensional_files(
     paths: Sequence[str], source: str, extensions: Sequence[str] = MULTIDIMENSIONAL
 ) -> list[str]:
-    """The files of ``paths``: files (and URLs) as given, folders searched for files ending
-    in ``extensions`` (NetCDF, HDF5 and Zarr by default; the format's own).
+    """The files of ``paths``.
+
+    Files (and URLs) as given, folders searched for files ending in ``extensions`` (NetCDF,
+    HDF5 and Zarr by default; the format's own).
 
     Raises:
         DualStreamError: a missing path, or nothing found.

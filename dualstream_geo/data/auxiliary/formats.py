@@ -1,6 +1,8 @@
-"""The aux formats, one row each: which settings a source of the format takes and how its
-files are read. Adding a format is one reader module and one row of :data:`FORMATS`
-(CONTRIBUTING.md, "Adding an aux format"); everything else asks the row.
+"""The aux formats, one row each.
+
+Which settings a source of the format takes and how its files are read. Adding a format is
+one reader module and one row of :data:`FORMATS` (CONTRIBUTING.md, "Adding an aux format");
+everything else asks the row.
 
 Three ways of reading exist. A plain raster is read onto each sample's aux grid by GDAL's
 warper (:class:`~dualstream_geo.data.auxiliary.AuxRaster`). A gridded field (a NetCDF /

@@ -1,5 +1,7 @@
-"""Fields of GRIB 1 and GRIB 2 files (ERA5 and CAMS as ECMWF distributes them) as aux
-sources, read through GDAL's GRIB driver.
+"""Fields of GRIB 1 and GRIB 2 files as aux sources.
+
+Fields of GRIB 1 and GRIB 2 files (ERA5 and CAMS as ECMWF distributes them) as aux sources,
+read through GDAL's GRIB driver.
 
 A GRIB file is a sequence of messages, one field (a variable at a level and a time) each.
 GDAL gives every message as a band with its element (``2T``, ``TMP``, ``NO2``), its level
@@ -35,8 +37,11 @@ GRIB_EXTENSIONS = (".grib", ".grb", ".grib2", ".grb2")
 
 @dataclass(frozen=True)
 class Message:
-    """One GRIB message as GDAL describes its band: 1-based ``band``, ``element`` (``2T``),
-    ``level`` (``0-SFC``) and ``valid`` time (UTC; None when GDAL gives none)."""
+    """One GRIB message as GDAL describes its band.
+
+    1-based ``band``, ``element`` (``2T``), ``level`` (``0-SFC``) and ``valid`` time (UTC;
+    None when GDAL gives none).
+    """
 
     band: int
     element: str
@@ -121,7 +126,9 @@ def select_field(found: Sequence[Message], variable: str, path: str) -> list[Mes
 
 
 def grib_vrt(path: str, variable: str, time: Sequence[Any] | None = None) -> str:
-    """A VRT of the messages of ``variable`` in the GRIB file ``path`` whose valid dates lie
+    """A VRT of the messages of ``variable`` in the GRIB file ``path`` within ``time``.
+
+    A VRT of the messages of ``variable`` in the GRIB file ``path`` whose valid dates lie
     within ``time`` (inclusive): one float32 band each (NaN = no data), described by its
     valid time, on the grid GDAL gives the file.
 

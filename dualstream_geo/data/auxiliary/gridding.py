@@ -1,6 +1,8 @@
-"""Gridded aux rasters: swaths gridded once per scene and source, kept in a cache keyed by
-the files and the grid; and the GeoTIFF they are written as (also by ``dualstream-geo
-grid``)."""
+"""Gridded aux rasters.
+
+Swaths gridded once per scene and source, kept in a cache keyed by the files and the grid;
+and the GeoTIFF they are written as (also by ``dualstream-geo grid``).
+"""
 
 from __future__ import annotations
 
@@ -30,9 +32,12 @@ SAMPLE_BYTES, SAMPLES = 64 << 10, 64
 
 
 def content_digest(path: str) -> str:
-    """A sha256 of the file's content: all of it up to :data:`WHOLE_HASH_BYTES`, else its
-    header, its end and samples between (a file rewritten in place with the same size and
-    time is seen; a change that misses every sample of a large file is not)."""
+    """A sha256 of the file's content.
+
+    All of it up to :data:`WHOLE_HASH_BYTES`, else its header, its end and samples between
+    A file rewritten in place with the same size and time is seen; a change that misses
+    every sample of a large file is not.
+    """
     digest = hashlib.sha256()
     size = os.path.getsize(path)
     with open(path, "rb") as f:
@@ -47,8 +52,10 @@ def content_digest(path: str) -> str:
 
 
 def files_fingerprint(files: Sequence[str]) -> list[list[object]]:
-    """[path, size, mtime, content digest] of local files, [url, version] of remote ones:
-    what a cached grid depends on."""
+    """[path, size, mtime, content digest] of local files, [url, version] of remote ones.
+
+    What a cached grid depends on.
+    """
     out: list[list[object]] = []
     for path in files:
         if is_remote(path):
@@ -68,8 +75,11 @@ def swath_descriptions(spec: AuxSpec) -> list[str]:
 
 
 def swath_channels(spec: AuxSpec) -> tuple[str, ...]:
-    """The channel names of a gridded swath source (as :class:`AuxRaster` names the bands
-    of its cached grid: the source's name alone for one band)."""
+    """The channel names of a gridded swath source.
+
+    As :class:`AuxRaster` names the bands of its cached grid: the source's name alone for
+    one band.
+    """
     descriptions = swath_descriptions(spec)
     if len(descriptions) == 1:
         return (spec.name,)
@@ -77,9 +87,12 @@ def swath_channels(spec: AuxSpec) -> tuple[str, ...]:
 
 
 def readable_to_end(path: str, key: str | None = None) -> bool:
-    """True when the GeoTIFF at ``path`` opens, its last block of every band reads and,
-    given a ``key``, its ``cache_key`` tag is that key (a cached file replaced by another
-    is not taken for the one made)."""
+    """Whether the GeoTIFF at ``path`` reads to its end (and carries ``key``).
+
+    True when the GeoTIFF at ``path`` opens, its last block of every band reads and, given a
+    ``key``, its ``cache_key`` tag is that key (a cached file replaced by another is not
+    taken for the one made).
+    """
     try:
         with rasterio.open(path) as src:
             if key is not None and src.tags().get("cache_key") != key:
@@ -102,7 +115,9 @@ def write_grid(
     tags: Mapping[str, str],
     cog: bool = False,
 ) -> None:
-    """``data`` (bands, height, width) float32 as a tiled, compressed GeoTIFF (or a COG with
+    """Write ``data`` as a GeoTIFF (or a COG) on ``grid``, never half-written.
+
+    ``data`` (bands, height, width) float32 as a tiled, compressed GeoTIFF (or a COG with
     overviews) on ``grid``, NaN as nodata, band descriptions and tags; written under a
     temporary name and renamed, so a reader never sees it half-written.
 
@@ -149,8 +164,9 @@ def write_grid(
 
 
 def check_distinct(spec: AuxSpec, files: Sequence[str]) -> None:
-    """Refuse a file given twice (by two paths, or a file and its folder): its orbit or
-    steps would count twice in the composite.
+    """Refuse a file given twice (by two paths, or a file and its folder).
+
+    Its orbit or steps would count twice in the composite.
 
     Raises:
         DualStreamError: the file and its two paths.
@@ -169,9 +185,11 @@ def check_distinct(spec: AuxSpec, files: Sequence[str]) -> None:
 def grid_data(
     spec: AuxSpec, files: Sequence[str], grid: Grid
 ) -> tuple[np.ndarray, list[str], dict[str, str]]:
-    """What the files of ``spec`` give on ``grid``: (bands, height, width) float32 values
-    (NaN: no data; reduced over time when asked, but not log-transformed: that is applied
-    when read), their band descriptions, and provenance tags.
+    """What the files of ``spec`` give on ``grid``.
+
+    (bands, height, width) float32 values (NaN: no data; reduced over time when asked, but
+    not log-transformed: that is applied when read), their band descriptions, and provenance
+    tags.
 
     Swaths are gridded (:mod:`~dualstream_geo.data.auxiliary.swath`); a gridded field (a
     NetCDF / HDF5 / Zarr variable, a GRIB field) is read through its VRT with the source's
@@ -226,10 +244,12 @@ def grid_data(
 
 
 def gridded(spec: AuxSpec, files: Sequence[str], grid: Grid) -> str:
-    """The files of ``spec`` on ``grid`` (:func:`grid_data`): a GeoTIFF in the cache, made
-    on first use and reused while the files, the grid and the settings stay the same (two
-    runs making it at once both write a complete file; the last rename wins, with the same
-    content)."""
+    """The files of ``spec`` on ``grid`` (:func:`grid_data`).
+
+    A GeoTIFF in the cache, made on first use and reused while the files, the grid and the
+    settings stay the same (two runs making it at once both write a complete file; the last
+    rename wins, with the same content).
+    """
     settings = {
         "format": spec.format,
         "variable": spec.variable,

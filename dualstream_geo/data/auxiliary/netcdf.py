@@ -1,4 +1,6 @@
-"""Gridded variables of NetCDF, HDF5 and Zarr files (Level 3 products, CAMS, ERA5) as aux
+"""Gridded variables of NetCDF, HDF5 and Zarr files as aux sources.
+
+Gridded variables of NetCDF, HDF5 and Zarr files (Level 3 products, CAMS, ERA5) as aux
 sources, read through GDAL.
 
 GDAL's multidimensional drivers give a variable as a raster (one band per time step) with
@@ -48,8 +50,10 @@ _UNITS = {
 
 
 def driver_path(path: str, variable: str) -> str:
-    """The GDAL name of ``variable`` in ``path`` (NetCDF, HDF5 or Zarr by extension; a URL
-    as GDAL's virtual path)."""
+    """The GDAL name of ``variable`` in ``path``.
+
+    NetCDF, HDF5 or Zarr by extension; a URL as GDAL's virtual path.
+    """
     lower = path.rstrip("/").lower()
     path = gdal_path(path)
     if lower.endswith(".zarr"):
@@ -62,9 +66,11 @@ def driver_path(path: str, variable: str) -> str:
 
 
 def open_container(path: str) -> rasterio.io.DatasetReader:
-    """``rasterio.open`` of a multidimensional file or of a swath's variable, which have no
-    geotransform by nature: without rasterio's NotGeoreferencedWarning, which would only
-    tell the user what the format is."""
+    """``rasterio.open`` of a multidimensional file or of a swath's variable.
+
+    Which have no geotransform by nature: without rasterio's NotGeoreferencedWarning, which
+    would only tell the user what the format is.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         if is_remote(path) and path.rstrip("/").lower().endswith(".zarr"):
@@ -121,9 +127,10 @@ def open_variable(path: str, variable: str) -> rasterio.io.DatasetReader:
 
 
 def variable_crs(src: rasterio.io.DatasetReader, path: str, variable: str = "") -> CRS:
-    """The CRS of a gridded variable: GDAL's, its grid_mapping's, or EPSG:4326 for CF
-    latitude/longitude axes (from GDAL's tags, or a Zarr store's metadata for
-    ``variable``).
+    """The CRS of a gridded variable.
+
+    GDAL's, its grid_mapping's, or EPSG:4326 for CF latitude/longitude axes (from GDAL's
+    tags, or a Zarr store's metadata for ``variable``).
 
     Raises:
         DualStreamError: no geolocation (no geotransform, or axes that are not lat/lon).
@@ -160,8 +167,11 @@ def variable_crs(src: rasterio.io.DatasetReader, path: str, variable: str = "") 
 
 
 def time_steps(src: rasterio.io.DatasetReader) -> list[date | None]:
-    """The date of each band from the time axis (CF ``<unit> since <date>``, or CDO's
-    ``day as %Y%m%d.%f``); None where the file has no time axis."""
+    """The date of each band from the time axis.
+
+    CF ``<unit> since <date>``, or CDO's ``day as %Y%m%d.%f``; None where the file has no
+    time axis.
+    """
     tags = src.tags()
     units = next((v for k, v in tags.items() if k.lower() == "time#units"), "")
     out: list[date | None] = []
@@ -214,8 +224,10 @@ def select_steps(steps: Sequence[date | None], time: Sequence[Any] | None, path:
 
 
 def variable_vrt(path: str, variable: str, time: Sequence[Any] | None = None) -> str:
-    """A VRT of ``variable`` in ``path``: georeferenced, scale / offset / fill applied (float32,
-    NaN = no data), the time steps within ``time`` as bands described by date.
+    """A VRT of ``variable`` in ``path``.
+
+    Georeferenced, scale / offset / fill applied (float32, NaN = no data), the time steps
+    within ``time`` as bands described by date.
 
     Returns:
         The VRT's path (in a folder private to the process; the same inputs, the same name).
@@ -241,8 +253,9 @@ def variable_vrt(path: str, variable: str, time: Sequence[Any] | None = None) ->
 def write_field_vrt(
     kind: str, document: str, path: str, variable: str, time: Sequence[Any] | None
 ) -> str:
-    """Write a field's VRT ``document`` in the process's private ``kind`` folder, named by
-    the file, the variable and the time range (the same inputs, the same name).
+    """Write a field's VRT ``document`` in the process's private ``kind`` folder.
+
+    Named by the file, the variable and the time range (the same inputs, the same name).
 
     Returns:
         The VRT's path.
@@ -264,8 +277,10 @@ def scaled_band_xml(
     fill: float | None,
     description: str,
 ) -> str:
-    """A float32 VRT band reading ``source_band`` of ``source`` as value x scale + offset,
-    the fill value (and NaN) as no data."""
+    """A float32 VRT band reading ``source_band`` of ``source`` as value x scale + offset.
+
+    The fill value (and NaN) as no data.
+    """
     from xml.sax.saxutils import escape
 
     nodata = f"<NODATA>{fill!r}</NODATA>" if fill is not None else ""

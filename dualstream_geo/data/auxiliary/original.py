@@ -1,14 +1,16 @@
-"""The original dataset's aux files: ``GEMS_<name>.tif`` (12 bands) and
-``AIR_Pollution_{CO,NO2,SO2}_<name>.tif`` (12 bands each). Together they are the
-``original`` preset of the aux sources
-(:func:`~dualstream_geo.data.auxiliary.spec.original_aux`)."""
+"""The original dataset's aux files.
+
+``GEMS_<name>.tif`` (12 bands) and ``AIR_Pollution_{CO,NO2,SO2}_<name>.tif`` (12 bands
+each). Together they are the ``original`` preset of the aux sources
+(:func:`~dualstream_geo.data.auxiliary.spec.original_aux`).
+"""
 
 from __future__ import annotations
 
 import os
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, override
 
 from torchgeo.datasets.utils import Path
 
@@ -26,17 +28,21 @@ class GEMS(GeoRaster):
     stac_prefix = "GEMS_"
     name = "gems"
 
+    @override
     def cached_names(self, key: str) -> list[str]:
         return [f"GEMS_{key}.tif"]
 
+    @override
     def relocated(self, paths: Sequence[str]) -> Self:
         return type(self)(list(paths))
 
 
 class AirPollution(GeoRaster):
-    """CO, NO2 and SO2 maps, 12 bands each (``AIR_Pollution_{CO,NO2,SO2}_<name>.tif``): 36
-    channels in that order, aux source ``air_pollution``. The index holds the first
-    pollutant's files; the others are found by name beside them."""
+    """CO, NO2 and SO2 maps, 12 bands each (``AIR_Pollution_{CO,NO2,SO2}_<name>.tif``).
+
+    36 channels in that order, aux source ``air_pollution``. The index holds the first
+    pollutant's files; the others are found by name beside them.
+    """
 
     num_channels = 36
     all_bands = POLLUTANT_BANDS
@@ -53,12 +59,15 @@ class AirPollution(GeoRaster):
     ) -> None:
         super().__init__(paths, filename_glob=filename_glob, **kwargs)
 
+    @override
     def cached_names(self, key: str) -> list[str]:
         return [f"AIR_Pollution_{gas}_{key}.tif" for gas in POLLUTANTS]
 
+    @override
     def relocated(self, paths: Sequence[str]) -> Self:
         return type(self)(list(paths))
 
+    @override
     def channel_files(self, filepath: str) -> list[tuple[str, list[int]]]:
         folder, name = os.path.split(filepath)
         match = self._pattern.search(name)

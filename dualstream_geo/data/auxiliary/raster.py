@@ -6,7 +6,7 @@ import os
 import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Self
+from typing import Any, Self, override
 
 import numpy as np
 import rasterio
@@ -87,10 +87,12 @@ class AuxRaster(GeoRaster):
         self._resolved_from = ""
         super().__init__(paths, nodata=nodata, filename_glob=filename_glob, **kwargs)
 
+    @override
     @property
     def label(self) -> str:
         return f"aux source {self.name!r}"
 
+    @override
     def relocated(self, paths: Sequence[str]) -> Self:
         moved = type(self)(
             list(paths),
@@ -104,19 +106,23 @@ class AuxRaster(GeoRaster):
         moved.all_bands, moved.num_channels = self.all_bands, self.num_channels
         return moved
 
+    @override
     @property
     def resampling(self) -> Resampling:
         return Resampling[self.spec.resampling]
 
     def read(self, filepaths: Iterable[str], grid: Grid, resampling: Resampling) -> np.ndarray:
-        """As :meth:`GeoRaster.read`, with the derived terrain channels after the elevation
-        (read with a one-cell margin, so that a window and a whole scene agree)."""
+        """As :meth:`GeoRaster.read`, with the derived terrain channels after the elevation.
+
+        Read with a one-cell margin, so that a window and a whole scene agree.
+        """
         if not self.spec.derive:
             return super().read(filepaths, grid, resampling)
         elevation = self.read_files(filepaths, margin_grid(grid), resampling)[0]
         derived = terrain(elevation, *cell_size_m(grid), self.spec.derive)
         return np.concatenate([elevation[None, 1:-1, 1:-1], derived])
 
+    @override
     def sample_values(self, filepath: str) -> list[np.ndarray]:
         if not self.spec.derive:
             return super().sample_values(filepath)
@@ -137,6 +143,7 @@ class AuxRaster(GeoRaster):
         inner = elevation[1:-1, 1:-1][None]
         return [np.concatenate([inner, derived]).reshape(len(self.all_bands), -1)]
 
+    @override
     def convert(self, values: np.ndarray) -> np.ndarray:
         if self.spec.reduce != "none" and len(values) > 1:
             reduce: dict[str, Callable[..., np.ndarray]] = {
@@ -155,6 +162,7 @@ class AuxRaster(GeoRaster):
         return values
 
     # -- bands ---------------------------------------------------------------------------
+    @override
     def channel_files(self, filepath: str) -> list[tuple[str, list[int]]]:
         if self.read_indexes is None:
             raise DualStreamError(f"{self.label}: bands not resolved (no file opened yet)")

@@ -1,5 +1,8 @@
-"""AuxSpec: one named source of the aux (coarse) stream, as the input spec holds it (see
-:mod:`~dualstream_geo.data.spec`), and the original dataset's aux stream in those terms."""
+"""AuxSpec: one named source of the aux (coarse) stream.
+
+As the input spec holds it (see :mod:`~dualstream_geo.data.spec`), and the original
+dataset's aux stream in those terms.
+"""
 
 from __future__ import annotations
 
@@ -190,8 +193,11 @@ class AuxSpec:
 def original_aux(
     gems: Sequence[str] = (), air_pollution: Sequence[str] = ()
 ) -> tuple[AuxSpec, ...]:
-    """The original project's aux stream as named sources: GEMS (12 channels) and the
-    CO, NO2 and SO2 maps (12 each), read bilinearly as the original preset always was."""
+    """The original project's aux stream as named sources.
+
+    GEMS (12 channels) and the CO, NO2 and SO2 maps (12 each), read bilinearly as the
+    original preset always was.
+    """
     return (
         AuxSpec(
             "gems",

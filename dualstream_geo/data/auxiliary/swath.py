@@ -88,9 +88,11 @@ def default_qa(layout: str, variable: str) -> float | None:
 
 @dataclass(frozen=True)
 class Swath:
-    """One orbit as its (scanline, ground pixel) arrays: values (NaN where not valid: fill,
-    below the quality threshold), centres, and corners (scanline, ground pixel, 4) when
-    the product gives them."""
+    """One orbit as its (scanline, ground pixel) arrays.
+
+    Values (NaN where not valid: fill, below the quality threshold), centres, and corners
+    (scanline, ground pixel, 4) when the product gives them, as arrays.
+    """
 
     values: np.ndarray
     latitude: np.ndarray
@@ -114,8 +116,10 @@ class Swath:
 
 
 def _read(path: str, variable: str) -> np.ndarray:
-    """A variable as a float64 array with the fill value as NaN and scale/offset applied;
-    (scanlines, pixels) or (scanlines, pixels, corners)."""
+    """A variable as a float64 array with the fill value as NaN and scale/offset applied.
+
+    (scanlines, pixels) or (scanlines, pixels, corners).
+    """
     try:
         # In file order: GDAL otherwise flips the rows of arrays it takes for grids stored
         # south first, the scanlines of a variable but the ground pixels of its corners.
@@ -199,15 +203,17 @@ def _unwrap(lon: np.ndarray, centre: float) -> np.ndarray:
 
 
 def cell_centres(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
-    """x and y of every cell centre (height, width) in the grid's CRS."""
+    """X and y of every cell centre (height, width) in the grid's CRS."""
     cols, rows = np.meshgrid(np.arange(grid.width) + 0.5, np.arange(grid.height) + 0.5)
     xs, ys = grid.transform * (cols, rows)
     return np.asarray(xs), np.asarray(ys)
 
 
 def grid_orbit(swath: Swath, grid: Grid) -> np.ndarray:
-    """One orbit on ``grid`` (see the module docstring): float64 (height, width), NaN where
-    no valid ground pixel covers a cell."""
+    """One orbit on ``grid`` (see the module docstring).
+
+    Float64 (height, width), NaN where no valid ground pixel covers a cell.
+    """
     out = np.full((grid.height, grid.width), np.nan)
     centre = _centre_lon(grid)
     swath = _near(swath, grid, centre)
@@ -250,9 +256,12 @@ def grid_orbit(swath: Swath, grid: Grid) -> np.ndarray:
 
 
 def _near(swath: Swath, grid: Grid, centre: float, margin: float = 1.0) -> Swath:
-    """The scanlines and ground pixels with a centre within ``margin`` degrees of the
-    grid's latitude / longitude box (a ground pixel is far smaller): orbits span
-    continents, scenes rarely; the rest is never projected."""
+    """The scanlines and ground pixels near the grid's latitude / longitude box.
+
+    The scanlines and ground pixels with a centre within ``margin`` degrees of the grid's
+    latitude / longitude box (a ground pixel is far smaller): orbits span continents, scenes
+    rarely; the rest is never projected.
+    """
     to_lonlat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)
     xmin, ymin, xmax, ymax = grid.bounds
     xs, ys = np.linspace(xmin, xmax, 9), np.linspace(ymin, ymax, 9)
@@ -274,8 +283,11 @@ def _near(swath: Swath, grid: Grid, centre: float, margin: float = 1.0) -> Swath
 
 
 def _half_diagonal(x: np.ndarray, y: np.ndarray) -> float:
-    """Half the diagonal of a typical ground pixel: the median centre spacing across track
-    (along a scanline) and along track, in the grid's units."""
+    """Half the diagonal of a typical ground pixel.
+
+    The median centre spacing across track (along a scanline) and along track, in the grid's
+    units.
+    """
 
     def spacing(dx: np.ndarray, dy: np.ndarray) -> float:
         d = np.hypot(dx, dy)

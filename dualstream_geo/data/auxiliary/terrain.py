@@ -1,6 +1,8 @@
-"""Terrain derived from an elevation source on the grid it is read onto: slope and the two
-components of aspect (Horn's 3 x 3 method, as ``gdaldem``), and the topographic position
-(``relief``: how far a cell lies above or below its neighbours; ridges against valleys).
+"""Terrain derived from an elevation source on the grid it is read onto.
+
+Slope and the two components of aspect (Horn's 3 x 3 method, as ``gdaldem``), and the
+topographic position (``relief``: how far a cell lies above or below its neighbours; ridges
+against valleys).
 
 Aspect is an angle, so it is given as its cosine and sine (``northness``, ``eastness``):
 north-facing 350 and 10 degrees are neighbours there, not 340 apart. Each value is computed
@@ -22,8 +24,10 @@ METRES_PER_DEGREE = 111_320.0
 
 
 def cell_size_m(grid: Grid) -> tuple[float, float]:
-    """The grid's cell width and height in metres (at the grid's centre latitude when the
-    CRS is geographic)."""
+    """The grid's cell width and height in metres.
+
+    At the grid's centre latitude when the CRS is geographic.
+    """
     xres, yres = grid.res
     crs = ProjCRS.from_user_input(grid.crs.to_wkt())
     if crs.is_geographic:

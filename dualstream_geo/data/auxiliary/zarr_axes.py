@@ -33,8 +33,10 @@ def _metadata(store: str, name: str) -> tuple[list[str], dict[str, Any]]:
 
 
 def axis_units(store: str, variable: str) -> list[str]:
-    """The ``units`` of the coordinate arrays of ``variable``'s last two dimensions (its
-    rows and columns) in a local Zarr store; empty where the store does not say."""
+    """The ``units`` of the coordinate arrays of ``variable``'s last two dimensions.
+
+    Its rows and columns, in a local Zarr store; empty where the store does not say.
+    """
     try:
         dimensions, _ = _metadata(store, variable)
         units = [str(_metadata(store, name)[1].get("units", "")) for name in dimensions[-2:]]
