@@ -22,6 +22,7 @@ from .data.datamodule import DualStreamDataModule
 from .errors import DualStreamError
 from .inference.distributed import PeerStopped
 from .memory import keep_freed_memory
+from .training.renamed import renamed_arguments
 from .training.run_checks import (
     check_checkpoint_file,
     check_config_files,
@@ -282,9 +283,13 @@ def main(argv: list[str] | None = None) -> int:
                 importlib.import_module(module, __package__), function
             )
             return entry(rest)
-        # The process's own command line is read by LightningCLI itself (passing it as
-        # ``args`` makes Lightning warn with the whole argv).
-        run_lightning(args if argv is not None else None)
+        converted = [command, *renamed_arguments(rest)]
+        if argv is None:
+            # The process's own command line is read by LightningCLI itself (passing it as
+            # ``args`` makes Lightning warn with the whole argv): settings with former names
+            # are renamed in it.
+            sys.argv[1:] = converted
+        run_lightning(converted if argv is not None else None)
     except ArgumentError as error:
         refused = user_error(error)
         message = str(refused) if refused else brief_parser_error(" ".join(str(error).split()))

@@ -46,7 +46,7 @@ QUICK = DemoBudget(epochs=2, freeze_epochs=1, samples_per_epoch=16)
 
 
 def build(
-    data_root: Path, out: Path, budget: DemoBudget, use_air: bool, preset: str = "original"
+    data_root: Path, out: Path, budget: DemoBudget, use_aux: bool, preset: str = "original"
 ) -> tuple[Any, DualStreamDataModule]:
     """The task and datamodule of one demo model.
 
@@ -57,7 +57,7 @@ def build(
     datamodule = DualStreamDataModule(
         root=str(data_root),
         classes=DEMO_CLASSES,
-        aux="original" if use_air else None,
+        aux="original" if use_aux else None,
         patch_size=budget.patch_size,
         batch_size=budget.batch_size,
         length=budget.samples_per_epoch,
@@ -73,7 +73,7 @@ def build(
 
 
 def train_and_test(
-    data_root: Path, out: Path, budget: DemoBudget, use_air: bool, preset: str = "original"
+    data_root: Path, out: Path, budget: DemoBudget, use_aux: bool, preset: str = "original"
 ) -> dict[str, float]:
     """Fit with checkpoints under ``out/checkpoints`` and test the best one."""
     from lightning.pytorch import Trainer, seed_everything
@@ -82,7 +82,7 @@ def train_and_test(
     from .training.trainer_defaults import default_precision
 
     seed_everything(0, verbose=False)
-    task, datamodule = build(data_root, out, budget, use_air, preset)
+    task, datamodule = build(data_root, out, budget, use_aux, preset)
     interrupt = InterruptRecorder()
     trainer = Trainer(
         max_epochs=budget.epochs,
@@ -255,9 +255,9 @@ def demo_main(argv: list[str]) -> int:
     data_root = out / "data"
     make_demo_scenes(data_root, seed=args.seed)
     print(f"demo scenes written to {data_root}")
-    dual = train_and_test(data_root, out, budget, use_air=True, preset=args.preset)
+    dual = train_and_test(data_root, out, budget, use_aux=True, preset=args.preset)
     image_only = train_and_test(
-        data_root, out / "image_only", budget, use_air=False, preset=args.preset
+        data_root, out / "image_only", budget, use_aux=False, preset=args.preset
     )
     prediction = predict_scene(data_root, out / "checkpoints" / "best.ckpt", out / "prediction.tif")
     preview(data_root, prediction, out / "preview.png")

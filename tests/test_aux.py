@@ -91,7 +91,7 @@ def test_aux_raster_names_bands_and_reads_values_at_known_places(
     assert height.all_bands == ("height",)
 
     image = SatelliteImage(demo_root / "test" / "image")
-    dataset = DualStreamGeoDataset(image, [height], air_scale=8)
+    dataset = DualStreamGeoDataset(image, [height], aux_scale=8)
     x, y, _ = dataset.bounds
     size = 256 * dataset.res[0]
     sample = dataset[x.start : x.start + size, y.stop - size : y.stop]
@@ -111,7 +111,7 @@ def test_aux_raster_names_bands_and_reads_values_at_known_places(
 
     # log: the natural logarithm of the same reads; values <= 0 are nodata (filled).
     logged = AuxRaster(aux_root / "height", name="height", resampling="nearest", transform="log")
-    log_sample = DualStreamGeoDataset(image, [logged], air_fill=-1.0)[
+    log_sample = DualStreamGeoDataset(image, [logged], aux_fill=-1.0)[
         x.start : x.start + size, y.stop - size : y.stop
     ]
     np.testing.assert_allclose(log_sample["air"][0].numpy(), np.log(air), rtol=1e-5)
@@ -302,7 +302,7 @@ def test_zion_dem_crop_reads_as_the_aux_stream(tmp_path: Path) -> None:
     metres, with no gap."""
     image = SatelliteImage(ZION, band_files=("_b2", "_b3", "_b4", "_b5"), nodata=65535)
     dem = AuxRaster(ZION / "srtm.tif", name="elevation")
-    dataset = DualStreamGeoDataset(image, [dem], air_fill=np.nan)
+    dataset = DualStreamGeoDataset(image, [dem], aux_fill=np.nan)
     x, y, _ = dataset.bounds
     sample = dataset[x.start : x.start + 192 * 30, y.stop - 192 * 30 : y.stop]
     elevation = sample["air"][0].numpy()
@@ -334,7 +334,7 @@ def test_terrain_of_a_plane_and_windows_that_agree_with_the_scene() -> None:
     image = SatelliteImage(ZION, band_files=("_b2", "_b3", "_b4", "_b5"), nodata=65535)
     dem = AuxRaster(ZION / "srtm.tif", name="elevation", derive=["slope", "northness"])
     assert dem.all_bands == ("elevation", "elevation_slope", "elevation_northness")
-    dataset = DualStreamGeoDataset(image, [dem], air_fill=np.nan)
+    dataset = DualStreamGeoDataset(image, [dem], aux_fill=np.nan)
     x, y, _ = dataset.bounds
     whole = dataset[x.start : x.start + 192 * 30, y.stop - 192 * 30 : y.stop]["air"].numpy()
     part = dataset[x.start + 64 * 30 : x.start + 128 * 30, y.stop - 128 * 30 : y.stop - 64 * 30]
@@ -372,7 +372,7 @@ def test_early_fusion_appends_the_aux_channels_to_the_image(
     raw = DualStreamGeoDataset(
         SatelliteImage(demo_root / "train" / "image"),
         [AuxRaster(aux_root / "height", name="height", resampling="bilinear")],
-        air_scale=1,
+        aux_scale=1,
     ).read(
         sample.grid_for(
             tuple(

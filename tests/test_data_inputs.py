@@ -222,8 +222,8 @@ def test_bad_api_arguments_are_clear_errors(demo_root: Path, tmp_path: Path) -> 
     image = SatelliteImage(demo_root / "train" / "image")
     with pytest.raises(DualStreamError, match="class_map key 70000 is not a label value"):
         LandCoverMask(demo_root / "train" / "label", class_map={70000: 1})
-    with pytest.raises(DualStreamError, match=r"air_fill must be one value or 12 .*got 5"):
-        DualStreamGeoDataset(image, GEMS(demo_root / "train" / "gems"), air_fill=[0.0] * 5)
+    with pytest.raises(DualStreamError, match=r"aux_fill must be one value or 12 .*got 5"):
+        DualStreamGeoDataset(image, GEMS(demo_root / "train" / "gems"), aux_fill=[0.0] * 5)
     with pytest.raises(DualStreamError, match="image must be a SatelliteImage source"):
         DualStreamGeoDataset(str(demo_root / "train" / "image"), None)  # type: ignore[arg-type]
     with pytest.raises(DualStreamError, match="air sources must be raster sources"):
@@ -325,7 +325,7 @@ def test_nan_in_air_is_filled_and_inf_is_an_error(tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match=r"GEMS_a.tif: 14.1% of the values are NaN or nodata"):
         check_air_values(gems)
     stats = BandStats.from_source(gems)
-    ds = DualStreamGeoDataset(SatelliteImage(tmp_path / "img"), [gems], air_fill=stats.mean)
+    ds = DualStreamGeoDataset(SatelliteImage(tmp_path / "img"), [gems], aux_fill=stats.mean)
     sample = ds[330_000:330_640, 4_159_360:4_160_000]
     assert torch.isfinite(sample["air"]).all() and sample["air"][0, 3, 3] == pytest.approx(1.0)
     shutil.rmtree(tmp_path / "gems")

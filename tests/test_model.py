@@ -224,7 +224,7 @@ def test_state_dict_files_with_prefixes(tmp_path: Path) -> None:
     loaded = DualStreamDFormer(
         vision_encoder="segformer-b0",
         vision_weights=tmp_path / "vision.pth",
-        air_weights=tmp_path / "air.safetensors",
+        aux_weights=tmp_path / "air.safetensors",
     )
     for a, b in zip(
         loaded.vision_encoder.parameters(), source.vision_encoder.parameters(), strict=True
@@ -275,15 +275,15 @@ def test_adapt_stem_without_rgb_names() -> None:
     torch.testing.assert_close(adapted[:, 0], weight.mean(1) * 1.5)
 
 
-def test_the_lite_air_stem_keeps_the_level_of_a_one_channel_stream() -> None:
+def test_the_lite_aux_stem_keeps_the_level_of_a_one_channel_stream() -> None:
     """A smooth one-channel stream (an elevation): with the default linear stem, values 1
     and 2.5 standard deviations above the mean reach the first stage as different
     features; after a per-pixel LayerNorm (the stem of older lite checkpoints) they are
     nearly the same, since LayerNorm(w x + b) tends to LayerNorm(w) as x grows."""
     torch.manual_seed(0)
 
-    def stem_change(air_stem: str) -> float:
-        model = DualStreamDFormer(air_channels=1, preset="lite", air_stem=air_stem)
+    def stem_change(aux_stem: str) -> float:
+        model = DualStreamDFormer(air_channels=1, preset="lite", aux_stem=aux_stem)
         stem = model.air_encoder.stem
         low, high = (stem(torch.full((1, 1, 8, 8), v))[0, :, 4, 4] for v in (1.0, 2.5))
         return float((high - low).norm() / low.norm())
@@ -291,8 +291,8 @@ def test_the_lite_air_stem_keeps_the_level_of_a_one_channel_stream() -> None:
     with torch.no_grad():
         linear, layernorm = stem_change("linear"), stem_change("layernorm")
     assert linear > 1.0 and layernorm < 0.5 * linear, (linear, layernorm)
-    with pytest.raises(DualStreamError, match="air_stem must be one of"):
-        DualStreamDFormer(preset="lite", air_stem="batchnorm")
+    with pytest.raises(DualStreamError, match="aux_stem must be one of"):
+        DualStreamDFormer(preset="lite", aux_stem="batchnorm")
 
 
 @pytest.mark.parametrize("aux_scale", [4, 2, 1])

@@ -250,7 +250,7 @@ def test_frozen_epochs_default_and_bad_settings() -> None:
     assert freeze_epochs({"freeze_epochs": 3}) == 3
     base = {"input_spec": THREE_CLASSES, "vision_encoder": "segformer-b0", "preset": "lite"}
     for settings, message in [
-        ({"aux_weights": {"aux_f4": 1.0}}, "aux_weights keys"),
+        ({"head_weights": {"aux_f4": 1.0}}, "head_weights keys"),
         ({"class_weights": (1.0, 2.0), "ce_weight": 1.0}, "class_weights has 2 values"),
         ({"class_balance": 0.3}, "ce_weight > 0"),
         ({"class_balance": -1.0, "ce_weight": 1.0}, "class_balance must be >= 0"),

@@ -21,6 +21,8 @@ from dualstream_geo.demo import FULL
 from dualstream_geo.errors import DualStreamError
 from dualstream_geo.training import DualStreamSegmentation, SegmentationLoss, read_spec
 from dualstream_geo.training.losses import DeepSupervisionLoss
+from dualstream_geo.training.renamed import renamed_arguments, renamed_flag
+from dualstream_geo.training.stored import task_hparams
 from dualstream_geo.training.trainer_defaults import default_precision
 
 from .conftest import demo_datamodule, tiny, trainer
@@ -254,6 +256,54 @@ def test_demo_yaml_matches_the_demo_budget() -> None:
     assert config["data"]["aux"] == "original"
 
 
+def test_former_setting_names_are_read_as_todays(tmp_path: Path) -> None:
+    """A config file, flags and a checkpoint written with the former names (``air_stem``,
+    ``air_weights``, ``loss.aux_weights``) give today's settings, with a warning; the
+    config file itself is left as it was."""
+    text = (REPO / "experiments" / "aihub.yaml").read_text()
+    old = text.replace("  aux_weights: null", "  air_weights: null").replace(
+        "    head_weights: {final", "    aux_weights: {final"
+    )
+    assert old != text
+    config = tmp_path / "old.yaml"
+    config.write_text(old)
+    args = ["fit", "--config", str(config), "--model.air_stem=layernorm", "--model.lr", "0.1"]
+    with pytest.warns(FutureWarning) as caught:
+        converted = renamed_arguments(args)
+    messages = " | ".join(str(w.message) for w in caught)
+    assert "model.air_weights -> model.aux_weights" in messages
+    assert "model.loss.aux_weights -> model.loss.head_weights" in messages
+    assert "model.air_stem -> model.aux_stem" in messages
+    assert converted[0] == "fit" and converted[3:] == [
+        "--model.aux_stem=layernorm",
+        "--model.lr",
+        "0.1",
+    ]
+    content = yaml.safe_load(converted[2])
+    assert content["model"]["aux_weights"] is None and "air_weights" not in content["model"]
+    assert content["model"]["loss"]["head_weights"] == {"final": 1.0, "aux_f2": 0.3, "aux_f3": 0.15}
+    assert config.read_text() == old
+    # Flags under init_args and the loss group; others untouched.
+    assert renamed_flag("--model.init_args.loss.aux_weights={}")[0] == (
+        "--model.init_args.loss.head_weights={}"
+    )
+    assert renamed_flag("--data.aux_weights=1") == ("--data.aux_weights=1", None)
+    assert renamed_flag("--model.aux_weights=a.pth") == ("--model.aux_weights=a.pth", None)
+    # A checkpoint's hyper-parameters with the former names.
+    hparams = task_hparams(
+        {
+            "hyper_parameters": {
+                "air_stem": "linear",
+                "air_weights": None,
+                "loss": {"aux_weights": {"final": 1.0}},
+            },
+            "dualstream_geo": {"format": 2},
+        }
+    )
+    assert hparams["aux_stem"] == "linear" and "air_stem" not in hparams
+    assert "aux_weights" in hparams and hparams["loss"] == {"head_weights": {"final": 1.0}}
+
+
 def test_aihub_yaml_builds_on_original_layout(tmp_path: Path) -> None:
     from .test_data_inputs import write_original_tree
 
@@ -283,7 +333,7 @@ def test_aihub_yaml_builds_on_original_layout(tmp_path: Path) -> None:
         2.0,
     )
     assert (loss.lovasz_form, h["lr_schedule"]) == ("original", "original")
-    assert loss.aux_weights == {"final": 1.0, "aux_f2": 0.3, "aux_f3": 0.15}
+    assert loss.head_weights == {"final": 1.0, "aux_f2": 0.3, "aux_f3": 0.15}
     spec = cli.model.input_spec
     assert (spec.normalization, d.sampling.kind, d.train_aug) == ("original", "tiles", None)
     assert spec.aux_names == ["gems", "air_pollution"] and spec.minmax_groups() == [12] * 4

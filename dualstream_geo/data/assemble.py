@@ -102,8 +102,8 @@ def assemble(
         image,
         sources or None,
         mask,
-        air_scale=spec.read_scale,
-        air_fill=spec.aux_fill(),
+        aux_scale=spec.read_scale,
+        aux_fill=spec.aux_fill(),
         transforms=transforms,
     )
 

@@ -229,7 +229,7 @@ class DualStreamDataModule(GeoDataModule):
     def _prepare(self, dataset: DualStreamGeoDataset) -> DualStreamGeoDataset:
         spec = self.input_spec
         dataset.transforms = spec.transform()
-        dataset.set_air_fill(spec.aux_fill())
+        dataset.set_aux_fill(spec.aux_fill())
         return dataset
 
     def datasets(self) -> dict[str, DualStreamGeoDataset]:

@@ -39,14 +39,14 @@ class DualStreamGeoDataset(GeoDataset):
     The index lives in the image CRS at the image resolution; ``ds[x, y]`` returns
 
     * ``image`` (C, H, W) float32 and ``mask`` (H, W) int64 on the image grid,
-    * ``air`` (sum of air channels, H / air_scale, W / air_scale) float32 over the same bounds,
+    * ``air`` (sum of air channels, H / aux_scale, W / aux_scale) float32 over the same bounds,
     * ``valid`` (H, W) bool, false where the image has no data,
     * ``bounds`` (4,) float64 ``xmin, ymin, xmax, ymax``, and ``crs`` (rasterio CRS).
 
     Every source is reprojected on the fly from its own CRS (bilinear for the image, nearest
     for the mask, each air source with its own ``resampling``: bilinear for GEMS and
     AirPollution, an :class:`~dualstream_geo.data.auxiliary.AuxRaster`'s as configured).
-    Air nodata/NaN is filled with ``air_fill`` (per channel; the datamodule passes the band
+    Air nodata/NaN is filled with ``aux_fill`` (per channel; the datamodule passes the band
     means, so filled pixels normalise to 0). Image nodata sets
     ``valid`` false and the mask to ``ignore_index`` there. With ``air=None`` no ``air`` key
     is returned (the model's air-absent path).
@@ -57,12 +57,12 @@ class DualStreamGeoDataset(GeoDataset):
         image: SatelliteImage,
         air: GeoRaster | Sequence[GeoRaster] | None,
         mask: LandCoverMask | None = None,
-        air_scale: int = 8,
-        air_fill: float | Sequence[float] = 0.0,
+        aux_scale: int = 8,
+        aux_fill: float | Sequence[float] = 0.0,
         transforms: Callable[[Sample], Sample] | None = None,
     ) -> None:
-        if air_scale < 1:
-            raise DualStreamError(f"air_scale must be >= 1, got {air_scale}")
+        if aux_scale < 1:
+            raise DualStreamError(f"aux_scale must be >= 1, got {aux_scale}")
         if not isinstance(image, SatelliteImage):
             raise DualStreamError(f"image must be a SatelliteImage source, got {image!r}")
         for source in [air] if isinstance(air, GeoRaster) else list(air or []):
@@ -76,12 +76,12 @@ class DualStreamGeoDataset(GeoDataset):
         self.image = image
         self.air = [air] if isinstance(air, GeoRaster) else list(air or [])
         self.mask = mask
-        self.air_scale = air_scale
+        self.aux_scale = aux_scale
         self.transforms = transforms
         #: Labels outside this geometry (image CRS) are ignored: set on geographic splits.
         self.label_roi: shapely.Geometry | None = None
         self.air_channels = sum(a.num_channels for a in self.air)
-        self.set_air_fill(air_fill)
+        self.set_aux_fill(aux_fill)
         self.grid_crs = CRS.from_user_input(image.crs)
         self._corner: tuple[float, float] | None = None
         self._res = image.res
@@ -116,19 +116,19 @@ class DualStreamGeoDataset(GeoDataset):
             crs=image.crs,
         )
 
-    def set_air_fill(self, air_fill: float | Sequence[float]) -> None:
+    def set_aux_fill(self, aux_fill: float | Sequence[float]) -> None:
         """What missing air values become: one value, or one per air channel.
 
         Raises:
             DualStreamError: another number of values.
         """
-        fill = np.asarray(air_fill, dtype=np.float32)
+        fill = np.asarray(aux_fill, dtype=np.float32)
         if fill.ndim > 1 or fill.size not in (1, self.air_channels):
             raise DualStreamError(
-                f"air_fill must be one value or {self.air_channels} (one per air channel), "
+                f"aux_fill must be one value or {self.air_channels} (one per air channel), "
                 f"got {fill.size}"
             )
-        self.air_fill = np.broadcast_to(fill, (self.air_channels,)).copy()
+        self.aux_fill = np.broadcast_to(fill, (self.air_channels,)).copy()
 
     def with_sources(
         self, air: Sequence[GeoRaster], mask: LandCoverMask | None
@@ -142,8 +142,8 @@ class DualStreamGeoDataset(GeoDataset):
             self.image,
             list(air) or None,
             mask,
-            air_scale=self.air_scale,
-            air_fill=self.air_fill.tolist(),
+            aux_scale=self.aux_scale,
+            aux_fill=self.aux_fill.tolist(),
             transforms=self.transforms,
         )
         other.index = self.index.copy()
@@ -154,14 +154,14 @@ class DualStreamGeoDataset(GeoDataset):
         """A query moved onto the scene's grids.
 
         Its corner on a corner of the first image file's pixels and, with an aux stream, of
-        the aux grid (the image grid with pixels ``air_scale`` times larger). Such a patch
+        the aux grid (the image grid with pixels ``aux_scale`` times larger). Such a patch
         is read without resampling the image, and its aux cells are the scene's own (as a
         cached, warped-once scene gives them).
         """
         x, y = index[0], index[1]
         origin = self._origin()
-        step_x = self.res[0] * (self.air_scale if self.air else 1)
-        step_y = self.res[1] * (self.air_scale if self.air else 1)
+        step_x = self.res[0] * (self.aux_scale if self.air else 1)
+        step_y = self.res[1] * (self.aux_scale if self.air else 1)
         width, height = x.stop - x.start, y.stop - y.start
         left = origin[0] + round((x.start - origin[0]) / step_x) * step_x
         top = origin[1] - round((origin[1] - y.stop) / step_y) * step_y
@@ -221,7 +221,7 @@ class DualStreamGeoDataset(GeoDataset):
             "crs": self.grid_crs,
         }
         if self.air:
-            sample["air"] = torch.from_numpy(self._read_air(grid.scaled(self.air_scale)))
+            sample["air"] = torch.from_numpy(self._read_air(grid.scaled(self.aux_scale)))
         if self.mask is not None:
             raw = self.mask.read(self._files(len(self._indexes) - 1, box), grid, Resampling.nearest)
             classes = self.mask.to_classes(raw[0])
@@ -243,7 +243,7 @@ class DualStreamGeoDataset(GeoDataset):
         air = np.concatenate(parts)
         bad = ~np.isfinite(air)
         if bad.any():
-            air[bad] = np.broadcast_to(self.air_fill[:, None, None], air.shape)[bad]
+            air[bad] = np.broadcast_to(self.aux_fill[:, None, None], air.shape)[bad]
         return air
 
 

@@ -5,7 +5,7 @@ grids (another CRS, resolution or alignment, or remote) are warped once onto the
 as tiled, compressed GeoTIFFs in a cache; samples then read aligned windows.
 
 Each scene (image file) has two grids: its own (labels) and the one the aux stream is read
-at (its pixels ``air_scale`` times larger; with a one-cell margin for sources that derive
+at (its pixels ``aux_scale`` times larger; with a one-cell margin for sources that derive
 terrain). A source's copy is keyed by its class and settings, its files' fingerprints
 (path, size, modification time) and the grid, so runs reuse it and a changed input gets a
 new one; it is written under a temporary name and renamed, so two runs building it at once
@@ -172,7 +172,7 @@ def warp_once(dataset: DualStreamGeoDataset, folder: str) -> DualStreamGeoDatase
     check_apart(folder, inputs, "data.cache_dir")
     make_cache_folder(folder)
     grids = scene_grids(dataset)
-    aux_grids = [grid.coarsened(dataset.air_scale) for grid in grids]
+    aux_grids = [grid.coarsened(dataset.aux_scale) for grid in grids]
     mask = dataset.mask
     if mask is not None and not all(on_grid(mask, g) for g in grids):
         mask = warp_source(mask, grids, folder)  # type: ignore[assignment]

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 TASKS = ("binary", "multiclass")
 PRESETS = ("original", "lite")
 #: The lite air encoder's stem: ``layernorm`` is that of lite checkpoints written before it.
-AIR_STEMS = ("linear", "layernorm")
+AUX_STEMS = ("linear", "layernorm")
 PathLike = str | os.PathLike[str]
 
 
@@ -86,7 +86,7 @@ def check_settings(
     in_channels: int,
     band_names: Sequence[str],
     modality_dropout: float,
-    air_stem: str,
+    aux_stem: str,
     aux_scale: int,
     context: str,
     detail_design: str,
@@ -103,7 +103,7 @@ def check_settings(
             "the image; the lite preset also takes 4, 2 or 1"
         )
     _one_of("detail_design", detail_design, DETAIL_DESIGNS)
-    _one_of("air_stem", air_stem, AIR_STEMS)
+    _one_of("aux_stem", aux_stem, AUX_STEMS)
     _one_of("task", task, TASKS)
     _one_of("preset", preset, PRESETS)
     if task == "binary" and num_classes != 2:
@@ -137,7 +137,7 @@ class DualStreamDFormer(nn.Module):
     products need) or, in the lite preset, 4, 2 or 1 for a finer coarse raster such as a DEM
     (:class:`~dualstream_geo.models.air.ConvNeXtAirEncoder`).
 
-    ``air_stem`` (lite preset): ``linear``, a stem that keeps the level of the standardised
+    ``aux_stem`` (lite preset): ``linear``, a stem that keeps the level of the standardised
     aux values, or ``layernorm``, the stem of lite models trained before 2026-12-05
     (:class:`~dualstream_geo.models.air.ConvNeXtAirEncoder`).
 
@@ -175,13 +175,13 @@ class DualStreamDFormer(nn.Module):
         band_names: Sequence[str] = ("blue", "green", "red", "nir"),
         vision_encoder: str = "segformer-b1",
         vision_weights: PathLike | None = None,
-        air_weights: PathLike | None = None,
+        aux_weights: PathLike | None = None,
         drop_path_rate: float = 0.1,
         modality_dropout: float = 0.0,
         use_boundary_refine: bool = True,
         gate_twice: bool = False,
         image_detail: bool = False,
-        air_stem: str = "linear",
+        aux_stem: str = "linear",
         aux_scale: int = 8,
         detail_aux: bool = False,
         context: str = "local",
@@ -195,7 +195,7 @@ class DualStreamDFormer(nn.Module):
             in_channels=in_channels,
             band_names=band_names,
             modality_dropout=modality_dropout,
-            air_stem=air_stem,
+            aux_stem=aux_stem,
             aux_scale=aux_scale,
             context=context,
             detail_design=detail_design,
@@ -223,11 +223,11 @@ class DualStreamDFormer(nn.Module):
             )
         else:
             self._build_lite(
-                widths, outputs, (detail, detail_design), drop_path_rate, air_stem, local
+                widths, outputs, (detail, detail_design), drop_path_rate, aux_stem, local
             )
         if local:
             groupnorm_to_layernorm(self)
-        self._load_weights(vision_weights, air_weights)
+        self._load_weights(vision_weights, aux_weights)
 
     def _load_weights(self, vision: PathLike | None, air: PathLike | None) -> None:
         """Start the encoders from weights files (a TorchGeo name for the vision encoder)."""
@@ -284,7 +284,7 @@ class DualStreamDFormer(nn.Module):
         outputs: int,
         detail: tuple[int, str],
         drop_path_rate: float,
-        air_stem: str,
+        aux_stem: str,
         local: bool,
     ) -> None:
         """The lite air encoder, fusion and decoder; ``detail`` as in :meth:`_build_original`."""
@@ -293,7 +293,7 @@ class DualStreamDFormer(nn.Module):
             in_channels=self.air_channels,
             out_channels=widths,
             drop_path_rate=drop_path_rate,
-            stem_norm=air_stem == "layernorm",
+            stem_norm=aux_stem == "layernorm",
             input_reduction=self.air_reduction,
         )
         self.fusion = lite_fusion(widths, widths, drop_path_rate=drop_path_rate, local=local)

@@ -26,7 +26,7 @@ MULTIPLIERS = {"vision_encoder": 0.1, "air_encoder": 0.5, "fusion": 1.0, "decode
 
 def starts_pretrained(hparams: Mapping[str, Any]) -> bool:
     """True when the model or one of its encoders is initialised from weights."""
-    return any(hparams.get(key) for key in ("weights", "vision_weights", "air_weights"))
+    return any(hparams.get(key) for key in ("weights", "vision_weights", "aux_weights"))
 
 
 def freeze_epochs(hparams: Mapping[str, Any]) -> int:

@@ -22,7 +22,7 @@ def load_task(path: PathLike) -> DualStreamSegmentation:
     spec = read_spec(raw, path)
     hparams = task_hparams(raw)
     # The weights come from the checkpoint itself, not from the files it started from.
-    hparams.update(weights=None, vision_weights=None, air_weights=None)
+    hparams.update(weights=None, vision_weights=None, aux_weights=None)
     try:
         task = DualStreamSegmentation(input_spec=spec, **hparams)
         task.load_state_dict(raw["state_dict"])

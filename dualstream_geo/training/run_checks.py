@@ -34,7 +34,7 @@ def config_inputs(config: Any) -> list[str]:
     if isinstance(aux, list):
         inputs += [p for source in aux for p in (source.get("paths") or [])]
     model = config.get("model") or {}
-    inputs += [model[k] for k in ("weights", "vision_weights", "air_weights") if model.get(k)]
+    inputs += [model[k] for k in ("weights", "vision_weights", "aux_weights") if model.get(k)]
     return [str(path) for path in inputs]
 
 
@@ -72,7 +72,7 @@ ARCHITECTURE = (
     "detail_aux",
     "detail_design",
     "context",
-    "air_stem",
+    "aux_stem",
 )
 
 

@@ -21,7 +21,7 @@ class LossSettings:
 
     ``ce_weight`` x cross-entropy + ``focal_weight`` x Focal(``focal_alpha``,
     ``focal_gamma``) + ``lovasz_weight`` x Lovasz + ``dice_weight`` x Dice on every head,
-    the heads weighted by ``aux_weights`` (default final 1.0, aux_f2 0.3, aux_f3 0.15,
+    the heads weighted by ``head_weights`` (default final 1.0, aux_f2 0.3, aux_f3 0.15,
     aux_detail 0.5). ``lovasz_form="original"``: the original's Lovasz on probabilities, per
     image (binary task). ``class_weights`` weight the cross-entropy per class;
     ``class_balance`` p > 0 computes them from the training labels as ``(median frequency /
@@ -37,17 +37,17 @@ class LossSettings:
     focal_alpha: float | None = 0.25
     focal_gamma: float = 2.0
     lovasz_form: Literal["smp", "original"] = "smp"
-    aux_weights: dict[str, float] | None = None
+    head_weights: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         if self.lovasz_form not in LOVASZ_FORMS:
             raise DualStreamError(
                 f"loss.lovasz_form must be one of {LOVASZ_FORMS}, got {self.lovasz_form!r}"
             )
-        if self.aux_weights is not None and set(self.aux_weights) - set(HEAD_WEIGHTS):
+        if self.head_weights is not None and set(self.head_weights) - set(HEAD_WEIGHTS):
             raise DualStreamError(
-                f"loss.aux_weights keys must be among {tuple(HEAD_WEIGHTS)}, got "
-                f"{sorted(self.aux_weights)}"
+                f"loss.head_weights keys must be among {tuple(HEAD_WEIGHTS)}, got "
+                f"{sorted(self.head_weights)}"
             )
         if self.class_balance < 0:
             raise DualStreamError(f"loss.class_balance must be >= 0, got {self.class_balance}")
@@ -74,7 +74,7 @@ class LossSettings:
             "focal_alpha": self.focal_alpha,
             "focal_gamma": self.focal_gamma,
             "lovasz_form": self.lovasz_form,
-            "aux_weights": dict(self.aux_weights) if self.aux_weights else None,
+            "head_weights": dict(self.head_weights) if self.head_weights else None,
         }
 
     def build(self, task: str, ignore_index: int) -> DeepSupervisionLoss:
@@ -95,7 +95,7 @@ class LossSettings:
             focal_gamma=self.focal_gamma,
             lovasz_form=self.lovasz_form,
         )
-        return DeepSupervisionLoss(loss, {**HEAD_WEIGHTS, **(self.aux_weights or {})})
+        return DeepSupervisionLoss(loss, {**HEAD_WEIGHTS, **(self.head_weights or {})})
 
 
 def check_task_settings(

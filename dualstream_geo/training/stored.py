@@ -18,6 +18,7 @@ from ..data.spec import InputSpec
 from ..errors import DualStreamError
 from ..torchfiles import load_torch_file
 from .legacy import is_legacy, legacy_hparams, legacy_spec
+from .renamed import renamed_hparams
 
 #: The checkpoint entry of this project.
 CHECKPOINT_KEY = "dualstream_geo"
@@ -60,8 +61,9 @@ def task_hparams(checkpoint: dict[str, Any]) -> dict[str, Any]:
     hparams = dict(checkpoint.get("hyper_parameters") or {})
     hparams.pop("_instantiator", None)
     hparams = legacy_hparams(hparams) if is_legacy(checkpoint) else hparams
+    hparams, _ = renamed_hparams(hparams)
     # Checkpoints written before the setting existed have the lite stem with a LayerNorm.
-    hparams.setdefault("air_stem", "layernorm")
+    hparams.setdefault("aux_stem", "layernorm")
     # ... and a detail path that reads the image alone.
     hparams.setdefault("detail_aux", False)
     # ... and attention, normalisation and pooling over the whole window.

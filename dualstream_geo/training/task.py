@@ -59,7 +59,8 @@ class DualStreamSegmentation(SemanticSegmentation):
             (``ResNet50_Weights.LANDSAT_OLI_SR_MOCO``, downloaded once, or read from the torch
             hub cache) or a state-dict file, the stem matched to the bands by name
             (:mod:`~dualstream_geo.models.pretrained`).
-        air_weights: pretrained air-encoder weights (a state dict).
+        aux_weights: pretrained weights of the air encoder, which reads the aux stream (a
+            state dict).
         use_boundary_refine: the original preset's classifier reads the boundary branch.
         gate_twice: the original preset evaluates its stage 1-2 gate twice.
         image_detail: a full-resolution image path in the decoder (aux head ``aux_detail``).
@@ -72,7 +73,7 @@ class DualStreamSegmentation(SemanticSegmentation):
             pixel, so its class does not depend on the prediction window; ``window``:
             attention, GroupNorm and pooling over the whole input, as the original and
             models before 2026-12-06 (:mod:`~dualstream_geo.models.locality`).
-        air_stem: the lite air encoder's stem: ``linear`` keeps the level of the aux values;
+        aux_stem: the lite air encoder's stem: ``linear`` keeps the level of the aux values;
             ``layernorm`` is the stem of lite checkpoints written before it (which saturates
             a one-channel stream; :class:`~dualstream_geo.models.air.ConvNeXtAirEncoder`).
         drop_path_rate: stochastic depth of the encoders.
@@ -121,14 +122,14 @@ class DualStreamSegmentation(SemanticSegmentation):
         vision_encoder: str = "segformer-b1",
         weights: str | None = None,
         vision_weights: str | None = None,
-        air_weights: str | None = None,
+        aux_weights: str | None = None,
         use_boundary_refine: bool = True,
         gate_twice: bool = False,
         image_detail: bool = False,
         detail_aux: bool = True,
         detail_design: Literal["dense", "separable", "spectral"] = "dense",
         context: Literal["local", "window"] = "local",
-        air_stem: Literal["linear", "layernorm"] = "linear",
+        aux_stem: Literal["linear", "layernorm"] = "linear",
         drop_path_rate: float = 0.1,
         modality_dropout: float = 0.0,
         loss: LossSettings | None = None,
@@ -184,13 +185,13 @@ class DualStreamSegmentation(SemanticSegmentation):
             preset=h["preset"],
             vision_encoder=h["vision_encoder"],
             vision_weights=h["vision_weights"],
-            air_weights=h["air_weights"],
+            aux_weights=h["aux_weights"],
             drop_path_rate=h["drop_path_rate"],
             modality_dropout=h["modality_dropout"],
             use_boundary_refine=h["use_boundary_refine"],
             gate_twice=h["gate_twice"],
             image_detail=h["image_detail"],
-            air_stem=h["air_stem"],
+            aux_stem=h["aux_stem"],
             aux_scale=spec.aux_scale if spec.uses_aux else MODEL_AUX_SCALE,
             # Without aux sources the air input is the learned constant: nothing to detail.
             detail_aux=h["detail_aux"] and spec.uses_aux,
