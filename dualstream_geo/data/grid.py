@@ -31,7 +31,14 @@ _ALIGN_TOLERANCE = 1e-6
 
 @dataclass(frozen=True)
 class Grid:
-    """A raster grid: CRS, north-up affine transform (float64) and shape (height, width)."""
+    """A raster grid: CRS, north-up affine transform (float64) and shape (height, width).
+
+    Attributes:
+        crs: the coordinate reference system.
+        transform: the pixel-to-CRS affine transform.
+        height: rows.
+        width: columns.
+    """
 
     crs: CRS
     transform: Affine
@@ -42,7 +49,20 @@ class Grid:
     def from_bounds(
         cls, crs: CRS, xmin: float, ymax: float, xres: float, yres: float, height: int, width: int
     ) -> Grid:
-        """Grid whose upper-left corner is (xmin, ymax) with pixel size (xres, yres)."""
+        """Grid whose upper-left corner is (xmin, ymax) with pixel size (xres, yres).
+
+        Args:
+            crs: the coordinate reference system.
+            xmin: the left edge.
+            ymax: the top edge.
+            xres: the pixel width.
+            yres: the pixel height (positive).
+            height: rows.
+            width: columns.
+
+        Returns:
+            The grid.
+        """
         return cls(crs, Affine(xres, 0.0, xmin, 0.0, -yres, ymax), height, width)
 
     @property

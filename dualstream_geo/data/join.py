@@ -50,6 +50,17 @@ class DualStreamGeoDataset(GeoDataset):
     means, so filled pixels normalise to 0). Image nodata sets
     ``valid`` false and the mask to ``ignore_index`` there. With ``air=None`` no ``air`` key
     is returned (the model's air-absent path).
+
+    Args:
+        image: the image source; its grid is the dataset's.
+        air: the aux sources, in stream order (None: the image alone).
+        mask: the labels (None: no ``mask`` in the samples).
+        aux_scale: aux pixels are ``aux_scale`` image pixels wide.
+        aux_fill: what missing aux values become: one value, or one per aux channel.
+        transforms: applied to every sample (normalisation).
+
+    Raises:
+        DualStreamError: a bad setting, or sources that do not overlap.
     """
 
     def __init__(
@@ -137,6 +148,13 @@ class DualStreamGeoDataset(GeoDataset):
 
         The same join (image, index, grids, fill, transforms, label region) reading its air
         and mask from other sources holding the same data (warped-once copies).
+
+        Args:
+            air: the aux sources (the same channels, in the same order).
+            mask: the labels.
+
+        Returns:
+            A new dataset; this one is unchanged.
         """
         other = DualStreamGeoDataset(
             self.image,
@@ -207,6 +225,14 @@ class DualStreamGeoDataset(GeoDataset):
         """The sample on ``grid`` (image CRS); pixels outside every image file are invalid.
 
         ``image_files``: the image files under ``grid`` when the caller already looked them up.
+
+        Args:
+            grid: the sample's grid, in the image's CRS and resolution.
+            image_files: the image files under ``grid`` (None: looked up in the index).
+
+        Returns:
+            The sample: ``image``, ``valid``, ``bounds``, ``crs`` and, where the dataset has
+            them, ``air`` and ``mask``.
         """
         box = shapely.box(*grid.bounds)
         if image_files is None:

@@ -23,6 +23,17 @@ class LandCoverMask(GeoRaster):
     Raw values not in ``class_map`` go to ``background`` (``unmapped="background"``) or to
     ``ignore_index`` (``unmapped="ignore"``); the raster's nodata and pixels outside every
     file go to ``ignore_index``. Without a class map, raw values are the class indices.
+
+    Args:
+        paths: the label rasters, or folders holding them.
+        class_map: raw value -> class index (None: the raw values are the classes).
+        unmapped: ``background`` or ``ignore``: what raw values missing from the map become.
+        background: the class of unmapped values with ``unmapped="background"``.
+        ignore_index: the label of unknown pixels.
+        **kwargs: :class:`~dualstream_geo.data.sources.GeoRaster`'s settings.
+
+    Raises:
+        DualStreamError: a bad class map or setting (named).
     """
 
     is_image = False

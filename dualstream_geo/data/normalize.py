@@ -20,7 +20,15 @@ from .sources import GeoRaster
 
 @dataclass
 class BandStats:
-    """Per-band mean, std, min and max of one stream, in channel order."""
+    """Per-band mean, std, min and max of one stream, in channel order.
+
+    Attributes:
+        bands: the channel names.
+        mean: each channel's mean.
+        std: each channel's standard deviation.
+        min: each channel's minimum.
+        max: each channel's maximum.
+    """
 
     bands: list[str]
     mean: list[float]
@@ -50,6 +58,13 @@ class BandStats:
     @classmethod
     def from_source(cls, source: GeoRaster, bands: Sequence[str] | None = None) -> BandStats:
         """Statistics over every file of ``source`` from decimated reads (NaN/nodata skipped).
+
+        Args:
+            source: the raster source.
+            bands: the channel names (default: the source's).
+
+        Returns:
+            The statistics of each channel.
 
         Raises:
             DualStreamError: a file holds +/-inf (NaN is treated as nodata, with a warning).
@@ -94,6 +109,14 @@ class BandStats:
 
         Statistics of the spectral ``indices`` of ``source``'s bands (named ``bands``) over
         every file, from the same decimated reads as :meth:`from_source`.
+
+        Args:
+            source: the image source.
+            bands: its band names, in file order.
+            indices: the index names (:mod:`~dualstream_geo.data.indices`).
+
+        Returns:
+            The statistics of each index.
 
         Raises:
             DualStreamError: the band files of one scene differ in size.
@@ -143,6 +166,11 @@ class DatasetStats:
     """Statistics of both streams and of any spectral indices appended to the image.
 
     Saved to and loaded from JSON.
+
+    Attributes:
+        image: the image bands' statistics.
+        air: the aux channels' statistics (None for the image alone).
+        indices: the spectral indices' statistics (None without indices).
     """
 
     image: BandStats

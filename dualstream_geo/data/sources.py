@@ -80,6 +80,19 @@ class GeoRaster(RasterDataset):
 
     Subclasses set ``num_channels`` and may map one index entry to several files
     (:meth:`channel_files`), e.g. one file per band or per pollutant.
+
+    Args:
+        paths: files or folders (local, URLs, or GDAL paths).
+        crs: the CRS to index in (default: the first file's).
+        res: the resolution to index at (default: the first file's).
+        transforms: applied to the samples ``source[x, y]`` returns on its own.
+        nodata: the files' nodata value when they carry none.
+        filename_glob: which files of a folder to take.
+        georef_fallback: footprints for files without georeferencing.
+        cache: TorchGeo's file-handle cache (RasterDataset's ``cache``).
+
+    Raises:
+        DualStreamError: no matching file, or a file that cannot be read (named).
     """
 
     filename_glob = "*.tif"
@@ -126,6 +139,14 @@ class GeoRaster(RasterDataset):
         A pystac Item or ItemCollection, a path or URL of one, or a list of these; in
         channel order: one asset per band or multi-band assets
         (:mod:`~dualstream_geo.data.stac`).
+
+        Args:
+            items: the STAC Items.
+            assets: the asset keys, in channel order.
+            **kwargs: the source's other settings.
+
+        Returns:
+            The source reading the assets through a VRT per Item.
         """
         paths = stac_files(read_items(items), list(assets), cls.stac_prefix, cls.stac_groups)
         first = f"{cls.stac_groups[0]}_" if cls.stac_groups else ""
@@ -251,6 +272,14 @@ class GeoRaster(RasterDataset):
 
         Returns float32 (num_channels, grid.height, grid.width), NaN where no file has data.
         Earlier files win where files overlap.
+
+        Args:
+            filepaths: the index entries to read.
+            grid: the grid to read onto.
+            resampling: the warp's resampling.
+
+        Returns:
+            float32 (num_channels, grid.height, grid.width).
         """
         return self.convert(self.read_files(filepaths, grid, resampling))
 
@@ -265,6 +294,15 @@ class GeoRaster(RasterDataset):
 
         Float32 (file channels, height, width), NaN where no file has data. ``tolerance``:
         the warp's (default the source's ``warp_tolerance``; 0: exact).
+
+        Args:
+            filepaths: the index entries to read.
+            grid: the grid to read onto.
+            resampling: the warp's resampling.
+            tolerance: the warp's error threshold in pixels.
+
+        Returns:
+            float32 (file channels, grid.height, grid.width).
         """
         tolerance = self.warp_tolerance if tolerance is None else tolerance
         filepaths = list(filepaths)
@@ -320,6 +358,14 @@ class SatelliteImage(GeoRaster):
     Either one multi-band file per scene, or one file per band (``band_files``: the token that
     names each band in the file name, e.g. ``("_b2", "_b3", "_b4", "_b5")`` for
     ``landsat_b2.tif`` ...). uint8, uint16 or float input, returned as raw float32.
+
+    Args:
+        paths: the image files, or folders holding them.
+        bands: the band names, in file order.
+        band_files: the token that names each band's file (None: multi-band files).
+        band_indexes: the 1-based bands of each file to read (default: the first
+            ``len(bands)``).
+        **kwargs: :class:`GeoRaster`'s settings.
     """
 
     is_image = True

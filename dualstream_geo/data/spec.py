@@ -47,10 +47,14 @@ ABSENT_AUX_CHANNELS = 48
 class ImageSpec:
     """The image stream: its bands, files, nodata and spectral indices.
 
-    The image stream: ``bands`` in file order (one multi-band file per scene, or one file
-    per band named by the ``band_files`` tokens, e.g. ``[_b2, _b3, _b4, _b5]``), the files'
-    ``nodata`` when they carry none, and spectral ``indices`` computed from the bands and
-    appended after them (:mod:`~dualstream_geo.data.indices`).
+    Attributes:
+        bands: the band names in file order (one multi-band file per scene, or one file per
+            band).
+        band_files: the token that names each band's file (e.g. ``[_b2, _b3, _b4, _b5]``),
+            or None for multi-band files.
+        nodata: the files' nodata value when they carry none.
+        indices: spectral indices computed from the bands and appended after them
+            (:mod:`~dualstream_geo.data.indices`).
     """
 
     bands: tuple[str, ...] = ("blue", "green", "red", "nir")
@@ -78,11 +82,13 @@ class ImageSpec:
 class ClassSpec:
     """The classes, their colours and how raw label values become classes.
 
-    The classes: ``names`` (their count is the model's number of classes), ``colors`` (RGB,
-    one per class; default a fixed palette), how raw label values become classes (``map``:
-    raw value -> class index; values not in it go to class 0 with ``unmapped: background``
-    or are ignored with ``unmapped: ignore``; without a map the raw values are the classes)
-    and the ``ignore_index`` of unknown pixels.
+    Attributes:
+        names: the class names; their count is the model's number of classes.
+        colors: one RGB colour per class (None: a fixed palette).
+        map: raw label value -> class index (None: the raw values are the classes).
+        unmapped: what raw values missing from ``map`` become: class 0 (``background``) or
+            ignored (``ignore``).
+        ignore_index: the label of unknown pixels, which the loss and metrics skip.
     """
 
     names: tuple[str, ...] = ("background", "target")
@@ -121,13 +127,21 @@ class ClassSpec:
 class InputSpec:
     """What defines the model's inputs and outputs (see the module docstring).
 
-    ``aux`` empty means image only (the model's air-absent input). ``aux_fusion``:
-    ``dual`` feeds the aux sources to the model's air encoder at 1/``aux_scale`` of the
-    image; ``early`` reads them on the image grid and appends them to the image channels
-    (the baseline that stacks a coarse raster as extra bands; the air encoder then gets its
-    "absent" input). ``stats`` (band statistics of the image, its indices and the aux
-    channels) joins the spec when the training data is set up; a spec without them can
-    build a model but not normalise data.
+    A spec without ``stats`` can build a model but not normalise data.
+
+    Attributes:
+        image: the image stream.
+        classes: the classes.
+        aux: the named aux sources in stream order; empty for the image alone (the model's
+            air-absent input).
+        aux_scale: aux pixels are ``aux_scale`` image pixels wide.
+        aux_fusion: ``dual`` feeds the aux sources to the model's air encoder at
+            1/``aux_scale`` of the image; ``early`` reads them on the image grid and appends
+            them to the image channels (the baseline that stacks a coarse raster as extra
+            bands; the air encoder then gets its "absent" input).
+        normalization: ``dataset`` statistics, or the ``original`` project's scaling.
+        stats: the band statistics of the image, its indices and the aux channels, found
+            from the training data (None until then).
     """
 
     image: ImageSpec = field(default_factory=ImageSpec)

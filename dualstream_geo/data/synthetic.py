@@ -259,6 +259,14 @@ def make_demo_scenes(
 
     Each split folder holds ``image/``, ``label/``, ``gems/`` and ``air/``. Returns the split
     folders by name. Takes a few seconds.
+
+    Args:
+        root: the folder to write under.
+        seed: the random generator's seed (the same seed, the same files).
+        scenes: the scenes to write (the first is the training scene).
+
+    Returns:
+        The split folders by name (``train``, ``test``).
     """
     rng = np.random.default_rng(seed)
     folders = {}

@@ -38,8 +38,13 @@ TRUE_NEGATIVE, TRUE_POSITIVE, FALSE_POSITIVE, FALSE_NEGATIVE, EXCLUDED = 0, 1, 2
 class Assessment:
     """The accuracy of a prediction, with class names and areas per class.
 
-    The accuracy of a prediction, with class names and areas (hectares) per class over the
-    compared pixels, for the prediction and for the reference.
+    Attributes:
+        class_names: the classes, in index order.
+        accuracy: the confusion-based measures over the compared pixels.
+        area_ha: hectares of each class over the compared pixels, in the prediction
+            (``prediction``) and in the reference (``reference``).
+        compared_pixels: pixels with a class in both rasters.
+        excluded_pixels: pixels left out (nodata, ignored or outside the reference).
     """
 
     class_names: list[str]

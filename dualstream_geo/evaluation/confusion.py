@@ -15,6 +15,16 @@ class Accuracy:
     ``iou`` TP / (TP + FP + FN), ``precision`` TP / (TP + FP), ``recall`` TP / (TP + FN),
     ``f1``. Overall: ``overall_accuracy`` (trace / total), ``mean_iou`` (mean over the classes
     that occur in either raster) and Cohen's ``kappa``.
+
+    Attributes:
+        confusion: the (K, K) matrix, reference classes in rows.
+        iou: per class, TP / (TP + FP + FN).
+        precision: per class, TP / (TP + FP).
+        recall: per class, TP / (TP + FN).
+        f1: per class, the harmonic mean of precision and recall.
+        overall_accuracy: trace / total.
+        mean_iou: the mean IoU over the classes that occur in either raster.
+        kappa: Cohen's kappa.
     """
 
     confusion: np.ndarray

@@ -201,6 +201,16 @@ class ScenePredictor:
         """Load a training checkpoint.
 
         Weights and the input spec: bands, statistics, aux sources, classes.
+
+        Args:
+            checkpoint: the ``.ckpt`` file.
+            **kwargs: the predictor's settings (device, tile, batch size, ...).
+
+        Returns:
+            The predictor.
+
+        Raises:
+            DualStreamError: a missing or unreadable checkpoint, or a bad setting.
         """
         predictor = cls(load_task(checkpoint), **kwargs)
         predictor.checkpoint = str(checkpoint)
@@ -254,7 +264,15 @@ class ScenePredictor:
     # -- model ---------------------------------------------------------------------------
     @torch.inference_mode()
     def probabilities(self, image: Tensor, air: Tensor | None) -> Tensor:
-        """(B, C, H, W) probabilities averaged over the TTA transforms."""
+        """(B, C, H, W) probabilities averaged over the TTA transforms.
+
+        Args:
+            image: (B, C, H, W) normalised image windows.
+            air: (B, A, H/s, W/s) normalised aux windows, or None for the image alone.
+
+        Returns:
+            (B, K, H, W) class probabilities.
+        """
         if self.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
 
@@ -285,6 +303,23 @@ class ScenePredictor:
         or ``both`` (``<output>`` and ``<stem>_probabilities.tif``). ``progress_callback``
         receives (rows written, scene height) after each strip. ``group``: this process is
         one of several sharing the scene (:func:`~.distributed.predict_on_ranks`).
+
+        Args:
+            image: the image source, its paths, or the dataset :meth:`dataset` made.
+            aux: the aux sources or paths, by source name.
+            output: the GeoTIFF to write.
+            kind: ``class``, ``probabilities`` or ``both``.
+            overwrite: replace an existing output.
+            resume: finish an interrupted run's partial output.
+            progress_callback: receives (rows written, scene height) after each strip.
+            group: the processes sharing the scene, or None for this one alone.
+
+        Returns:
+            The output's path.
+
+        Raises:
+            DualStreamError: bad inputs or settings, an output that exists or would replace an
+                input, or a failed write (named).
         """
         if kind not in KINDS:
             raise DualStreamError(f"kind must be one of {KINDS}, got {kind!r}")

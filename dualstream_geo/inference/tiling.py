@@ -54,6 +54,16 @@ def strips(
 
     Each strip left to right. Every pixel is at least ``margin`` px inside some window (or
     on the scene edge): the stride is at most ``tile - 2 margin``.
+
+    Args:
+        height: the scene's rows.
+        width: the scene's columns.
+        tile: the window's side in pixels.
+        overlap: the share of a window its neighbours overlap.
+        margin: pixels of each window side that are context only.
+
+    Returns:
+        The windows, strip by strip.
     """
     stride = max(1, min(tile - round(tile * overlap), tile - 2 * margin))
     cols = window_starts(width, tile, stride)
@@ -124,6 +134,17 @@ def window_weights(
 
     Its ``margin`` is context-only (:func:`ramp`); ``edges``: kept where it lies on the scene's
     edge (windows that do not reach past the scene).
+
+    Args:
+        window: the window.
+        height: the output's rows.
+        width: the output's columns.
+        blend: ``hann``, ``linear`` or ``none`` (:func:`ramp`).
+        margin: pixels of each window side that are context only.
+        edges: keep full weight where the window lies on the scene's edge.
+
+    Returns:
+        (size, size) float weights.
     """
     rows = ramp(
         window.size,

@@ -62,6 +62,15 @@ class ConvNeXtAirEncoder(Encoder):
     repeats with a 2-pixel period. The stem is linear unless ``stem_norm``: a LayerNorm over
     the stem features of a one-channel stream divides its level out.
 
+    Args:
+        in_channels: the aux stream's channels.
+        out_channels: the widths of the four outputs (the vision stages').
+        depths: ConvNeXt blocks per output stage.
+        mlp_ratio: the blocks' MLP expansion.
+        drop_path_rate: the blocks' stochastic depth, rising linearly to this value.
+        stem_norm: a LayerNorm after the stem.
+        input_reduction: r, image pixels per aux pixel side.
+
     Raises:
         DualStreamError: ``input_reduction`` not in :data:`AIR_REDUCTIONS`.
     """

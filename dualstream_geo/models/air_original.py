@@ -43,6 +43,11 @@ class OriginalAirEncoder(Encoder):
     BasicConv and two blocks give A1; two GroupNorm + 2x2-conv downsamplings, each followed
     by two blocks, give A3 and A4. With c = (64, 128, 320, 512) and 48 input channels it is
     the original's ``air_encoder`` (7,226,624 parameters), module for module.
+
+    Args:
+        in_channels: the aux stream's channels.
+        out_channels: c, the widths of A1..A4.
+        depth: ConvNeXt blocks per stage.
     """
 
     reductions = (4, 8, 16, 32)

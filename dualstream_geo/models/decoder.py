@@ -117,6 +117,15 @@ class LiteDecoder(nn.Module):
     stay within the neighbouring 32 px cells and its pooling branch averages them instead
     of the window (:mod:`~dualstream_geo.models.locality`). ``detail_design``: how the image
     path's layers are built (:data:`~dualstream_geo.models.detail.DETAIL_DESIGNS`).
+
+    Args:
+        encoder_channels: the fused features' widths, finest first.
+        num_outputs: K, the logit maps.
+        aspp_channels: ASPP's width.
+        channels: the decoder's widths at H/16, H/8, H/4 and full resolution.
+        image_channels: the detail path's input channels (0: no detail path).
+        local: keep ASPP within the neighbouring 32 px cells.
+        detail_design: the detail path's layers.
     """
 
     def __init__(

@@ -112,6 +112,16 @@ class OriginalDecoder(nn.Module):
     ``local`` (not in the original): ASPP's dilations stay within the neighbouring 32 px
     cells and its pooling averages them instead of the window
     (:mod:`~dualstream_geo.models.locality`). Names follow the original's state dict.
+
+    Args:
+        encoder_channels: c, the fused features' widths.
+        num_outputs: K, the logit maps.
+        use_boundary_refine: the classifier reads the boundary-refinement branch.
+        aspp_channels: ASPP's width.
+        skip_channels: the projected skips' width.
+        image_channels: the detail path's input channels (0: no detail path).
+        local: keep ASPP within the neighbouring 32 px cells.
+        detail_design: the detail path's layers.
     """
 
     def __init__(

@@ -163,6 +163,31 @@ class DualStreamDFormer(nn.Module):
     learned in the lite preset; zeros in the original preset, which is what the original's
     scaling makes of a constant or unreadable air file. ``modality_dropout`` replaces the
     air of each training sample with it at that probability.
+
+    Args:
+        num_classes: classes (1 output for a binary task).
+        task: ``binary`` or ``multiclass``.
+        preset: ``original`` or ``lite``.
+        in_channels: the image channels (bands, indices, early-fused aux).
+        air_channels: the aux stream's channels.
+        band_names: the image channels' names (a pretrained stem is mapped by them).
+        vision_encoder: a registered encoder name (:func:`~.registry.list_encoders`).
+        vision_weights: the vision encoder's weights: a file, a hub id or a TorchGeo name.
+        aux_weights: the air encoder's weights file.
+        drop_path_rate: the encoders' stochastic depth.
+        modality_dropout: the probability that a training sample's air is replaced by the
+            "air absent" input.
+        use_boundary_refine: the original preset's classifier reads the boundary refinement.
+        gate_twice: the original preset evaluates its stage 1-2 gate twice.
+        image_detail: add the full-resolution image path.
+        aux_stem: the lite air encoder's stem, ``linear`` or ``layernorm``.
+        aux_scale: r, image pixels per aux pixel side.
+        detail_aux: the detail path also reads the aux stream.
+        context: ``local`` or ``window``.
+        detail_design: ``dense``, ``separable`` or ``spectral``.
+
+    Raises:
+        DualStreamError: settings that do not fit together, naming them.
     """
 
     def __init__(
@@ -345,6 +370,18 @@ class DualStreamDFormer(nn.Module):
         replacing those parts. Keys of transformers 4.x or 5.x, ``module.``/``_orig_mod.``
         prefixes accepted; every tensor must be consumed. Boundary refinement off, as the
         original predicts.
+
+        Args:
+            path: the original's full-model state dict.
+            air_encoder: its separate air-encoder file, replacing that part.
+            vision_encoder: its separate vision-encoder file, replacing that part.
+
+        Returns:
+            The model (boundary refinement off and window context, as the original
+            predicts).
+
+        Raises:
+            DualStreamError: a missing file, or tensors that do not match (named).
         """
         from .original_checkpoint import load_original, original_dimensions, read_original
 

@@ -16,6 +16,10 @@ class FiLM(nn.Module):
     """Feature-wise modulation: ``vision * (1 + gamma) + beta``, gamma/beta from the air.
 
     vision (B, C, H, W), air (B, A, H, W) -> (B, C, H, W). Starts as the identity.
+
+    Args:
+        vision_channels: C, the vision features' width.
+        air_channels: A, the air features' width.
     """
 
     def __init__(self, vision_channels: int, air_channels: int) -> None:
@@ -39,6 +43,10 @@ class DynamicFusionGate(nn.Module):
     GroupNorm(1), GELU and a 1x1 convolution to one channel: the gate can weigh a vision
     feature against an air feature, which a grouped convolution over the concatenation
     (pairing neighbouring channels of one stream, linearly) cannot.
+
+    Args:
+        vision_channels: Cv, the vision features' width.
+        air_channels: Ca, the air features' width.
     """
 
     def __init__(self, vision_channels: int, air_channels: int) -> None:
@@ -61,6 +69,10 @@ class FiLMFusion(nn.Module):
 
     FiLM mixed with the unmodulated vision features by a gate computed once from both
     streams. (B, Cv, H, W), (B, Ca, H, W) -> (B, Cv, H, W).
+
+    Args:
+        vision_channels: Cv, the vision features' width.
+        air_channels: Ca, the air features' width.
     """
 
     def __init__(self, vision_channels: int, air_channels: int) -> None:
@@ -82,6 +94,14 @@ class CrossAttentionFusion(nn.Module):
     attention then costs 1/kv_reduction^2 of the full product. ``cell`` (vision tokens per
     side of a 32 px cell): each cell's queries attend to the air of the cells around it
     (:func:`~.locality.neighbourhood_attention`), not to the whole window's.
+
+    Args:
+        vision_channels: C, the vision features' width.
+        air_channels: A, the air features' width.
+        num_heads: attention heads.
+        drop_path: stochastic depth of both residual branches.
+        kv_reduction: the air keys' and values' average-pooling factor.
+        cell: vision tokens per side of a 32 px cell (None: attention over the whole input).
     """
 
     def __init__(

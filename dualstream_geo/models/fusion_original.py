@@ -19,6 +19,10 @@ class FiLMGenerator(nn.Module):
     vision (B, Cv, H, W), air (B, Ca, H, W) -> (B, Cv, H, W). ``generator``: 1x1 conv
     Ca -> mid, a ConvNeXt block, 1x1 conv mid -> 2 Cv (gamma first, then beta), with
     mid = (Ca + Cv) // 2.
+
+    Args:
+        vision_channels: Cv, the vision features' width.
+        air_channels: Ca, the air features' width.
     """
 
     def __init__(self, vision_channels: int, air_channels: int) -> None:
@@ -41,6 +45,10 @@ class FusionGate(nn.Module):
 
     ``gate_generator``: 3x3 conv over [vision, air] -> Cv/2, GroupNorm(1), GELU, 1x1 conv -> 1,
     sigmoid.
+
+    Args:
+        vision_channels: Cv, the vision features' width.
+        air_channels: Ca, the air features' width.
     """
 
     def __init__(self, vision_channels: int, air_channels: int) -> None:
@@ -66,6 +74,11 @@ class GatedFiLMFusion(nn.Module):
     twice on the same inputs; it is deterministic, so ``gate_twice=False`` (one evaluation)
     gives the same values and gradients at lower cost. ``gate_twice=True`` only reproduces
     the original's operation count.
+
+    Args:
+        vision_channels: Cv, the vision features' width.
+        air_channels: Ca, the air features' width.
+        gate_twice: evaluate the gate twice, as the original does.
     """
 
     def __init__(self, vision_channels: int, air_channels: int, gate_twice: bool = False) -> None:
@@ -90,6 +103,13 @@ class CrossAttentionBlock(nn.Module):
     ``ffn`` = 1x1 conv E -> 4E, GELU, 1x1 conv 4E -> E. No positional encoding. ``cell``
     (vision tokens per side of a 32 px cell): each cell's queries attend to the air of the
     cells around it (:func:`~.locality.neighbourhood_attention`) with the same weights.
+
+    Args:
+        channels: E, the vision features' width.
+        air_channels: E_air, the air features' width.
+        num_heads: attention heads.
+        drop_path: stochastic depth of both residual branches.
+        cell: vision tokens per side of a 32 px cell (None: attention over the whole input).
     """
 
     def __init__(

@@ -41,7 +41,18 @@ def register_encoder(name: str) -> Callable[[E], E]:
 
 
 def build_encoder(name: str, **kwargs: Any) -> Encoder:
-    """Build the encoder registered as ``name``."""
+    """Build the encoder registered as ``name``.
+
+    Args:
+        name: a name of :func:`list_encoders`.
+        **kwargs: the encoder's settings.
+
+    Returns:
+        The encoder.
+
+    Raises:
+        DualStreamError: an unknown name (the registered ones are listed).
+    """
     if name not in _ENCODERS:
         raise DualStreamError(f"unknown encoder {name!r}; registered: {sorted(_ENCODERS)}")
     return _ENCODERS[name](**kwargs)

@@ -231,6 +231,12 @@ class SegformerEncoder(Encoder):
     checkpoints (heads 1, 2, 5, 8; drop-path rising linearly to ``drop_path_rate`` over the
     blocks; exact GELU; LayerNorm eps 1e-5). ``local``: the self-attention is neighbourhood
     attention on 32 px cells (:func:`localise_attention`), with the same parameters.
+
+    Args:
+        variant: ``b0`` ... ``b5``.
+        in_channels: the image channels.
+        drop_path_rate: the blocks' stochastic depth at the last block.
+        local: neighbourhood attention on 32 px cells.
     """
 
     reductions = (4, 8, 16, 32)

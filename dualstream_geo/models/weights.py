@@ -96,6 +96,14 @@ def adapt_stem(
     position); other bands start from the mean filter. All filters are then scaled by
     ``len(pretrained_bands) / len(band_names)``, so an input whose bands are equal gives
     the same stem output as the pretrained model on equal RGB bands.
+
+    Args:
+        weight: the pretrained stem's filters.
+        band_names: the model's input bands, in order.
+        pretrained_bands: the bands the pretrained filters were trained on, in order.
+
+    Returns:
+        (out, len(band_names), k, k) filters.
     """
     if weight.shape[1] != len(pretrained_bands):
         raise DualStreamError(
@@ -172,7 +180,21 @@ def load_weights(
     band_names: Sequence[str] | None = None,
     hf_model: bool = False,
 ) -> tuple[list[str], list[str]]:
-    """Load a weights file, or (``hf_model``) a Hugging Face directory or hub id."""
+    """Load a weights file, or (``hf_model``) a Hugging Face directory or hub id.
+
+    Args:
+        module: the module to load into.
+        source: the weights file, or a Hugging Face directory or hub id.
+        stem_key: the key of the input stem's filters, adapted to ``band_names``.
+        band_names: the module's input bands.
+        hf_model: ``source`` may be a Hugging Face SegFormer model.
+
+    Returns:
+        The (missing, unexpected) keys.
+
+    Raises:
+        DualStreamError: a missing source, or no key that matches the module.
+    """
     source = str(source)
     if os.path.isfile(source):
         state = strip_prefixes(read_state_dict(source))

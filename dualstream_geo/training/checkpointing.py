@@ -42,10 +42,14 @@ class BestCheckpoint(ModelCheckpoint):
 
 
 def last_checkpoint(dirpath: str, every_n_steps: int | None = None) -> ModelCheckpoint:
-    """``last.ckpt``, rewritten at the end of every epoch.
+    """``last.ckpt``, rewritten at the end of every epoch: what ``--ckpt_path last`` resumes.
 
-    (and every ``every_n_steps`` training steps when given): the one ``--ckpt_path last``
-    resumes from.
+    Args:
+        dirpath: the run's checkpoint folder.
+        every_n_steps: also rewrite it every this many training steps.
+
+    Returns:
+        The checkpoint callback.
     """
     return ModelCheckpoint(
         dirpath=dirpath,

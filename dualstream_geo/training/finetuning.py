@@ -24,6 +24,10 @@ class TwoStageFinetuning(BaseFinetuning):
     encoders unfrozen later would train apart on every rank. Instead their gradients (already
     averaged across ranks) are dropped before each optimiser step of the frozen epochs: the
     same updates, at the cost of back-propagating through the encoders.
+
+    Args:
+        freeze_epochs: epochs with frozen encoders.
+        train_bn: BatchNorm layers keep learning their statistics while frozen.
     """
 
     def __init__(self, freeze_epochs: int = 2, train_bn: bool = False) -> None:

@@ -143,10 +143,21 @@ class CrossEntropy(nn.Module):
 class SegmentationLoss(nn.Module):
     """Weighted sum of cross-entropy, Focal, Lovasz and Dice on one logit map.
 
-    ``ignore_index`` honoured.
+    logits (B, K, H, W) (K = 1 for binary), target (B, H, W) int64 -> scalar; pixels of
+    ``ignore_index`` are left out. ``lovasz_form="original"`` (binary only) uses
+    :class:`BinaryLovaszProbabilityLoss`.
 
-    logits (B, K, H, W) (K = 1 for binary), target (B, H, W) int64 -> scalar.
-    ``lovasz_form="original"`` (binary only) uses :class:`BinaryLovaszProbabilityLoss`.
+    Args:
+        mode: ``binary`` or ``multiclass``.
+        ignore_index: the label left out.
+        focal_weight: the Focal loss's weight.
+        lovasz_weight: the Lovasz loss's weight.
+        dice_weight: the Dice loss's weight.
+        focal_alpha: the Focal loss's alpha.
+        focal_gamma: the Focal loss's gamma.
+        lovasz_form: ``smp`` or ``original``.
+        ce_weight: the cross-entropy's weight.
+        class_weights: per-class weights of the cross-entropy.
     """
 
     def __init__(
@@ -215,6 +226,10 @@ class DeepSupervisionLoss(nn.Module):
     Each head's logits are upsampled to the label size (bilinear) and weighted by
     ``head_weights`` (final 1.0, aux_f2 0.3, aux_f3 0.15, and aux_detail for models with the
     full-resolution image path); a head the model does not have is skipped.
+
+    Args:
+        loss: the loss of one logit map.
+        head_weights: each head's weight, by output name.
     """
 
     def __init__(self, loss: SegmentationLoss, head_weights: Mapping[str, float]) -> None:

@@ -58,8 +58,19 @@ def build_schedule(
 ) -> LRScheduler:
     """The scheduler ``name`` for a run of ``max_epochs`` epochs.
 
-    (``total_steps`` optimiser steps; ``warmup_steps`` of them warm-up, for
-    ``warmup_cosine``). Step it as :data:`INTERVALS` says.
+    Step it as :data:`INTERVALS` says.
+
+    Args:
+        optimizer: the optimiser whose groups' learning rates it sets.
+        name: ``cosine``, ``original`` or ``warmup_cosine``.
+        max_epochs: the run's epochs.
+        frozen_epochs: epochs with frozen encoders at the start.
+        min_lr: the learning rate the schedule decays to.
+        total_steps: the run's optimiser steps (``warmup_cosine``).
+        warmup_steps: how many of them warm up (``warmup_cosine``).
+
+    Returns:
+        The scheduler.
     """
     if name == "warmup_cosine":
         factors = [

@@ -19,13 +19,22 @@ from .schedule import SCHEDULES
 class LossSettings:
     """The loss: a weighted sum of cross-entropy, Focal, Lovasz and Dice on every head.
 
-    ``ce_weight`` x cross-entropy + ``focal_weight`` x Focal(``focal_alpha``,
-    ``focal_gamma``) + ``lovasz_weight`` x Lovasz + ``dice_weight`` x Dice on every head,
-    the heads weighted by ``head_weights`` (default final 1.0, aux_f2 0.3, aux_f3 0.15,
-    aux_detail 0.5). ``lovasz_form="original"``: the original's Lovasz on probabilities, per
-    image (binary task). ``class_weights`` weight the cross-entropy per class;
-    ``class_balance`` p > 0 computes them from the training labels as ``(median frequency /
-    frequency) ** p``. The defaults are the original's focal 0.5 + Lovasz 0.5.
+    The defaults are the original's focal 0.5 + Lovasz 0.5.
+
+    Attributes:
+        ce_weight: the cross-entropy's weight.
+        focal_weight: the Focal loss's weight.
+        lovasz_weight: the Lovasz loss's weight.
+        dice_weight: the Dice loss's weight.
+        class_weights: per-class weights of the cross-entropy.
+        class_balance: p > 0 computes the class weights from the training labels as
+            ``(median frequency / frequency) ** p``.
+        focal_alpha: the Focal loss's alpha.
+        focal_gamma: the Focal loss's gamma.
+        lovasz_form: ``smp``, or ``original``: the original's Lovasz on probabilities, per
+            image (binary task).
+        head_weights: each head's weight (default final 1.0, aux_f2 0.3, aux_f3 0.15,
+            aux_detail 0.5).
     """
 
     ce_weight: float = 0.0
@@ -78,10 +87,14 @@ class LossSettings:
         }
 
     def build(self, task: str, ignore_index: int) -> DeepSupervisionLoss:
-        """The loss these settings describe for ``task``.
+        """The loss these settings describe for ``task``, summed over the model's heads.
 
-        (``binary`` or ``multiclass``), pixels of ``ignore_index`` left out, summed over the
-        model's heads.
+        Args:
+            task: ``binary`` or ``multiclass``.
+            ignore_index: the label the loss leaves out.
+
+        Returns:
+            The loss over the model's output dict.
         """
         loss = SegmentationLoss(
             task,

@@ -27,7 +27,13 @@ PathLike = str | os.PathLike[str]
 
 
 def store_spec(checkpoint: dict[str, Any], spec: InputSpec, **extra: Any) -> None:
-    """Write ``spec`` (and plain ``extra`` values) into ``checkpoint``."""
+    """Write ``spec`` (and plain ``extra`` values) into ``checkpoint``.
+
+    Args:
+        checkpoint: the checkpoint being saved.
+        spec: the input spec to store.
+        **extra: plain values stored beside it (None values are left out).
+    """
     checkpoint[CHECKPOINT_KEY] = {
         "format": FORMAT,
         "input_spec": spec.to_dict(),
@@ -37,6 +43,13 @@ def store_spec(checkpoint: dict[str, Any], spec: InputSpec, **extra: Any) -> Non
 
 def read_spec(checkpoint: dict[str, Any], path: PathLike) -> InputSpec:
     """The :class:`InputSpec` a checkpoint (a loaded dict) was trained with.
+
+    Args:
+        checkpoint: the loaded checkpoint.
+        path: its file, for messages.
+
+    Returns:
+        The checkpoint's input spec (a format-1 checkpoint's converted).
 
     Raises:
         DualStreamError: the checkpoint is not one of this project's (names ``path``).

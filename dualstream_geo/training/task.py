@@ -423,7 +423,15 @@ class DualStreamSegmentation(SemanticSegmentation):
         }
 
     def probabilities(self, image: Tensor, air: Tensor | None) -> Tensor:
-        """Class probabilities (B, num_classes, H, W); binary gives (background, target)."""
+        """Class probabilities (B, num_classes, H, W); binary gives (background, target).
+
+        Args:
+            image: (B, C, H, W) normalised image.
+            air: (B, A, H/r, W/r) normalised aux stream, or None for the image alone.
+
+        Returns:
+            (B, num_classes, H, W) probabilities.
+        """
         return class_probabilities(self(image, air)["final"], self.hparams["task"])
 
     # -- what the checkpoint carries ----------------------------------------------------

@@ -19,7 +19,15 @@ from .spec import AuxSpec
 
 
 def scene_aux_grids(image: SatelliteImage, scale: int) -> list[Grid]:
-    """The aux grid of each image file: its grid with pixels ``scale`` times larger."""
+    """The aux grid of each image file: its grid with pixels ``scale`` times larger.
+
+    Args:
+        image: the scene's image source.
+        scale: aux pixels per image pixel side.
+
+    Returns:
+        One grid per image file, in index order.
+    """
     grids = []
     for entry in image.index.filepath:
         path = image.channel_files(entry)[0][0]
@@ -110,6 +118,13 @@ def resolved(spec: AuxSpec, source: GeoRaster) -> AuxSpec:
 
     A spec that already names its channels (read from a checkpoint) must get as many from
     the files; other names (band descriptions of other dates, say) only warn.
+
+    Args:
+        spec: the source's spec.
+        source: the source built from it.
+
+    Returns:
+        The spec with the source's channel names.
 
     Raises:
         DualStreamError: the files give another number of channels.

@@ -42,6 +42,12 @@ class AirPollution(GeoRaster):
 
     36 channels in that order, aux source ``air_pollution``. The index holds the first
     pollutant's files; the others are found by name beside them.
+
+    Args:
+        paths: the files, or folders holding them.
+        filename_glob: which files are the CO maps (the NO2 and SO2 files beside them are
+            found by name).
+        **kwargs: :class:`~dualstream_geo.data.sources.GeoRaster`'s settings.
     """
 
     num_channels = 36

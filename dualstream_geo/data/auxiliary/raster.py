@@ -115,6 +115,14 @@ class AuxRaster(GeoRaster):
         """As :meth:`GeoRaster.read`, with the derived terrain channels after the elevation.
 
         Read with a one-cell margin, so that a window and a whole scene agree.
+
+        Args:
+            filepaths: the index entries to read.
+            grid: the grid to read onto.
+            resampling: the warp's resampling.
+
+        Returns:
+            float32 (channels, grid.height, grid.width), NaN where no file has data.
         """
         if not self.spec.derive:
             return super().read(filepaths, grid, resampling)
