@@ -25,12 +25,12 @@ def step_times(preset: str, patch: int, batch: int, steps: int, detail: bool) ->
 
     torch.manual_seed(0)
     from dualstream_geo.data import ClassSpec, InputSpec
+    from dualstream_geo.models.settings import ArchitectureSettings
     from dualstream_geo.training import LossSettings
 
     task = DualStreamSegmentation(
         input_spec=InputSpec(classes=ClassSpec(names=tuple(f"c{i}" for i in range(8)))),
-        preset=preset,
-        image_detail=detail,
+        architecture=ArchitectureSettings(preset=preset, image_detail=detail),  # type: ignore[arg-type]
         loss=LossSettings(ce_weight=1.0, focal_weight=0.0, lovasz_weight=0.0),
     )
     task.train()

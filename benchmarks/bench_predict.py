@@ -65,6 +65,7 @@ from dualstream_geo.inference.tiling import (
 )
 from dualstream_geo.models import DualStreamDFormer
 from dualstream_geo.models.locality import CELL
+from dualstream_geo.models.settings import ArchitectureSettings
 from dualstream_geo.training import DualStreamSegmentation
 
 
@@ -98,7 +99,8 @@ def predictor(
     spec = InputSpec(
         classes=ClassSpec(colors=((0, 0, 0), (255, 0, 0))), aux=original_aux(), stats=stats
     )
-    task = DualStreamSegmentation(input_spec=spec, preset=preset, context=context)  # type: ignore[arg-type]
+    architecture = ArchitectureSettings(preset=preset, context=context)  # type: ignore[arg-type]
+    task = DualStreamSegmentation(input_spec=spec, architecture=architecture)
     return ScenePredictor(task, batch_size=4, **options)  # type: ignore[arg-type]
 
 

@@ -28,6 +28,7 @@ from dualstream_geo.data import DEMO_CLASS_MAP, ClassSpec, make_demo_scenes
 from dualstream_geo.data.datamodule import DualStreamDataModule
 from dualstream_geo.data.settings import LoaderSettings
 from dualstream_geo.models.detail import DETAIL_DESIGNS
+from dualstream_geo.models.settings import ArchitectureSettings
 from dualstream_geo.precision import describe_cpu, native_bf16
 from dualstream_geo.training import DualStreamSegmentation
 from dualstream_geo.training.trainer_defaults import default_precision
@@ -79,7 +80,7 @@ def run(
     )
     task = DualStreamSegmentation(
         input_spec=datamodule.input_spec,
-        preset=preset,  # type: ignore[arg-type]
+        architecture=ArchitectureSettings(preset=preset),  # type: ignore[arg-type]
         freeze_epochs=0,
     )
     timer = StepTimer()
@@ -125,7 +126,7 @@ def recipe_rate(root: Path, configs: list[Path], steps: int, design: str, precis
         "--trainer.limit_val_batches=0",
         "--trainer.enable_progress_bar=false",
         f"--trainer.precision={precision}",
-        f"--model.detail_design={design}",
+        f"--model.architecture.detail_design={design}",
     ]
     env = {**os.environ, "PYTHONPATH": str(HERE)}
     done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=HERE.parent)

@@ -20,6 +20,7 @@ from .data.auxiliary.spec import original_aux
 from .data.datamodule import DualStreamDataModule
 from .data.spec import ClassSpec, InputSpec
 from .errors import DualStreamError, OneLineParser
+from .models.settings import ArchitectureSettings
 from .paths import check_folder_writable, check_output
 
 CLASS_COLORS = [(40, 40, 40), (230, 25, 75)]
@@ -65,7 +66,7 @@ def build(
     )
     task = DualStreamSegmentation(
         input_spec=datamodule.input_spec,
-        preset=preset,  # type: ignore[arg-type]
+        architecture=ArchitectureSettings(preset=preset),  # type: ignore[arg-type]
         lr=budget.lr,
         freeze_epochs=budget.freeze_epochs,
     )

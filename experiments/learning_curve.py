@@ -2,7 +2,7 @@
 the same test pixels: where the model passes the forest, and where a longer run is still
 going.
 
-The run must keep every epoch's weights (``--model.keep_epoch_checkpoints true``); each
+The run must keep every epoch's weights (``--model.checkpoints.keep_epochs true``); each
 ``checkpoints/epochs/epoch=N.ckpt`` is scored with the task's own test loop on the config's
 test cells, and placed at its wall time since the fit started (the checkpoint file's
 modification time against the run's first log file). The scores are written beside the PNG
@@ -11,7 +11,7 @@ epoch is scored on the plain pass unless ``--tta`` says otherwise (``d4`` takes 
 ``--beside LABEL=JSON`` draws the curves of runs scored before (their JSON) on the same axes,
 so that two models can be compared epoch by epoch.
 
-    dualstream-geo fit --config experiments/zion.yaml --model.keep_epoch_checkpoints true
+    dualstream-geo fit --config experiments/zion.yaml --model.checkpoints.keep_epochs true
     python experiments/rf_baseline.py --config experiments/zion.yaml > rf_test.json
     python experiments/learning_curve.py --config experiments/zion.yaml --run runs/zion \
         --label "image only" --forest rf_test.json --output image_only.png
@@ -48,7 +48,7 @@ def score_epochs(configs: list[str], run: Path, tta: str) -> list[dict[str, Any]
     if not checkpoints or not starts:
         sys.exit(
             f"learning_curve.py: {run} has no checkpoints/epochs/ (fit it with "
-            "--model.keep_epoch_checkpoints true)"
+            "--model.checkpoints.keep_epochs true)"
         )
     start = starts[0].stat().st_mtime
     # seeds.py keeps each run's statistics in its folder: normalise as that run did.

@@ -14,6 +14,8 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 
+from dualstream_geo.models.settings import ARCHITECTURE_FIELDS, ArchitectureSettings
+
 if TYPE_CHECKING:
     from lightning.pytorch import Callback, Trainer
 
@@ -28,6 +30,10 @@ os.environ.setdefault("DUALSTREAM_CACHE", tempfile.mkdtemp(prefix="dualstream_ge
 DATA = Path(__file__).resolve().parent / "data"
 ZION = DATA / "zion"
 NODATA_SCENE = DATA / "nodata" / "RGB.byte.tif"
+
+
+#: The architecture most tests train: the cheapest.
+LITE_B0 = ArchitectureSettings(preset="lite", vision_encoder="segformer-b0")
 
 
 def write_raster(
@@ -83,13 +89,16 @@ def demo_datamodule(demo_root: Path, tmp_path: Path, **settings: Any) -> DualStr
 def tiny(
     demo_root: Path, tmp_path: Path, **model: Any
 ) -> tuple[DualStreamSegmentation, DualStreamDataModule]:
-    """A 2-class task (``model`` overrides its settings) and 8 demo patches per epoch."""
+    """A 2-class task (``model`` overrides its settings; the architecture's among them go into
+    ``architecture``) and 8 demo patches per epoch."""
     from dualstream_geo.training import DualStreamSegmentation
 
     datamodule = demo_datamodule(demo_root, tmp_path, augment=False)
+    built = {"vision_encoder": "segformer-b0"}
+    built |= {k: model.pop(k) for k in list(model) if k in ARCHITECTURE_FIELDS}
     settings = {
         "input_spec": datamodule.input_spec,
-        "vision_encoder": "segformer-b0",
+        "architecture": ArchitectureSettings(**built),
         "lr": 1e-3,
     }
     return DualStreamSegmentation(**{**settings, **model}), datamodule
@@ -144,8 +153,8 @@ def checkpoint(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     datamodule = demo_datamodule(demo_root, root, classes=classes, batch_size=8, length=96)
     task = DualStreamSegmentation(
         input_spec=datamodule.input_spec,
-        preset="lite",  # inference is what is tested here; the lite preset trains fastest
-        vision_encoder="segformer-b0",
+        # Inference is what is tested here; the lite preset trains fastest.
+        architecture=ArchitectureSettings(preset="lite", vision_encoder="segformer-b0"),
         lr=2e-3,
         freeze_epochs=0,
     )

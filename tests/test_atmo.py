@@ -402,7 +402,10 @@ def test_fit_and_predict_from_the_producers_files_equal_the_gridded_cogs(
     ]
     config = {
         "trainer": {"max_epochs": 1, "default_root_dir": str(tmp_path / "run")},
-        "model": {"preset": "lite", "vision_encoder": "segformer-b0", "freeze_epochs": 0},
+        "model": {
+            "architecture": {"preset": "lite", "vision_encoder": "segformer-b0"},
+            "freeze_epochs": 0,
+        },
         "data": {
             "aux": aux,
             "patch_size": 64,

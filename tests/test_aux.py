@@ -31,7 +31,7 @@ from dualstream_geo.errors import DualStreamError
 from dualstream_geo.inference import ScenePredictor
 from dualstream_geo.training import DualStreamSegmentation, read_spec
 
-from .conftest import DATA, ZION, write_raster
+from .conftest import DATA, LITE_B0, ZION, write_raster
 
 REPO = Path(__file__).resolve().parents[1]
 MONTHS = ("2020-01", "2020-02", "2020-03", "2020-04", "2020-05")
@@ -191,7 +191,10 @@ def test_two_aux_sources_in_other_crs_fit_and_predict_by_name(
     them, and ``predict --aux NAME=PATH`` writes the map on the image grid."""
     config = {
         "trainer": {"max_epochs": 1, "default_root_dir": str(tmp_path / "run")},
-        "model": {"preset": "lite", "vision_encoder": "segformer-b0", "freeze_epochs": 0},
+        "model": {
+            "architecture": {"preset": "lite", "vision_encoder": "segformer-b0"},
+            "freeze_epochs": 0,
+        },
         "data": {
             "aux": aux_config(aux_root),
             "aux_scale": 4,  # the lite preset's finer aux grid, through fit, validate, predict
@@ -258,9 +261,7 @@ def test_image_only_checkpoint_refuses_aux_inputs(
 ) -> None:
     trained = read_spec(torch.load(checkpoint, weights_only=True), checkpoint)
     image_only = InputSpec(classes=trained.classes, stats=trained.stats)
-    predictor = ScenePredictor(
-        DualStreamSegmentation(input_spec=image_only, preset="lite", vision_encoder="segformer-b0")
-    )
+    predictor = ScenePredictor(DualStreamSegmentation(input_spec=image_only, architecture=LITE_B0))
     with pytest.raises(DualStreamError, match="trained on the image alone: it takes no aux"):
         predictor.dataset([scene["image"]], {"gems": [scene["gems"]]})
 
@@ -386,7 +387,7 @@ def test_early_fusion_appends_the_aux_channels_to_the_image(
     )
     expected = (raw["air"][0] - stats.air.mean[0]) / stats.air.std[0] * raw["valid"]
     torch.testing.assert_close(batch["image"][0, 4], expected.float(), atol=1e-4, rtol=1e-4)
-    task = DualStreamSegmentation(input_spec=spec, preset="lite", vision_encoder="segformer-b0")
+    task = DualStreamSegmentation(input_spec=spec, architecture=LITE_B0)
     assert task.model.in_channels == 5
     assert task(batch["image"])["final"].shape == (2, 2, 64, 64)
 

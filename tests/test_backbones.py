@@ -88,7 +88,7 @@ def test_encoders_feed_the_fusion_segformer_b1s_grid(encoder: str, context: str)
 
 @pytest.mark.parametrize("encoder", ["vit-small16", "swin-v2-b"])
 def test_window_dependent_encoders_are_refused_in_local_context(encoder: str) -> None:
-    with pytest.raises(DualStreamError, match="set model.context window"):
+    with pytest.raises(DualStreamError, match="set model.architecture.context window"):
         model(encoder, context="local")
 
 
@@ -255,9 +255,9 @@ def test_fit_and_predict_with_torchgeo_weights_offline(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """``fit --model.vision_encoder resnet18 --model.vision_weights <TorchGeo name>`` with the
-    weights file in the hub cache (as a download leaves it), then ``predict`` from its
-    checkpoint: the map names the weights."""
+    """``fit --model.architecture.vision_encoder resnet18 --model.vision_weights <TorchGeo
+    name>`` with the weights file in the hub cache (as a download leaves it), then
+    ``predict`` from its checkpoint: the map names the weights."""
     import rasterio
 
     from dualstream_geo.cli import main
@@ -278,8 +278,8 @@ def test_fit_and_predict_with_torchgeo_weights_offline(
         "--data.length=8",
         "--data.batch_size=4",
         f"--data.stats_path={root / 'stats.json'}",
-        "--model.preset=lite",
-        "--model.vision_encoder=resnet18",
+        "--model.architecture.preset=lite",
+        "--model.architecture.vision_encoder=resnet18",
         f"--model.vision_weights={OLI_SR}",
         "--trainer.limit_val_batches=1",
         "--trainer.enable_progress_bar=false",

@@ -120,6 +120,8 @@ def test_local_and_window_models_share_their_parameters() -> None:
 
 
 def test_checkpoints_before_the_setting_have_window_context() -> None:
-    assert task_hparams({"hyper_parameters": {"preset": "lite"}})["context"] == "window"
-    stored = {"hyper_parameters": {"preset": "lite", "context": "local"}}
-    assert task_hparams(stored)["context"] == "local"
+    assert task_hparams({"hyper_parameters": {"preset": "lite"}})["architecture"]["context"] == (
+        "window"
+    )
+    stored = {"hyper_parameters": {"architecture": {"preset": "lite", "context": "local"}}}
+    assert task_hparams(stored)["architecture"]["context"] == "local"

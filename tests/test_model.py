@@ -356,5 +356,5 @@ def test_the_detail_path_reads_the_aux_stream_at_each_pixel() -> None:
             assert moved[20, 44] > 0 and moved[60, 4] == 0
         else:
             assert moved.max() == 0
-    old = task_hparams({"hyper_parameters": {"image_detail": True}})
+    old = task_hparams({"hyper_parameters": {"image_detail": True}})["architecture"]
     assert old["detail_aux"] is False and old["detail_design"] == "dense"

@@ -20,6 +20,7 @@ from dualstream_geo.data.normalize import OriginalScaling
 from dualstream_geo.data.spec import InputSpec
 from dualstream_geo.errors import DualStreamError
 from dualstream_geo.models import DualStreamDFormer
+from dualstream_geo.models.settings import ArchitectureSettings
 from dualstream_geo.models.vision import installed_layout_is_v5, segformer_key_v4, segformer_key_v5
 from dualstream_geo.training.losses import BinaryLovaszProbabilityLoss, SegmentationLoss
 from dualstream_geo.training.schedule import build_schedule
@@ -364,7 +365,7 @@ def test_imported_checkpoint_initialises_training(original_file: Path, tmp_path:
             input_spec=InputSpec(aux=original_aux()),
             task="binary",
             weights=str(weights),
-            use_boundary_refine=False,
+            architecture=ArchitectureSettings(use_boundary_refine=False),
         )
         expected = DualStreamDFormer.from_original(original_file).state_dict()
         for name, value in task.model.state_dict().items():
@@ -374,7 +375,7 @@ def test_imported_checkpoint_initialises_training(original_file: Path, tmp_path:
     assert spec.normalization == "original" and spec.class_names == ["background", "target"]
     assert spec.aux_names == ["gems", "air_pollution"] and spec.aux_channels == 48
     assert spec.aux_channel_names[:13] == [*(f"gems_{i:02d}" for i in range(1, 13)), "co_01"]
-    assert raw["hyper_parameters"]["preset"] == "original"
+    assert raw["hyper_parameters"]["architecture"]["preset"] == "original"
 
 
 def test_bad_original_files(

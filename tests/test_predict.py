@@ -17,7 +17,7 @@ from dualstream_geo.errors import DualStreamError
 from dualstream_geo.inference import ScenePredictor, strips, tta_transforms, window_weights
 from dualstream_geo.inference.tiling import Window, lattice_layout, lattice_phase
 
-from .conftest import write_raster
+from .conftest import LITE_B0, write_raster
 
 
 def predict(checkpoint: Path, scene: dict[str, Path], output: Path, **kwargs: object) -> Path:
@@ -494,7 +494,7 @@ def test_window_is_bounded_by_the_scene_and_by_memory(
         classes=ClassSpec(names=("a", "b"), colors=((0, 0, 0), (9, 9, 9))),
         stats=DatasetStats(band, None),
     )
-    task = DualStreamSegmentation(input_spec=spec, preset="lite", vision_encoder="segformer-b0")
+    task = DualStreamSegmentation(input_spec=spec, architecture=LITE_B0)
     large = ScenePredictor(task, tile=side, batch_size=8, device="cpu")
     with pytest.raises(DualStreamError, match=r"--tile 8192 with --batch-size 8 needs about 6\d\d"):
         large.predict([image], None, tmp_path / "large.tif")

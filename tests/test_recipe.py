@@ -29,8 +29,9 @@ from dualstream_geo.models.tta import tta_mean
 from dualstream_geo.training import DualStreamSegmentation, LossSettings, SegmentationLoss
 from dualstream_geo.training.defaults import freeze_epochs
 from dualstream_geo.training.losses import CrossEntropy, balanced_weights
+from dualstream_geo.training.settings import CheckpointSettings
 
-from .conftest import ZION, tiny, trainer
+from .conftest import LITE_B0, ZION, tiny, trainer
 
 #: Three classes, with the original preset's 48 aux channels.
 THREE_CLASSES = InputSpec(classes=ClassSpec(names=("a", "b", "c")), aux=original_aux())
@@ -212,7 +213,7 @@ def test_warmup_cosine_steps_and_encoders_train_from_the_first_epoch(
         lr_schedule="warmup_cosine",
         warmup_epochs=1,
         loss=LossSettings(ce_weight=1.0, class_balance=0.5),
-        keep_epoch_checkpoints=True,
+        checkpoints=CheckpointSettings(keep_epochs=True),
     )
     assert task.frozen_epochs == 0  # no pretrained weights: nothing to freeze
     rates = Rates()
@@ -248,7 +249,7 @@ def test_frozen_epochs_default_and_bad_settings() -> None:
     assert freeze_epochs({"weights": "original.ckpt"}) == 2
     assert freeze_epochs({"vision_weights": "mit-b1", "freeze_epochs": 0}) == 0
     assert freeze_epochs({"freeze_epochs": 3}) == 3
-    base = {"input_spec": THREE_CLASSES, "vision_encoder": "segformer-b0", "preset": "lite"}
+    base = {"input_spec": THREE_CLASSES, "architecture": LITE_B0}
     for settings, message in [
         ({"head_weights": {"aux_f4": 1.0}}, "head_weights keys"),
         ({"class_weights": (1.0, 2.0), "ce_weight": 1.0}, "class_weights has 2 values"),
@@ -265,9 +266,7 @@ def test_keep_freed_memory_on_linux() -> None:
 
 def test_d4_test_time_augmentation_makes_the_scores_equivariant() -> None:
     torch.manual_seed(0)
-    task = DualStreamSegmentation(
-        input_spec=THREE_CLASSES, preset="lite", vision_encoder="segformer-b0"
-    )
+    task = DualStreamSegmentation(input_spec=THREE_CLASSES, architecture=LITE_B0)
     task.eval()
     image, air = torch.randn(1, 4, 64, 64), torch.randn(1, 48, 8, 8)
 

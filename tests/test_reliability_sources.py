@@ -353,7 +353,10 @@ def test_zarr_grids_in_degrees_or_with_a_crs_take_time_ranges(tmp_path: Path) ->
         ("--data.loader.num_workers=x", "data.loader.num_workers: expected an integer, got 'x'"),
         ("--model.lr_multipliers=5", "model.lr_multipliers: expected a mapping"),
         ("--data.split=abc", "data.split: expected its settings (data.split.NAME VALUE)"),
-        ("--model.preset=huge", "model.preset: expected one of 'original', 'lite', got 'huge'"),
+        (
+            "--model.architecture.preset=huge",
+            "model.architecture.preset: expected one of 'original', 'lite', got 'huge'",
+        ),
     ],
 )
 def test_setting_type_errors_are_one_short_line(

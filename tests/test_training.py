@@ -193,7 +193,7 @@ def test_fit_through_cli_with_demo_yaml(
             "--trainer.max_epochs=2",
             "--data.length=8",
             f"--data.stats_path={root / 'stats.json'}",
-            "--model.vision_encoder=segformer-b0",
+            "--model.architecture.vision_encoder=segformer-b0",
             "--trainer.limit_val_batches=2",
             "--trainer.enable_progress_bar=false",
         ]
@@ -273,9 +273,9 @@ def test_former_setting_names_are_read_as_todays(tmp_path: Path) -> None:
     messages = " | ".join(str(w.message) for w in caught)
     assert "model.air_weights -> model.aux_weights" in messages
     assert "model.loss.aux_weights -> model.loss.head_weights" in messages
-    assert "model.air_stem -> model.aux_stem" in messages
+    assert "model.air_stem -> model.architecture.aux_stem" in messages
     assert converted[0] == "fit" and converted[3:] == [
-        "--model.aux_stem=layernorm",
+        "--model.architecture.aux_stem=layernorm",
         "--model.lr",
         "0.1",
     ]
@@ -289,18 +289,36 @@ def test_former_setting_names_are_read_as_todays(tmp_path: Path) -> None:
     )
     assert renamed_flag("--data.aux_weights=1") == ("--data.aux_weights=1", None)
     assert renamed_flag("--model.aux_weights=a.pth") == ("--model.aux_weights=a.pth", None)
-    # A checkpoint's hyper-parameters with the former names.
+    # The architecture and checkpoint settings given flat, as before they were grouped.
+    flat = "model:\n  preset: lite\n  image_detail: true\n  monitor: val_loss\n"
+    (tmp_path / "flat.yaml").write_text(flat)
+    with pytest.warns(FutureWarning, match="model.preset -> model.architecture.preset"):
+        (_, _, text, flag) = renamed_arguments(
+            ["fit", "--config", str(tmp_path / "flat.yaml"), "--model.keep_epoch_checkpoints=true"]
+        )
+    assert yaml.safe_load(text)["model"] == {
+        "architecture": {"preset": "lite", "image_detail": True},
+        "checkpoints": {"monitor": "val_loss"},
+    }
+    assert flag == "--model.checkpoints.keep_epochs=true"
+    # A checkpoint's hyper-parameters with the former names, flat.
     hparams = task_hparams(
         {
             "hyper_parameters": {
                 "air_stem": "linear",
                 "air_weights": None,
+                "preset": "lite",
+                "monitor": "val_loss",
                 "loss": {"aux_weights": {"final": 1.0}},
             },
             "dualstream_geo": {"format": 2},
         }
     )
-    assert hparams["aux_stem"] == "linear" and "air_stem" not in hparams
+    assert hparams["architecture"]["aux_stem"] == "linear" and "air_stem" not in hparams
+    assert hparams["architecture"]["preset"] == "lite" and "preset" not in hparams
+    # Settings added since are read as what those checkpoints had.
+    assert hparams["architecture"]["context"] == "window"
+    assert hparams["checkpoints"] == {"monitor": "val_loss"}
     assert "aux_weights" in hparams and hparams["loss"] == {"head_weights": {"final": 1.0}}
 
 
@@ -323,8 +341,8 @@ def test_aihub_yaml_builds_on_original_layout(tmp_path: Path) -> None:
         ],
     )
     h, d = cli.model.hparams, cli.datamodule
-    loss = cli.model.loss_settings
-    assert (h["preset"], h["task"], h["use_boundary_refine"]) == ("original", "binary", False)
+    loss, a = cli.model.loss_settings, cli.model.architecture
+    assert (a.preset, h["task"], a.use_boundary_refine) == ("original", "binary", False)
     assert (h["lr"], h["weight_decay"], h["freeze_epochs"], h["min_lr"]) == (3e-4, 1e-5, 2, 1e-6)
     assert (loss.focal_weight, loss.lovasz_weight, loss.focal_alpha, loss.focal_gamma) == (
         0.5,
@@ -387,7 +405,7 @@ def test_cli_errors_are_one_line(
     # not exist among them.
     for flag, named in (
         ("--model.no_such_key=1", "no_such_key"),
-        ("--model.preset=huge", "preset"),
+        ("--model.architecture.preset=huge", "preset"),
     ):
         config = ["--config", str(REPO / "experiments" / "demo.yaml")]
         assert run_cli(["fit", *config, flag]) == 2
@@ -478,8 +496,8 @@ def test_ckpt_path_last_resumes_or_refuses(
     args = demo_fit(
         demo_root,
         tmp_path,
-        "--model.vision_encoder=segformer-b0",
-        "--model.preset=lite",
+        "--model.architecture.vision_encoder=segformer-b0",
+        "--model.architecture.preset=lite",
         "--data.length=8",
         "--trainer.limit_val_batches=1",
         "--trainer.enable_progress_bar=false",
@@ -502,8 +520,8 @@ def test_ctrl_c_during_fit_exits_130(demo_root: Path, tmp_path: Path) -> None:
     args = demo_fit(
         demo_root,
         tmp_path,
-        "--model.vision_encoder=segformer-b0",
-        "--model.preset=lite",
+        "--model.architecture.vision_encoder=segformer-b0",
+        "--model.architecture.preset=lite",
         "--trainer.max_epochs=50",
         "--trainer.enable_progress_bar=false",
     )

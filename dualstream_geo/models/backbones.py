@@ -203,7 +203,7 @@ def _window_only(name: str, local: bool) -> None:
         raise DualStreamError(
             f"vision_encoder {name} attends over the whole window (absolute positions, or "
             "windows fixed to the window's corner), so a pixel's class would depend on the "
-            "window: set model.context window"
+            "window: set model.architecture.context window"
         )
 
 

@@ -20,6 +20,7 @@ from ..data.auxiliary.spec import original_aux
 from ..data.spec import ClassSpec, ImageSpec, InputSpec
 from ..errors import DualStreamError, OneLineParser
 from ..models import DualStreamDFormer
+from ..models.settings import ArchitectureSettings
 from ..paths import check_folder_writable, check_output, describe_write_error
 from .settings import LossSettings
 from .stored import store_spec
@@ -64,9 +65,9 @@ def imported_task(model: DualStreamDFormer) -> DualStreamSegmentation:
     task = DualStreamSegmentation(
         input_spec=spec,
         task=model.task,  # type: ignore[arg-type]
-        preset="original",
-        use_boundary_refine=False,
-        context="window",
+        architecture=ArchitectureSettings(
+            preset="original", use_boundary_refine=False, context="window"
+        ),
         loss=LossSettings(lovasz_form="original" if model.task == "binary" else "smp"),
         lr_schedule="original",
     )

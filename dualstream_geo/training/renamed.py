@@ -1,9 +1,13 @@
-"""Task settings that were renamed, converted wherever settings are read.
+"""Task settings that were renamed or grouped, converted wherever settings are read.
 
 The second stream is called ``aux`` in every setting (``data.aux``, ``data.aux_scale``,
-``model.aux_stem``, ``model.aux_weights``); the deep-supervision heads' weights are
-``loss.head_weights``. Checkpoints, ``--config`` files and command-line flags written with
-the former names (``air_stem``, ``air_weights``, ``loss.aux_weights``) are read as today's,
+``model.architecture.aux_stem``, ``model.aux_weights``); the deep-supervision heads'
+weights are ``loss.head_weights``; how the model is built is one group,
+``model.architecture`` (:class:`~dualstream_geo.models.settings.ArchitectureSettings`), and
+which checkpoints are written another, ``model.checkpoints``. Checkpoints, ``--config``
+files and command-line flags written with the former names (``air_stem``, ``air_weights``,
+``loss.aux_weights``, ``preset`` and the other architecture settings at the top level,
+``monitor``, ``checkpoint_every_n_steps``, ``keep_epoch_checkpoints``) are read as today's,
 with a warning naming the old and the new name. Names that the sample contract
 (``../shared/DESIGN.md``: the sample's ``air`` tensor) and the original's state dict
 (``air_encoder.*``, ``aux_classifier_*``) fix keep their spelling: they are data and weights
@@ -18,8 +22,17 @@ from typing import Any
 
 import yaml
 
-#: The task's settings renamed: old name -> new name.
-MODEL_RENAMED = {"air_stem": "aux_stem", "air_weights": "aux_weights"}
+from ..models.settings import ARCHITECTURE_FIELDS
+
+#: The task's settings renamed: old name -> new name (dotted: moved into a group).
+MODEL_RENAMED = {
+    "air_stem": "architecture.aux_stem",
+    "air_weights": "aux_weights",
+    **{name: f"architecture.{name}" for name in ARCHITECTURE_FIELDS},
+    "monitor": "checkpoints.monitor",
+    "checkpoint_every_n_steps": "checkpoints.every_n_steps",
+    "keep_epoch_checkpoints": "checkpoints.keep_epochs",
+}
 #: The ``loss`` settings renamed.
 LOSS_RENAMED = {"aux_weights": "head_weights"}
 
@@ -36,9 +49,14 @@ def renamed_hparams(hparams: Mapping[str, Any]) -> tuple[dict[str, Any], list[st
     out = dict(hparams)
     found = []
     for old, new in MODEL_RENAMED.items():
-        if old in out:
-            out[new] = out.pop(old)
-            found.append(f"model.{old} -> model.{new}")
+        if old not in out:
+            continue
+        group, _, name = new.rpartition(".")
+        target = out
+        if group:
+            target = out[group] = dict(out.get(group) or {})
+        target[name] = out.pop(old)
+        found.append(f"model.{old} -> model.{new}")
     loss = out.get("loss")
     if isinstance(loss, Mapping):
         loss = dict(loss)
@@ -91,6 +109,17 @@ def renamed_flag(flag: str) -> tuple[str, str | None]:
     return new + sep + value, f"{key[2:]} -> {new[2:]}"
 
 
+def warn_renamed(found: list[str], where: str) -> None:
+    """One warning naming the former settings ``where`` (a file, a checkpoint) converted.
+
+    Args:
+        found: the ``old -> new`` phrases.
+        where: what held them.
+    """
+    if found:
+        _warn(f"{where}: {', '.join(found)} (former names, read as the new ones)")
+
+
 def renamed_arguments(args: list[str]) -> list[str]:
     """A Lightning command line with today's setting names, in flags and ``--config`` files.
 
@@ -132,7 +161,7 @@ def _converted_config(path: str) -> str | None:
     converted, found = renamed_config(content)
     if not found:
         return None
-    _warn(f"--config {path}: {', '.join(found)} (former names, read as the new ones)")
+    warn_renamed(found, f"--config {path}")
     return yaml.safe_dump(converted, sort_keys=False)
 
 

@@ -13,6 +13,7 @@ import torch
 import yaml
 
 from ..errors import DualStreamError
+from ..models.settings import ArchitectureSettings
 from ..paths import check_folder_writable, check_output
 from ..torchfiles import load_torch_file
 
@@ -61,21 +62,6 @@ def check_run_folder(config: Any) -> None:
     check_folder_writable(existing, flag)
 
 
-#: Model settings that define the architecture: a resumed run must keep them.
-ARCHITECTURE = (
-    "task",
-    "preset",
-    "vision_encoder",
-    "use_boundary_refine",
-    "gate_twice",
-    "image_detail",
-    "detail_aux",
-    "detail_design",
-    "context",
-    "aux_stem",
-)
-
-
 def check_resumable(
     checkpoint: dict[str, Any], hparams: dict[str, Any], config: Any, path: str
 ) -> None:
@@ -85,10 +71,16 @@ def check_resumable(
         DualStreamError: another architecture (the settings named), or no epoch left.
     """
     model = config.get("model") or {}
+    # What defines the architecture: a resumed run must keep it.
+    mine = {"task": hparams.get("task"), **(hparams.get("architecture") or {})}
+    given = model.get("architecture") or {}
+    given = given.as_dict() if hasattr(given, "as_dict") else dict(given)
+    # Settings the config leaves out are the defaults.
+    theirs = {"task": model.get("task"), **ArchitectureSettings().as_dict(), **given}
     different = [
-        f"{key} {hparams[key]!r} (the config: {model.get(key)!r})"
-        for key in ARCHITECTURE
-        if key in hparams and key in model and hparams[key] != model.get(key)
+        f"{key} {mine[key]!r} (the config: {theirs[key]!r})"
+        for key in mine
+        if theirs.get(key) is not None and mine[key] != theirs[key]
     ]
     if different:
         raise DualStreamError(

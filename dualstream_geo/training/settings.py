@@ -1,9 +1,10 @@
-"""The loss settings of the task, as one object (``model.loss`` in a config)."""
+"""The task's grouped settings: ``model.loss`` and ``model.checkpoints`` in a config."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
 
 from ..data.spec import InputSpec
 from ..errors import DualStreamError
@@ -111,6 +112,58 @@ class LossSettings:
         return DeepSupervisionLoss(loss, {**HEAD_WEIGHTS, **(self.head_weights or {})})
 
 
+@dataclass(frozen=True)
+class CheckpointSettings:
+    """What ``best.ckpt`` keeps, and which checkpoints a ``fit`` run writes besides it.
+
+    ``last.ckpt`` is always written at the end of every epoch.
+
+    Attributes:
+        monitor: the metric ``best.ckpt`` keeps (``val_loss`` is minimised); for a binary
+            task ``val_AverageJaccardIndex`` is the target-class IoU.
+        every_n_steps: also write ``last.ckpt`` every n training steps.
+        keep_epochs: keep every epoch's weights (``checkpoints/epochs/``).
+    """
+
+    monitor: str = "val_AverageJaccardIndex"
+    every_n_steps: int | None = None
+    keep_epochs: bool = False
+
+    def __post_init__(self) -> None:
+        if self.every_n_steps is not None and self.every_n_steps < 1:
+            raise DualStreamError(
+                f"checkpoints.every_n_steps must be >= 1 (or null), got {self.every_n_steps}"
+            )
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values: what the task's hyper-parameters hold."""
+        return asdict(self)
+
+
+def as_settings[Settings](
+    kind: type[Settings], given: Settings | Mapping[str, Any] | None
+) -> Settings:
+    """``given`` as a ``kind`` settings object (a checkpoint holds them as plain values).
+
+    Args:
+        kind: the settings class.
+        given: an instance, its values as a mapping, or None for the defaults.
+
+    Returns:
+        The settings.
+
+    Raises:
+        DualStreamError: a setting the class does not have (named).
+    """
+    if isinstance(given, kind):
+        return given
+    values = dict(given or {})  # type: ignore[arg-type]
+    try:
+        return kind(**values)
+    except TypeError as error:
+        raise DualStreamError(f"{kind.__name__}: {error}") from None
+
+
 def check_task_settings(
     spec: InputSpec,
     loss: LossSettings,
@@ -190,5 +243,5 @@ def check_task_settings(
     if spec.uses_aux and preset == "original" and spec.aux_scale != 8:
         raise DualStreamError(
             f"aux_scale {spec.aux_scale}: the original preset reads the aux "
-            "stream at 1/8 of the image (set data.aux_scale 8, or model.preset lite)"
+            "stream at 1/8 of the image (set data.aux_scale 8, or model.architecture.preset lite)"
         )

@@ -75,14 +75,15 @@ def task_hparams(checkpoint: dict[str, Any]) -> dict[str, Any]:
     hparams.pop("_instantiator", None)
     hparams = legacy_hparams(hparams) if is_legacy(checkpoint) else hparams
     hparams, _ = renamed_hparams(hparams)
+    architecture = hparams["architecture"] = dict(hparams.get("architecture") or {})
     # Checkpoints written before the setting existed have the lite stem with a LayerNorm.
-    hparams.setdefault("aux_stem", "layernorm")
+    architecture.setdefault("aux_stem", "layernorm")
     # ... and a detail path that reads the image alone.
-    hparams.setdefault("detail_aux", False)
+    architecture.setdefault("detail_aux", False)
     # ... and attention, normalisation and pooling over the whole window.
-    hparams.setdefault("context", "window")
+    architecture.setdefault("context", "window")
     # ... and a detail path of dense 3 x 3 convolutions.
-    hparams.setdefault("detail_design", "dense")
+    architecture.setdefault("detail_design", "dense")
     return hparams
 
 

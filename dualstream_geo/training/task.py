@@ -19,6 +19,7 @@ from ..data.spec import MODEL_AUX_SCALE, InputSpec
 from ..errors import DualStreamError
 from ..models import DualStreamDFormer
 from ..models.dualstream import class_probabilities
+from ..models.settings import ArchitectureSettings
 from ..models.tta import tta_mean
 from ..models.weights import load_model_weights
 from .checkpointing import BestCheckpoint, EpochSeeds, epoch_checkpoints, last_checkpoint
@@ -28,7 +29,7 @@ from .finetuning import TwoStageFinetuning
 from .losses import DeepSupervisionLoss, balanced_weights
 from .pretrained_input import match_pretrained_input
 from .schedule import INTERVALS, build_schedule
-from .settings import LossSettings, check_task_settings
+from .settings import CheckpointSettings, LossSettings, as_settings, check_task_settings
 from .stored import store_spec
 
 #: Parts frozen for the first epochs: their parameters join the optimiser frozen.
@@ -46,12 +47,8 @@ class DualStreamSegmentation(SemanticSegmentation):
     Args:
         input_spec: the inputs and classes (default: 4 bands, 2 classes, image only).
         task: ``binary`` (one sigmoid channel; two classes) or ``multiclass`` (softmax).
-        preset: ``original`` (the original architecture) or ``lite``.
-        vision_encoder: ``segformer-b0``, ``-b1``, ``-b2``; or an architecture TorchGeo
-            publishes weights for: ``resnet18``, ``resnet50`` (either context),
-            ``vit-small16``, ``swin-v2-t``, ``swin-v2-b`` (``context: window``), their
-            features resampled onto SegFormer-B1's by a neck (:mod:`~dualstream_geo.models.
-            backbones`).
+        architecture: how the model is built (preset, encoder, detail path, context, ...:
+            :class:`~dualstream_geo.models.settings.ArchitectureSettings`).
         weights: initialise the whole model from a project checkpoint (e.g. one written by
             ``dualstream-geo import-original``) or an original full-model state dict.
         vision_weights: pretrained vision-encoder weights: for a SegFormer a directory, hub
@@ -61,24 +58,6 @@ class DualStreamSegmentation(SemanticSegmentation):
             (:mod:`~dualstream_geo.models.pretrained`).
         aux_weights: pretrained weights of the air encoder, which reads the aux stream (a
             state dict).
-        use_boundary_refine: the original preset's classifier reads the boundary branch.
-        gate_twice: the original preset evaluates its stage 1-2 gate twice.
-        image_detail: a full-resolution image path in the decoder (aux head ``aux_detail``).
-        detail_aux: that path also reads the aux stream on the image grid (dual fusion).
-        detail_design: that path's layers: ``dense`` 3 x 3 convolutions; ``separable``
-            (depthwise and 1 x 1: a fifth of the FLOP, less accurate on Zion); or
-            ``spectral`` (a 64-wide 1 x 1 stem, then residual separable layers: a fifth of
-            the FLOP; :mod:`~dualstream_geo.models.detail`, experiments/README.md).
-        context: ``local`` (new models): every operation sees a bounded neighbourhood of a
-            pixel, so its class does not depend on the prediction window; ``window``:
-            attention, GroupNorm and pooling over the whole input, as the original and
-            models before 2026-12-06 (:mod:`~dualstream_geo.models.locality`).
-        aux_stem: the lite air encoder's stem: ``linear`` keeps the level of the aux values;
-            ``layernorm`` is the stem of lite checkpoints written before it (which saturates
-            a one-channel stream; :class:`~dualstream_geo.models.air.ConvNeXtAirEncoder`).
-        drop_path_rate: stochastic depth of the encoders.
-        modality_dropout: probability of replacing a training sample's aux stream by the
-            model's "aux absent" input.
         loss: the loss terms, their weights and the head weights
             (:class:`~dualstream_geo.training.settings.LossSettings`).
         lr: base learning rate; each part (vision encoder, air encoder, fusion, decoder)
@@ -91,10 +70,8 @@ class DualStreamSegmentation(SemanticSegmentation):
             (:mod:`~dualstream_geo.training.schedule`).
         warmup_epochs: warm-up length of ``warmup_cosine``.
         min_lr: the schedule's floor.
-        monitor: the metric ``best.ckpt`` keeps (``val_loss`` is minimised); for a binary
-            task ``val_AverageJaccardIndex`` is the target-class IoU.
-        checkpoint_every_n_steps: also write ``last.ckpt`` every n steps.
-        keep_epoch_checkpoints: keep every epoch's weights (``checkpoints/epochs/``).
+        checkpoints: what ``best.ckpt`` keeps and which other checkpoints are written
+            (:class:`~dualstream_geo.training.settings.CheckpointSettings`).
         test_tta: test scores from probabilities averaged over flips (``flip``) or all
             eight flips and rotations (``d4``); ``test_loss`` stays the plain pass's.
 
@@ -118,20 +95,10 @@ class DualStreamSegmentation(SemanticSegmentation):
         self,
         input_spec: InputSpec | None = None,
         task: Literal["binary", "multiclass"] = "multiclass",
-        preset: Literal["original", "lite"] = "original",
-        vision_encoder: str = "segformer-b1",
+        architecture: ArchitectureSettings | None = None,
         weights: str | None = None,
         vision_weights: str | None = None,
         aux_weights: str | None = None,
-        use_boundary_refine: bool = True,
-        gate_twice: bool = False,
-        image_detail: bool = False,
-        detail_aux: bool = True,
-        detail_design: Literal["dense", "separable", "spectral"] = "dense",
-        context: Literal["local", "window"] = "local",
-        aux_stem: Literal["linear", "layernorm"] = "linear",
-        drop_path_rate: float = 0.1,
-        modality_dropout: float = 0.0,
         loss: LossSettings | None = None,
         lr: float = 3e-4,
         lr_multipliers: dict[str, float] | None = None,
@@ -140,20 +107,20 @@ class DualStreamSegmentation(SemanticSegmentation):
         lr_schedule: Literal["cosine", "original", "warmup_cosine"] = "cosine",
         warmup_epochs: float = 1.0,
         min_lr: float = 1e-6,
-        monitor: str = "val_AverageJaccardIndex",
-        checkpoint_every_n_steps: int | None = None,
-        keep_epoch_checkpoints: bool = False,
+        checkpoints: CheckpointSettings | None = None,
         test_tta: Literal["none", "flip", "d4"] = "none",
     ) -> None:
         self._built_for = input_spec or InputSpec()
         #: The band statistics of the data the task was set up with (set once, in setup).
         self._data_stats: DatasetStats | None = None
         settings = loss if isinstance(loss, LossSettings) else LossSettings(**(loss or {}))
+        model = as_settings(ArchitectureSettings, architecture)
+        saving = as_settings(CheckpointSettings, checkpoints)
         check_task_settings(
             self._built_for,
             settings,
             task=task,
-            preset=preset,
+            preset=model.preset,
             test_tta=test_tta,
             lr_schedule=lr_schedule,
             lr_multipliers=lr_multipliers,
@@ -161,12 +128,16 @@ class DualStreamSegmentation(SemanticSegmentation):
             min_lr=min_lr,
             weight_decay=weight_decay,
             warmup_epochs=warmup_epochs,
-            drop_path_rate=drop_path_rate,
+            drop_path_rate=model.drop_path_rate,
             freeze_epochs=freeze_epochs,
         )
         self.loss_settings = settings
+        self.architecture = model
+        self.checkpoint_settings = saving
         # Saved as plain values (the frame's locals are what save_hyperparameters reads).
         loss = settings.as_dict()  # type: ignore[assignment]
+        architecture = model.as_dict()  # type: ignore[assignment]
+        checkpoints = saving.as_dict()  # type: ignore[assignment]
         # SemanticSegmentation.__init__ builds an smp model from its own arguments; the
         # BaseTask initialiser (hparams, configure_models/losses/metrics) is what applies here.
         super(SemanticSegmentation, self).__init__()
@@ -174,7 +145,7 @@ class DualStreamSegmentation(SemanticSegmentation):
     # -- construction --------------------------------------------------------------------
     @override
     def configure_models(self) -> None:
-        h = self.hparams
+        h, a = self.hparams, self.architecture
         spec = self.input_spec
         self.model = DualStreamDFormer(
             num_classes=spec.num_classes,
@@ -182,26 +153,26 @@ class DualStreamSegmentation(SemanticSegmentation):
             in_channels=spec.in_channels,
             air_channels=spec.model_aux_channels,
             band_names=spec.channel_names,
-            preset=h["preset"],
-            vision_encoder=h["vision_encoder"],
+            preset=a.preset,
+            vision_encoder=a.vision_encoder,
             vision_weights=h["vision_weights"],
             aux_weights=h["aux_weights"],
-            drop_path_rate=h["drop_path_rate"],
-            modality_dropout=h["modality_dropout"],
-            use_boundary_refine=h["use_boundary_refine"],
-            gate_twice=h["gate_twice"],
-            image_detail=h["image_detail"],
-            aux_stem=h["aux_stem"],
+            drop_path_rate=a.drop_path_rate,
+            modality_dropout=a.modality_dropout,
+            use_boundary_refine=a.use_boundary_refine,
+            gate_twice=a.gate_twice,
+            image_detail=a.image_detail,
+            aux_stem=a.aux_stem,
             aux_scale=spec.aux_scale if spec.uses_aux else MODEL_AUX_SCALE,
             # Without aux sources the air input is the learned constant: nothing to detail.
-            detail_aux=h["detail_aux"] and spec.uses_aux,
-            context=h["context"],
-            detail_design=h["detail_design"],
+            detail_aux=a.detail_aux and spec.uses_aux,
+            context=a.context,
+            detail_design=a.detail_design,
         )
         if h["weights"]:
             load_model_weights(self.model, h["weights"])
         absent = self.model.air_absent
-        if spec.uses_aux and not h["modality_dropout"] and isinstance(absent, nn.Parameter):
+        if spec.uses_aux and not a.modality_dropout and isinstance(absent, nn.Parameter):
             # Every training batch carries air, so the learned "air absent" input takes no part
             # in any loss: it does not train (and DDP would stop on a parameter without grad).
             absent.requires_grad_(False)
@@ -272,6 +243,7 @@ class DualStreamSegmentation(SemanticSegmentation):
     def configure_callbacks(self) -> list[Callback]:
         root = self.trainer.default_root_dir if self._trainer is not None else "."
         folder = os.path.join(root, "checkpoints")
+        saving = self.checkpoint_settings
         callbacks: list[Callback] = [
             # BatchNorm layers (a ResNet's) keep learning their statistics while frozen: the
             # data is not the weights' pretraining data.
@@ -280,14 +252,14 @@ class DualStreamSegmentation(SemanticSegmentation):
             BestCheckpoint(
                 dirpath=folder,
                 filename="best",
-                monitor=self.hparams["monitor"],
-                mode="min" if self.hparams["monitor"].endswith("loss") else "max",
+                monitor=saving.monitor,
+                mode="min" if saving.monitor.endswith("loss") else "max",
                 enable_version_counter=False,
             ),
-            last_checkpoint(folder, self.hparams["checkpoint_every_n_steps"]),
+            last_checkpoint(folder, saving.every_n_steps),
             TrainingCurves(os.path.join(root, "training_curves.png")),
         ]
-        if self.hparams["keep_epoch_checkpoints"]:
+        if saving.keep_epochs:
             callbacks.append(epoch_checkpoints(os.path.join(folder, "epochs")))
         return callbacks
 
