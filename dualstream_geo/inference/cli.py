@@ -21,7 +21,8 @@ from ..paths import check_output
 from ..preview import preview_path, write_preview
 from .distributed import RankGroup, check_devices, launch_local, wait_for
 from .outputs import prediction_inputs
-from .predictor import KINDS, ScenePredictor
+from .predictor import ScenePredictor
+from .settings import KINDS
 from .tiling import BLENDS
 
 

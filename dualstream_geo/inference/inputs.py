@@ -12,9 +12,12 @@ from typing import Any
 
 import rasterio
 
+from ..data.assemble import assemble, scene_image
 from ..data.auxiliary import AuxRaster, aux_format, resolved
 from ..data.auxiliary.spec import AuxSpec
-from ..data.sources import GeoRaster
+from ..data.checks import check_air_coverage, check_air_over_region, check_value_shift
+from ..data.join import DualStreamGeoDataset
+from ..data.sources import GeoRaster, Georef, SatelliteImage
 from ..data.spec import InputSpec
 from ..errors import DualStreamError
 
@@ -145,3 +148,43 @@ def check_gridded_from(spec: AuxSpec, paths: Sequence[str]) -> None:
                 f"--aux {spec.name} {path}: gridded from the variable {variable!r}; the "
                 f"checkpoint's source {spec.name!r} is {spec.variable!r}"
             )
+
+
+def scene_dataset(
+    spec: InputSpec,
+    image: SatelliteImage | Sequence[PathLike],
+    aux: AuxInputs,
+    fallback: Georef | None,
+    allow_shift: bool,
+) -> DualStreamGeoDataset:
+    """The joined, checked inputs of a scene, normalised as the model ``spec`` describes.
+
+    Args:
+        spec: the checkpoint's input spec.
+        image: the image source, or its files or folders.
+        aux: the aux inputs (:func:`scene_aux`).
+        fallback: footprints for original-layout tiles without georeferencing.
+        allow_shift: predict an image whose values cannot be the training data's sensor and
+            scaling (:func:`~dualstream_geo.data.checks.check_value_shift`).
+
+    Returns:
+        The scene's dataset.
+
+    Raises:
+        DualStreamError: an input that does not fit the checkpoint, named.
+    """
+    image = scene_image(spec, image)
+    inputs = scene_aux(spec, aux)
+    dataset = assemble(spec, image, inputs, fallback=fallback, transforms=spec.transform())
+    sources = dataset.air
+    if spec.stats is not None and spec.normalization == "dataset":
+        check_value_shift(image, spec.stats.image, allow_shift)
+        for source_spec, source in zip(spec.aux, sources, strict=True):
+            # An aux file of another quantity (a population grid for NO2) is caught by
+            # its values, whatever its format says.
+            trained = spec.stats.air.select(source_spec.channels or ()) if spec.stats.air else None
+            if trained is not None and source.num_channels == len(trained.bands):
+                check_value_shift(source, trained, allow_shift)
+    check_air_coverage(dataset)
+    check_air_over_region(dataset)
+    return dataset

@@ -19,12 +19,6 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..data.assemble import assemble, scene_image
-from ..data.checks import (
-    check_air_coverage,
-    check_air_over_region,
-    check_value_shift,
-)
 from ..data.grid import Grid
 from ..data.join import DualStreamGeoDataset, collate_samples
 from ..data.remote import redact_text
@@ -34,14 +28,14 @@ from ..errors import DualStreamError
 from ..models import DualStreamDFormer
 from ..models.dualstream import class_probabilities
 from ..models.locality import CELL
-from ..models.tta import TTAS, tta_mean
+from ..models.tta import tta_mean
 from ..precision import describe_cpu, native_bf16
 from ..training.loading import load_task
 from ..training.stored import file_sha256
 from .budget import check_window_memory
 from .distributed import RankGroup, predict_on_ranks
 from .fingerprint import input_fingerprint
-from .inputs import AuxInputs, scene_aux
+from .inputs import AuxInputs, scene_dataset
 from .locking import output_lock
 from .outputs import (
     check_interrupted_parts,
@@ -52,9 +46,9 @@ from .outputs import (
     resumable_rows,
 )
 from .reading import WindowDataset, prefetch, scene_grid
+from .settings import KINDS, check_settings
 from .strips import StripSums
 from .tiling import (
-    BLENDS,
     Layout,
     Window,
     default_margin,
@@ -64,39 +58,7 @@ from .tiling import (
 )
 from .writer import OutputSpec, create_partial, finalize, write_blended, write_progress
 
-KINDS = ("class", "probabilities", "both")
-PRECISIONS = ("auto", "32", "bf16")
 PathLike = str | os.PathLike[str]
-
-
-def check_settings(
-    tile: int,
-    overlap: float | None,
-    batch_size: int,
-    blend: str,
-    tta: str,
-    workers: int,
-    precision: str,
-) -> None:
-    """Refuse :class:`ScenePredictor` settings out of range, before the model is touched.
-
-    Raises:
-        DualStreamError: the first wrong setting, named, with what it may be.
-    """
-    if tile <= 0 or tile % 32:
-        raise DualStreamError(f"tile must be a positive multiple of 32, got {tile}")
-    if precision not in PRECISIONS:
-        raise DualStreamError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if workers < 0:
-        raise DualStreamError(f"workers must be >= 0, got {workers}")
-    if overlap is not None and not 0.0 <= overlap <= 0.9:
-        raise DualStreamError(f"overlap must lie in [0, 0.9], got {overlap}")
-    if blend not in BLENDS:
-        raise DualStreamError(f"blend must be one of {BLENDS}, got {blend!r}")
-    if tta not in TTAS:
-        raise DualStreamError(f"tta must be one of {TTAS}, got {tta!r}")
-    if batch_size < 1:
-        raise DualStreamError(f"batch_size must be >= 1, got {batch_size}")
 
 
 class ScenePredictor:
@@ -242,24 +204,7 @@ class ScenePredictor:
         Raises:
             DualStreamError: an input that does not fit the checkpoint, named.
         """
-        spec = self.spec
-        image = scene_image(spec, image)
-        inputs = scene_aux(spec, aux)
-        dataset = assemble(spec, image, inputs, fallback=fallback, transforms=spec.transform())
-        sources = dataset.air
-        if spec.stats is not None and spec.normalization == "dataset":
-            check_value_shift(image, spec.stats.image, allow_shift)
-            for source_spec, source in zip(spec.aux, sources, strict=True):
-                # An aux file of another quantity (a population grid for NO2) is caught by
-                # its values, whatever its format says.
-                trained = (
-                    spec.stats.air.select(source_spec.channels or ()) if spec.stats.air else None
-                )
-                if trained is not None and source.num_channels == len(trained.bands):
-                    check_value_shift(source, trained, allow_shift)
-        check_air_coverage(dataset)
-        check_air_over_region(dataset)
-        return dataset
+        return scene_dataset(self.spec, image, aux, fallback, allow_shift)
 
     # -- model ---------------------------------------------------------------------------
     @torch.inference_mode()
