@@ -98,3 +98,28 @@ class LoaderSettings:
         if workers > 0:
             options["prefetch_factor"] = self.prefetch_factor or 2
         return options
+
+
+def check_sizes(batch_size: int, length: int | None, patch_size: int, aux_scale: int) -> None:
+    """Refuse batch, epoch and patch sizes the loaders cannot use.
+
+    Args:
+        batch_size: samples per batch and process.
+        length: training patches per epoch (None: about one pass over the training area).
+        patch_size: patch side in image pixels.
+        aux_scale: aux pixels per image pixel side.
+
+    Raises:
+        DualStreamError: the first wrong size, named.
+    """
+    if batch_size < 1:
+        raise DualStreamError(f"batch_size must be >= 1, got {batch_size}")
+    if length is not None and length < 1:
+        raise DualStreamError(
+            f"length must be >= 1 patches per epoch (or null: about one pass over the "
+            f"training area), got {length}"
+        )
+    if patch_size < 32 or patch_size % 32:
+        raise DualStreamError(f"patch_size must be a positive multiple of 32, got {patch_size}")
+    if aux_scale < 1 or patch_size % aux_scale:
+        raise DualStreamError(f"patch_size {patch_size} is not divisible by aux_scale {aux_scale}")

@@ -8,10 +8,11 @@ from .air import ConvNeXtAirEncoder
 from .air_original import OriginalAirEncoder
 from .decoder import LiteDecoder
 from .decoder_original import OriginalDecoder
-from .dualstream import PRESETS, DualStreamDFormer
+from .dualstream import DualStreamDFormer
 from .fusion import CrossAttentionFusion, DynamicFusionGate, FiLM, FiLMFusion, StageFusion
 from .fusion_original import CrossAttentionBlock, FiLMGenerator, FusionGate, GatedFiLMFusion
 from .registry import Encoder, build_encoder, list_encoders, register_encoder
+from .settings import PRESETS
 from .vision import SegformerEncoder
 from .weights import adapt_stem, load_weights
 

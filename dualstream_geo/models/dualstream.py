@@ -22,21 +22,17 @@ from . import vision as _vision  # noqa: F401  (registers segformer-b*)
 from .backbones import FeatureNeck, TorchGeoEncoder
 from .decoder import LiteDecoder
 from .decoder_original import OriginalDecoder
-from .detail import DETAIL_DESIGNS
 from .fusion import StageFusion, lite_fusion
 from .fusion_original import CrossAttentionBlock, GatedFiLMFusion
-from .locality import CONTEXTS, groupnorm_to_layernorm
+from .locality import groupnorm_to_layernorm
 from .pretrained import WEIGHTS_NAME, resolve_weights
 from .registry import Encoder, build_encoder
+from .settings import check_settings
 from .vision import SegformerEncoder
 from .weights import load_weights
 
 log = logging.getLogger(__name__)
 
-TASKS = ("binary", "multiclass")
-PRESETS = ("original", "lite")
-#: The lite air encoder's stem: ``layernorm`` is that of lite checkpoints written before it.
-AUX_STEMS = ("linear", "layernorm")
 PathLike = str | os.PathLike[str]
 
 
@@ -71,51 +67,6 @@ def class_probabilities(logits: Tensor, task: str) -> Tensor:
         target = logits.sigmoid()
         return torch.cat([1 - target, target], dim=1)
     return logits.softmax(dim=1)
-
-
-def _one_of(name: str, value: str, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        raise DualStreamError(f"{name} must be one of {tuple(allowed)}, got {value!r}")
-
-
-def check_settings(
-    *,
-    num_classes: int,
-    task: str,
-    preset: str,
-    in_channels: int,
-    band_names: Sequence[str],
-    modality_dropout: float,
-    aux_stem: str,
-    aux_scale: int,
-    context: str,
-    detail_design: str,
-) -> None:
-    """Refuse :class:`DualStreamDFormer` settings that do not fit together, before building.
-
-    Raises:
-        DualStreamError: the first setting that is wrong, named, with what it may be.
-    """
-    _one_of("context", context, CONTEXTS)
-    if preset == "original" and aux_scale != 8:
-        raise DualStreamError(
-            f"aux_scale {aux_scale}: the original preset reads the aux stream at 1/8 of "
-            "the image; the lite preset also takes 4, 2 or 1"
-        )
-    _one_of("detail_design", detail_design, DETAIL_DESIGNS)
-    _one_of("aux_stem", aux_stem, AUX_STEMS)
-    _one_of("task", task, TASKS)
-    _one_of("preset", preset, PRESETS)
-    if task == "binary" and num_classes != 2:
-        raise DualStreamError(
-            f"task='binary' needs num_classes=2 (background, target), got {num_classes}"
-        )
-    if len(band_names) != in_channels:
-        raise DualStreamError(
-            f"band_names has {len(band_names)} names, in_channels is {in_channels}"
-        )
-    if not 0.0 <= modality_dropout <= 1.0:
-        raise DualStreamError(f"modality_dropout must be in [0, 1], got {modality_dropout}")
 
 
 class DualStreamDFormer(nn.Module):

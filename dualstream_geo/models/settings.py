@@ -1,4 +1,4 @@
-"""ArchitectureSettings: how the task builds its model, as one frozen object.
+"""The model's settings: ArchitectureSettings, and the checks of DualStreamDFormer's.
 
 The training task takes them as ``architecture`` (``model.architecture.preset: lite`` in a
 config, ``--model.architecture.vision_encoder segformer-b0`` on the command line), keeps
@@ -10,8 +10,18 @@ checkpoints that give them flat (``model.preset``) are converted when read
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
+
+from ..errors import DualStreamError
+from .detail import DETAIL_DESIGNS
+from .locality import CONTEXTS
+
+TASKS = ("binary", "multiclass")
+PRESETS = ("original", "lite")
+#: The lite air encoder's stem: ``layernorm`` is that of lite checkpoints written before it.
+AUX_STEMS = ("linear", "layernorm")
 
 
 @dataclass(frozen=True)
@@ -64,3 +74,48 @@ class ArchitectureSettings:
 
 #: The settings' names, in order.
 ARCHITECTURE_FIELDS = tuple(field.name for field in fields(ArchitectureSettings))
+
+
+def _one_of(name: str, value: str, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise DualStreamError(f"{name} must be one of {tuple(allowed)}, got {value!r}")
+
+
+def check_settings(
+    *,
+    num_classes: int,
+    task: str,
+    preset: str,
+    in_channels: int,
+    band_names: Sequence[str],
+    modality_dropout: float,
+    aux_stem: str,
+    aux_scale: int,
+    context: str,
+    detail_design: str,
+) -> None:
+    """Refuse :class:`DualStreamDFormer` settings that do not fit together, before building.
+
+    Raises:
+        DualStreamError: the first setting that is wrong, named, with what it may be.
+    """
+    _one_of("context", context, CONTEXTS)
+    if preset == "original" and aux_scale != 8:
+        raise DualStreamError(
+            f"aux_scale {aux_scale}: the original preset reads the aux stream at 1/8 of "
+            "the image; the lite preset also takes 4, 2 or 1"
+        )
+    _one_of("detail_design", detail_design, DETAIL_DESIGNS)
+    _one_of("aux_stem", aux_stem, AUX_STEMS)
+    _one_of("task", task, TASKS)
+    _one_of("preset", preset, PRESETS)
+    if task == "binary" and num_classes != 2:
+        raise DualStreamError(
+            f"task='binary' needs num_classes=2 (background, target), got {num_classes}"
+        )
+    if len(band_names) != in_channels:
+        raise DualStreamError(
+            f"band_names has {len(band_names)} names, in_channels is {in_channels}"
+        )
+    if not 0.0 <= modality_dropout <= 1.0:
+        raise DualStreamError(f"modality_dropout must be in [0, 1], got {modality_dropout}")
