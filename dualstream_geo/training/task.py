@@ -24,16 +24,14 @@ from ..models.tta import tta_mean
 from ..models.weights import load_model_weights
 from .checkpointing import BestCheckpoint, EpochSeeds, epoch_checkpoints, last_checkpoint
 from .curves import TrainingCurves
-from .defaults import PARTS, freeze_epochs, lr_multipliers
+from .defaults import freeze_epochs, lr_multipliers
 from .finetuning import TwoStageFinetuning
 from .losses import DeepSupervisionLoss, balanced_weights
+from .optimization import param_groups
 from .pretrained_input import match_pretrained_input
 from .schedule import INTERVALS, build_schedule
 from .settings import CheckpointSettings, LossSettings, as_settings, check_task_settings
 from .stored import store_spec
-
-#: Parts frozen for the first epochs: their parameters join the optimiser frozen.
-FREEZABLE = ("vision_encoder", "air_encoder")
 
 
 class DualStreamSegmentation(SemanticSegmentation):
@@ -264,24 +262,8 @@ class DualStreamSegmentation(SemanticSegmentation):
         return callbacks
 
     def param_groups(self) -> list[dict[str, Any]]:
-        """One AdamW group per model part, at ``lr`` times that part's multiplier."""
-        multipliers = lr_multipliers(self.hparams)
-        groups = []
-        for part in PARTS:
-            params = list(getattr(self.model, part).parameters())
-            if part == "fusion":
-                # A vision encoder's neck is new in every model: it trains with the fusion,
-                # never frozen.
-                params += list(self.model.vision_neck.parameters())
-            absent = self.model.air_absent
-            if part == "air_encoder" and isinstance(absent, nn.Parameter) and absent.requires_grad:
-                params.append(absent)
-            # Parameters that never train (the original's unused boundary branch) stay out.
-            params = [p for p in params if p.requires_grad or part in FREEZABLE]
-            groups.append(
-                {"name": part, "params": params, "lr": self.hparams["lr"] * multipliers[part]}
-            )
-        return groups
+        """One AdamW group per model part (:func:`~.optimization.param_groups`)."""
+        return param_groups(self.model, self.hparams["lr"], lr_multipliers(self.hparams))
 
     @override
     def configure_optimizers(self) -> Any:
