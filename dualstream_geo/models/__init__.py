@@ -12,12 +12,13 @@ from .dualstream import DualStreamDFormer
 from .fusion import CrossAttentionFusion, DynamicFusionGate, FiLM, FiLMFusion, StageFusion
 from .fusion_original import CrossAttentionBlock, FiLMGenerator, FusionGate, GatedFiLMFusion
 from .registry import Encoder, build_encoder, list_encoders, register_encoder
-from .settings import PRESETS
+from .settings import PRESETS, ArchitectureSettings
 from .vision import SegformerEncoder
 from .weights import adapt_stem, load_weights
 
 __all__ = [
     "PRESETS",
+    "ArchitectureSettings",
     "ConvNeXtAirEncoder",
     "CrossAttentionBlock",
     "CrossAttentionFusion",

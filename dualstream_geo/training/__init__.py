@@ -9,7 +9,7 @@ from .finetuning import TwoStageFinetuning
 from .loading import load_task
 from .losses import BinaryLovaszProbabilityLoss, DeepSupervisionLoss, SegmentationLoss
 from .schedule import build_schedule
-from .settings import LossSettings
+from .settings import CheckpointSettings, LossSettings
 from .stored import CHECKPOINT_KEY, read_spec, store_spec
 from .task import DualStreamSegmentation
 
@@ -17,6 +17,7 @@ __all__ = [
     "CHECKPOINT_KEY",
     "BestCheckpoint",
     "BinaryLovaszProbabilityLoss",
+    "CheckpointSettings",
     "DeepSupervisionLoss",
     "DualStreamSegmentation",
     "EpochSeeds",
