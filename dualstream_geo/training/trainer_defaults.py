@@ -20,9 +20,13 @@ def default_precision() -> str:
     """bf16 mixed precision on a GPU that supports it, 32-bit otherwise.
 
     A CPU with native bf16 trains in fp32 too (``--trainer.precision bf16-mixed`` asks for
-    bf16): there bf16 gains 1.04-1.18x in training (``benchmarks/README.md``), and whether
-    the recipes' accuracy holds in it is not measured yet; prediction, where it gains more,
-    uses it (:class:`~dualstream_geo.inference.ScenePredictor`).
+    bf16): there bf16 keeps the Zion recipe's accuracy (3 seeds, experiments/README.md) but
+    gains only 1.04-1.27x per training step (``benchmarks/README.md``), and the demo's and
+    the tests' figures would change with the default; prediction, where it gains more, uses
+    it (:class:`~dualstream_geo.inference.ScenePredictor`).
+
+    Returns:
+        Lightning's precision setting.
     """
     return "bf16-mixed" if native_bf16("cuda") else "32-true"
 
