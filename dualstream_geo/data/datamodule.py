@@ -23,8 +23,8 @@ from .join import DualStreamGeoDataset, collate_samples
 from .labels import class_counts
 from .layout import SceneSet, scene_set
 from .normalize import DatasetStats
-from .ranks import RankLocal, RankShard, process_rank
-from .sampling import AlignedGriddedSampler, EpochPatchSampler, FocusPatchSampler
+from .ranks import RankShard, process_rank
+from .sampling import AlignedGriddedSampler, training_sampler
 from .settings import LoaderSettings, SamplingSettings, SplitSettings, check_sizes
 from .spec import ClassSpec, ImageSpec, InputSpec
 from .statistics import training_stats
@@ -294,46 +294,13 @@ class DualStreamDataModule(GeoDataModule):
     def setup(self, stage: str) -> None:
         splits = self.datasets()
         size = self.patch_size
-        tiles = self.sampling.kind == "tiles"
         rank, world_size = self._rank()
         if stage == "fit":
             self.train_dataset = splits["train"]
             length = self.length or self._default_length(splits["train"])
-            seed = self.sampling.seed
-            if tiles:
-                # The same shuffle on every rank (one seed), shared out: each tile once.
-                generator = torch.Generator().manual_seed(seed) if seed is not None else None
-                self.train_sampler = RankShard(  # type: ignore[assignment]
-                    PreChippedGeoSampler(splits["train"], shuffle=True, generator=generator),
-                    rank=rank,
-                    world_size=world_size,
-                    pad=True,
-                )
-            else:
-                sampler = (
-                    FocusPatchSampler(
-                        splits["train"],
-                        size=size,
-                        length=length,
-                        classes=list(self.sampling.focus_classes or ()),
-                        fraction=self.sampling.focus_fraction,
-                        seed=seed,
-                        rank=rank,
-                        world_size=world_size,
-                    )
-                    if self.sampling.focus_classes
-                    else EpochPatchSampler(
-                        splits["train"],
-                        size=size,
-                        length=length,
-                        seed=seed,
-                        rank=rank,
-                        world_size=world_size,
-                    )
-                )
-                self.train_sampler = RankLocal(  # type: ignore[assignment]
-                    sampler, rank=rank, world_size=world_size
-                )
+            self.train_sampler = training_sampler(  # type: ignore[assignment]
+                splits["train"], self.sampling, size, length, rank, world_size
+            )
         if stage in ("fit", "validate"):
             if "val" not in splits:
                 raise DualStreamError("no validation data: give a val split or val_fraction > 0")

@@ -10,11 +10,14 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import shapely
+import torch
 from rasterio.enums import Resampling
-from torchgeo.samplers import GriddedPatchSampler, RandomPatchSampler
+from torchgeo.samplers import GriddedPatchSampler, PreChippedGeoSampler, RandomPatchSampler
 
 from .grid import Grid
 from .join import DualStreamGeoDataset
+from .ranks import RankLocal, RankShard
+from .settings import SamplingSettings
 
 #: Longest side of the label grid scanned for rare-class pixels.
 SCAN_SIDE = 4096
@@ -151,3 +154,50 @@ class AlignedGriddedSampler(GriddedPatchSampler):
     def __iter__(self) -> Iterator[tuple[slice, slice]]:  # type: ignore[override]
         for query in super().__iter__():
             yield self.dataset.aligned(query)
+
+
+def training_sampler(
+    dataset: DualStreamGeoDataset,
+    sampling: SamplingSettings,
+    size: int | tuple[int, int],
+    length: int,
+    rank: int,
+    world_size: int,
+) -> RankShard | RankLocal:
+    """This rank's training sampler, as ``sampling`` describes it.
+
+    Args:
+        dataset: the training split.
+        sampling: how patches are drawn (random, centred on rare classes, or whole tiles).
+        size: the patch side in pixels (or its height and width).
+        length: patches per epoch, over all ranks.
+        rank: this process's rank.
+        world_size: the number of processes.
+
+    Returns:
+        ``kind="tiles"``: the same shuffle of the tiles on every rank, shared out (each tile
+        once an epoch); otherwise this rank's share of the epoch's random patches.
+    """
+    seed = sampling.seed
+    if sampling.kind == "tiles":
+        # The same shuffle on every rank (one seed), shared out: each tile once.
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        tiles = PreChippedGeoSampler(dataset, shuffle=True, generator=generator)
+        return RankShard(tiles, rank=rank, world_size=world_size, pad=True)
+    sampler: RandomPatchSampler
+    if sampling.focus_classes:
+        sampler = FocusPatchSampler(
+            dataset,
+            size=size,
+            length=length,
+            classes=list(sampling.focus_classes),
+            fraction=sampling.focus_fraction,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+        )
+    else:
+        sampler = EpochPatchSampler(
+            dataset, size=size, length=length, seed=seed, rank=rank, world_size=world_size
+        )
+    return RankLocal(sampler, rank=rank, world_size=world_size)

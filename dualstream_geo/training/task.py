@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from typing import Any, Literal, override
 
@@ -10,7 +9,6 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
-from torch.optim import AdamW
 from torchgeo.tasks import SemanticSegmentation
 from torchmetrics import MetricCollection
 
@@ -22,14 +20,12 @@ from ..models.dualstream import class_probabilities
 from ..models.settings import ArchitectureSettings
 from ..models.tta import tta_mean
 from ..models.weights import load_model_weights
-from .checkpointing import BestCheckpoint, EpochSeeds, epoch_checkpoints, last_checkpoint
-from .curves import TrainingCurves
+from .callbacks import fit_callbacks
 from .defaults import freeze_epochs, lr_multipliers
-from .finetuning import TwoStageFinetuning
 from .losses import DeepSupervisionLoss, balanced_weights
-from .optimization import param_groups
+from .optimization import optimizer_config, param_groups
 from .pretrained_input import match_pretrained_input
-from .schedule import INTERVALS, build_schedule
+from .schedule import INTERVALS
 from .settings import CheckpointSettings, LossSettings, as_settings, check_task_settings
 from .stored import store_spec
 
@@ -240,26 +236,7 @@ class DualStreamSegmentation(SemanticSegmentation):
     @override
     def configure_callbacks(self) -> list[Callback]:
         root = self.trainer.default_root_dir if self._trainer is not None else "."
-        folder = os.path.join(root, "checkpoints")
-        saving = self.checkpoint_settings
-        callbacks: list[Callback] = [
-            # BatchNorm layers (a ResNet's) keep learning their statistics while frozen: the
-            # data is not the weights' pretraining data.
-            TwoStageFinetuning(self.frozen_epochs, train_bn=True),
-            EpochSeeds(),
-            BestCheckpoint(
-                dirpath=folder,
-                filename="best",
-                monitor=saving.monitor,
-                mode="min" if saving.monitor.endswith("loss") else "max",
-                enable_version_counter=False,
-            ),
-            last_checkpoint(folder, saving.every_n_steps),
-            TrainingCurves(os.path.join(root, "training_curves.png")),
-        ]
-        if saving.keep_epochs:
-            callbacks.append(epoch_checkpoints(os.path.join(folder, "epochs")))
-        return callbacks
+        return fit_callbacks(root, self.checkpoint_settings, self.frozen_epochs)
 
     def param_groups(self) -> list[dict[str, Any]]:
         """One AdamW group per model part (:func:`~.optimization.param_groups`)."""
@@ -267,28 +244,13 @@ class DualStreamSegmentation(SemanticSegmentation):
 
     @override
     def configure_optimizers(self) -> Any:
-        optimizer = AdamW(
-            self.param_groups(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"]
-        )
-        epochs = self.trainer.max_epochs if self._trainer is not None else None
-        epochs = epochs if epochs and epochs > 0 else 1
-        name = self.hparams["lr_schedule"]
-        steps = 1
-        if INTERVALS[name] == "step" and self._trainer is not None:
-            steps = max(1, int(self.trainer.estimated_stepping_batches))
-        scheduler = build_schedule(
-            optimizer,
-            name,
-            max_epochs=epochs,
-            frozen_epochs=self.frozen_epochs,
-            min_lr=self.hparams["min_lr"],
-            total_steps=steps,
-            warmup_steps=round(self.hparams["warmup_epochs"] * steps / epochs),
-        )
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": INTERVALS[name]},
-        }
+        h, trainer = self.hparams, self._trainer
+        epochs = trainer.max_epochs if trainer is not None else None
+        steps = None
+        if INTERVALS[h["lr_schedule"]] == "step" and trainer is not None:
+            # Only then: estimating the steps sets up the training data early.
+            steps = int(trainer.estimated_stepping_batches)
+        return optimizer_config(self.param_groups(), h, epochs, steps, self.frozen_epochs)
 
     # -- steps ---------------------------------------------------------------------------
     @override
