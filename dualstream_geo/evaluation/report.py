@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,8 +14,8 @@ import rasterio
 import rasterio.shutil
 
 from ..errors import DualStreamError
-from ..paths import check_folder_writable, check_output, describe_write_error
 from .assess import EXCLUDED, Assessment, assess, class_names_of, open_prediction
+from .report_folder import checked_report_folder, written_whole
 
 ERROR_CATEGORIES = ("true negative", "true positive", "false positive", "false negative")
 
@@ -148,11 +147,12 @@ def evaluate(
             of other files, or a failed write (named).
     """
     out = Path(output)
-    real = _checked_report_folder(out, prediction, reference, inputs, overwrite)
-    building = real.with_name(f".{real.name}.{os.getpid()}.partial")
-    shutil.rmtree(building, ignore_errors=True)
-    building.mkdir()
-    try:
+    if not os.path.isfile(prediction):
+        raise DualStreamError(f"--prediction {prediction} does not exist")
+    if not os.path.exists(reference):
+        raise DualStreamError(f"--reference {reference} does not exist")
+    real = checked_report_folder(out, [prediction, reference, *inputs], overwrite)
+    with written_whole(real, out) as building:
         assessment = _write_errors(prediction, reference, class_map, ignore_index, building)
         report = {"prediction": str(prediction), "reference": str(reference)}
         (building / "report.json").write_text(
@@ -161,41 +161,7 @@ def evaluate(
         )
         (building / "report.md").write_text(markdown(assessment, str(prediction), str(reference)))
         confusion_png(assessment, building / "confusion.png")
-        if real.exists():
-            shutil.rmtree(real)
-        os.replace(building, real)
-    except OSError as error:
-        raise DualStreamError(describe_write_error(out, error)) from None
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
     return assessment
-
-
-def _checked_report_folder(
-    out: Path,
-    prediction: str | os.PathLike[str],
-    reference: str | os.PathLike[str],
-    inputs: Sequence[str],
-    overwrite: bool,
-) -> Path:
-    """The report folder's real path, once the inputs exist and the folder may be replaced."""
-    if not os.path.isfile(prediction):
-        raise DualStreamError(f"--prediction {prediction} does not exist")
-    if not os.path.exists(reference):
-        raise DualStreamError(f"--reference {reference} does not exist")
-    # The folder is replaced whole: it may not be, hold or lie inside an input.
-    real = Path(check_output(out, [prediction, reference, *inputs], "--output", "folder"))
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise DualStreamError(f"--output {out} is not empty; pass --overwrite to replace it")
-        if not (out / "report.json").is_file():
-            # --overwrite replaces an earlier report, never a folder of other files.
-            raise DualStreamError(
-                f"--output {out} holds files but no report.json: it is not a report folder, "
-                "and is not replaced; choose another folder"
-            )
-    check_folder_writable(real.parent, "--output")
-    return real
 
 
 def _write_errors(

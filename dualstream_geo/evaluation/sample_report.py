@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,9 +17,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DualStreamError
-from ..paths import check_folder_writable, check_output, describe_write_error
 from .area import Z95, AreaEstimate, stratified_estimate
 from .assess import class_names_of, open_prediction
+from .report_folder import checked_report_folder, written_whole
 from .sampling import strata_areas
 
 PathLike = str | os.PathLike[str]
@@ -307,21 +306,9 @@ def evaluate_sample(
             or lies inside an input.
     """
     out = Path(output)
-    real = Path(check_output(out, [prediction, sample], "--output", "folder"))
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise DualStreamError(f"--output {out} is not empty; pass --overwrite to replace it")
-        if not (out / "report.json").is_file():
-            raise DualStreamError(
-                f"--output {out} holds files but no report.json: it is not a report folder, "
-                "and is not replaced; choose another folder"
-            )
-    check_folder_writable(real.parent, "--output")
+    real = checked_report_folder(out, [prediction, sample], overwrite)
     estimate, design = sample_estimate(prediction, sample)
-    building = real.with_name(f".{real.name}.{os.getpid()}.partial")
-    shutil.rmtree(building, ignore_errors=True)
-    try:
-        building.mkdir()
+    with written_whole(real, out) as building:
         report = {"prediction": str(prediction), "sample": str(sample), "design": design}
         text = json.dumps({**report, **estimate.to_dict()}, indent=2, allow_nan=False)
         (building / "report.json").write_text(text)
@@ -329,11 +316,4 @@ def evaluate_sample(
             markdown(estimate, str(prediction), str(sample), design)
         )
         area_png(estimate, building / "area.png")
-        if real.exists():
-            shutil.rmtree(real)
-        os.replace(building, real)
-    except OSError as error:
-        raise DualStreamError(describe_write_error(out, error)) from None
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
     return estimate
