@@ -209,7 +209,7 @@ class DualStreamDataModule(GeoDataModule):
                 + "; ".join(differences)
             )
         if self._stats is not None:
-            if _plain_stats(self._stats) != _plain_stats(spec.stats):
+            if self._stats != spec.stats:
                 raise DualStreamError(
                     f"{source}: the data is already normalised with other band statistics "
                     "than the checkpoint's; adopt the checkpoint before the data is set up"
@@ -387,10 +387,6 @@ class DualStreamDataModule(GeoDataModule):
         (:func:`~dualstream_geo.data.labels.class_counts`).
         """
         return class_counts(self.datasets()["train"], num_classes)
-
-
-def _plain_stats(stats: DatasetStats | None) -> dict[str, Any] | None:
-    return None if stats is None else stats.to_dict()
 
 
 def _identity(batch: dict[str, Any]) -> dict[str, Any]:

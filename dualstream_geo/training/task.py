@@ -105,9 +105,10 @@ class DualStreamSegmentation(SemanticSegmentation):
         test_tta: Literal["none", "flip", "d4"] = "none",
     ) -> None:
         self._built_for = input_spec or InputSpec()
-        #: The band statistics of the data the task was set up with (set once, in setup).
-        self._data_stats: DatasetStats | None = None
-        settings = loss if isinstance(loss, LossSettings) else LossSettings(**(loss or {}))
+        #: That spec with the statistics of the data the task was set up with (derived once,
+        #: in setup; read on every forward pass).
+        self._resolved = self._built_for
+        settings = as_settings(LossSettings, loss)
         model = as_settings(ArchitectureSettings, architecture)
         saving = as_settings(CheckpointSettings, checkpoints)
         check_task_settings(
@@ -368,9 +369,7 @@ class DualStreamSegmentation(SemanticSegmentation):
         The spec it was built for (the data's, linked by the CLI, or its checkpoint's) with
         the band statistics of the data it was set up with.
         """
-        if self._data_stats is None:
-            return self._built_for
-        return replace(self._built_for, stats=self._data_stats)
+        return self._resolved
 
     @override
     def setup(self, stage: str) -> None:
@@ -397,10 +396,10 @@ class DualStreamSegmentation(SemanticSegmentation):
         """
         if stats is None:
             return
-        mine = self.input_spec.stats
+        mine = self._resolved.stats
         if mine is None:
-            self._data_stats = stats
-        elif mine.to_dict() != stats.to_dict():
+            self._resolved = replace(self._built_for, stats=stats)
+        elif mine != stats:
             raise DualStreamError(
                 "the data is normalised with other band statistics than the model was trained "
                 "with: evaluate a checkpoint through --ckpt_path, which normalises the data "
