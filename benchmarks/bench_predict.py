@@ -14,7 +14,9 @@
 6. Whole-scene throughput (``--scene``, with ``--checkpoint``): on a real scene at the
    default tile, km2/s end to end against the pure batched forward, the phases alone
    (inputs, reading) and the forward with channels_last and torch.compile, in fp32 and in
-   bf16 where the CPU has it natively (``scene_throughput.py``).
+   bf16 where the CPU has it natively (``scene_throughput.py``); with ``--baseline CKPT``
+   that checkpoint first, in the same run, and every row's end-to-end km2/s as a ratio of
+   the baseline's in fp32 (issue 40's "3x today's km2/s").
 
 The model is DualStreamDFormer (SegFormer-B1) with random weights, or --checkpoint.
 
@@ -22,7 +24,7 @@ The model is DualStreamDFormer (SegFormer-B1) with random weights, or --checkpoi
     python benchmarks/bench_predict.py --only-cost
     python benchmarks/bench_predict.py --scene ../shared/data/zion \
         --aux elevation=../shared/data/zion/srtm.tif \
-        --checkpoint runs/zion_dem/checkpoints/best.ckpt
+        --checkpoint runs/zion_dem/checkpoints/best.ckpt [--baseline DENSE.ckpt]
 """
 
 from __future__ import annotations
@@ -298,6 +300,7 @@ def main() -> None:
     parser.add_argument("--scene", nargs="+", help="a real scene's image files or folders")
     parser.add_argument("--aux", action="append", default=[], help="NAME=PATH, with --scene")
     parser.add_argument("--no-compile", action="store_true", help="--scene without compile")
+    parser.add_argument("--baseline", default=None, help="--scene: a checkpoint to compare with")
     args = parser.parse_args()
     torch.set_num_threads(2)
     if args.scene:
@@ -310,15 +313,24 @@ def main() -> None:
         for item in args.aux:
             name, _, path = item.partition("=")
             aux.setdefault(name, []).append(path)
+        checkpoints = (
+            [args.checkpoint] if args.baseline is None else [args.baseline, args.checkpoint]
+        )
+        figures: dict[str, Any] = {}
         with tempfile.TemporaryDirectory() as tmp:
-            figures = measure_scene(
-                args.checkpoint,
-                args.scene,
-                aux,
-                Path(tmp),
-                args.tile,
-                compile_model=not args.no_compile,
-            )
+            for checkpoint in checkpoints:
+                figures[checkpoint] = measure_scene(
+                    checkpoint,
+                    args.scene,
+                    aux,
+                    Path(tmp),
+                    args.tile,
+                    compile_model=not args.no_compile,
+                )
+        base = figures[checkpoints[0]]["fp32"]["end_to_end_km2_per_s"]
+        for rows in figures.values():
+            for row in rows.values():
+                row["end_to_end_vs_first_fp32"] = round(row["end_to_end_km2_per_s"] / base, 2)
         print("scene", json.dumps(figures, indent=2))
         return
     if args.only_cost:

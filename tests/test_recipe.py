@@ -60,7 +60,7 @@ def test_image_detail_path_adds_a_full_resolution_head(preset: str) -> None:
         model.decoder(model.fusion(model.vision_encoder(image), air))
 
 
-@pytest.mark.parametrize("design", ["dense", "separable", "spectral"])
+@pytest.mark.parametrize("design", ["dense", "separable", "spectral", "narrow"])
 def test_image_detail_head_reads_the_image_only(design: str) -> None:
     torch.manual_seed(0)
     detail = ImageDetail(4, 16, channels=8, dilations=(1, 2), num_outputs=3, design=design).eval()
@@ -81,14 +81,14 @@ def test_image_detail_head_reads_the_image_only(design: str) -> None:
 
 
 def test_cheaper_detail_paths_are_a_quarter_of_the_recipe_flop() -> None:
-    """The separable and spectral paths see what the dense one sees (33 x 33 px: dilations
-    1, 1, 2, 4, 8, or the spectral stem and 1, 3, 4, 8) at under a quarter of the
-    zion_dem.yaml model's FLOP per window, with their own width."""
+    """The separable, spectral and narrow paths see what the dense one sees (33 x 33 px:
+    dilations 1, 1, 2, 4, 8, the spectral stem and 1, 3, 4, 8, or 1, 2, 4, 9) at under a
+    quarter of the zion_dem.yaml model's FLOP per window, with their own width."""
     from torch.utils.flop_counter import FlopCounterMode
 
     names = ("blue", "green", "red", "nir", "ndvi", "ndwi")
     shares, widths = {}, {}
-    for design in ("dense", "separable", "spectral"):
+    for design in ("dense", "separable", "spectral", "narrow"):
         torch.manual_seed(0)
         model = DualStreamDFormer(
             num_classes=8,
@@ -117,7 +117,8 @@ def test_cheaper_detail_paths_are_a_quarter_of_the_recipe_flop() -> None:
         rows = reached.any(dim=1).nonzero()
         assert rows.min() == 48 - 16 and rows.max() == 48 + 16  # 33 px, whichever design
     assert shares["separable"] < shares["spectral"] <= 0.25 < shares["dense"]
-    assert widths == {"dense": 64, "separable": 32, "spectral": 32}
+    assert shares["narrow"] <= 0.25
+    assert widths == {"dense": 64, "separable": 32, "spectral": 32, "narrow": 16}
     with pytest.raises(DualStreamError, match="detail_design"):
         DualStreamDFormer(image_detail=True, detail_design="sparse")
 

@@ -27,18 +27,21 @@ from .layers import conv_norm_act, in_fp32
 #: ``separable``: a depthwise 3 x 3 then a 1 x 1 convolution, about a seventh of the FLOP at
 #: the same width; ``spectral``: a wide 1 x 1 stem (each pixel's spectrum mixed 64 ways, as
 #: the dense path's first layer does), then separable layers with residual connections
-#: (issue 40; experiments/README.md has their accuracy).
-DETAIL_DESIGNS = ("dense", "separable", "spectral")
+#: (issue 40; experiments/README.md has their accuracy); ``narrow``: dense 3 x 3 convolutions
+#: 16 wide, four layers instead of five (a quarter of the zion_dem.yaml model's FLOP).
+DETAIL_DESIGNS = ("dense", "separable", "spectral", "narrow")
 #: The path's width by design: 32 keeps the separable paths under a quarter of the FLOP of
 #: the zion_dem.yaml recipe (SegFormer-B0 lite: 18.6 % per window separable, 21.7 % spectral;
 #: 48 would be 31 %, and the dense path is 83 %; benchmarks/README.md, "Detail path").
-DETAIL_WIDTHS = {"dense": 64, "separable": 32, "spectral": 32}
+DETAIL_WIDTHS = {"dense": 64, "separable": 32, "spectral": 32, "narrow": 16}
 #: The dilations by design: each reaches 33 x 33 pixels without gaps; the spectral path
-#: spends its fifth layer on the stem.
+#: spends its fifth layer on the stem, the narrow one saves it (1, 2, 4 reach 15 px, 9
+#: then 33: the 3 x 3 layers' cost is what it saves).
 DETAIL_DILATIONS = {
     "dense": (1, 1, 2, 4, 8),
     "separable": (1, 1, 2, 4, 8),
     "spectral": (1, 3, 4, 8),
+    "narrow": (1, 2, 4, 9),
 }
 #: The spectral path's stem width: the dense path's first layer is 64 wide.
 SPECTRAL_STEM = 64
@@ -110,7 +113,7 @@ class ImageDetail(nn.Module):
     image (B, C, H, W), decoded (B, D, H, W) -> merged (B, ``channels``, H, W) and, with
     ``num_outputs``, logits (B, ``num_outputs``, H, W) of the image path alone. The image goes
     through one 3x3 conv-LayerNorm2d-GELU per entry of ``dilations`` (``channels`` wide, by
-    default 64 dense and 32 separable;
+    default 64 dense, 32 separable, 16 narrow;
     dilations 1, 1, 2, 4, 8 see 33 x 33 pixels at full resolution for the cost of five 3x3
     layers) and is concatenated with ``decoded``, then mixed by a 1x1 conv-LayerNorm2d-GELU.
     The image path's own head is a deep-supervision head: trained on the labels by itself,
@@ -118,9 +121,11 @@ class ImageDetail(nn.Module):
     lean on the encoders' context, which on a single scene fits the training cells sooner.
 
     ``design``: ``dense`` 3x3 convolutions, ``separable`` (a depthwise 3 x 3 and a 1 x 1
-    convolution per layer: the same receptive field for about a seventh of the FLOP), or
+    convolution per layer: the same receptive field for about a seventh of the FLOP),
     ``spectral`` (:func:`spectral_path`; dilations 1, 3, 4, 8 by default: 33 x 33 pixels
-    too). ``dilations`` default to the design's (:data:`DETAIL_DILATIONS`).
+    too), or ``narrow`` (dense 3 x 3 convolutions 16 wide, dilations 1, 2, 4, 9: 33 x 33
+    pixels for a sixteenth of the dense path's cost per layer). ``dilations`` default to
+    the design's (:data:`DETAIL_DILATIONS`).
     """
 
     def __init__(
@@ -144,7 +149,7 @@ class ImageDetail(nn.Module):
             self.encode = nn.Sequential(
                 *(
                     conv_norm_act(widths[i], widths[i + 1], 3, dilation, norm=LayerNorm2d)
-                    if design == "dense"
+                    if design in ("dense", "narrow")
                     else separable_conv_norm_act(widths[i], widths[i + 1], dilation)
                     for i, dilation in enumerate(dilations)
                 )
