@@ -2,11 +2,12 @@
 for data, with 0 and 2 DataLoader workers (data + model, real Lightning loop).
 
 ``--recipe``: samples/s of a real recipe (the zion_dem.yaml one by default, on the Zion
-data its configs name) through ``dualstream-geo fit`` itself, for the dense, separable and
-spectral detail paths, in fp32 and, where the CPU has it natively, bf16 mixed precision.
+data its configs name) through ``dualstream-geo fit`` itself, for each detail path
+(``--designs``, all by default), in fp32 and, where the CPU has it natively, bf16 mixed
+precision; the first design is the ratios' baseline.
 
     python benchmarks/bench_train.py [--samples 128] [--patch 64]
-    python benchmarks/bench_train.py --recipe [--steps 24]
+    python benchmarks/bench_train.py --recipe [--steps 24] [--designs dense spectral_wide]
 """
 
 from __future__ import annotations
@@ -136,21 +137,20 @@ def recipe_rate(root: Path, configs: list[Path], steps: int, design: str, precis
     return result["samples"] / result["seconds"]
 
 
-def recipe(steps: int) -> dict[str, Any]:
-    """samples/s of the zion_dem.yaml recipe: the dense, separable and spectral detail
-    paths, fp32 and bf16."""
+def recipe(steps: int, designs: list[str]) -> dict[str, Any]:
+    """samples/s of the zion_dem.yaml recipe with each of ``designs``, fp32 and bf16."""
     precisions = ["32-true", "bf16-mixed"] if native_bf16("cpu") else ["32-true"]
     results: dict[str, Any] = {"cpu": describe_cpu()}
     with tempfile.TemporaryDirectory() as tmp:
-        for design in DETAIL_DESIGNS:
+        for design in designs:
             for precision in precisions:
                 rate = recipe_rate(
                     Path(tmp) / f"{design}_{precision}", RECIPE, steps, design, precision
                 )
                 results[f"{design}, {precision}"] = round(rate, 2)
                 print(design, precision, results[f"{design}, {precision}"], flush=True)
-    base = results["dense, 32-true"]
-    results["vs dense fp32"] = {
+    base = results[f"{designs[0]}, 32-true"]
+    results[f"vs {designs[0]} fp32"] = {
         key: round(value / base, 2) for key, value in results.items() if key.count(",") == 1
     }
     return results
@@ -165,12 +165,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--recipe", action="store_true", help="the zion_dem.yaml recipe's rates")
     parser.add_argument("--steps", type=int, default=24, help="timed steps per --recipe run")
+    parser.add_argument(
+        "--designs", nargs="+", choices=DETAIL_DESIGNS, default=list(DETAIL_DESIGNS)
+    )
     args = parser.parse_args()
     if args.recipe:
         missing = [p for p in ("../shared/data/zion",) if not (HERE.parent / p).exists()]
         if missing:
             sys.exit(f"bench_train.py: {missing[0]} (the configs' data) does not exist")
-        print(json.dumps(recipe(args.steps), indent=2))
+        print(json.dumps(recipe(args.steps, args.designs), indent=2))
         return
     torch.set_num_threads(2)
     results = {}

@@ -60,7 +60,7 @@ def test_image_detail_path_adds_a_full_resolution_head(preset: str) -> None:
         model.decoder(model.fusion(model.vision_encoder(image), air))
 
 
-@pytest.mark.parametrize("design", ["dense", "separable", "spectral", "narrow"])
+@pytest.mark.parametrize("design", ["dense", "separable", "spectral", "spectral_wide"])
 def test_image_detail_head_reads_the_image_only(design: str) -> None:
     torch.manual_seed(0)
     detail = ImageDetail(4, 16, channels=8, dilations=(1, 2), num_outputs=3, design=design).eval()
@@ -81,14 +81,15 @@ def test_image_detail_head_reads_the_image_only(design: str) -> None:
 
 
 def test_cheaper_detail_paths_are_a_quarter_of_the_recipe_flop() -> None:
-    """The separable, spectral and narrow paths see what the dense one sees (33 x 33 px:
-    dilations 1, 1, 2, 4, 8, the spectral stem and 1, 3, 4, 8, or 1, 2, 4, 9) at under a
-    quarter of the zion_dem.yaml model's FLOP per window, with their own width."""
+    """The separable and spectral paths see what the dense one sees (33 x 33 px: dilations
+    1, 1, 2, 4, 8, or the spectral stem and 1, 3, 4, 8) at under a quarter of the
+    zion_dem.yaml model's FLOP per window, with their own width; ``spectral_wide`` merges
+    into a map as wide as the dense path's."""
     from torch.utils.flop_counter import FlopCounterMode
 
     names = ("blue", "green", "red", "nir", "ndvi", "ndwi")
     shares, widths = {}, {}
-    for design in ("dense", "separable", "spectral", "narrow"):
+    for design in ("dense", "separable", "spectral", "spectral_wide"):
         torch.manual_seed(0)
         model = DualStreamDFormer(
             num_classes=8,
@@ -117,8 +118,8 @@ def test_cheaper_detail_paths_are_a_quarter_of_the_recipe_flop() -> None:
         rows = reached.any(dim=1).nonzero()
         assert rows.min() == 48 - 16 and rows.max() == 48 + 16  # 33 px, whichever design
     assert shares["separable"] < shares["spectral"] <= 0.25 < shares["dense"]
-    assert shares["narrow"] <= 0.25
-    assert widths == {"dense": 64, "separable": 32, "spectral": 32, "narrow": 16}
+    assert shares["spectral"] < shares["spectral_wide"] <= 0.25
+    assert widths == {"dense": 64, "separable": 32, "spectral": 32, "spectral_wide": 64}
     with pytest.raises(DualStreamError, match="detail_design"):
         DualStreamDFormer(image_detail=True, detail_design="sparse")
 

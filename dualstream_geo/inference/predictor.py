@@ -153,7 +153,7 @@ class ScenePredictor:
         # per-pixel LayerNorm then needs no copies at full resolution (1.20x; with the dense
         # path in fp32: -7 % to +6 %): benchmarks/README.md.
         detail = getattr(self.model.decoder, "image_detail", None)
-        depthwise = detail is not None and detail.design in ("separable", "spectral")
+        depthwise = detail is not None and detail.design != "dense"
         self.channels_last = self.device.type == "cpu" and (self.bf16 or depthwise)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]

@@ -99,7 +99,7 @@ class DualStreamDFormer(nn.Module):
     grid: the per-pixel decisions the path makes then see the aux values at each pixel (on
     Zion it is what early fusion had and the dual stream lacked; experiments/README.md).
     ``detail_design``: the path's layers, ``dense`` 3 x 3 convolutions (the default, and
-    models before 2026-12-06), ``separable``, ``spectral`` or ``narrow`` ones
+    models before 2026-12-06), ``separable``, ``spectral`` or ``spectral_wide`` ones
     (:mod:`~dualstream_geo.models.detail`).
 
     ``context`` (not in the original): ``local`` (the default for new models) makes every
@@ -135,7 +135,7 @@ class DualStreamDFormer(nn.Module):
         aux_scale: r, image pixels per aux pixel side.
         detail_aux: the detail path also reads the aux stream.
         context: ``local`` or ``window``.
-        detail_design: ``dense``, ``separable``, ``spectral`` or ``narrow``.
+        detail_design: ``dense``, ``separable``, ``spectral`` or ``spectral_wide``.
 
     Raises:
         DualStreamError: settings that do not fit together, naming them.
