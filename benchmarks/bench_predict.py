@@ -331,6 +331,9 @@ def main() -> None:
         for rows in figures.values():
             for row in rows.values():
                 row["end_to_end_vs_first_fp32"] = round(row["end_to_end_km2_per_s"] / base, 2)
+                if "end_to_end_path_compiled_km2_per_s" in row:
+                    compiled = row["end_to_end_path_compiled_km2_per_s"]
+                    row["path_compiled_vs_first_fp32"] = round(compiled / base, 2)
         print("scene", json.dumps(figures, indent=2))
         return
     if args.only_cost:

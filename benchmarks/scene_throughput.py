@@ -6,7 +6,8 @@ gridded and checked, windows read, the model, blending, writing, overviews) agai
 pure batched forward over the same windows with their inputs already in memory, and the
 phases measured alone: opening and checking the inputs (``ScenePredictor.dataset``), reading
 and normalising the windows, the forward. Then the forward with ``channels_last`` and with
-``torch.compile``, so that the report says whether they pay on this machine.
+``torch.compile``, so that the report says whether they pay on this machine; for a depthwise
+detail path, end to end and the forward with the path compiled (``predict --compile always``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 
 from dualstream_geo.data.join import collate_samples
 from dualstream_geo.inference import ScenePredictor
+from dualstream_geo.inference.compiling import detail_path
 from dualstream_geo.inference.reading import WindowDataset, scene_grid
 from dualstream_geo.precision import native_bf16
 
@@ -141,6 +143,16 @@ def measure(
             row["compile_s"] = round(time.perf_counter() - start, 1)
             row["forward_compiled_s"] = round(forward_seconds(p, batches, repeats), 2)
             p.model = model
+        if detail_path(model) is not None:
+            # What predict does on scenes of COMPILE_MIN_WINDOWS or more: the path compiled.
+            p.compile = "always"
+            start = time.perf_counter()
+            end_to_end()
+            row["first_run_with_path_compiling_s"] = round(time.perf_counter() - start, 1)
+            compiled = seconds(end_to_end, repeats)
+            row["end_to_end_path_compiled_s"] = round(compiled, 2)
+            row["end_to_end_path_compiled_km2_per_s"] = round(area / compiled, 3)
+            row["forward_path_compiled_s"] = round(forward_seconds(p, batches, repeats), 2)
         results["bf16" if precision == "bf16" else "fp32"] = row
         print(precision, row, flush=True)
     return results

@@ -33,6 +33,7 @@ from ..precision import describe_cpu, native_bf16
 from ..training.loading import load_task
 from ..training.stored import file_sha256
 from .budget import check_window_memory
+from .compiling import COMPILE_MIN_WINDOWS, compile_detail
 from .distributed import RankGroup, predict_on_ranks
 from .fingerprint import input_fingerprint
 from .inputs import AuxInputs, scene_dataset
@@ -46,7 +47,7 @@ from .outputs import (
     resumable_rows,
 )
 from .reading import WindowDataset, prefetch, scene_grid
-from .settings import KINDS, check_settings
+from .settings import COMPILE_CHOICES, KINDS, check_settings
 from .strips import StripSums
 from .tiling import (
     Layout,
@@ -88,6 +89,9 @@ class ScenePredictor:
                 :func:`~dualstream_geo.precision.native_bf16`), ``32`` or ``bf16``.
         margin: context px at each window edge whose predictions are not used (default:
             64 px, at most tile/4, for local context; tile/8 for window context).
+        compile: ``auto`` (compile a depthwise detail path on a CPU for scenes of at least
+            :data:`~dualstream_geo.inference.compiling.COMPILE_MIN_WINDOWS` windows),
+            ``always`` or ``never`` (:mod:`~dualstream_geo.inference.compiling`).
 
     Raises:
         DualStreamError: a setting out of range, or a model without its input spec.
@@ -106,8 +110,12 @@ class ScenePredictor:
         spec: InputSpec | None = None,
         precision: str = "auto",
         margin: int | None = None,
+        compile: str = "auto",
     ) -> None:
         check_settings(tile, overlap, batch_size, blend, tta, workers, precision)
+        if compile not in COMPILE_CHOICES:
+            raise DualStreamError(f"compile must be one of {COMPILE_CHOICES}, got {compile!r}")
+        self.compile = compile
         spec = spec or getattr(model_or_task, "input_spec", None)
         if not isinstance(spec, InputSpec):
             raise DualStreamError(
@@ -419,6 +427,9 @@ class ScenePredictor:
             end=end,
             write=write,
         )
+        auto = self.device.type == "cpu" and len(windows) >= COMPILE_MIN_WINDOWS
+        if self.compile == "always" or (self.compile == "auto" and auto):
+            compile_detail(self.model)
         bar = tqdm(
             total=len(windows), unit="win", desc="predict", disable=None if show_bar else True
         )

@@ -8,6 +8,8 @@ from .tiling import BLENDS
 
 KINDS = ("class", "probabilities", "both")
 PRECISIONS = ("auto", "32", "bf16")
+#: When ``predict`` compiles a depthwise detail path (:mod:`.compiling`).
+COMPILE_CHOICES = ("auto", "always", "never")
 
 
 def check_settings(
