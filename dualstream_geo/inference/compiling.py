@@ -53,12 +53,16 @@ class CompiledForward:
 
 
 def detail_path(model: nn.Module) -> nn.Module | None:
-    """The model's depthwise detail path, the one compiling pays for (None: no such path)."""
-    decoder = getattr(model, "decoder", None)
-    detail = getattr(decoder, "image_detail", None)
-    if detail is None or getattr(detail, "design", "dense") == "dense":
-        return None
-    return detail
+    """The model's depthwise detail path, the one compiling pays for (None: no such path).
+
+    Args:
+        model: a :class:`~dualstream_geo.models.DualStreamDFormer`.
+
+    Returns:
+        Its :class:`~dualstream_geo.models.detail.ImageDetail` if that is depthwise.
+    """
+    detail = getattr(model.decoder, "image_detail", None)
+    return detail if detail is not None and detail.depthwise else None
 
 
 def compile_detail(model: nn.Module) -> bool:

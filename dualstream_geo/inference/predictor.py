@@ -33,7 +33,7 @@ from ..precision import describe_cpu, native_bf16
 from ..training.loading import load_task
 from ..training.stored import file_sha256
 from .budget import check_window_memory
-from .compiling import COMPILE_MIN_WINDOWS, compile_detail
+from .compiling import COMPILE_MIN_WINDOWS, compile_detail, detail_path
 from .distributed import RankGroup, predict_on_ranks
 from .fingerprint import input_fingerprint
 from .inputs import AuxInputs, scene_dataset
@@ -160,8 +160,7 @@ class ScenePredictor:
         # the zion_dem.yaml model) and, in fp32 too, for a depthwise detail path, whose
         # per-pixel LayerNorm then needs no copies at full resolution (1.20x; with the dense
         # path in fp32: -7 % to +6 %): benchmarks/README.md.
-        detail = getattr(self.model.decoder, "image_detail", None)
-        depthwise = detail is not None and detail.design != "dense"
+        depthwise = detail_path(self.model) is not None
         self.channels_last = self.device.type == "cpu" and (self.bf16 or depthwise)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]

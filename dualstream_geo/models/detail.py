@@ -47,6 +47,8 @@ DETAIL_DILATIONS = {
     "spectral": (1, 3, 4, 8),
     "spectral_wide": (1, 3, 4, 8),
 }
+#: The designs built by :func:`spectral_path`.
+SPECTRAL_DESIGNS = ("spectral", "spectral_wide")
 #: The spectral path's stem width: the dense path's first layer is 64 wide.
 SPECTRAL_STEM = 64
 
@@ -165,7 +167,7 @@ class ImageDetail(nn.Module):
         merged = merged_channels or merged
         dilations = dilations or DETAIL_DILATIONS[design]
         widths = [image_channels, *[channels] * len(dilations)]
-        if design in ("spectral", "spectral_wide"):
+        if design in SPECTRAL_DESIGNS:
             self.encode = spectral_path(image_channels, channels, dilations)
         else:
             self.encode = nn.Sequential(
@@ -180,10 +182,13 @@ class ImageDetail(nn.Module):
         self.head = nn.Conv2d(channels, num_outputs, 1) if num_outputs else None
         self.out_channels = merged
         self.design = design
+        #: Depthwise layers (every design but ``dense``): memory-bound on a CPU, where
+        #: ``predict`` lays tensors out channels-last and may compile the path.
+        self.depthwise = design != "dense"
         #: The spectral paths compute in fp32 under autocast: they are a fifth of the model's
         #: FLOP, and in bf16 the spectral path alone moved 0.1 % of Zion's classes
         #: (experiments/README.md).
-        self.fp32 = design in ("spectral", "spectral_wide")
+        self.fp32 = design in SPECTRAL_DESIGNS
 
     @override
     def forward(self, image: Tensor, decoded: Tensor) -> tuple[Tensor, Tensor | None]:
