@@ -29,7 +29,8 @@ from .layers import conv_norm_act, in_fp32
 #: the dense path's first layer does), then separable layers with residual connections
 #: (issue 40; experiments/README.md has their accuracy); ``spectral_wide``: the spectral path
 #: merged into a map as wide as the dense path's (64): a quarter of the zion_dem.yaml model's
-#: FLOP, and the dense path's 3-seed accuracy on Zion when trained 32 epochs instead of 20.
+#: FLOP, within the dense path's 3-seed spread on zion_dem.yaml when trained 32 epochs
+#: instead of 20 (image only: overall accuracy 0.004 lower).
 DETAIL_DESIGNS = ("dense", "separable", "spectral", "spectral_wide")
 #: The path's width by design: 32 keeps the separable paths under a quarter of the FLOP of
 #: the zion_dem.yaml recipe (SegFormer-B0 lite: 18.6 % per window separable, 21.7 % spectral;

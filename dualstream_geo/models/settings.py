@@ -43,7 +43,7 @@ class ArchitectureSettings:
             (depthwise and 1 x 1: a fifth of the FLOP, less accurate on Zion); or
             ``spectral`` (a 64-wide 1 x 1 stem, then residual separable layers: a fifth of
             the FLOP); or ``spectral_wide`` (the spectral path merged 64 wide: a quarter
-            of the FLOP, the dense path's accuracy on Zion in 32 epochs;
+            of the FLOP, the dense path's accuracy on zion_dem.yaml in 32 epochs;
             :mod:`~dualstream_geo.models.detail`, experiments/README.md).
         context: ``local`` (new models): every operation sees a bounded neighbourhood of a
             pixel, so its class does not depend on the prediction window; ``window``:
