@@ -31,9 +31,12 @@ lint: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
-# Notebooks run with a smaller budget (DUALSTREAM_NOTEBOOK_QUICK) and fail the suite on error.
+# Notebooks run with a smaller budget (DUALSTREAM_NOTEBOOK_QUICK) and fail the suite on error;
+# what they write (checkpoints, maps: about 650 MB) goes into one folder removed at the end.
 test: lint docs
-	DUALSTREAM_NOTEBOOK_QUICK=1 HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q -p no:cacheprovider --durations=15 tests --nbmake notebooks
+	out=$$(mktemp -d) && trap 'rm -rf "$$out"' EXIT && \
+	DUALSTREAM_NOTEBOOK_OUT="$$out" DUALSTREAM_NOTEBOOK_QUICK=1 HF_HUB_OFFLINE=1 \
+	$(VENV)/bin/pytest -q -p no:cacheprovider --durations=15 tests --nbmake notebooks
 
 # The declared transformers floor (4.57, the original project's version): the model tests
 # against it, installed beside the venv (needs the package index).

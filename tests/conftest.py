@@ -23,8 +23,19 @@ if TYPE_CHECKING:
     from dualstream_geo.training import DualStreamSegmentation
 
 os.environ.setdefault("TQDM_DISABLE", "1")
-# Gridded aux sources are cached: in a folder of the test session, not the user's cache.
-os.environ.setdefault("DUALSTREAM_CACHE", tempfile.mkdtemp(prefix="dualstream_geo_cache_"))
+# Gridded aux sources are cached: in a folder of the test session, not the user's cache,
+# removed when the session ends (the subprocesses the tests start have ended by then).
+_SESSION_CACHE = (
+    None if "DUALSTREAM_CACHE" in os.environ else tempfile.mkdtemp(prefix="dualstream_geo_cache_")
+)
+if _SESSION_CACHE is not None:
+    os.environ["DUALSTREAM_CACHE"] = _SESSION_CACHE
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _SESSION_CACHE is not None:
+        shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
+
 
 #: Crops of real CC0 rasters committed with the tests (tests/data/README.md).
 DATA = Path(__file__).resolve().parent / "data"
