@@ -12,11 +12,19 @@ from __future__ import annotations
 
 import functools
 import platform
+import warnings
 from pathlib import Path
 
 import torch
 
-__all__ = ["BF16_CPU_FLAGS", "cpu_bf16_flags", "cpu_name", "describe_cpu", "native_bf16"]
+__all__ = [
+    "BF16_CPU_FLAGS",
+    "cpu_bf16_flags",
+    "cpu_name",
+    "describe_cpu",
+    "inference_bf16",
+    "native_bf16",
+]
 
 #: /proc/cpuinfo flags of a native bf16 dot product (x86: ``flags``; ARM: ``Features``).
 BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
@@ -84,3 +92,27 @@ def describe_cpu() -> str:
     """
     flags = sorted(cpu_bf16_flags())
     return f"{cpu_name()} ({', '.join(flags) if flags else 'no native bf16'})"
+
+
+def inference_bf16(device: torch.device, precision: str) -> bool:
+    """Whether inference at ``precision`` on ``device`` runs under bf16 autocast.
+
+    bf16 where the device computes it natively (:func:`native_bf16`) and ``precision`` is
+    ``auto`` or ``bf16``; ``32`` keeps fp32 (e.g. to reproduce another implementation's
+    probabilities exactly). Elsewhere bf16 would be emulated, slower than fp32, so ``bf16``
+    there computes in fp32 with a warning.
+
+    Args:
+        device: the device inference runs on.
+        precision: ``auto``, ``32`` or ``bf16``.
+
+    Returns:
+        True for bf16 autocast.
+    """
+    native = native_bf16(device)
+    if precision == "bf16" and not native:
+        warnings.warn(
+            f"precision bf16: {device} has no native bf16 ({describe_cpu()}); it computes in fp32",
+            stacklevel=3,
+        )
+    return native and precision in ("auto", "bf16")

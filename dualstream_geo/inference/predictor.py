@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import closing, contextmanager
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -15,12 +13,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .. import __version__
 from ..data.grid import Grid
-from ..data.join import DualStreamGeoDataset, collate_samples
+from ..data.join import DualStreamGeoDataset
 from ..data.remote import redact_text
 from ..data.sources import Georef, SatelliteImage
 from ..data.spec import InputSpec
@@ -29,7 +26,7 @@ from ..models import DualStreamDFormer
 from ..models.dualstream import class_probabilities
 from ..models.locality import CELL
 from ..models.tta import tta_mean
-from ..precision import describe_cpu, native_bf16
+from ..precision import inference_bf16
 from ..training.loading import load_task
 from ..training.stored import file_sha256
 from .budget import check_window_memory
@@ -46,17 +43,10 @@ from .outputs import (
     prediction_inputs,
     resumable_rows,
 )
-from .reading import WindowDataset, prefetch, scene_grid
+from .reading import scene_grid, window_batches
 from .settings import COMPILE_CHOICES, KINDS, check_settings
 from .strips import StripSums
-from .tiling import (
-    Layout,
-    Window,
-    default_margin,
-    default_overlap,
-    lattice_layout,
-    scene_layout,
-)
+from .tiling import Layout, default_margin, default_overlap, grid_layout
 from .writer import OutputSpec, create_partial, finalize, write_blended, write_progress
 
 PathLike = str | os.PathLike[str]
@@ -143,18 +133,7 @@ class ScenePredictor:
         self.tile, self.batch_size = tile, batch_size
         self.blend, self.tta, self.workers = blend, tta, workers
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        # bf16 autocast where the device computes bf16 natively (a GPU, or a CPU with
-        # AVX512-BF16, AMX or ARM BF16), unless fp32 is asked for (e.g. to reproduce another
-        # implementation's probabilities exactly); elsewhere bf16 would be emulated, slower
-        # than fp32.
-        native = native_bf16(self.device)
-        self.bf16 = native and precision in ("auto", "bf16")
-        if precision == "bf16" and not native:
-            warnings.warn(
-                f"precision bf16: {self.device} has no native bf16 ({describe_cpu()}); it "
-                "computes in fp32",
-                stacklevel=2,
-            )
+        self.bf16 = inference_bf16(self.device, precision)
         self.model.eval().to(self.device)
         # On a CPU, channels-last tensors pay in bf16 (oneDNN's convolutions: 1.05-1.19x on
         # the zion_dem.yaml model) and, in fp32 too, for a depthwise detail path, whose
@@ -296,8 +275,18 @@ class ScenePredictor:
             "grid": [*grid.transform[:6], grid.height, grid.width],
             "inputs": input_fingerprint(dataset),
         }
-        if group is not None:
-            self._share(group, dataset, grid, layout, specs, signature, output, overwrite, resume)
+        if group is not None:  # this rank's share of the scene
+
+            def run(
+                parts: list[OutputSpec], start: int, end: int, report: Callable[[int, int], None]
+            ) -> None:
+                self._run(dataset, grid, layout, parts, signature, start, report, end, False)
+
+            starts = [max(strip[0].row, 0) for strip in layout.strips]
+            check = partial(check_output_paths, specs, dataset, overwrite, resume)
+            predict_on_ranks(
+                group, grid, specs, signature, starts, output, check, run, resume, overwrite
+            )
             return Path(specs[0].path)
         # Held from the existence checks to the final rename: no second run can interleave.
         with output_lock(output, take_over_stale=resume):
@@ -312,38 +301,6 @@ class ScenePredictor:
             for spec in specs:
                 finalize(spec)
         return Path(specs[0].path)
-
-    def _share(
-        self,
-        group: RankGroup,
-        dataset: DualStreamGeoDataset,
-        grid: Grid,
-        layout: Layout,
-        specs: list[OutputSpec],
-        signature: dict[str, Any],
-        output: str,
-        overwrite: bool,
-        resume: bool,
-    ) -> None:
-        """Predict this rank's share of the scene (:func:`~.distributed.predict_on_ranks`)."""
-
-        def run(
-            parts: list[OutputSpec], start: int, end: int, report: Callable[[int, int], None]
-        ) -> None:
-            self._run(dataset, grid, layout, parts, signature, start, report, end, False)
-
-        predict_on_ranks(
-            group,
-            grid,
-            specs,
-            signature,
-            [max(strip[0].row, 0) for strip in layout.strips],
-            output,
-            partial(check_output_paths, specs, dataset, overwrite, resume),
-            run,
-            resume,
-            overwrite,
-        )
 
     def map_settings(self, layout: Layout) -> dict[str, str]:
         """What a map records of how it was made (GeoTIFF tags; a resumed run must match them).
@@ -368,17 +325,9 @@ class ScenePredictor:
         return settings
 
     def layout(self, grid: Grid) -> Layout:
-        """Where the windows over ``grid`` lie.
-
-        On the CRS-anchored cell lattice for a model with local context, from the scene's
-        corner otherwise (:mod:`~dualstream_geo.inference.tiling`).
-        """
-        height, width = grid.height, grid.width
-        if self.model.context == "local":
-            return lattice_layout(
-                height, width, grid.transform, self.tile, self.overlap, self.margin, CELL
-            )
-        return scene_layout(height, width, self.tile, self.overlap, self.margin)
+        """Where the windows over ``grid`` lie (:func:`~.tiling.grid_layout`)."""
+        local = self.model.context == "local"
+        return grid_layout(grid, local, self.tile, self.overlap, self.margin, CELL)
 
     def _run(
         self,
@@ -432,7 +381,8 @@ class ScenePredictor:
         bar = tqdm(
             total=len(windows), unit="win", desc="predict", disable=None if show_bar else True
         )
-        with bar, self._window_batches(dataset, grid, windows) as batches:
+        reading = window_batches(dataset, grid, windows, self.batch_size, self.workers)
+        with bar, reading as batches:
             for batch in batches:
                 valid = batch["valid"]
                 keep, probs = self._batch_probabilities(batch)
@@ -448,25 +398,6 @@ class ScenePredictor:
                         position += 1
                     bar.update(1)
         sums.flush(sums.top + tile)
-
-    @contextmanager
-    def _window_batches(
-        self, dataset: DualStreamGeoDataset, grid: Grid, windows: list[Window]
-    ) -> Iterator[Iterable[dict[str, Any]]]:
-        """The batches of ``windows``, read ahead (by loader workers, or a prefetching thread)."""
-        loader = DataLoader(
-            WindowDataset(dataset, grid, windows),
-            batch_size=self.batch_size,
-            num_workers=self.workers,
-            collate_fn=collate_samples,
-        )
-        if self.workers > 0:
-            yield loader
-            return
-        # A prefetching generator left to the garbage collector on an error would join its
-        # thread at interpreter exit, where a daemon thread never runs again (a hang).
-        with closing(prefetch(loader)) as batches:
-            yield batches
 
     def _batch_probabilities(self, batch: dict[str, Any]) -> tuple[Tensor, np.ndarray | None]:
         """Which windows of ``batch`` hold a valid pixel, and their class probabilities.

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Generator
+from collections.abc import Generator, Iterable, Iterator
+from contextlib import closing, contextmanager
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,7 @@ from rasterio.warp import transform_bounds
 from torch.utils.data import DataLoader, Dataset
 
 from ..data.grid import Grid, open_raster
-from ..data.join import DualStreamGeoDataset
+from ..data.join import DualStreamGeoDataset, collate_samples
 from ..data.sources import SatelliteImage
 from .tiling import Window
 
@@ -109,3 +110,39 @@ def prefetch(loader: DataLoader[Any], depth: int = 2) -> Generator[Any, None, No
     finally:
         stop.set()
         thread.join()
+
+
+@contextmanager
+def window_batches(
+    dataset: DualStreamGeoDataset,
+    grid: Grid,
+    windows: list[Window],
+    batch_size: int,
+    workers: int = 0,
+) -> Iterator[Iterable[dict[str, Any]]]:
+    """The batches of ``windows``, read ahead by loader processes or a prefetching thread.
+
+    Args:
+        dataset: the scene's joined inputs.
+        grid: the scene's grid.
+        windows: the windows to read, in order.
+        batch_size: windows per batch.
+        workers: loader processes (0: a prefetching thread).
+
+    Yields:
+        The batches (:func:`~dualstream_geo.data.join.collate_samples`), each with the
+        windows' ``index``.
+    """
+    loader = DataLoader(
+        WindowDataset(dataset, grid, windows),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=collate_samples,
+    )
+    if workers > 0:
+        yield loader
+        return
+    # A prefetching generator left to the garbage collector on an error would join its
+    # thread at interpreter exit, where a daemon thread never runs again (a hang).
+    with closing(prefetch(loader)) as batches:
+        yield batches

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 from affine import Affine
 
+from ..data.grid import Grid
+
 BLENDS = ("hann", "linear", "none")
 
 
@@ -269,3 +271,29 @@ def lattice_layout(
     rows = lattice_starts(height, tile, margin, stride, row0)
     cols = lattice_starts(width, tile, margin, stride, col0)
     return Layout(tile, margin, [[Window(r, c, tile) for c in cols] for r in rows], True)
+
+
+def grid_layout(
+    grid: Grid, local: bool, tile: int, overlap: float, margin: int, period: int
+) -> Layout:
+    """Where the windows over ``grid`` lie for a model.
+
+    On the CRS-anchored lattice of ``period`` px cells for a model with local context
+    (:func:`lattice_layout`), from the scene's corner otherwise (:func:`scene_layout`).
+
+    Args:
+        grid: the scene's grid.
+        local: the model has local context.
+        tile: the window side in px.
+        overlap: the share of a window its neighbours overlap.
+        margin: context px at each window edge whose predictions are not used.
+        period: the lattice's cell in px.
+
+    Returns:
+        The layout.
+    """
+    if local:
+        return lattice_layout(
+            grid.height, grid.width, grid.transform, tile, overlap, margin, period
+        )
+    return scene_layout(grid.height, grid.width, tile, overlap, margin)
