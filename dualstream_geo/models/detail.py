@@ -15,6 +15,7 @@ the rest of the patch, while its own spectrum is what decides its class here.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import override
 
 import torch
@@ -23,33 +24,45 @@ from torch import Tensor, nn
 
 from .layers import conv_norm_act, in_fp32
 
-#: How the path's layers are built: ``dense`` 3 x 3 convolutions (the default);
-#: ``separable``: a depthwise 3 x 3 then a 1 x 1 convolution, about a seventh of the FLOP at
-#: the same width; ``spectral``: a wide 1 x 1 stem (each pixel's spectrum mixed 64 ways, as
-#: the dense path's first layer does), then separable layers with residual connections
-#: (issue 40; experiments/README.md has their accuracy); ``spectral_wide``: the spectral path
-#: merged into a map as wide as the dense path's (64): a quarter of the zion_dem.yaml model's
-#: FLOP, within the dense path's 3-seed spread on zion_dem.yaml when trained 32 epochs
-#: instead of 20 (image only: overall accuracy 0.004 lower).
-DETAIL_DESIGNS = ("dense", "separable", "spectral", "spectral_wide")
-#: The path's width by design: 32 keeps the separable paths under a quarter of the FLOP of
-#: the zion_dem.yaml recipe (SegFormer-B0 lite: 18.6 % per window separable, 21.7 % spectral;
-#: 48 would be 31 %, and the dense path is 83 %; benchmarks/README.md, "Detail path").
-DETAIL_WIDTHS = {"dense": 64, "separable": 32, "spectral": 32, "spectral_wide": 32}
-#: The width of the merged map the classifier reads, by design: 64 as the dense path's is
-#: what the spectral path lacked (seed 2 of zion_dem.yaml: 0.324 mean IoU merged 32 wide,
-#: 0.349 merged 64 wide; a 16-wide dense path merged 16 wide: 0.256; experiments/README.md).
-DETAIL_MERGED_WIDTHS = {"dense": 64, "separable": 32, "spectral": 32, "spectral_wide": 64}
-#: The dilations by design: each reaches 33 x 33 pixels without gaps; the spectral path
-#: spends its fifth layer on the stem.
-DETAIL_DILATIONS = {
-    "dense": (1, 1, 2, 4, 8),
-    "separable": (1, 1, 2, 4, 8),
-    "spectral": (1, 3, 4, 8),
-    "spectral_wide": (1, 3, 4, 8),
+
+@dataclass(frozen=True)
+class DetailDesign:
+    """How one design of the path is built.
+
+    ``width``: the path's channels; 32 keeps the depthwise paths under a quarter of the FLOP
+    of the zion_dem.yaml recipe (SegFormer-B0 lite: 18.6 % per window separable, 21.7 %
+    spectral; 48 would be 31 %, and the dense path is 83 %; benchmarks/README.md, "Detail
+    path"). ``merged_width``: the merged map the classifier reads; 64 as the dense path's is
+    what the spectral path lacked (seed 2 of zion_dem.yaml: 0.324 mean IoU merged 32 wide,
+    0.349 merged 64 wide; a 16-wide dense path merged 16 wide: 0.256; experiments/README.md).
+    ``dilations``: one per layer, each design reaching 33 x 33 pixels without gaps (the
+    spectral path spends its fifth layer on the stem). ``layers``: ``dense`` 3 x 3
+    convolutions, ``separable`` ones (:func:`separable_conv_norm_act`) or ``spectral``
+    (:func:`spectral_path`).
+    """
+
+    width: int
+    merged_width: int
+    dilations: tuple[int, ...]
+    layers: str
+
+
+#: The designs: ``dense`` 3 x 3 convolutions (the default); ``separable``: a depthwise 3 x 3
+#: then a 1 x 1 convolution, about a seventh of the FLOP at the same width; ``spectral``: a
+#: wide 1 x 1 stem (each pixel's spectrum mixed 64 ways, as the dense path's first layer
+#: does), then separable layers with residual connections (issue 40; experiments/README.md
+#: has their accuracy); ``spectral_wide``: the spectral path merged into a map as wide as the
+#: dense path's (64): a quarter of the zion_dem.yaml model's FLOP, within the dense path's
+#: 3-seed spread on zion_dem.yaml when trained 32 epochs instead of 20 (image only: overall
+#: accuracy 0.004 lower).
+DESIGNS = {
+    "dense": DetailDesign(64, 64, (1, 1, 2, 4, 8), "dense"),
+    "separable": DetailDesign(32, 32, (1, 1, 2, 4, 8), "separable"),
+    "spectral": DetailDesign(32, 32, (1, 3, 4, 8), "spectral"),
+    "spectral_wide": DetailDesign(32, 64, (1, 3, 4, 8), "spectral"),
 }
-#: The designs built by :func:`spectral_path`.
-SPECTRAL_DESIGNS = ("spectral", "spectral_wide")
+#: The designs' names.
+DETAIL_DESIGNS = tuple(DESIGNS)
 #: The spectral path's stem width: the dense path's first layer is 64 wide.
 SPECTRAL_STEM = 64
 
@@ -132,12 +145,12 @@ class ImageDetail(nn.Module):
     ``spectral`` (:func:`spectral_path`; dilations 1, 3, 4, 8 by default: 33 x 33 pixels
     too), or ``spectral_wide`` (the spectral path, merged ``merged_channels`` = 64 wide as
     the dense path is). ``dilations`` and ``merged_channels`` default to the design's
-    (:data:`DETAIL_DILATIONS`, :data:`DETAIL_MERGED_WIDTHS`).
+    (:data:`DESIGNS`).
 
     Args:
         image_channels: C, the image's channels (with the aux stream's for ``detail_aux``).
         decoder_channels: D, the decoded map's channels.
-        channels: the path's width (default: the design's, :data:`DETAIL_WIDTHS`).
+        channels: the path's width (default: the design's, :data:`DESIGNS`).
         dilations: one per layer (default: the design's).
         num_outputs: the path's own head's outputs (None: no head).
         design: one of :data:`DETAIL_DESIGNS`.
@@ -161,20 +174,19 @@ class ImageDetail(nn.Module):
         super().__init__()
         if design not in DETAIL_DESIGNS:
             raise ValueError(f"design must be one of {DETAIL_DESIGNS}, got {design!r}")
-        if channels is None:
-            channels, merged = DETAIL_WIDTHS[design], DETAIL_MERGED_WIDTHS[design]
-        else:
-            merged = channels
-        merged = merged_channels or merged
-        dilations = dilations or DETAIL_DILATIONS[design]
+        built = DESIGNS[design]
+        # Given channels, the merged map is as wide unless merged_channels says otherwise.
+        merged = merged_channels or channels or built.merged_width
+        channels = channels or built.width
+        dilations = dilations or built.dilations
         widths = [image_channels, *[channels] * len(dilations)]
-        if design in SPECTRAL_DESIGNS:
+        if built.layers == "spectral":
             self.encode = spectral_path(image_channels, channels, dilations)
         else:
             self.encode = nn.Sequential(
                 *(
                     conv_norm_act(widths[i], widths[i + 1], 3, dilation, norm=LayerNorm2d)
-                    if design == "dense"
+                    if built.layers == "dense"
                     else separable_conv_norm_act(widths[i], widths[i + 1], dilation)
                     for i, dilation in enumerate(dilations)
                 )
@@ -185,11 +197,11 @@ class ImageDetail(nn.Module):
         self.design = design
         #: Depthwise layers (every design but ``dense``): memory-bound on a CPU, where
         #: ``predict`` lays tensors out channels-last and may compile the path.
-        self.depthwise = design != "dense"
+        self.depthwise = built.layers != "dense"
         #: The spectral paths compute in fp32 under autocast: they are a fifth of the model's
         #: FLOP, and in bf16 the spectral path alone moved 0.1 % of Zion's classes
         #: (experiments/README.md).
-        self.fp32 = design in SPECTRAL_DESIGNS
+        self.fp32 = built.layers == "spectral"
 
     @override
     def forward(self, image: Tensor, decoded: Tensor) -> tuple[Tensor, Tensor | None]:
