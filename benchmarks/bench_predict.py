@@ -15,8 +15,9 @@
    default tile, km2/s end to end against the pure batched forward, the phases alone
    (inputs, reading) and the forward with channels_last and torch.compile, in fp32 and in
    bf16 where the CPU has it natively (``scene_throughput.py``); with ``--baseline CKPT``
-   that checkpoint first, in the same run, and every row's end-to-end km2/s as a ratio of
-   the baseline's in fp32 (issue 40's "3x today's km2/s").
+   that checkpoint first, in the same run, with glibc keeping freed blocks up to 32 MiB as
+   before 2026-12-07 and then as now, and every row's end-to-end km2/s as a ratio of its
+   first fp32 row (issue 40's "3x today's km2/s").
 
 The model is DualStreamDFormer (SegFormer-B1) with random weights, or --checkpoint.
 
@@ -65,6 +66,7 @@ from dualstream_geo.inference.tiling import (
     lattice_layout,
     scene_layout,
 )
+from dualstream_geo.memory import MMAP_THRESHOLD_MAX
 from dualstream_geo.models import DualStreamDFormer
 from dualstream_geo.models.locality import CELL
 from dualstream_geo.models.settings import ArchitectureSettings
@@ -313,21 +315,28 @@ def main() -> None:
         for item in args.aux:
             name, _, path = item.partition("=")
             aux.setdefault(name, []).append(path)
-        checkpoints = (
-            [args.checkpoint] if args.baseline is None else [args.baseline, args.checkpoint]
-        )
+        # With a baseline: first as before 2026-12-07 (glibc kept blocks up to 32 MiB, not
+        # the batches' full-resolution maps), then both checkpoints as predict runs now.
+        runs = [(args.checkpoint, None, args.checkpoint)]
+        if args.baseline is not None:
+            runs = [
+                (f"{args.baseline} (freed memory as before)", MMAP_THRESHOLD_MAX, args.baseline),
+                (args.baseline, None, args.baseline),
+                *runs,
+            ]
         figures: dict[str, Any] = {}
         with tempfile.TemporaryDirectory() as tmp:
-            for checkpoint in checkpoints:
-                figures[checkpoint] = measure_scene(
+            for name, threshold, checkpoint in runs:
+                figures[name] = measure_scene(
                     checkpoint,
                     args.scene,
                     aux,
                     Path(tmp),
                     args.tile,
                     compile_model=not args.no_compile,
+                    mmap_threshold=threshold,
                 )
-        base = figures[checkpoints[0]]["fp32"]["end_to_end_km2_per_s"]
+        base = figures[runs[0][0]]["fp32"]["end_to_end_km2_per_s"]
         for rows in figures.values():
             for row in rows.values():
                 row["end_to_end_vs_first_fp32"] = round(row["end_to_end_km2_per_s"] / base, 2)

@@ -24,6 +24,7 @@ from dualstream_geo.data.join import collate_samples
 from dualstream_geo.inference import ScenePredictor
 from dualstream_geo.inference.compiling import detail_path
 from dualstream_geo.inference.reading import WindowDataset, scene_grid
+from dualstream_geo.memory import keep_freed_memory
 from dualstream_geo.precision import native_bf16
 
 
@@ -84,6 +85,7 @@ def measure(
     tile: int = 512,
     repeats: int = 2,
     compile_model: bool = True,
+    mmap_threshold: int | None = None,
 ) -> dict[str, Any]:
     """The figures above, one row per precision the machine has natively.
 
@@ -95,6 +97,9 @@ def measure(
         tile: the window side (the default 512).
         repeats: runs per timing (the median is reported).
         compile_model: also time the forward under ``torch.compile`` (minutes on a CPU).
+        mmap_threshold: glibc's mmap threshold to run with (default: what the predictor
+            sets; :data:`~dualstream_geo.memory.MMAP_THRESHOLD_MAX` is what ``dualstream-geo``
+            set before 2026-12-07).
 
     Returns:
         ``{"fp32": {...}, "bf16": {...}}`` (``bf16`` only where the CPU has it natively).
@@ -103,6 +108,8 @@ def measure(
     results: dict[str, Any] = {}
     for precision in precisions:
         p = ScenePredictor.from_checkpoint(checkpoint, tile=tile, precision=precision)
+        if mmap_threshold is not None:
+            keep_freed_memory(mmap_threshold)
         output = out / f"scene_{precision}.tif"
 
         def end_to_end(p: ScenePredictor = p, output: Path = output) -> None:

@@ -5,7 +5,6 @@ the CPU memory setting and test-time augmentation in the test step."""
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ from dualstream_geo.data.auxiliary.spec import original_aux
 from dualstream_geo.data.labels import class_counts
 from dualstream_geo.data.spec import ClassSpec, InputSpec
 from dualstream_geo.errors import DualStreamError
-from dualstream_geo.memory import keep_freed_memory
 from dualstream_geo.models import DualStreamDFormer
 from dualstream_geo.models.detail import ImageDetail
 from dualstream_geo.models.tta import tta_mean
@@ -260,10 +258,6 @@ def test_frozen_epochs_default_and_bad_settings() -> None:
     ]:
         with pytest.raises(DualStreamError, match=message):
             DualStreamSegmentation(**base, loss=LossSettings(**settings))  # type: ignore[arg-type]
-
-
-def test_keep_freed_memory_on_linux() -> None:
-    assert keep_freed_memory() is sys.platform.startswith("linux")
 
 
 def test_d4_test_time_augmentation_makes_the_scores_equivariant() -> None:

@@ -22,6 +22,7 @@ from ..data.remote import redact_text
 from ..data.sources import Georef, SatelliteImage
 from ..data.spec import InputSpec
 from ..errors import DualStreamError
+from ..memory import keep_freed_memory
 from ..models import DualStreamDFormer
 from ..models.dualstream import class_probabilities
 from ..models.locality import CELL
@@ -134,6 +135,8 @@ class ScenePredictor:
         self.blend, self.tta, self.workers = blend, tta, workers
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.bf16 = inference_bf16(self.device, precision)
+        if self.device.type == "cpu":  # a batch's maps are hundreds of MB (memory.py)
+            keep_freed_memory()
         self.model.eval().to(self.device)
         # On a CPU, channels-last tensors pay in bf16 (oneDNN's convolutions: 1.05-1.19x on
         # the zion_dem.yaml model) and, in fp32 too, for a depthwise detail path, whose
