@@ -21,6 +21,7 @@ from typing import override
 import torch
 from timm.layers import LayerNorm2d
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from .layers import conv_norm_act, in_fp32
 
@@ -67,18 +68,39 @@ DETAIL_DESIGNS = tuple(DESIGNS)
 SPECTRAL_STEM = 64
 
 
+#: The widest zero padding that oneDNN's fast depthwise kernels take on a CPU. Beyond it
+#: (the paths' dilation-8 layers pad 8 px) oneDNN falls back to a kernel 30x slower on
+#: channels-last tensors and 2.5x on contiguous ones (1.36 s against 0.04 s for four 512 px
+#: windows of 32 channels on 2 AMD EPYC cores; benchmarks/README.md); padding the input
+#: first gives the same sums, bit for bit, at the fast kernel's speed.
+ONEDNN_DEPTHWISE_MAX_PADDING = 4
+
+
 class DepthwiseConv2d(nn.Conv2d):
     """A depthwise convolution computed in fp32 whatever the autocast around it.
 
     Under CPU bf16 autocast, oneDNN's bf16 backward of dilated depthwise convolutions
     overflows within a few steps of training the zion.yaml recipe (its weight gradients turn
     to inf, then every loss to NaN); in fp32 it does not. The layer is memory-bound, so fp32
-    costs it little.
+    costs it little. On a CPU, padding wider than :data:`ONEDNN_DEPTHWISE_MAX_PADDING` is
+    applied to the input before the convolution.
     """
 
     @override
     def forward(self, input: Tensor) -> Tensor:
-        return in_fp32(super().forward, input)
+        return in_fp32(self._convolved, input)
+
+    def _convolved(self, input: Tensor) -> Tensor:
+        padding = self.padding
+        if (
+            input.device.type != "cpu"
+            or isinstance(padding, str)
+            or max(padding) <= ONEDNN_DEPTHWISE_MAX_PADDING
+        ):
+            return super().forward(input)
+        rows, cols = padding
+        padded = F.pad(input, (cols, cols, rows, rows))
+        return F.conv2d(padded, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
 def separable_conv_norm_act(
