@@ -114,7 +114,7 @@ def add_window_arguments(parser: ArgumentParser) -> None:
         choices=COMPILE_CHOICES,
         default="auto",
         help="compile a depthwise detail path (e.g. spectral_wide): auto on a CPU for scenes "
-        "of 100 windows or more, where its 15-20 s of compiling pay",
+        "of 1,000 windows or more, where its 12-20 s of compiling pay",
     )
 
 

@@ -3,11 +3,15 @@
 The depthwise detail paths (``separable``, ``spectral``, ``spectral_wide``) are a quarter of
 the model's FLOP but most of its time on a CPU: their per-pixel norms, GELUs and residual
 additions each read and write every full-resolution map once, so they are bound by memory,
-not arithmetic. ``torch.compile`` fuses them into fewer passes: the zion_dem.yaml model's
-forward takes 0.70x the time (AMD EPYC, 2 cores, bf16; benchmarks/README.md). Compiling the
-path alone takes 15-20 s on a fresh machine (5 s with inductor's cache warm; the whole
-model: 80-110 s for little more), about what it saves over 100 windows of 512 px, so
-``predict`` compiles it on scenes of at least :data:`COMPILE_MIN_WINDOWS` windows.
+not arithmetic. ``torch.compile`` fuses them into fewer passes. While every batch faulted its
+maps in again and the dilation-8 layer ran oneDNN's slow kernel, that made the zion_dem.yaml
+model's forward 0.70x as long (AMD EPYC Zen 4, 2 cores, bf16); with freed memory kept and
+that layer padded first (``memory.keep_freed_memory``, ``detail.DepthwiseConv2d``) the path
+alone is 1.1x faster compiled, 16 ms saved per 512 px window on 2 Zen 3 cores
+(benchmarks/README.md). Compiling it takes 12-20 s on a fresh machine (5 s with inductor's
+cache warm; the whole model: 80-110 s for little more), about what it saves over 1,000
+windows, so ``predict`` compiles it on scenes of at least :data:`COMPILE_MIN_WINDOWS`
+windows.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import torch
 from torch import nn
 
 #: Windows from which compiling the detail path pays for its compilation on a CPU.
-COMPILE_MIN_WINDOWS = 100
+COMPILE_MIN_WINDOWS = 1000
 
 
 class CompiledForward:
