@@ -94,6 +94,7 @@ class DepthwiseConv2d(nn.Conv2d):
         padding = self.padding
         if (
             input.device.type != "cpu"
+            or self.padding_mode != "zeros"
             or isinstance(padding, str)
             or max(padding) <= ONEDNN_DEPTHWISE_MAX_PADDING
         ):
