@@ -125,6 +125,12 @@ class DualStreamCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         if subcommand:
             check_trainer(self.config[subcommand])
+            # The default precision depends on the stage (bf16 evaluation on a CPU that has
+            # it), which LightningCLI's trainer_defaults, shared by all stages, cannot say.
+            trainer = self.config[subcommand].trainer
+            if trainer.get("precision") is None:
+                accelerator = str(trainer.get("accelerator") or "auto")
+                trainer.precision = default_precision(subcommand, accelerator)
         if subcommand == "fit":
             check_run_folder(self.config["fit"])
 
@@ -188,7 +194,6 @@ def run_lightning(args: list[str] | None) -> None:
         DualStreamSegmentation,
         DualStreamDataModule,
         save_config_callback=SaveConfigBesideCheckpoints,
-        trainer_defaults={"precision": default_precision()},
         seed_everything_default=0,
         args=args,
     )

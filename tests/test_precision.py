@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from dualstream_geo.models import DualStreamDFormer
 from dualstream_geo.precision import cpu_bf16_flags, describe_cpu, native_bf16
+
+from .conftest import LAND_COVER
 
 X86 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx2 avx512f {extra}\n"
 ARM = "processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd sve {extra}\n"
@@ -117,3 +120,48 @@ def test_predictor_uses_bf16_only_where_the_cpu_has_it(
         from dualstream_geo.training.trainer_defaults import default_precision
 
         assert default_precision() == "32-true"  # training on a CPU: fp32 either way
+
+
+@pytest.mark.parametrize("stage", ["validate", "test"])
+def test_evaluation_runs_in_bf16_on_a_cpu_that_has_it(
+    stage: str, checkpoint: Path, demo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a CPU with native bf16, ``validate`` and ``test`` score under bf16 autocast unless
+    ``--trainer.precision`` says otherwise; ``fit`` stays fp32 there. (This machine's own
+    flags decide the unpatched default, so the CPU is declared native here.)"""
+    from dualstream_geo.cli import main
+    from dualstream_geo.training import DualStreamSegmentation, trainer_defaults
+
+    monkeypatch.setattr(trainer_defaults, "native_bf16", lambda device: device == "cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert trainer_defaults.default_precision("fit") == "32-true"
+    assert trainer_defaults.default_precision(stage) == "bf16-mixed"
+    assert trainer_defaults.default_precision(stage, "gpu") == "32-true"  # a GPU without bf16
+
+    seen: list[torch.dtype | None] = []
+    step = DualStreamSegmentation._shared_step
+
+    def spy(task: DualStreamSegmentation, batch: Any, split: str, tta: str = "none") -> Any:
+        bf16 = torch.is_autocast_enabled("cpu")
+        seen.append(torch.get_autocast_dtype("cpu") if bf16 else None)
+        return step(task, batch, split, tta)
+
+    monkeypatch.setattr(DualStreamSegmentation, "_shared_step", spy)
+    args = [
+        stage,
+        "--config",
+        str(Path(__file__).parents[1] / "experiments" / "demo.yaml"),
+        f"--data.root={demo_root}",
+        f"--trainer.default_root_dir={tmp_path}",
+        f"--ckpt_path={checkpoint}",
+        "--data.classes.names=[water, forest, shrub, grass, plot]",  # the checkpoint's
+        f"--data.classes.map={LAND_COVER}",
+        "--data.classes.colors=null",
+        "--trainer.accelerator=cpu",
+        f"--trainer.limit_{'val' if stage == 'validate' else 'test'}_batches=1",
+        "--trainer.enable_progress_bar=false",
+    ]
+    for extra, dtype in (([], torch.bfloat16), (["--trainer.precision=32-true"], None)):
+        seen.clear()
+        assert main([*args, *extra]) == 0
+        assert seen and set(seen) == {dtype}, (extra, seen)
