@@ -3,9 +3,11 @@ the same test pixels as the model, and scores with the task's definitions."""
 
 from __future__ import annotations
 
+import io
 import json
-import subprocess
+import runpy
 import sys
+from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +41,16 @@ def crop_config(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 
 
 def baseline(script: str, config: list[str], *options: str) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, str(REPO / "experiments" / script), *config, *options],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    result: dict[str, Any] = json.loads(done.stdout)
+    """What ``python experiments/<script> <config> <options>`` prints (its JSON result), run
+    in this process as ``__main__``: a fresh interpreter would spend longer importing the
+    stack than the script takes."""
+    folder = REPO / "experiments"
+    with pytest.MonkeyPatch.context() as patch, redirect_stdout(io.StringIO()) as out:
+        patch.syspath_prepend(str(folder))  # the scripts import their sibling scoring.py
+        patch.setattr(sys, "argv", [script, *config, *options])
+        patch.chdir(REPO)
+        runpy.run_path(str(folder / script), run_name="__main__")
+    result: dict[str, Any] = json.loads(out.getvalue())
     return result
 
 
