@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from dualstream_geo.precision import cpu_name
+from dualstream_geo.training.trainer_defaults import default_precision
 
 PREFIX = "test_ClasswiseJaccardIndex_"
 
@@ -59,9 +60,13 @@ def one_seed(configs: list[str], folder: Path, seed: int, extra: list[str]) -> d
     common = [arg for config in configs for arg in ("--config", config)]
     common += [f"--seed_everything={seed}", f"--data.sampling.seed={seed}"]
     common += [f"--trainer.default_root_dir={folder}", f"--data.stats_path={folder}/stats.json"]
-    common += ["--trainer.enable_progress_bar=false", *extra]
-    fit = run(["fit", *common])
-    test = run(["test", *common, f"--ckpt_path={folder}/checkpoints/best.ckpt"])
+    common += ["--trainer.enable_progress_bar=false"]
+    fit = run(["fit", *common, *extra])
+    # Scored at the precision fit ran at (fp32 on a CPU unless extra says otherwise), not
+    # test's own default (bf16 on a CPU that has it): the rows compare across machines.
+    trained = f"--trainer.precision={default_precision()}"
+    checkpoint = f"--ckpt_path={folder}/checkpoints/best.ckpt"
+    test = run(["test", *common, trained, *extra, checkpoint])
     scores = test_scores(folder)
     return {
         "seed": seed,
