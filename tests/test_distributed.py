@@ -83,7 +83,11 @@ def test_evaluation_patches_are_shared_out_without_loss_or_repeat(zion: Path) ->
     assert len({len(list(p)) for p in padded}) == 1  # training: every rank the same count
 
 
-def ddp_fit(demo_root: Path, root: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def ddp_fit(
+    demo_root: Path, root: Path, *extra: str, torchrun: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """``fit`` on 2 CPU processes: Lightning starting the second itself, or both started by
+    ``torchrun`` (docs/how-to/cluster.md), which Lightning then finds in the environment."""
     args = demo_fit(
         demo_root,
         root,
@@ -100,8 +104,16 @@ def ddp_fit(demo_root: Path, root: Path, *extra: str) -> subprocess.CompletedPro
         *extra,
     )
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    command = [CLI, *args]
+    if torchrun:
+        from dualstream_geo.inference.distributed import _free_port
+
+        launcher = str(Path(sys.executable).with_name("torchrun"))
+        rendezvous = ["--master-addr=127.0.0.1", f"--master-port={_free_port()}"]
+        command = [launcher, "--nnodes=1", "--nproc-per-node=2", *rendezvous]
+        command += ["-m", "dualstream_geo", *args]
     return subprocess.run(
-        [CLI, *args], env=env, capture_output=True, text=True, timeout=300, cwd=root.parent
+        command, env=env, capture_output=True, text=True, timeout=300, cwd=root.parent
     )
 
 
@@ -189,11 +201,13 @@ def test_ddp_fit_shares_patches_matches_metrics_and_resumes(
     ious = [k for k in one if "Jaccard" in k or "Accuracy" in k]
     assert ious and all(one[k] == pytest.approx(two[k], abs=1e-6) for k in ious)
 
+    # The interrupted run and its resumption under torchrun: the cluster launch, whose ranks
+    # start together (Lightning starts its second rank only once the first is set up).
     failing = tmp_path / "failing"
     fail = callbacks_config(tmp_path / "fail.yaml", ("FailAtStep", {"step": 3}))
-    assert ddp_fit(demo_root, failing, fail).returncode != 0
+    assert ddp_fit(demo_root, failing, fail, torchrun=True).returncode != 0
     assert torch.load(failing / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 0
-    done = ddp_fit(demo_root, failing, "--ckpt_path=last")
+    done = ddp_fit(demo_root, failing, "--ckpt_path=last", torchrun=True)
     assert done.returncode == 0, done.stderr[-3000:]
     resumed = torch.load(failing / "checkpoints" / "last.ckpt", weights_only=False)
     reference = torch.load(whole / "checkpoints" / "last.ckpt", weights_only=False)
