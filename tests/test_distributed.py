@@ -110,7 +110,9 @@ def ddp_fit(
 
         launcher = str(Path(sys.executable).with_name("torchrun"))
         rendezvous = ["--master-addr=127.0.0.1", f"--master-port={_free_port()}"]
-        command = [launcher, "--nnodes=1", "--nproc-per-node=2", *rendezvous]
+        # Its logs in the test's folder: by default torchrun leaves a folder in /tmp.
+        logs = f"--log-dir={root.parent / 'torchrun_logs'}"
+        command = [launcher, "--nnodes=1", "--nproc-per-node=2", *rendezvous, logs]
         command += ["-m", "dualstream_geo", *args]
     return subprocess.run(
         command, env=env, capture_output=True, text=True, timeout=300, cwd=root.parent
