@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +85,17 @@ def test_evaluation_patches_are_shared_out_without_loss_or_repeat(zion: Path) ->
     assert len({len(list(p)) for p in padded}) == 1  # training: every rank the same count
 
 
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """torch on 1 thread, as each CPU rank of these tests runs (float sums depend on it)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def ddp_fit(
     demo_root: Path, root: Path, *extra: str, torchrun: bool = False
 ) -> subprocess.CompletedProcess[str]:
@@ -147,12 +160,8 @@ def validate(demo_root: Path, root: Path, checkpoint: Path) -> dict[str, float]:
         "--trainer.enable_progress_bar=false",
         f"--ckpt_path={checkpoint}",
     ]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         assert main(args) == 0
-    finally:
-        torch.set_num_threads(threads)
     return logged_validation(root)
 
 
@@ -266,12 +275,8 @@ def test_prediction_on_two_processes_equals_one_and_resumes(
 
     # Each of the 2 CPU ranks runs 1 thread; float sums depend on the thread count, so the
     # 1-process reference runs 1 thread too (with 2, a probability may move by 1/255).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         assert main(predict_args(checkpoint, scene, tmp_path / "one.tif")) == 0
-    finally:
-        torch.set_num_threads(threads)
     expected = read_both(tmp_path / "one.tif")
 
     killed = tmp_path / "killed.tif"
