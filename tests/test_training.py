@@ -163,14 +163,33 @@ def test_binary_task_trains_and_tests(demo_root: Path, tmp_path: Path) -> None:
     datamodule.adopt(found, "x.ckpt")  # the same statistics: nothing to change
 
 
-def test_resume_from_last_continues_at_next_epoch(demo_root: Path, tmp_path: Path) -> None:
+def test_resume_from_last_continues_at_next_epoch(
+    demo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    from dualstream_geo.training.checkpoint_io import LocalAtomicCheckpointIO
+
+    # Lightning's default writer stages each checkpoint in $TMPDIR (tempfile.mkstemp) and
+    # moves it: across file systems a copy that a kill leaves half-written.
+    staged: list[Any] = []
+    mkstemp = tempfile.mkstemp
+    monkeypatch.setattr(tempfile, "mkstemp", lambda *a, **k: staged.append(k) or mkstemp(*a, **k))
     task, datamodule = tiny(demo_root, tmp_path, freeze_epochs=1)
-    trainer(tmp_path, epochs=1).fit(task, datamodule)
+    first = trainer(tmp_path, epochs=1)
+    first.fit(task, datamodule)
+    assert type(first.strategy.checkpoint_io) is LocalAtomicCheckpointIO
     snaps = Snapshots()
     task, datamodule = tiny(demo_root, tmp_path, freeze_epochs=1)
     resumed = trainer(tmp_path, epochs=2, callbacks=[snaps])
     resumed.fit(task, datamodule, ckpt_path="last")
     assert snaps.epochs == [1]
+    assert staged == []
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "best.ckpt",
+        "last.ckpt",
+    ]
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 1
     # Epoch 1 is past the frozen stage: the encoders are trainable again after resuming.
     assert all(p.requires_grad for p in task.model.vision_encoder.parameters())
 

@@ -6,6 +6,7 @@ import os
 
 from lightning.pytorch.callbacks import Callback
 
+from .checkpoint_io import AtomicCheckpoints
 from .checkpointing import BestCheckpoint, EpochSeeds, epoch_checkpoints, last_checkpoint
 from .curves import TrainingCurves
 from .finetuning import TwoStageFinetuning
@@ -21,8 +22,9 @@ def fit_callbacks(root: str, saving: CheckpointSettings, frozen_epochs: int) -> 
         frozen_epochs: epochs with frozen encoders.
 
     Returns:
-        The callbacks: ``TwoStageFinetuning``, ``EpochSeeds``, ``best.ckpt``, ``last.ckpt``,
-        the training curves and, when asked, every epoch's checkpoint.
+        The callbacks: ``TwoStageFinetuning``, ``EpochSeeds``, ``best.ckpt``, ``last.ckpt``
+        (written beside their targets: ``AtomicCheckpoints``), the training curves and, when
+        asked, every epoch's checkpoint.
     """
     folder = os.path.join(root, "checkpoints")
     callbacks: list[Callback] = [
@@ -30,6 +32,7 @@ def fit_callbacks(root: str, saving: CheckpointSettings, frozen_epochs: int) -> 
         # data is not the weights' pretraining data.
         TwoStageFinetuning(frozen_epochs, train_bn=True),
         EpochSeeds(),
+        AtomicCheckpoints(),
         BestCheckpoint(
             dirpath=folder,
             filename="best",
