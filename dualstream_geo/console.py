@@ -22,6 +22,15 @@ NOISE = (
     "Seed set to",  # the seed is in the run's config.yaml
     "Detected KeyboardInterrupt",  # the command says "interrupted" or "terminated"
 )
+#: DDP's warning that a gradient's strides differ from its bucket's where they differ only
+#: in a dimension of size 1 (a depthwise convolution's [C, 1, k, k] weight, whose gradient a
+#: CPU backward returns channels-last): the same memory layout, so spurious
+#: (pytorch/pytorch#47163); other stride mismatches are still shown.
+SPURIOUS_GRAD_STRIDES = (
+    r"Grad strides do not match bucket view strides\.[\s\S]*"
+    r"grad\.sizes\(\) = \[(\d+), 1, (\d+), (\d+)\], strides\(\) = \[(\d+), \d+, (\d+), (\d+)\]\s*"
+    r"bucket_view\.sizes\(\) = \[\1, 1, \2, \3\], strides\(\) = \[\4, \d+, \5, \6\]"
+)
 #: Lightning's loggers that emit them.
 LOGGERS = (
     "lightning.pytorch.utilities.rank_zero",
@@ -44,9 +53,10 @@ def quiet_lightning() -> None:
     """Attach :class:`LightningNoise` to Lightning's loggers (once).
 
     And drop the warning Lightning's own code raises under the torch installed (about its
-    pytree use).
+    pytree use), and DDP's :data:`SPURIOUS_GRAD_STRIDES`.
     """
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    warnings.filterwarnings("ignore", message=SPURIOUS_GRAD_STRIDES, category=UserWarning)
     for name in LOGGERS:
         logger = logging.getLogger(name)
         if not any(isinstance(f, LightningNoise) for f in logger.filters):

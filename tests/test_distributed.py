@@ -188,6 +188,7 @@ def test_ddp_fit_shares_patches_matches_metrics_and_resumes(
     done = ddp_fit(demo_root, whole, record)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "parameters that were not used" not in done.stderr
+    assert "Grad strides do not match" not in done.stderr  # spurious here (console.py)
     seen = {
         (rank, epoch): [tuple(b) for b in json.loads(p.read_text())]
         for rank, epoch in itertools.product((0, 1), (0, 1))

@@ -454,3 +454,32 @@ def test_a_dem_with_a_wrong_crs_label_is_one_error(tmp_path: Path) -> None:
         with pytest.raises(DualStreamError, match="does not overlap the image"):
             build_dataset(SceneSet(image=[str(zion)]), InputSpec(image=image, aux=(dem,)))
     assert not [w for w in caught if "finer than the aux grid" in str(w.message)]
+
+
+def test_ddp_stride_warnings_show_only_where_the_layouts_differ() -> None:
+    """DDP warns when a gradient's strides differ from its bucket's; where they differ only
+    in a dimension of size 1 the memory is the same and the commands drop it (the DDP fit
+    in tests/test_distributed.py checks that a real run shows none)."""
+    import warnings
+
+    from dualstream_geo.console import quiet_lightning
+
+    head = (
+        "Grad strides do not match bucket view strides. This may indicate grad was not created "
+        "according to the gradient layout contract, or that the param's strides changed since "
+        "DDP was constructed.  This is not an error, but may impair performance.\n"
+    )
+    same = (
+        "grad.sizes() = [64, 1, 7, 7], strides() = [49, 1, 7, 1]\n"
+        "bucket_view.sizes() = [64, 1, 7, 7], strides() = [49, 49, 7, 1]"
+    )
+    other = (
+        "grad.sizes() = [64, 32, 3, 3], strides() = [288, 1, 96, 32]\n"
+        "bucket_view.sizes() = [64, 32, 3, 3], strides() = [288, 9, 3, 1]"
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_lightning()
+        warnings.warn(head + same, UserWarning, stacklevel=1)
+        warnings.warn(head + other, UserWarning, stacklevel=1)
+    assert [str(w.message).splitlines()[1] for w in caught] == [other.splitlines()[0]]
