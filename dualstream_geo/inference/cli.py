@@ -97,7 +97,12 @@ def add_window_arguments(parser: ArgumentParser) -> None:
         help="context px at each window edge whose predictions are not used (default: 64, at "
         "most tile/4, for models with local context; tile/8 for older models)",
     )
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="windows per forward pass (default: 4 on a CPU, 8 on a GPU)",
+    )
     parser.add_argument("--blend", choices=BLENDS, default="hann")
     parser.add_argument("--kind", choices=KINDS, default="class")
     parser.add_argument("--tta", choices=TTAS, default="none")

@@ -45,7 +45,7 @@ from .outputs import (
     resumable_rows,
 )
 from .reading import scene_grid, window_batches
-from .settings import COMPILE_CHOICES, KINDS, check_settings
+from .settings import COMPILE_CHOICES, KINDS, check_settings, default_batch_size
 from .strips import StripSums
 from .tiling import Layout, default_margin, default_overlap, grid_layout
 from .writer import OutputSpec, create_partial, finalize, write_blended, write_progress
@@ -70,7 +70,8 @@ class ScenePredictor:
         tile: window side in px, a multiple of 32.
         overlap: share of a window its neighbours overlap (default: none beyond the
             margins for local context, 0.34 for window context).
-        batch_size: windows per forward pass.
+        batch_size: windows per forward pass (default: 4 on a CPU, 8 on a GPU:
+            :data:`~dualstream_geo.inference.settings.DEFAULT_BATCH_SIZE`).
         blend: weights of overlapping windows: ``hann``, ``linear`` or ``none``.
         tta: test-time augmentation: ``none``, ``flip`` or ``d4``.
         device: the torch device (default: CUDA when present).
@@ -93,7 +94,7 @@ class ScenePredictor:
         model_or_task: nn.Module,
         tile: int = 512,
         overlap: float | None = None,
-        batch_size: int = 8,
+        batch_size: int | None = None,
         blend: str = "hann",
         tta: str = "none",
         device: str | torch.device | None = None,
@@ -103,6 +104,8 @@ class ScenePredictor:
         margin: int | None = None,
         compile: str = "auto",
     ) -> None:
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        batch_size = default_batch_size(self.device) if batch_size is None else batch_size
         check_settings(tile, overlap, batch_size, blend, tta, workers, precision)
         if compile not in COMPILE_CHOICES:
             raise DualStreamError(f"compile must be one of {COMPILE_CHOICES}, got {compile!r}")
@@ -133,7 +136,6 @@ class ScenePredictor:
         self.overlap = default_overlap(local) if overlap is None else overlap
         self.tile, self.batch_size = tile, batch_size
         self.blend, self.tta, self.workers = blend, tta, workers
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.bf16 = inference_bf16(self.device, precision)
         if self.device.type == "cpu":  # a batch's maps are hundreds of MB (memory.py)
             keep_freed_memory()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from ..errors import DualStreamError
 from ..models.tta import TTAS
 from .tiling import BLENDS
@@ -10,6 +12,27 @@ KINDS = ("class", "probabilities", "both")
 PRECISIONS = ("auto", "32", "bf16")
 #: When ``predict`` compiles a depthwise detail path (:mod:`.compiling`).
 COMPILE_CHOICES = ("auto", "always", "never")
+#: Windows per forward pass when none is given, by device type. On a CPU a batch of 8
+#: windows of 512 px holds about 5 GiB of maps at its peak (3.4 with 4), and a fresh
+#: process faults all of it in during its first batch: on 2 AMD EPYC (Zen 3) cores in a VM
+#: that first batch took 21 s with 8 windows and 3.3 s with 4, and a whole `predict` of the
+#: Zion scene 35-38 s against 21-22 s, with the same map; once warm, a window costs the
+#: same in either (benchmarks/README.md). A GPU keeps 8.
+DEFAULT_BATCH_SIZE = {"cpu": 4}
+#: Where :data:`DEFAULT_BATCH_SIZE` names no device type.
+DEFAULT_BATCH_SIZE_ELSEWHERE = 8
+
+
+def default_batch_size(device: torch.device) -> int:
+    """Windows per forward pass on ``device`` when none is given (:data:`DEFAULT_BATCH_SIZE`).
+
+    Args:
+        device: the device the model runs on.
+
+    Returns:
+        4 on a CPU, 8 on a GPU.
+    """
+    return DEFAULT_BATCH_SIZE.get(device.type, DEFAULT_BATCH_SIZE_ELSEWHERE)
 
 
 def check_settings(
