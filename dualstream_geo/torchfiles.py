@@ -1,4 +1,4 @@
-"""Reading PyTorch files (state dicts, checkpoints) safely, with one clear error."""
+"""PyTorch files (state dicts, checkpoints): read safely with one clear error, written whole."""
 
 from __future__ import annotations
 
@@ -24,3 +24,26 @@ def load_torch_file(path: str | os.PathLike[str], what: str = "PyTorch file") ->
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise DualStreamError(f"{path}: not a readable {what} ({type(error).__name__})") from None
+
+
+def save_torch_file(obj: Any, path: str | os.PathLike[str]) -> None:
+    """``torch.save`` beside ``path`` (``.<name>.<pid>.tmp``), then renamed over it.
+
+    The rename is atomic on one file system: an interrupted save leaves the previous file
+    (if any) and no partial one.
+
+    Args:
+        obj: what to save.
+        path: the file to write; its folder must exist.
+
+    Raises:
+        OSError: the file cannot be written (``path`` is left as it was).
+    """
+    folder, name = os.path.split(os.path.abspath(path))
+    partial = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+    try:
+        torch.save(obj, partial)
+        os.replace(partial, os.path.join(folder, name))
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)

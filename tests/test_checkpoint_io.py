@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from dualstream_geo.training import checkpoint_io
+from dualstream_geo import torchfiles
 from dualstream_geo.training.checkpoint_io import AtomicCheckpoints, LocalAtomicCheckpointIO
 
 
@@ -27,7 +27,7 @@ def test_an_interrupted_save_keeps_the_previous_checkpoint(
         Path(path).write_bytes(b"half a checkpoint")  # then the disk fills, or Ctrl-C
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(checkpoint_io.torch, "save", interrupted)
+    monkeypatch.setattr(torchfiles.torch, "save", interrupted)
     with pytest.raises(OSError, match="No space left"):
         writer.save_checkpoint({"epoch": 2, "weights": torch.zeros(4)}, target)
     kept = torch.load(target)

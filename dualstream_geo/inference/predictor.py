@@ -71,7 +71,7 @@ class ScenePredictor:
         overlap: share of a window its neighbours overlap (default: none beyond the
             margins for local context, 0.34 for window context).
         batch_size: windows per forward pass (default: 4 on a CPU, 8 on a GPU:
-            :data:`~dualstream_geo.inference.settings.DEFAULT_BATCH_SIZE`).
+            :data:`~dualstream_geo.inference.settings.CPU_BATCH_SIZE`).
         blend: weights of overlapping windows: ``hann``, ``linear`` or ``none``.
         tta: test-time augmentation: ``none``, ``flip`` or ``d4``.
         device: the torch device (default: CUDA when present).

@@ -17,14 +17,14 @@ COMPILE_CHOICES = ("auto", "always", "never")
 #: process faults all of it in during its first batch: on 2 AMD EPYC (Zen 3) cores in a VM
 #: that first batch took 21 s with 8 windows and 3.3 s with 4, and a whole `predict` of the
 #: Zion scene 35-38 s against 21-22 s, with the same map; once warm, a window costs the
-#: same in either (benchmarks/README.md). A GPU keeps 8.
-DEFAULT_BATCH_SIZE = {"cpu": 4}
-#: Where :data:`DEFAULT_BATCH_SIZE` names no device type.
-DEFAULT_BATCH_SIZE_ELSEWHERE = 8
+#: same in either (benchmarks/README.md).
+CPU_BATCH_SIZE = 4
+#: Windows per forward pass on a GPU when none is given.
+GPU_BATCH_SIZE = 8
 
 
 def default_batch_size(device: torch.device) -> int:
-    """Windows per forward pass on ``device`` when none is given (:data:`DEFAULT_BATCH_SIZE`).
+    """Windows per forward pass on ``device`` when none is given (:data:`CPU_BATCH_SIZE`).
 
     Args:
         device: the device the model runs on.
@@ -32,7 +32,7 @@ def default_batch_size(device: torch.device) -> int:
     Returns:
         4 on a CPU, 8 on a GPU.
     """
-    return DEFAULT_BATCH_SIZE.get(device.type, DEFAULT_BATCH_SIZE_ELSEWHERE)
+    return CPU_BATCH_SIZE if device.type == "cpu" else GPU_BATCH_SIZE
 
 
 def check_settings(

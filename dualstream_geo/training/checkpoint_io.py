@@ -18,10 +18,11 @@ from typing import Any, override
 
 import fsspec
 import lightning.pytorch as pl
-import torch
 from fsspec.implementations.local import LocalFileSystem
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from ..torchfiles import save_torch_file
 
 
 class LocalAtomicCheckpointIO(TorchCheckpointIO):
@@ -51,15 +52,8 @@ class LocalAtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None or not isinstance(filesystem, LocalFileSystem):
             super().save_checkpoint(checkpoint, path, storage_options)
             return
-        folder, name = os.path.split(os.path.abspath(local))
-        os.makedirs(folder, exist_ok=True)
-        partial = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
-        try:
-            torch.save(checkpoint, partial)
-            os.replace(partial, os.path.join(folder, name))
-        finally:
-            if os.path.exists(partial):
-                os.remove(partial)
+        os.makedirs(os.path.dirname(os.path.abspath(local)), exist_ok=True)
+        save_torch_file(checkpoint, local)
 
 
 class AtomicCheckpoints(Callback):

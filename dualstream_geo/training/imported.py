@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning
-import torch
 
 from ..data.auxiliary.spec import original_aux
 from ..data.spec import ClassSpec, ImageSpec, InputSpec
@@ -22,6 +21,7 @@ from ..errors import DualStreamError, OneLineParser
 from ..models import DualStreamDFormer
 from ..models.settings import ArchitectureSettings
 from ..paths import check_folder_writable, check_output, describe_write_error
+from ..torchfiles import save_torch_file
 from .settings import LossSettings
 from .stored import store_spec
 from .task import DualStreamSegmentation
@@ -99,14 +99,10 @@ def import_original(
     }
     imported_from = [os.path.basename(str(p)) for p in (weights, air_encoder, vision_encoder) if p]
     store_spec(checkpoint, task.input_spec, imported_from=imported_from)
-    partial = real.with_name(f".{real.name}.{os.getpid()}.tmp")
     try:
-        torch.save(checkpoint, partial)
-        os.replace(partial, real)
+        save_torch_file(checkpoint, real)
     except OSError as error:
         raise DualStreamError(describe_write_error(output, error)) from None
-    finally:
-        partial.unlink(missing_ok=True)
     return output
 
 
