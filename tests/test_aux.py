@@ -4,6 +4,8 @@ the input spec, stored in checkpoints, and given to ``predict`` by name."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,8 @@ from dualstream_geo.data import (
     SatelliteImage,
 )
 from dualstream_geo.data.datamodule import DualStreamDataModule
+from dualstream_geo.data.grid import Grid
+from dualstream_geo.data.warped_rows import WarpedRows
 from dualstream_geo.errors import DualStreamError
 from dualstream_geo.inference import ScenePredictor
 from dualstream_geo.training import DualStreamSegmentation, read_spec
@@ -183,12 +187,24 @@ def test_constant_or_empty_aux_channels_are_refused(demo_root: Path, tmp_path: P
         datamodule(bands=(1,), transform="log").setup("fit")
 
 
+@contextmanager
+def own_warps(dataset: DualStreamGeoDataset, extent: Grid) -> Iterator[None]:
+    """Each window warps its aux sources by itself (as before rows were warped once)."""
+    yield
+
+
 def test_two_aux_sources_in_other_crs_fit_and_predict_by_name(
-    aux_root: Path, demo_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    aux_root: Path,
+    demo_root: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A 5-band EPSG:3857 raster and a 1-band EPSG:4326 raster as the aux stream of scenes in
     EPSG:32652 and EPSG:5186: the channel count follows from the sources, the checkpoint names
-    them, and ``predict --aux NAME=PATH`` writes the map on the image grid."""
+    them, and ``predict --aux NAME=PATH`` writes the map on the image grid. Its windows share
+    the aux rasters' exact warps (rows warped once), and the probabilities are those of each
+    window warping its own."""
     config = {
         "trainer": {"max_epochs": 1, "default_root_dir": str(tmp_path / "run")},
         "model": {
@@ -235,6 +251,27 @@ def test_two_aux_sources_in_other_crs_fit_and_predict_by_name(
         assert written.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
         classes, valid = written.read(1), src.read_masks(1) > 0
     assert classes[valid].max() <= 1 and (classes[~valid] == 255).all()
+
+    probabilities, bands = [], []
+    band_rows = WarpedRows._rows
+    for shared in (True, False):
+        with monkeypatch.context() as patch:
+            if shared:
+
+                def counted(rows: WarpedRows, start: int, stop: int) -> np.ndarray:
+                    bands.append((start, stop))
+                    return band_rows(rows, start, stop)
+
+                patch.setattr(WarpedRows, "_rows", counted)
+            else:
+                patch.setattr(DualStreamGeoDataset, "aux_rows_warped_once", own_warps)
+            out = tmp_path / f"probabilities_{shared}.tif"
+            args_out = ["--output", str(out), "--tile", "128", "--kind", "probabilities"]
+            assert main([*predict, *named, *args_out]) == 0
+        with rasterio.open(out) as written:
+            probabilities.append(written.read())
+    assert np.array_equal(*probabilities) and probabilities[0].max() > 0
+    assert bands  # the shared run did read from warped rows
 
     # Missing, unknown and mismatched sources: one line each, naming the source.
     three = tmp_path / "three.tif"

@@ -93,6 +93,20 @@ class Grid:
             -(-self.width // factor),
         )
 
+    def padded(self, cells: int) -> Grid:
+        """This grid with ``cells`` more pixels on every side."""
+        xres, yres = self.res
+        xmin, _, _, ymax = self.bounds
+        return Grid.from_bounds(
+            self.crs,
+            xmin - cells * xres,
+            ymax + cells * yres,
+            xres,
+            yres,
+            self.height + 2 * cells,
+            self.width + 2 * cells,
+        )
+
     def scaled(self, factor: int) -> Grid:
         """The same bounds with pixels ``factor`` times larger (height and width divided)."""
         if self.height % factor or self.width % factor:
@@ -147,7 +161,7 @@ def same_crs(a: CRS, b: CRS) -> bool:
     return a is b or _same_crs(a.to_wkt(), b.to_wkt())
 
 
-def _aligned_window(src_transform: Affine, grid: Grid) -> Window | None:
+def aligned_window(src_transform: Affine, grid: Grid) -> Window | None:
     """The integer window of ``grid`` in a same-CRS source, or None if pixels do not align."""
     st, gt = src_transform, grid.transform
     if st.b or st.d or gt.b or gt.d:
@@ -184,7 +198,7 @@ def read_onto(
     """
     crs, transform = src.crs, src.transform
     nodata = src.nodata if nodata is None else nodata
-    window = _aligned_window(transform, grid) if same_crs(crs, grid.crs) else None
+    window = aligned_window(transform, grid) if same_crs(crs, grid.crs) else None
     if window is not None:
         # Same CRS, same pixel size, whole-pixel offset: a plain windowed read, no resampling.
         row0, col0 = max(window.row_off, 0), max(window.col_off, 0)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import geopandas as gpd
@@ -20,6 +22,7 @@ from ..errors import DualStreamError
 from .grid import Grid
 from .land_cover import LandCoverMask
 from .sources import GeoRaster, SatelliteImage
+from .warped_rows import WarpedRows
 
 Sample = dict[str, Any]
 
@@ -259,6 +262,35 @@ class DualStreamGeoDataset(GeoDataset):
         if self.transforms is not None:
             sample = self.transforms(sample)
         return sample
+
+    @contextmanager
+    def aux_rows_warped_once(self, extent: Grid) -> Iterator[None]:
+        """Within the block, reads inside ``extent`` share their aux sources' exact warps.
+
+        For windows read strip by strip, top to bottom (a whole scene's prediction): each
+        aux source that warps exactly (``warp_tolerance`` 0) warps the rows the windows need
+        once across ``extent``'s width (:mod:`.warped_rows`), which gives each window, bit
+        for bit, what its own warp gives. Reads elsewhere warp as before.
+
+        Args:
+            extent: the image grid (image CRS and pixels) the windows lie in.
+        """
+        # One more aux cell each side: sources that derive terrain read one (margin_grid).
+        aux = extent.coarsened(self.aux_scale).padded(1)
+        exact = [(i, s) for i, s in enumerate(self.air) if s.warp_tolerance == 0.0]
+        for i, source in exact:
+            source.warped_rows = WarpedRows(aux, partial(self._warp_exactly, i))
+        try:
+            yield
+        finally:
+            for _, source in exact:
+                source.warped_rows = None
+
+    def _warp_exactly(self, index: int, grid: Grid) -> np.ndarray:
+        """Aux source ``index``'s files under ``grid`` warped exactly onto it (raw values)."""
+        source = self.air[index]
+        files = self._files(index + 1, shapely.box(*grid.bounds))
+        return source.warp_files(files, grid, source.resampling, 0.0)
 
     def _read_air(self, grid: Grid) -> np.ndarray:
         box = shapely.box(*grid.bounds)

@@ -36,6 +36,7 @@ from .grid import Grid, decimated_read, open_raster, read_onto
 from .remote import describe_error, is_remote, source_paths, warn_if_not_cloud_optimised
 from .stac import read_items, stac_files
 from .vrt import band_xml, dataset_xml
+from .warped_rows import WarpedRows
 
 IGNORE_INDEX = 255
 
@@ -99,6 +100,9 @@ class GeoRaster(RasterDataset):
     num_channels: int = 1
     #: GDAL's approximate-transformer error when warping (pixels; see ``read_onto``).
     warp_tolerance: float = 0.125
+    #: Exact warps served from rows warped once across a run of windows (set by the join's
+    #: :meth:`~dualstream_geo.data.join.DualStreamGeoDataset.warp_aux_rows_once`).
+    warped_rows: WarpedRows | None = None
     #: How files built from STAC Items are named (see :meth:`from_stac`).
     stac_prefix: ClassVar[str] = ""
     stac_groups: ClassVar[tuple[str, ...]] = ()
@@ -293,7 +297,8 @@ class GeoRaster(RasterDataset):
         """The files' own bands (before :meth:`convert`) onto ``grid``.
 
         Float32 (file channels, height, width), NaN where no file has data. ``tolerance``:
-        the warp's (default the source's ``warp_tolerance``; 0: exact).
+        the warp's (default the source's ``warp_tolerance``; 0: exact). An exact warp in the
+        source's own resampling comes from :attr:`warped_rows` where they hold ``grid``.
 
         Args:
             filepaths: the index entries to read.
@@ -305,6 +310,26 @@ class GeoRaster(RasterDataset):
             float32 (file channels, grid.height, grid.width).
         """
         tolerance = self.warp_tolerance if tolerance is None else tolerance
+        if self.warped_rows is not None and tolerance == 0.0 and resampling == self.resampling:
+            held = self.warped_rows.read(grid)
+            if held is not None:
+                return held
+        return self.warp_files(filepaths, grid, resampling, tolerance)
+
+    def warp_files(
+        self, filepaths: Iterable[str], grid: Grid, resampling: Resampling, tolerance: float
+    ) -> np.ndarray:
+        """:meth:`read_files` by a warp of its own (never from :attr:`warped_rows`).
+
+        Args:
+            filepaths: the index entries to read.
+            grid: the grid to read onto.
+            resampling: the warp's resampling.
+            tolerance: the warp's error threshold in pixels (0: exact).
+
+        Returns:
+            float32 (file channels, grid.height, grid.width).
+        """
         filepaths = list(filepaths)
         channels = self.num_channels
         if filepaths:

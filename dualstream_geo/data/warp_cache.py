@@ -34,7 +34,7 @@ from .auxiliary.files import cache_folder
 from .auxiliary.gridding import files_fingerprint, readable_to_end, write_grid
 from .auxiliary.raster import AuxRaster
 from .auxiliary.terrain import margin_grid
-from .grid import Grid, _aligned_window, open_raster, same_crs
+from .grid import Grid, aligned_window, open_raster, same_crs
 from .join import DualStreamGeoDataset
 from .remote import is_remote
 from .sources import GeoRaster
@@ -60,7 +60,7 @@ def on_grid(source: GeoRaster, grid: Grid) -> bool:
             if is_remote(path):
                 return False
             src = open_raster(source.resolve(path))
-            if not same_crs(src.crs, grid.crs) or _aligned_window(src.transform, grid) is None:
+            if not same_crs(src.crs, grid.crs) or aligned_window(src.transform, grid) is None:
                 return False
     return True
 

@@ -44,7 +44,7 @@ from .outputs import (
     prediction_inputs,
     resumable_rows,
 )
-from .reading import scene_grid, window_batches
+from .reading import scene_grid, window_batches, windows_extent
 from .settings import COMPILE_CHOICES, KINDS, check_settings, default_batch_size
 from .strips import StripSums
 from .tiling import Layout, default_margin, default_overlap, grid_layout
@@ -387,7 +387,8 @@ class ScenePredictor:
             total=len(windows), unit="win", desc="predict", disable=None if show_bar else True
         )
         reading = window_batches(dataset, grid, windows, self.batch_size, self.workers)
-        with bar, reading as batches:
+        shared_warps = dataset.aux_rows_warped_once(windows_extent(grid, windows))
+        with bar, shared_warps, reading as batches:
             for batch in batches:
                 valid = batch["valid"]
                 keep, probs = self._batch_probabilities(batch)

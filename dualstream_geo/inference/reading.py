@@ -57,6 +57,20 @@ def window_grid(grid: Grid, window: Window) -> Grid:
     )
 
 
+def windows_extent(grid: Grid, windows: list[Window]) -> Grid:
+    """The grid (on ``grid``'s pixels) that holds every window of ``windows``."""
+    if not windows:
+        return grid
+    top, left = min(w.row for w in windows), min(w.col for w in windows)
+    bottom = max(w.row + w.size for w in windows)
+    right = max(w.col + w.size for w in windows)
+    xres, yres = grid.res
+    xmin, _, _, ymax = grid.bounds
+    return Grid.from_bounds(
+        grid.crs, xmin + left * xres, ymax - top * yres, xres, yres, bottom - top, right - left
+    )
+
+
 class WindowDataset(Dataset[dict[str, Any]]):
     """Samples of the join on each window's grid, in strip order."""
 

@@ -40,11 +40,7 @@ def cell_size_m(grid: Grid) -> tuple[float, float]:
 
 def margin_grid(grid: Grid) -> Grid:
     """``grid`` with one more cell on every side."""
-    xres, yres = grid.res
-    xmin, _, _, ymax = grid.bounds
-    return Grid.from_bounds(
-        grid.crs, xmin - xres, ymax + yres, xres, yres, grid.height + 2, grid.width + 2
-    )
+    return grid.padded(1)
 
 
 def terrain(elevation: np.ndarray, dx: float, dy: float, names: Sequence[str]) -> np.ndarray:
