@@ -229,29 +229,32 @@ def test_one_map_whatever_the_tile_and_the_nodata_collar(
         assert (inner[valid] != reference[valid]).mean() <= 0.005, tile
 
 
-def test_a_cpu_predicts_4_windows_at_a_time_and_the_map_does_not_depend_on_it(
+def test_a_cpu_batch_holds_1_mpx_and_the_map_does_not_depend_on_it(
     checkpoint: Path, scene: dict[str, Path], tmp_path: Path
 ) -> None:
-    """On a CPU a batch is 4 windows unless given (a fresh process faults a batch's maps in:
-    inference/settings.py); in fp32 the map is the same at any batch size."""
+    """On a CPU a batch is as many windows as make 1 Mpx unless given (4 of 512 px: a fresh
+    process faults a batch's maps in, inference/settings.py); in fp32 the map is the same at
+    any batch size."""
     from dualstream_geo.inference.reading import scene_grid
     from dualstream_geo.inference.settings import default_batch_size
 
-    assert default_batch_size(torch.device("cuda")) == 8
+    assert default_batch_size(torch.device("cuda"), 128) == 8
+    cpu = torch.device("cpu")
+    assert [default_batch_size(cpu, tile) for tile in (128, 512, 1024, 4096)] == [64, 4, 1, 1]
     aux = [scene["gems"], scene["air"]]
     maps = {}
-    for batch_size in (None, 8):
+    for batch_size in (None, 3):
         predictor = ScenePredictor.from_checkpoint(
             checkpoint, tile=128, precision="32", device="cpu", batch_size=batch_size
         )
-        assert predictor.batch_size == (batch_size or 4)
+        assert predictor.batch_size == (batch_size or 64)
         output = tmp_path / f"batch{batch_size}.tif"
         predictor.predict([scene["image"]], aux, output, kind="both")
         probabilities = output.with_name(output.stem + "_probabilities.tif")
         maps[batch_size] = np.concatenate([read(output), read(probabilities)])
     grid = scene_grid(predictor.dataset([scene["image"]], aux).image)
-    assert len(predictor.layout(grid).windows) > 8  # batches of 4 and of 8 differ
-    assert np.array_equal(maps[None], maps[8])  # classes and probabilities
+    assert len(predictor.layout(grid).windows) > 3  # one batch against batches of 3
+    assert np.array_equal(maps[None], maps[3])  # classes and probabilities
 
 
 def test_resume_after_interruption_gives_the_same_file(

@@ -101,7 +101,8 @@ def add_window_arguments(parser: ArgumentParser) -> None:
         "--batch-size",
         type=int,
         default=None,
-        help="windows per forward pass (default: 4 on a CPU, 8 on a GPU)",
+        help="windows per forward pass (default: on a CPU as many as make 1 Mpx, 4 of 512 px; "
+        "8 on a GPU)",
     )
     parser.add_argument("--blend", choices=BLENDS, default="hann")
     parser.add_argument("--kind", choices=KINDS, default="class")

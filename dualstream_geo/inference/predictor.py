@@ -70,8 +70,9 @@ class ScenePredictor:
         tile: window side in px, a multiple of 32.
         overlap: share of a window its neighbours overlap (default: none beyond the
             margins for local context, 0.34 for window context).
-        batch_size: windows per forward pass (default: 4 on a CPU, 8 on a GPU:
-            :data:`~dualstream_geo.inference.settings.CPU_BATCH_SIZE`).
+        batch_size: windows per forward pass (default: on a CPU about 1 Mpx, 4 windows of
+            512 px (:data:`~dualstream_geo.inference.settings.CPU_BATCH_PIXELS`); 8 on a
+            GPU).
         blend: weights of overlapping windows: ``hann``, ``linear`` or ``none``.
         tta: test-time augmentation: ``none``, ``flip`` or ``d4``.
         device: the torch device (default: CUDA when present).
@@ -105,8 +106,8 @@ class ScenePredictor:
         compile: str = "auto",
     ) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        batch_size = default_batch_size(self.device) if batch_size is None else batch_size
         check_settings(tile, overlap, batch_size, blend, tta, workers, precision)
+        batch_size = default_batch_size(self.device, tile) if batch_size is None else batch_size
         if compile not in COMPILE_CHOICES:
             raise DualStreamError(f"compile must be one of {COMPILE_CHOICES}, got {compile!r}")
         self.compile = compile
