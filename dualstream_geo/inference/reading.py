@@ -44,17 +44,7 @@ def scene_grid(image: SatelliteImage) -> Grid:
 
 def window_grid(grid: Grid, window: Window) -> Grid:
     """The grid of ``window``'s pixels on ``grid`` (it may reach past the scene)."""
-    xres, yres = grid.res
-    xmin, _, _, ymax = grid.bounds
-    return Grid.from_bounds(
-        grid.crs,
-        xmin + window.col * xres,
-        ymax - window.row * yres,
-        xres,
-        yres,
-        window.size,
-        window.size,
-    )
+    return windows_extent(grid, [window])
 
 
 def windows_extent(grid: Grid, windows: list[Window]) -> Grid:
