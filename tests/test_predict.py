@@ -234,7 +234,7 @@ def test_a_cpu_batch_holds_1_mpx_and_the_map_does_not_depend_on_it(
 ) -> None:
     """On a CPU a batch is as many windows as make 1 Mpx unless given (4 of 512 px: a fresh
     process faults a batch's maps in, inference/settings.py); in fp32 the map is the same at
-    any batch size."""
+    any batch size, and read by a loader process."""
     from dualstream_geo.inference.reading import scene_grid
     from dualstream_geo.inference.settings import default_batch_size
 
@@ -245,7 +245,12 @@ def test_a_cpu_batch_holds_1_mpx_and_the_map_does_not_depend_on_it(
     maps = {}
     for batch_size in (None, 3):
         predictor = ScenePredictor.from_checkpoint(
-            checkpoint, tile=128, precision="32", device="cpu", batch_size=batch_size
+            checkpoint,
+            tile=128,
+            precision="32",
+            device="cpu",
+            batch_size=batch_size,
+            workers=0 if batch_size is None else 1,
         )
         assert predictor.batch_size == (batch_size or 64)
         output = tmp_path / f"batch{batch_size}.tif"
