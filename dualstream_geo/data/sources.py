@@ -101,7 +101,7 @@ class GeoRaster(RasterDataset):
     #: GDAL's approximate-transformer error when warping (pixels; see ``read_onto``).
     warp_tolerance: float = 0.125
     #: Exact warps served from rows warped once across a run of windows (set by the join's
-    #: :meth:`~dualstream_geo.data.join.DualStreamGeoDataset.warp_aux_rows_once`).
+    #: :meth:`~dualstream_geo.data.join.DualStreamGeoDataset.aux_rows_warped_once`).
     warped_rows: WarpedRows | None = None
     #: How files built from STAC Items are named (see :meth:`from_stac`).
     stac_prefix: ClassVar[str] = ""
