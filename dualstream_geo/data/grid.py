@@ -93,19 +93,21 @@ class Grid:
             -(-self.width // factor),
         )
 
-    def padded(self, cells: int) -> Grid:
-        """This grid with ``cells`` more pixels on every side."""
+    def window(self, row: int, col: int, height: int, width: int) -> Grid:
+        """The grid of ``height`` x ``width`` of these pixels from (``row``, ``col``).
+
+        Offsets may be negative and the window may reach past this grid: the same CRS,
+        pixel size and pixel alignment.
+        """
         xres, yres = self.res
         xmin, _, _, ymax = self.bounds
         return Grid.from_bounds(
-            self.crs,
-            xmin - cells * xres,
-            ymax + cells * yres,
-            xres,
-            yres,
-            self.height + 2 * cells,
-            self.width + 2 * cells,
+            self.crs, xmin + col * xres, ymax - row * yres, xres, yres, height, width
         )
+
+    def padded(self, cells: int) -> Grid:
+        """This grid with ``cells`` more pixels on every side."""
+        return self.window(-cells, -cells, self.height + 2 * cells, self.width + 2 * cells)
 
     def scaled(self, factor: int) -> Grid:
         """The same bounds with pixels ``factor`` times larger (height and width divided)."""

@@ -54,11 +54,7 @@ def windows_extent(grid: Grid, windows: list[Window]) -> Grid:
     top, left = min(w.row for w in windows), min(w.col for w in windows)
     bottom = max(w.row + w.size for w in windows)
     right = max(w.col + w.size for w in windows)
-    xres, yres = grid.res
-    xmin, _, _, ymax = grid.bounds
-    return Grid.from_bounds(
-        grid.crs, xmin + left * xres, ymax - top * yres, xres, yres, bottom - top, right - left
-    )
+    return grid.window(top, left, bottom - top, right - left)
 
 
 class WindowDataset(Dataset[dict[str, Any]]):
